@@ -1,0 +1,17 @@
+"""What happened: the event envelope, every event type, the topic catalogue."""
+
+from events import enrollment  # noqa: F401  (registers the enrollment event types)
+from events.envelope import Actor, Envelope, from_bytes, seal, to_bytes
+from events.registry import EventPayload, Recorded, all_types, read
+
+__all__ = [
+    "Actor",
+    "Envelope",
+    "EventPayload",
+    "Recorded",
+    "all_types",
+    "from_bytes",
+    "read",
+    "seal",
+    "to_bytes",
+]

@@ -1,0 +1,88 @@
+"""The event envelope: what every fact on a trialops topic carries besides its payload.
+
+An envelope is immutable. Its ``hash`` is SHA-256 over the canonical bytes of every other
+field, including ``prev_hash`` (the hash of the previous event of the same stream), so a
+replay detects an event that was altered, removed or reordered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+GENESIS_HASH = "0" * 64
+"""``prev_hash`` of the first event of a stream."""
+
+_CANONICAL = orjson.OPT_SORT_KEYS
+
+
+class Frozen(BaseModel):
+    """Base for every value on the wire: immutable, no unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Actor(Frozen):
+    """Who did it: an authenticated user and the role under which they acted."""
+
+    user_id: str = Field(min_length=1, max_length=128)
+    role: str = Field(min_length=1, max_length=64)
+
+
+class Envelope(Frozen):
+    event_id: UUID
+    event_type: str = Field(min_length=1)
+    schema_version: int = Field(ge=1)
+    trial_id: str = Field(min_length=1)
+    stream_id: str = Field(min_length=1)
+    stream_seq: int = Field(ge=1)
+    occurred_at: AwareDatetime
+    recorded_at: AwareDatetime
+    actor: Actor
+    reason: str | None = None
+    correlation_id: UUID
+    causation_id: UUID | None = None
+    prev_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    payload: dict[str, Any]
+
+    @field_validator("occurred_at", "recorded_at")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        # One textual form per instant, so the canonical bytes (and the hash) survive a round trip.
+        return value.astimezone(UTC)
+
+    def body(self) -> dict[str, Any]:
+        """Every field but ``hash``, in its JSON form: what the hash covers."""
+        return self.model_dump(mode="json", exclude={"hash"})
+
+    def computed_hash(self) -> str:
+        return content_hash(self.body())
+
+    def hash_is_valid(self) -> bool:
+        return self.computed_hash() == self.hash
+
+
+def content_hash(body: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(body, option=_CANONICAL)).hexdigest()
+
+
+def seal(**fields: Any) -> Envelope:
+    """Build an envelope from every field but ``hash`` and compute the hash over them."""
+    draft = Envelope.model_validate({**fields, "hash": GENESIS_HASH})
+    return draft.model_copy(update={"hash": draft.computed_hash()})
+
+
+def to_bytes(envelope: Envelope) -> bytes:
+    """Wire form: canonical JSON of the whole envelope (sorted keys, UTC ISO times)."""
+    return orjson.dumps(envelope.model_dump(mode="json"), option=_CANONICAL)
+
+
+def from_bytes(data: bytes) -> Envelope:
+    """Parse wire bytes; raises ``pydantic.ValidationError`` or ``orjson.JSONDecodeError``."""
+    return Envelope.model_validate(orjson.loads(data))

@@ -1,0 +1,42 @@
+"""The topic catalogue: one event topic per bounded context, kept forever."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CONTEXTS = ("enrollment", "manufacturing", "dosing", "safety")
+DEFAULT_NAMESPACE = "trialops"
+
+EVENT_TOPIC_CONFIG = {
+    # Events are the system of record: never expire them, never compact them away.
+    "retention.ms": "-1",
+    "retention.bytes": "-1",
+    "cleanup.policy": "delete",
+}
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int = 1
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+def event_topic(context: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    if context not in CONTEXTS:
+        raise ValueError(f"unknown bounded context {context!r}; known: {', '.join(CONTEXTS)}")
+    return f"{namespace}.{context}.events"
+
+
+def dead_letter_topic(consumer_group: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    return f"{namespace}.dlq.{consumer_group}"
+
+
+def catalogue(namespace: str = DEFAULT_NAMESPACE) -> list[TopicSpec]:
+    # One partition per context: a phase I trial writes a few thousand events, and a single
+    # partition gives every projection one total order per context. Streams are still keyed
+    # by stream_id, so more partitions later keep each stream's order.
+    return [
+        TopicSpec(event_topic(context, namespace), 1, dict(EVENT_TOPIC_CONFIG))
+        for context in CONTEXTS
+    ]

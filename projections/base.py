@@ -1,0 +1,48 @@
+"""What a projection is: a pure fold over recorded events, partitioned by a key.
+
+Nothing here knows about Faust or Kafka: the Faust agent and the replay tool both call these
+functions, so a projection rebuilt for an audit is the live one, by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from events.registry import Recorded
+
+State = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Projection:
+    name: str
+    contexts: tuple[str, ...]
+    key_of: Callable[[Recorded], str | None]
+    """The key whose state an event changes, or None when the event does not concern it."""
+    initial: Callable[[str], State]
+    apply: Callable[[State, Recorded], State]
+    render: Callable[[Mapping[str, State]], Any]
+    """The JSON document served by the live view and printed by the replay."""
+
+
+def fold(
+    projection: Projection, events, states: dict[str, State] | None = None
+) -> dict[str, State]:
+    states = {} if states is None else states
+    for recorded in events:
+        key = projection.key_of(recorded)
+        if key is None:
+            continue
+        states[key] = projection.apply(states.get(key) or projection.initial(key), recorded)
+    return states
+
+
+def to_json(document: Any) -> bytes:
+    """The one serialisation of a projection document: the live view and the replay share it."""
+    return orjson.dumps(
+        document, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
+    )

@@ -1,0 +1,132 @@
+"""Thin HTTP adapter shared by the services: authentication, JSON in, command validation,
+and the mapping of domain errors to 4xx. No trial rule lives here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from events.envelope import Actor
+from services.auth import UserDirectory
+from services.errors import DomainError
+from services.eventstore import StoreUnavailable
+from services.runtime import CommandHandler
+
+log = logging.getLogger(__name__)
+
+ACTOR = web.AppKey("actor", Actor)
+
+
+def problem(status: int, error: str, message: str, **extra: Any) -> web.Response:
+    body = {"error": error, "message": message, **extra}
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+def ok(status: int, body: Any) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+def authentication(users: UserDirectory):
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        if request.path == "/health":
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        actor = users.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+        if actor is None:
+            return problem(401, "unauthenticated", "send 'Authorization: Bearer <token>'")
+        request["actor"] = actor
+        return await handler(request)
+
+    return middleware
+
+
+def describe_validation(exc: ValidationError) -> list[dict[str, str]]:
+    return [
+        {
+            "field": ".".join(str(p) for p in err["loc"]) or "(body)",
+            "rule": err["type"],
+            "message": err["msg"],
+        }
+        for err in exc.errors(include_url=False)
+    ]
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise web.HTTPBadRequest(
+            body=orjson.dumps(
+                {"error": "malformed-json", "message": f"request body is not JSON: {exc}"}
+            ),
+            content_type="application/json",
+        ) from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(
+            body=orjson.dumps(
+                {"error": "malformed-json", "message": "request body must be a JSON object"}
+            ),
+            content_type="application/json",
+        )
+    return body
+
+
+def command_endpoint(
+    handler: CommandHandler,
+    command_type: type[BaseModel],
+    roles: frozenset[str],
+    clock=lambda: datetime.now(UTC),
+):
+    """A POST endpoint that turns a JSON body into ``command_type`` and hands it to ``handler``."""
+
+    async def endpoint(request: web.Request) -> web.Response:
+        actor: Actor = request["actor"]
+        if actor.role not in roles:
+            return problem(
+                403,
+                "role-not-permitted",
+                f"role {actor.role} may not {command_type.__name__}; allowed: {sorted(roles)}",
+            )
+        body = await read_json_object(request)
+        reason = body.pop("reason", None)
+        body.setdefault("occurred_at", clock().isoformat())
+        try:
+            command = command_type.model_validate(body)
+        except ValidationError as exc:
+            fields = describe_validation(exc)
+            summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+            return problem(422, "invalid-command", summary, fields=fields)
+        try:
+            appended = await handler.handle(command, actor, reason=reason)
+        except DomainError as exc:
+            return problem(exc.status, exc.rule, exc.message, details=exc.details)
+        except StoreUnavailable as exc:
+            return problem(503, "event-store-unavailable", str(exc))
+        return ok(201, {"events": [summarise(a) for a in appended]})
+
+    return endpoint
+
+
+def summarise(appended) -> Mapping[str, Any]:
+    e = appended.envelope
+    return {
+        "event_id": str(e.event_id),
+        "event_type": e.event_type,
+        "stream_id": e.stream_id,
+        "stream_seq": e.stream_seq,
+        "hash": e.hash,
+        "position": appended.position.as_dict(),
+    }
+
+
+async def health(_request: web.Request) -> web.Response:
+    return ok(200, {"status": "ok"})

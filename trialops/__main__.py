@@ -1,0 +1,3 @@
+from trialops.cli import main
+
+main()

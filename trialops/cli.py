@@ -1,0 +1,168 @@
+"""The ``trialops`` command: run the system, replay projections, export schemas."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from trialops.settings import Settings
+
+app = typer.Typer(
+    help="trialops: event-sourced operations backend for a phase I CAR T-cell trial.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+schemas_app = typer.Typer(help="JSON Schemas of every event type.", no_args_is_help=True)
+topics_app = typer.Typer(help="The Kafka topic catalogue.", no_args_is_help=True)
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(topics_app, name="topics")
+
+
+def _mount_broker() -> None:
+    from trialops.cli_broker import app as broker_app
+
+    app.add_typer(
+        broker_app, name="broker", help="A local Apache Kafka broker (KRaft) without Docker."
+    )
+
+
+_mount_broker()
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@schemas_app.command("export")
+def schemas_export(directory: Annotated[Path, typer.Argument(help="Folder to write into.")]):
+    """Write the envelope's and every event type's JSON Schema into DIRECTORY."""
+    from events.schemas import export
+
+    for path in export(directory):
+        typer.echo(str(path))
+
+
+@topics_app.command("create")
+def topics_create():
+    """Create the event topics that are missing (infinite retention)."""
+    from trialops.kafka_io import ensure_topics
+
+    s = Settings.from_env()
+    created = ensure_topics(s.bootstrap_servers, s.namespace, s.replication_factor)
+    typer.echo(f"created: {', '.join(created) or 'none (all present)'}")
+
+
+@app.command()
+def serve(
+    context: Annotated[str, typer.Argument(help="Which service: enrollment.")],
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8081,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+):
+    """Run a command service (the single writer of its context's topic)."""
+    from aiohttp import web
+
+    from services.auth import UserDirectory
+
+    services = {"enrollment": "services.enrollment.api"}
+    if context not in services:
+        raise fail(f"unknown service {context!r}; known: {', '.join(services)}")
+    module = __import__(services[context], fromlist=["build_app"])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    web.run_app(
+        module.build_app(Settings.from_env(), UserDirectory.from_env()),
+        host=host,
+        port=port,
+        print=lambda msg: typer.echo(f"{context} service: {msg}"),
+    )
+
+
+@app.command()
+def worker(
+    web_port: Annotated[int, typer.Option(help="Port of the projections' HTTP views.")] = 6066,
+    web_host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    data_dir: Annotated[Path, typer.Option(help="Faust's local state.")] = Path(".trialops"),
+    loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug.")] = "warn",
+):
+    """Run the Faust worker that folds events into the projections and serves them."""
+    import faust
+
+    from projections.worker import create_app
+
+    faust_app = create_app(
+        Settings.from_env(), web_port=web_port, web_host=web_host, data_dir=data_dir
+    )
+    faust.Worker(faust_app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise fail(f"--as-of: {value!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise fail(f"--as-of: {value!r} has no time zone; add 'Z' or an offset like +01:00")
+    return moment
+
+
+@app.command()
+def replay(
+    projection: Annotated[str, typer.Argument(help="Projection name, e.g. cohort-occupancy.")],
+    as_of: Annotated[
+        str | None, typer.Option(help="ISO 8601 time with zone: state as of this moment.")
+    ] = None,
+    axis: Annotated[
+        str, typer.Option(help="'recorded' (what the system knew) or 'occurred' (business time).")
+    ] = "recorded",
+):
+    """Rebuild PROJECTION from the topics and print the JSON the live view serves."""
+    from projections.base import to_json
+    from projections.catalog import PROJECTIONS
+    from trialops.replay import ReplayStats
+    from trialops.replay import replay as run_replay
+
+    if projection not in PROJECTIONS:
+        raise fail(f"unknown projection {projection!r}; known: {', '.join(sorted(PROJECTIONS))}")
+    if axis not in ("recorded", "occurred"):
+        raise fail(f"--axis must be 'recorded' or 'occurred', not {axis!r}")
+    stats = ReplayStats()
+    try:
+        document = run_replay(
+            Settings.from_env(), projection, as_of=_parse_time(as_of), axis=axis, stats=stats
+        )
+    except LookupError as exc:
+        raise fail(f"{exc}; create the topics with 'trialops topics create'") from None
+    sys.stdout.buffer.write(to_json(document))
+    typer.echo(
+        f"replayed {stats.applied} of {stats.events} events"
+        + (f"; {len(stats.unreadable)} unreadable" if stats.unreadable else ""),
+        err=True,
+    )
+
+
+@app.command()
+def up(
+    service_port: Annotated[int, typer.Option(help="Enrollment service port.")] = 8081,
+    web_port: Annotated[int, typer.Option(help="Projections' HTTP port.")] = 6066,
+    demo: Annotated[bool, typer.Option(help="Seed the demo scenario.")] = True,
+):
+    """Run everything: a broker (unless KAFKA_BOOTSTRAP_SERVERS is set), the topics, the
+    enrollment service, the Faust worker, and a demo. Ctrl-C stops it all."""
+    from trialops.stack import run_stack
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run_stack(service_port=service_port, web_port=web_port, demo=demo)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,83 @@
+"""``trialops broker ...``: run a local Kafka cluster (KRaft, no Docker) for development."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from trialops.broker import KAFKA_VERSION, BrokerError, LocalKafka, default_home, fetch_jars
+
+app = typer.Typer(
+    help=(
+        f"Local Apache Kafka {KAFKA_VERSION} brokers on this machine (KRaft mode, no Docker). "
+        f"Jars are fetched once from Maven Central with mvn into {default_home().name}/ "
+        "(or $TRIALOPS_KAFKA_HOME); brokers need java."
+    ),
+    no_args_is_help=True,
+)
+
+NameOption = Annotated[str, typer.Option("--name", help="Cluster name (one per name).")]
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _run(action: Callable[[], Any]) -> Any:
+    """Run ``action``; report its failure on stderr, without a traceback, and exit 2."""
+    try:
+        return action()
+    except (BrokerError, ValueError) as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def fetch(
+    version: Annotated[str, typer.Option(help="Kafka version.")] = KAFKA_VERSION,
+) -> None:
+    """Download the broker jars (once; later calls are no-ops)."""
+    libs = _run(lambda: fetch_jars(version=version, progress=_err))
+    typer.echo(str(libs))
+
+
+@app.command()
+def start(
+    name: NameOption = "default",
+    nodes: Annotated[
+        int, typer.Option("--nodes", min=1, help="1, or 3 for a replicated cluster.")
+    ] = 1,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 90.0,
+) -> None:
+    """Start a cluster in the background and print its bootstrap servers."""
+    kafka = _run(lambda: LocalKafka(name=name, nodes=nodes, progress=_err))
+    bootstrap = _run(lambda: kafka.start(timeout=timeout))
+    typer.echo(bootstrap)
+    _err(
+        f"use it with:  export KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n"
+        f"stop it with: trialops broker stop --name {name}"
+    )
+
+
+@app.command()
+def stop(
+    name: NameOption = "default",
+    timeout: Annotated[float, typer.Option(help="Seconds before SIGKILL.")] = 30.0,
+) -> None:
+    """Stop a cluster (started by any process)."""
+    kafka = _run(lambda: LocalKafka(name=name, progress=_err))
+    if not kafka.status()["running"]:
+        _err(f"broker '{name}' is not running")
+    _run(lambda: kafka.stop(timeout=timeout))
+
+
+@app.command()
+def status(name: NameOption = "default") -> None:
+    """Print the cluster's state as JSON; exit code 1 if it is not running."""
+    info = _run(lambda: LocalKafka(name=name).status())
+    typer.echo(json.dumps(info, indent=2))
+    if not info["running"]:
+        raise typer.Exit(1)

@@ -1,0 +1,92 @@
+"""Kafka plumbing shared by services, replay and tools: topics, and reading a topic to its end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from events.topics import TopicSpec, catalogue
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    topic: str
+    partition: int
+    offset: int
+
+    def as_dict(self) -> dict[str, str | int]:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+
+def ensure_topics(bootstrap_servers: str, namespace: str, replication_factor: int = 1) -> list[str]:
+    """Create the event topics that are missing; return the names created."""
+    specs: list[TopicSpec] = catalogue(namespace)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="trialops-admin")
+    try:
+        existing = set(admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        created = []
+        for spec in missing:
+            try:
+                admin.create_topics(
+                    [
+                        NewTopic(
+                            spec.name,
+                            spec.partitions,
+                            replication_factor,
+                            topic_configs=spec.configs,
+                        )
+                    ]
+                )
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass  # another process created it between list and create
+        return created
+    finally:
+        admin.close()
+
+
+def read_to_end(
+    bootstrap_servers: str, topics: list[str], *, client_id: str = "trialops-reader"
+) -> Iterator[tuple[Position, bytes | None, bytes]]:
+    """Every committed record of ``topics`` from the beginning to the end offsets taken at the
+    start, partition by partition in offset order: ``(position, key, value)``."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        client_id=client_id,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=10_000,
+    )
+    try:
+        partitions = []
+        for topic in topics:
+            ids = consumer.partitions_for_topic(topic)
+            if ids is None:
+                raise LookupError(f"topic {topic} does not exist")
+            partitions += [TopicPartition(topic, p) for p in sorted(ids)]
+        ends = consumer.end_offsets(partitions)
+        for tp in partitions:
+            if ends[tp] == 0:
+                continue
+            consumer.assign([tp])
+            consumer.seek_to_beginning(tp)
+            done = False
+            while not done:
+                batch = consumer.poll(timeout_ms=1000, max_records=2000)
+                if not batch and consumer.position(tp) >= ends[tp]:
+                    break
+                for record in batch.get(tp, []):
+                    if record.offset >= ends[tp]:
+                        done = True
+                        break
+                    yield Position(tp.topic, tp.partition, record.offset), record.key, record.value
+                if consumer.position(tp) >= ends[tp]:
+                    done = True
+    finally:
+        consumer.close()

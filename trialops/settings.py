@@ -1,0 +1,36 @@
+"""Runtime settings from the environment: where Kafka is, which namespace, which trial."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from events.topics import DEFAULT_NAMESPACE
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str
+    namespace: str = DEFAULT_NAMESPACE
+    trial_id: str = "NCT06623396"
+    replication_factor: int = 1
+
+    @classmethod
+    def from_env(cls, **overrides: str | int | None) -> Settings:
+        values = {
+            "bootstrap_servers": os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            "namespace": os.environ.get("TRIALOPS_NAMESPACE", DEFAULT_NAMESPACE),
+            "trial_id": os.environ.get("TRIALOPS_TRIAL_ID", "NCT06623396"),
+            "replication_factor": int(os.environ.get("TRIALOPS_REPLICATION_FACTOR", "1")),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    def env(self) -> dict[str, str]:
+        """The same settings as environment variables, for child processes."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "TRIALOPS_NAMESPACE": self.namespace,
+            "TRIALOPS_TRIAL_ID": self.trial_id,
+            "TRIALOPS_REPLICATION_FACTOR": str(self.replication_factor),
+        }

@@ -1,0 +1,130 @@
+"""Start and stop the whole system as child processes: broker (if needed), topics, the
+enrollment service and the Faust worker. Used by ``trialops up`` and by the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trialops.http_client import get_bytes, wait_until_up
+from trialops.kafka_io import ensure_topics
+from trialops.settings import Settings
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    work_dir: Path
+    service_port: int = 8081
+    web_port: int = 6066
+    say: Callable[[str], None] = print
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def service_url(self) -> str:
+        return f"http://127.0.0.1:{self.service_port}"
+
+    @property
+    def projections_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start(self, timeout: float = 120) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        created = ensure_topics(
+            self.settings.bootstrap_servers,
+            self.settings.namespace,
+            self.settings.replication_factor,
+        )
+        self.say(f"topics: created {len(created)}, namespace '{self.settings.namespace}'")
+        self.spawn("enrollment", ["serve", "enrollment", "--port", str(self.service_port)])
+        self.spawn(
+            "projections",
+            ["worker", "--web-port", str(self.web_port), "--data-dir", str(self.work_dir)],
+        )
+        try:
+            wait_until_up(f"{self.service_url}/health", timeout, "the enrollment service")
+            self.say(f"enrollment service ready at {self.service_url}")
+            wait_until_up(
+                f"{self.projections_url}/projections/cohort-occupancy", timeout, "the Faust worker"
+            )
+            self.say(f"projections ready at {self.projections_url}/projections/cohort-occupancy")
+        except TimeoutError:
+            self.stop()
+            raise
+
+    def spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = open(self.work_dir / f"{name}.log", "ab")  # noqa: SIM115 (lives as long as the child)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "trialops", *args],
+            env={**os.environ, **self.settings.env()},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.work_dir,
+            start_new_session=True,
+        )
+        self.processes[name] = process
+        return process
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        process = self.processes.pop(name)
+        os.killpg(process.pid, sig)
+        process.wait(timeout=30)
+
+    def stop(self, timeout: float = 20) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        self.processes.clear()
+
+    def occupancy(self) -> bytes:
+        return get_bytes(f"{self.projections_url}/projections/cohort-occupancy")
+
+
+def run_stack(*, service_port: int, web_port: int, demo: bool) -> None:
+    from trialops.broker import LocalKafka
+
+    broker = None
+    if "KAFKA_BOOTSTRAP_SERVERS" in os.environ:
+        settings = Settings.from_env()
+        print(f"using the Kafka at {settings.bootstrap_servers}")
+    else:
+        broker = LocalKafka(name="up")
+        settings = Settings.from_env(bootstrap_servers=broker.start())
+    stack = Stack(settings, Path(".trialops"), service_port=service_port, web_port=web_port)
+    try:
+        stack.start()
+        if demo:
+            from trialops.demo import seed
+
+            print("seeding the demo trial:")
+            seed(stack.service_url)
+            time.sleep(2)
+            print(stack.occupancy().decode())
+        print(
+            f"\ntrialops is up. Kafka {settings.bootstrap_servers}\n"
+            f"  commands:    {stack.service_url}/enrollment/...\n"
+            f"  occupancy:   {stack.projections_url}/projections/cohort-occupancy\n"
+            f"  replay:      KAFKA_BOOTSTRAP_SERVERS={settings.bootstrap_servers} "
+            "trialops replay cohort-occupancy\n"
+            "Ctrl-C stops everything."
+        )
+        while all(p.poll() is None for p in stack.processes.values()):
+            time.sleep(1)
+        print("a component exited; see .trialops/*.log", file=sys.stderr)
+    finally:
+        stack.stop()
+        if broker is not None:
+            broker.stop()
