@@ -1,0 +1,86 @@
+"""Shared fixtures. A test that needs Kafka gets a real broker, found in this order:
+``KAFKA_BOOTSTRAP_SERVERS``; testcontainers' Kafka module when a Docker engine answers; else
+the project's own KRaft launcher. Under CI a missing broker fails the test, never skips it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from trialops.settings import Settings
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    from trialops.broker import BrokerError, LocalKafka
+
+    broker = LocalKafka(name=f"pytest-{uuid.uuid4().hex[:8]}")
+    try:
+        bootstrap = broker.start()
+    except BrokerError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"no Kafka broker for the integration tests: {exc}")
+        pytest.skip(f"no Kafka broker (set KAFKA_BOOTSTRAP_SERVERS or install Java 17): {exc}")
+    try:
+        yield bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str) -> Settings:
+    """Settings with a namespace of its own, so tests never see each other's events."""
+    return Settings(
+        bootstrap_servers=kafka_bootstrap,
+        namespace=f"t{uuid.uuid4().hex[:10]}",
+        trial_id="NCT06623396",
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def stack(settings: Settings, tmp_path: Path):
+    """The enrollment service and the Faust worker as real processes on the real broker."""
+    from trialops.stack import Stack
+
+    running = Stack(
+        settings, tmp_path, service_port=free_port(), web_port=free_port(), say=lambda _m: None
+    )
+    try:
+        running.start(timeout=120)
+    except TimeoutError:
+        logs = "\n".join(
+            f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(tmp_path.glob("*.log"))
+        )
+        pytest.fail(f"the stack did not come up:\n{logs}")
+    yield running
+    running.stop()

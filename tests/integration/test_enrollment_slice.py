@@ -1,0 +1,208 @@
+"""The walking skeleton end to end on a real Kafka broker: HTTP command -> event on the topic
+-> Faust projection -> replay, plus the single-writer race and refused commands."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import orjson
+import pytest
+
+from events.envelope import GENESIS_HASH
+from tests.integration.helpers import (
+    COORDINATOR,
+    enrollment_events,
+    eventually,
+    open_cohort,
+    post,
+    register,
+)
+from trialops.http_client import call, get_bytes
+
+pytestmark = pytest.mark.kafka
+
+
+def replay_cli(settings, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "trialops", "replay", "cohort-occupancy", *args],
+        env={**os.environ, **settings.env()},
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+
+
+def test_enroll_command_reaches_topic_projection_and_replay(stack, settings):
+    # Given an open cohort of three and a registered subject
+    open_cohort(stack, "DL1-IP", capacity=3)
+    register(stack, "MSK-0001")
+
+    # When the site coordinator enrolls the subject over HTTP
+    status, answer = post(
+        stack, "/enrollment/enrollments", {"subject_id": "MSK-0001", "cohort_id": "DL1-IP"}
+    )
+
+    # Then the command is accepted and names the event and where it was written
+    assert status == 201, answer
+    [summary] = answer["events"]
+    assert summary["event_type"] == "SubjectEnrolled"
+    assert summary["stream_id"] == "subject-MSK-0001"
+    assert summary["stream_seq"] == 2
+
+    # and the event is on the topic, sealed, chained to the registration, by the coordinator
+    events = enrollment_events(settings)
+    enrolled = [e for e in events if e.event_type == "SubjectEnrolled"]
+    assert len(enrolled) == 1
+    event = enrolled[0]
+    assert event.hash_is_valid()
+    assert str(event.event_id) == summary["event_id"]
+    registered = next(e for e in events if e.event_type == "SubjectRegistered")
+    assert registered.prev_hash == GENESIS_HASH
+    assert event.prev_hash == registered.hash
+    assert event.payload == {"subject_id": "MSK-0001", "cohort_id": "DL1-IP", "slot": 1}
+    assert (event.actor.user_id, event.actor.role) == ("demo-site-coordinator", "site_coordinator")
+    assert event.trial_id == settings.trial_id
+
+    # and the Faust worker's view shows one of three slots taken
+    def occupancy_shows_enrollment():
+        document = orjson.loads(stack.occupancy())
+        cohort = next((c for c in document["cohorts"] if c["cohort_id"] == "DL1-IP"), None)
+        return document if cohort and cohort["enrolled"] == ["MSK-0001"] else None
+
+    document = eventually(occupancy_shows_enrollment)
+    [cohort] = document["cohorts"]
+    assert (cohort["slots_planned"], cohort["slots_taken"], cohort["slots_free"]) == (3, 1, 2)
+
+    # and the replay from the topic prints byte-identical JSON
+    live = stack.occupancy()
+    assert replay_cli(settings).stdout == live
+
+
+def test_two_enrollments_racing_for_the_last_slot_exactly_one_wins(stack, settings):
+    # Given a cohort with one free slot and two registered subjects
+    open_cohort(stack, "DL2-IP", capacity=1, dose_level="DL2")
+    register(stack, "MSK-0101")
+    register(stack, "MSK-0102")
+
+    # When both are enrolled at the same moment
+    def enroll(subject_id):
+        return post(
+            stack, "/enrollment/enrollments", {"subject_id": subject_id, "cohort_id": "DL2-IP"}
+        )
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(enroll, ["MSK-0101", "MSK-0102"]))
+
+    # Then exactly one wins and the other is told the cohort is full
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [201, 409], results
+    refusal = next(answer for status, answer in results if status == 409)
+    assert refusal["error"] == "cohort-capacity"
+    assert refusal["message"] == "cohort DL2-IP is full: 1 of 1 slots taken"
+
+    # and the topic holds exactly one enrollment into that cohort, in slot 1
+    enrolled = [
+        e for e in enrollment_events(settings)
+        if e.event_type == "SubjectEnrolled" and e.payload["cohort_id"] == "DL2-IP"
+    ]
+    assert [e.payload["slot"] for e in enrolled] == [1]
+
+
+def test_many_concurrent_enrollments_fill_the_cohort_exactly(stack, settings):
+    open_cohort(stack, "DL3-IP", capacity=3, dose_level="DL3")
+    subjects = [f"MSK-02{n:02d}" for n in range(8)]
+    for subject in subjects:
+        register(stack, subject)
+
+    def enroll(subject_id):
+        return post(
+            stack, "/enrollment/enrollments", {"subject_id": subject_id, "cohort_id": "DL3-IP"}
+        )[0]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(enroll, subjects))
+
+    assert sorted(statuses) == [201] * 3 + [409] * 5
+    slots = sorted(
+        e.payload["slot"] for e in enrollment_events(settings) if e.event_type == "SubjectEnrolled"
+    )
+    assert slots == [1, 2, 3]
+
+
+BAD_REQUESTS = [
+    # (what, path, raw body, token, expected status, expected error, text the message must name)
+    ("malformed JSON", "/enrollment/enrollments", b'{"subject_id": "MSK-0301",', COORDINATOR,
+     400, "malformed-json", "not JSON"),
+    ("a JSON array", "/enrollment/enrollments", b"[]", COORDINATOR,
+     400, "malformed-json", "JSON object"),
+    ("missing cohort_id", "/enrollment/enrollments", b'{"subject_id": "MSK-0301"}', COORDINATOR,
+     422, "invalid-command", "cohort_id"),
+    ("unknown cohort", "/enrollment/enrollments",
+     b'{"subject_id": "MSK-0301", "cohort_id": "DL9-IP"}', COORDINATOR,
+     404, "cohort-must-be-open", "DL9-IP"),
+    ("unregistered subject", "/enrollment/enrollments",
+     b'{"subject_id": "MSK-0399", "cohort_id": "DL4-IP"}', COORDINATOR,
+     404, "subject-must-be-registered", "MSK-0399"),
+    ("a name instead of a pseudonymous code", "/enrollment/subjects",
+     b'{"subject_id": "Jane Doe", "site_id": "MSK"}', COORDINATOR,
+     422, "invalid-command", "subject_id"),
+    ("an actor smuggled in the body", "/enrollment/subjects",
+     b'{"subject_id": "MSK-0302", "site_id": "MSK", "actor": {"user_id": "x", "role": "y"}}',
+     COORDINATOR, 422, "invalid-command", "actor"),
+    ("no token", "/enrollment/subjects", b'{"subject_id": "MSK-0303", "site_id": "MSK"}', None,
+     401, "unauthenticated", "Bearer"),
+    ("a role that may not open cohorts", "/enrollment/cohorts",
+     b'{"cohort_id": "DL5-IP", "dose_level": "DL5", "dose_cells_per_kg": 3e7,'
+     b' "route": "intraperitoneal", "capacity": 3}', COORDINATOR,
+     403, "role-not-permitted", "investigator"),
+]
+
+
+def test_refused_commands_get_4xx_naming_the_field_or_rule_and_append_nothing(stack, settings):
+    open_cohort(stack, "DL4-IP", capacity=3, dose_level="DL4")
+    register(stack, "MSK-0301")
+    before = len(enrollment_events(settings))
+
+    for what, path, raw, token, status, error, named in BAD_REQUESTS:
+        got_status, answer = call("POST", f"{stack.service_url}{path}", raw, token=token)
+        assert got_status == status, (what, answer)
+        assert answer["error"] == error, (what, answer)
+        assert named in answer["message"], (what, answer)
+
+    assert len(enrollment_events(settings)) == before
+
+
+def test_restarted_service_catches_up_and_still_refuses_a_full_cohort(stack, settings):
+    # Given a full cohort of one
+    open_cohort(stack, "DL1-IV", capacity=1)
+    register(stack, "MSK-0401")
+    register(stack, "MSK-0402")
+    assert post(stack, "/enrollment/enrollments",
+                {"subject_id": "MSK-0401", "cohort_id": "DL1-IV"})[0] == 201
+
+    # When the service is killed and started again
+    stack.kill("enrollment")
+    stack.spawn("enrollment", ["serve", "enrollment", "--port", str(stack.service_port)])
+    eventually(lambda: _health(stack), timeout=60)
+
+    # Then its state came back from the topic: the cohort is still full
+    status, answer = post(
+        stack, "/enrollment/enrollments", {"subject_id": "MSK-0402", "cohort_id": "DL1-IV"}
+    )
+    assert status == 409 and answer["error"] == "cohort-capacity", answer
+    # and the next event of an existing stream continues its chain
+    status, answer = post(
+        stack, "/enrollment/enrollments",
+        {"subject_id": "MSK-0402", "cohort_id": "DL1-IV", "waitlist_if_full": True},
+    )
+    assert status == 201 and answer["events"][0]["stream_seq"] == 2, answer
+
+
+def _health(stack) -> bool:
+    try:
+        return get_bytes(f"{stack.service_url}/health", timeout=2) is not None
+    except OSError:
+        return False
