@@ -37,6 +37,7 @@ def create_app(
     store: str = "memory://",
 ) -> TrialopsApp:
     group = f"{settings.namespace}-projections"
+    (data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = TrialopsApp(
         group,
         broker=[f"kafka://{hp.strip()}" for hp in settings.bootstrap_servers.split(",")],

@@ -160,8 +160,29 @@ def up(
     enrollment service, the Faust worker, and a demo. Ctrl-C stops it all."""
     from trialops.stack import run_stack
 
-    with contextlib.suppress(KeyboardInterrupt):
-        run_stack(service_port=service_port, web_port=web_port, demo=demo)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            run_stack(service_port=service_port, web_port=web_port, demo=demo)
+    except (TimeoutError, RuntimeError) as exc:
+        raise fail(str(exc), code=1) from None
+
+
+@app.command()
+def demo(
+    service_url: Annotated[str, typer.Option(help="Enrollment service URL.")] = (
+        "http://127.0.0.1:8081"
+    ),
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the service.")] = 120,
+):
+    """Seed the demo trial through the public command API."""
+    from trialops.demo import seed
+    from trialops.http_client import wait_until_up
+
+    try:
+        wait_until_up(f"{service_url}/health", timeout, "the enrollment service")
+        seed(service_url)
+    except (TimeoutError, RuntimeError) as exc:
+        raise fail(str(exc)) from None
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -32,10 +33,14 @@ def get_bytes(url: str, timeout: float = 30) -> bytes:
         return response.read()
 
 
-def wait_until_up(url: str, timeout: float = 90, what: str = "") -> None:
+def wait_until_up(
+    url: str, timeout: float = 90, what: str = "", still_starting: Callable[[], None] = lambda: None
+) -> None:
+    """Poll ``url`` until it answers; ``still_starting`` may raise to give up early."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
+        still_starting()
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 if response.status < 500:

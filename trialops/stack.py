@@ -35,6 +35,7 @@ class Stack:
         return f"http://127.0.0.1:{self.web_port}"
 
     def start(self, timeout: float = 120) -> None:
+        self.work_dir = self.work_dir.resolve()
         self.work_dir.mkdir(parents=True, exist_ok=True)
         created = ensure_topics(
             self.settings.bootstrap_servers,
@@ -48,15 +49,27 @@ class Stack:
             ["worker", "--web-port", str(self.web_port), "--data-dir", str(self.work_dir)],
         )
         try:
-            wait_until_up(f"{self.service_url}/health", timeout, "the enrollment service")
+            wait_until_up(
+                f"{self.service_url}/health", timeout, "the enrollment service", self.check_alive
+            )
             self.say(f"enrollment service ready at {self.service_url}")
             wait_until_up(
-                f"{self.projections_url}/projections/cohort-occupancy", timeout, "the Faust worker"
+                f"{self.projections_url}/projections/cohort-occupancy",
+                timeout,
+                "the Faust worker",
+                self.check_alive,
             )
             self.say(f"projections ready at {self.projections_url}/projections/cohort-occupancy")
-        except TimeoutError:
+        except (TimeoutError, RuntimeError):
             self.stop()
             raise
+
+    def check_alive(self) -> None:
+        """Raise, with the end of its log, when a component has exited."""
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                log = (self.work_dir / f"{name}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{name} exited with code {process.returncode}:\n{log}")
 
     def spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(self.work_dir / f"{name}.log", "ab")  # noqa: SIM115 (lives as long as the child)
@@ -107,12 +120,16 @@ def run_stack(*, service_port: int, web_port: int, demo: bool) -> None:
     try:
         stack.start()
         if demo:
-            from trialops.demo import seed
+            from trialops.demo import PLAN, seed
 
-            print("seeding the demo trial:")
+            print("cohort occupancy before the demo:", occupancy_lines(stack.occupancy()))
+            print("seeding the demo trial through the enrollment service:")
             seed(stack.service_url)
-            time.sleep(2)
-            print(stack.occupancy().decode())
+            deadline = time.monotonic() + 30
+            while placed(stack.occupancy()) < len(PLAN) and time.monotonic() < deadline:
+                time.sleep(0.3)  # the worker applies events asynchronously
+            print("cohort occupancy after the demo (from the Faust worker):")
+            print(occupancy_lines(stack.occupancy()))
         print(
             f"\ntrialops is up. Kafka {settings.bootstrap_servers}\n"
             f"  commands:    {stack.service_url}/enrollment/...\n"
@@ -123,8 +140,28 @@ def run_stack(*, service_port: int, web_port: int, demo: bool) -> None:
         )
         while all(p.poll() is None for p in stack.processes.values()):
             time.sleep(1)
-        print("a component exited; see .trialops/*.log", file=sys.stderr)
+        stack.check_alive()
     finally:
         stack.stop()
         if broker is not None:
             broker.stop()
+
+
+def occupancy_lines(document: bytes) -> str:
+    import orjson
+
+    cohorts = orjson.loads(document)["cohorts"]
+    if not cohorts:
+        return "no cohorts yet"
+    return "\n".join(
+        f"  {c['cohort_id']:<8} {c['dose_level']:<4} {c['route']:<16} "
+        f"{c['slots_taken']}/{c['slots_planned']} slots taken, {c['waiting']} waiting"
+        for c in cohorts
+    )
+
+
+def placed(document: bytes) -> int:
+    """Subjects holding a slot or a place on a waiting list."""
+    import orjson
+
+    return sum(c["slots_taken"] + c["waiting"] for c in orjson.loads(document)["cohorts"])

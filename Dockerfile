@@ -1,0 +1,13 @@
+# One image for every trialops process; docker-compose.yml picks the command.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY events ./events
+COPY services ./services
+COPY projections ./projections
+COPY trialops ./trialops
+RUN pip install --no-cache-dir .
+RUN useradd --create-home trialops
+USER trialops
+WORKDIR /home/trialops
+ENTRYPOINT ["trialops"]

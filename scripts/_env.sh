@@ -1,0 +1,36 @@
+# Shared by scripts/up and scripts/test: a project virtualenv with trialops installed, and a
+# Java runtime plus Maven for the local Kafka broker. Sourced, not run.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+PYTHON="${PYTHON:-python3}"
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "trialops needs Python >= 3.11 (found: $("$PYTHON" --version 2>&1))" >&2
+  exit 1
+fi
+
+need_java=1
+[ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ] && need_java=0
+if [ "$need_java" = 1 ] && { ! command -v java >/dev/null || ! command -v mvn >/dev/null; }; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing a Java runtime and Maven for the local Kafka broker..." >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      openjdk-17-jre-headless maven >/dev/null
+  else
+    echo "the local Kafka broker needs Java 17+ and Maven (or set KAFKA_BOOTSTRAP_SERVERS)" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "creating .venv..." >&2
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.trialops-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "installing trialops and its dependencies into .venv..." >&2
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e '.[test]'
+  touch "$stamp"
+fi

@@ -1,0 +1,47 @@
+"""docker-compose.yml cannot run on machines without Docker; at least prove it is valid YAML
+of the expected shape and that every command it runs is a real ``trialops`` command."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from trialops.cli import app
+
+COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_compose_runs_kafka_in_kraft_mode_and_every_component(compose):
+    services = compose["services"]
+    assert {"kafka", "topics", "enrollment", "projections", "demo"} <= set(services)
+    kafka = services["kafka"]["environment"]
+    assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert "ZOOKEEPER" not in " ".join(map(str, kafka))
+    assert str(kafka["KAFKA_LOG_FLUSH_INTERVAL_MESSAGES"]) == "1"
+
+
+def test_compose_components_point_at_the_compose_broker(compose):
+    for name in ("topics", "enrollment", "projections", "demo"):
+        env = compose["services"][name]["environment"]
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092", name
+
+
+@pytest.mark.parametrize("name", ["topics", "enrollment", "projections", "demo"])
+def test_compose_commands_are_real_trialops_commands(compose, name):
+    command = compose["services"][name]["command"]
+    # The words before the first option are the sub-command path.
+    path = list(itertools.takewhile(lambda word: not word.startswith("-"), command))
+    options = [word for word in command if word.startswith("--")]
+    result = CliRunner().invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    for option in options:
+        assert option in result.output, f"{name}: {option} is not an option of {path}"

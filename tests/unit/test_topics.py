@@ -1,0 +1,59 @@
+"""The topic catalogue (events/topics.py, DESIGN.md section 3): one event topic per bounded
+context, named ``<namespace>.<context>.events``, keeping events forever, never compacted."""
+
+from __future__ import annotations
+
+import pytest
+
+from events.topics import CONTEXTS, catalogue, event_topic
+
+# DESIGN.md section 3 names the four topics of the trial.
+DESIGNED_TOPICS = {
+    "trialops.enrollment.events",
+    "trialops.dosing.events",
+    "trialops.manufacturing.events",
+    "trialops.safety.events",
+}
+
+
+def test_the_catalogue_holds_the_four_designed_event_topics():
+    names = [spec.name for spec in catalogue()]
+
+    assert sorted(names) == sorted(DESIGNED_TOPICS)
+
+
+@pytest.mark.parametrize("namespace", ["trialops", "staging", "site-audit-2025"])
+def test_one_topic_per_context_named_namespace_context_events(namespace):
+    names = [spec.name for spec in catalogue(namespace)]
+
+    assert names == [f"{namespace}.{context}.events" for context in CONTEXTS]
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_event_topic_name_for_each_context(context):
+    assert event_topic(context) == f"trialops.{context}.events"
+    assert event_topic(context, "staging") == f"staging.{context}.events"
+
+
+@pytest.mark.parametrize("spec", catalogue(), ids=lambda spec: spec.name)
+def test_event_topics_keep_events_forever_and_are_never_compacted(spec):
+    assert spec.configs["retention.ms"] == "-1"
+    assert spec.configs["cleanup.policy"] == "delete"
+    assert "compact" not in spec.configs["cleanup.policy"]
+
+
+def test_each_topic_gets_its_own_copy_of_the_configuration():
+    first, second, *_ = catalogue()
+
+    first.configs["retention.ms"] = "604800000"
+
+    assert second.configs["retention.ms"] == "-1"
+    assert all(spec.configs["retention.ms"] == "-1" for spec in catalogue())
+
+
+@pytest.mark.parametrize("context", ["pharmacy", "Enrollment", "enrollment.events", ""])
+def test_event_topic_refuses_an_unknown_context(context):
+    with pytest.raises(ValueError, match="unknown bounded context") as refused:
+        event_topic(context)
+
+    assert repr(context) in str(refused.value)
