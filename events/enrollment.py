@@ -25,7 +25,7 @@ Route = Literal["intraperitoneal", "intravenous"]
 class CohortOpened(EventPayload):
     cohort_id: CohortId
     dose_level: str = Field(min_length=1, max_length=16)
-    dose_cells_per_kg: float = Field(gt=0)
+    dose_cells_per_kg: float = Field(gt=0, allow_inf_nan=False)
     route: Route
     capacity: int = Field(ge=1, le=18)
 

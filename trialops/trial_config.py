@@ -1,0 +1,171 @@
+"""The trial's configuration: every number that belongs to one trial, validated at start-up.
+
+Values come from the trial's public record where it has them (see ``shared`` domain notes and
+the shipped ``trials/nct06623396.json``); where the record is silent the file carries the
+project's documented default. A bad file fails with the key that is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+SHIPPED = Path(__file__).parent / "trials" / "nct06623396.json"
+
+Route = Literal["intraperitoneal", "intravenous"]
+Attribution = Literal["unrelated", "unlikely", "possible", "probable", "definite"]
+ATTRIBUTION_ORDER: tuple[Attribution, ...] = (
+    "unrelated",
+    "unlikely",
+    "possible",
+    "probable",
+    "definite",
+)
+Percent = Annotated[float, Field(ge=0, le=100)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DoseLevel(Strict):
+    level: str = Field(pattern=r"^DL-?[0-9]$", description="e.g. DL-1 (fallback), DL1..DL4")
+    cells_per_kg: float = Field(gt=0, description="CAR T cells per kg of body weight")
+    route: Route
+    fallback: bool = False
+
+
+class EscalationDesign(Strict):
+    design: Literal["3+3", "boin"]
+    target_dlt_rate: float | None = Field(default=None, gt=0, lt=1)
+    cohort_size: int = Field(default=3, ge=1, le=6)
+    min_patients: int = Field(ge=1)
+    max_patients: int = Field(ge=1)
+    start_level: str
+    accelerated_titration_levels: tuple[str, ...] = ()
+    """Levels enrolled one patient at a time until the first grade >= 2 toxicity."""
+
+    @model_validator(mode="after")
+    def _boin_needs_a_target(self):
+        if self.design == "boin" and self.target_dlt_rate is None:
+            raise ValueError("target_dlt_rate is required when design is 'boin'")
+        if self.min_patients > self.max_patients:
+            raise ValueError("min_patients must not exceed max_patients")
+        return self
+
+
+class DltRule(Strict):
+    window_days: int = Field(ge=1, le=365)
+    min_attribution: Attribution
+    grade5: bool = True
+    crs_or_icans_min_grade: int = Field(ge=1, le=5)
+    crs_or_icans_grade3_resolution_hours: int = Field(ge=0)
+    other_nonhematologic_min_grade: int = Field(ge=1, le=5)
+    other_resolution_days: int = Field(ge=0)
+
+
+class Eligibility(Strict):
+    msln_ihc_min_percent: Percent
+    prior_lines_min: int = Field(ge=0)
+    age_min: int = Field(ge=0)
+    ecog_max: int = Field(ge=0, le=4)
+    requires_peritoneal_carcinomatosis: bool
+    requires_measurable_or_evaluable_lesion: bool
+    labs: dict[str, tuple[float | None, float | None]] = Field(
+        default_factory=dict, description="lab name -> (minimum, maximum), either may be null"
+    )
+
+
+class ReleaseSpecification(Strict):
+    viability_min_percent: Percent
+    car_expression_min_percent: Percent
+    vector_copy_number_max: float = Field(gt=0)
+    endotoxin_max_eu_per_ml: float = Field(gt=0)
+    cell_dose_tolerance_percent: Percent
+
+
+class Conditioning(Strict):
+    fludarabine_mg_per_m2_per_day: float = Field(gt=0)
+    cyclophosphamide_mg_per_m2_per_day: float = Field(gt=0)
+    days: int = Field(ge=1)
+
+
+class Reporting(Strict):
+    fatal_or_life_threatening_days: int = Field(ge=1)
+    serious_unexpected_days: int = Field(ge=1)
+    complete_report_after_initial_days: int = Field(ge=1)
+    follow_up_days: int = Field(ge=1)
+
+
+class TrialConfig(Strict):
+    trial_id: str = Field(min_length=1)
+    title: str
+    product: str
+    dose_levels: tuple[DoseLevel, ...] = Field(min_length=1)
+    escalation: EscalationDesign
+    dlt: DltRule
+    eligibility: Eligibility
+    release: ReleaseSpecification
+    conditioning: Conditioning
+    infused_dose_tolerance_percent: Percent
+    reporting: Reporting
+    permissions: dict[str, tuple[str, ...]] = Field(
+        description="command name -> roles allowed to issue it"
+    )
+    defaults_chosen: dict[str, str] = Field(
+        default_factory=dict,
+        description="key -> why the value is the project's default, not the trial's record",
+    )
+
+    @model_validator(mode="after")
+    def _levels_are_consistent(self):
+        names = [d.level for d in self.dose_levels]
+        if len(set(names)) != len(names):
+            raise ValueError(f"dose_levels: level names repeat: {names}")
+        if self.escalation.start_level not in names:
+            raise ValueError(
+                f"escalation.start_level {self.escalation.start_level!r} is not one of {names}"
+            )
+        unknown = [lvl for lvl in self.escalation.accelerated_titration_levels if lvl not in names]
+        if unknown:
+            raise ValueError(f"escalation.accelerated_titration_levels: unknown {unknown}")
+        return self
+
+    def dose_level(self, level: str) -> DoseLevel:
+        for dose in self.dose_levels:
+            if dose.level == level:
+                return dose
+        raise KeyError(f"no dose level {level!r}; levels: {[d.level for d in self.dose_levels]}")
+
+    def ordered_levels(self) -> list[DoseLevel]:
+        """Lowest dose first: the fallback level, then the escalation levels."""
+        return sorted(self.dose_levels, key=lambda d: d.cells_per_kg)
+
+    def roles_for(self, command: str) -> frozenset[str]:
+        return frozenset(self.permissions.get(command, ()))
+
+
+class TrialConfigError(ValueError):
+    """The trial file is unreadable or breaks a rule; the message names the key."""
+
+
+def load_trial(path: Path | None = None) -> TrialConfig:
+    path = path or Path(os.environ.get("TRIALOPS_TRIAL_FILE", SHIPPED))
+    try:
+        data = orjson.loads(path.read_bytes())
+    except OSError as exc:
+        raise TrialConfigError(f"trial file {path}: {exc.strerror}") from None
+    except orjson.JSONDecodeError as exc:
+        raise TrialConfigError(f"trial file {path} is not JSON: {exc}") from None
+    try:
+        return TrialConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        )
+        raise TrialConfigError(f"trial file {path}: {problems}") from None
