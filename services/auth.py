@@ -21,6 +21,7 @@ ROLES = (
     "investigator",
     "manufacturing_qa",
     "safety_officer",
+    "sponsor",
     "auditor",
 )
 

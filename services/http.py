@@ -80,13 +80,19 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
+SERVER_FIELDS = ("actor", "recorded_at")
+"""Set by the server from the authenticated user and its clock; a body may never carry them."""
+
+
 def command_endpoint(
     handler: CommandHandler,
     command_type: type[BaseModel],
     roles: frozenset[str],
     clock=lambda: datetime.now(UTC),
 ):
-    """A POST endpoint that turns a JSON body into ``command_type`` and hands it to ``handler``."""
+    """A POST endpoint that turns a JSON body into ``command_type`` and hands it to ``handler``.
+    A command model that declares an ``actor`` field gets the authenticated actor, for rules
+    about who acts (two different people at the bedside, an investigator and a sponsor)."""
 
     async def endpoint(request: web.Request) -> web.Response:
         actor: Actor = request["actor"]
@@ -97,8 +103,26 @@ def command_endpoint(
                 f"role {actor.role} may not {command_type.__name__}; allowed: {sorted(roles)}",
             )
         body = await read_json_object(request)
-        reason = body.pop("reason", None)
+        smuggled = [name for name in SERVER_FIELDS if name in body]
+        if smuggled:
+            fields = [
+                {
+                    "field": name,
+                    "rule": "set-by-server",
+                    "message": "set by the server, not the request",
+                }
+                for name in smuggled
+            ]
+            summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+            return problem(422, "invalid-command", summary, fields=fields)
+        reason = (
+            body.get("reason")
+            if "reason" in command_type.model_fields
+            else body.pop("reason", None)
+        )
         body.setdefault("occurred_at", clock().isoformat())
+        if "actor" in command_type.model_fields:
+            body["actor"] = actor.model_dump()
         try:
             command = command_type.model_validate(body)
         except ValidationError as exc:

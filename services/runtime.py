@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID, uuid4
 
-from events.envelope import Actor
-from events.registry import EventPayload
+from events.envelope import Actor, from_bytes
+from events.registry import EventPayload, Recorded, read
 from services.decider import NewEvent
 from services.eventstore import Appended, KafkaEventStore
+from trialops.kafka_io import Tail
 
 log = logging.getLogger(__name__)
 
@@ -32,26 +33,48 @@ class Decider(Generic[S]):
 
 
 class CommandHandler(Generic[S]):
+    """Decides commands for one context. ``upstream`` follows other contexts' topics read-only:
+    their events are evolved into the same state, caught up to their end before each command,
+    so a rule that depends on another context (a lot released, an infusion given) sees every
+    fact committed before the command arrived."""
+
     def __init__(
         self,
         decider: Decider[S],
         store: KafkaEventStore,
+        upstream: Tail | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self.decider = decider
         self.store = store
+        self.upstream = upstream
         self.clock = clock
         self.state: S = decider.initial_state
+        self._upstream_seen: list[Recorded] = []
         self._lock = asyncio.Lock()
 
     async def start(self) -> int:
         history = await asyncio.to_thread(self.store.open)
         self._rebuild(history)
+        await self._follow_upstream()
         return len(history)
 
-    def _rebuild(self, history) -> None:
+    def _rebuild(self, history: list[Recorded]) -> None:
         state = self.decider.initial_state
-        for recorded in history:
+        for recorded in [*self._upstream_seen, *history]:
+            state = self.decider.evolve(state, recorded.payload)
+        self.state = state
+
+    async def _follow_upstream(self) -> None:
+        if self.upstream is None:
+            return
+        new = [
+            read(from_bytes(value))
+            for _pos, value in await asyncio.to_thread(self.upstream.read_new)
+        ]
+        self._upstream_seen += new
+        state = self.state
+        for recorded in new:
             state = self.decider.evolve(state, recorded.payload)
         self.state = state
 
@@ -69,6 +92,7 @@ class CommandHandler(Generic[S]):
             if not self.store.is_open:
                 log.warning("re-opening %s after a failed append", self.store.topic)
                 self._rebuild(await asyncio.to_thread(self.store.open))
+            await self._follow_upstream()
             new_events = self.decider.decide(command, self.state)
             if not new_events:
                 return []
@@ -77,7 +101,7 @@ class CommandHandler(Generic[S]):
                 actor=actor,
                 recorded_at=self.clock(),
                 correlation_id=correlation_id or uuid4(),
-                reason=reason,
+                reason=reason if reason is not None else getattr(command, "reason", None),
             )
             appended = await asyncio.to_thread(self.store.append, envelopes)
             state = self.state
@@ -88,3 +112,5 @@ class CommandHandler(Generic[S]):
 
     def close(self) -> None:
         self.store.close()
+        if self.upstream is not None:
+            self.upstream.close()

@@ -62,26 +62,28 @@ def topics_create():
 
 @app.command()
 def serve(
-    context: Annotated[str, typer.Argument(help="Which service: enrollment.")],
+    contexts: Annotated[
+        list[str] | None, typer.Argument(help="Services to run (default: all of them).")
+    ] = None,
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8081,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
 ):
-    """Run a command service (the single writer of its context's topic)."""
+    """Run the command services, each the single writer of its context's topic."""
     from aiohttp import web
 
+    from services.app import build_app
     from services.auth import UserDirectory
+    from trialops.trial_config import TrialConfigError, load_trial
 
-    services = {"enrollment": "services.enrollment.api"}
-    if context not in services:
-        raise fail(f"unknown service {context!r}; known: {', '.join(services)}")
-    module = __import__(services[context], fromlist=["build_app"])
+    try:
+        trial = load_trial()
+        application = build_app(Settings.from_env(), UserDirectory.from_env(), trial, contexts)
+    except (TrialConfigError, ValueError) as exc:
+        raise fail(str(exc)) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     web.run_app(
-        module.build_app(Settings.from_env(), UserDirectory.from_env()),
-        host=host,
-        port=port,
-        print=lambda msg: typer.echo(f"{context} service: {msg}"),
+        application, host=host, port=port, print=lambda msg: typer.echo(f"services: {msg}")
     )
 
 

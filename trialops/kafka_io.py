@@ -90,3 +90,45 @@ def read_to_end(
                     done = True
     finally:
         consumer.close()
+
+
+class Tail:
+    """Follows topics another context writes: each ``read_new`` returns what was committed since
+    the last call, up to the end offsets at the moment of the call (read-only)."""
+
+    def __init__(self, bootstrap_servers: str, topics: list[str], *, client_id: str):
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap_servers,
+            client_id=client_id,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+        )
+        partitions = []
+        for topic in topics:
+            ids = self._consumer.partitions_for_topic(topic)
+            if ids is None:
+                raise LookupError(f"topic {topic} does not exist")
+            partitions += [TopicPartition(topic, p) for p in sorted(ids)]
+        self._partitions = partitions
+        self._consumer.assign(partitions)
+        self._consumer.seek_to_beginning(*partitions)
+
+    def read_new(self) -> list[tuple[Position, bytes]]:
+        consumer = self._consumer
+        ends = consumer.end_offsets(self._partitions)
+        records: list[tuple[Position, bytes]] = []
+        behind = [tp for tp in self._partitions if consumer.position(tp) < ends[tp]]
+        while behind:
+            batch = consumer.poll(timeout_ms=1000, max_records=2000)
+            for tp, batch_records in batch.items():
+                for record in batch_records:
+                    if record.offset < ends[tp]:
+                        records.append(
+                            (Position(tp.topic, tp.partition, record.offset), record.value)
+                        )
+            behind = [tp for tp in self._partitions if consumer.position(tp) < ends[tp]]
+        return records
+
+    def close(self) -> None:
+        self._consumer.close()

@@ -43,16 +43,16 @@ class Stack:
             self.settings.replication_factor,
         )
         self.say(f"topics: created {len(created)}, namespace '{self.settings.namespace}'")
-        self.spawn("enrollment", ["serve", "enrollment", "--port", str(self.service_port)])
+        self.spawn("services", ["serve", "--port", str(self.service_port)])
         self.spawn(
             "projections",
             ["worker", "--web-port", str(self.web_port), "--data-dir", str(self.work_dir)],
         )
         try:
             wait_until_up(
-                f"{self.service_url}/health", timeout, "the enrollment service", self.check_alive
+                f"{self.service_url}/health", timeout, "the command services", self.check_alive
             )
-            self.say(f"enrollment service ready at {self.service_url}")
+            self.say(f"command services ready at {self.service_url}")
             wait_until_up(
                 f"{self.projections_url}/projections/cohort-occupancy",
                 timeout,

@@ -184,8 +184,8 @@ def test_restarted_service_catches_up_and_still_refuses_a_full_cohort(stack, set
                 {"subject_id": "MSK-0401", "cohort_id": "DL1-IV"})[0] == 201
 
     # When the service is killed and started again
-    stack.kill("enrollment")
-    stack.spawn("enrollment", ["serve", "enrollment", "--port", str(stack.service_port)])
+    stack.kill("services")
+    stack.spawn("services", ["serve", "--port", str(stack.service_port)])
     eventually(lambda: _health(stack), timeout=60)
 
     # Then its state came back from the topic: the cohort is still full

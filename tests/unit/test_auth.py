@@ -36,7 +36,7 @@ def test_demo_directory_has_one_user_per_role_with_token_demo_role(role):
 
 @pytest.mark.parametrize(
     "token",
-    ["", "demo-sponsor", "demo-investigator ", "DEMO-INVESTIGATOR", sha256_hex("demo-auditor")],
+    ["", "demo-courier", "demo-investigator ", "DEMO-INVESTIGATOR", sha256_hex("demo-auditor")],
 )
 def test_an_unknown_token_authenticates_nobody(token):
     assert UserDirectory.demo().authenticate(token) is None

@@ -22,7 +22,7 @@ def compose() -> dict:
 
 def test_compose_runs_kafka_in_kraft_mode_and_every_component(compose):
     services = compose["services"]
-    assert {"kafka", "topics", "enrollment", "projections", "demo"} <= set(services)
+    assert {"kafka", "topics", "services", "projections", "demo"} <= set(services)
     kafka = services["kafka"]["environment"]
     assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert "ZOOKEEPER" not in " ".join(map(str, kafka))
@@ -30,12 +30,12 @@ def test_compose_runs_kafka_in_kraft_mode_and_every_component(compose):
 
 
 def test_compose_components_point_at_the_compose_broker(compose):
-    for name in ("topics", "enrollment", "projections", "demo"):
+    for name in ("topics", "services", "projections", "demo"):
         env = compose["services"][name]["environment"]
         assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092", name
 
 
-@pytest.mark.parametrize("name", ["topics", "enrollment", "projections", "demo"])
+@pytest.mark.parametrize("name", ["topics", "services", "projections", "demo"])
 def test_compose_commands_are_real_trialops_commands(compose, name):
     command = compose["services"][name]["command"]
     # The words before the first option are the sub-command path.

@@ -1,0 +1,71 @@
+"""One aiohttp application hosting the command services: each context keeps its own single
+writer and state; the app only routes requests to them."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from events.topics import event_topic
+from services.auth import UserDirectory
+from services.catalog import ServiceSpec, services
+from services.eventstore import KafkaEventStore
+from services.http import authentication, command_endpoint, health
+from services.runtime import CommandHandler
+from trialops.kafka_io import Tail
+from trialops.settings import Settings
+from trialops.trial_config import TrialConfig
+
+
+def handler_for(spec: ServiceSpec, settings: Settings, trial: TrialConfig) -> CommandHandler:
+    store = KafkaEventStore(
+        settings.bootstrap_servers,
+        event_topic(spec.context, settings.namespace),
+        trial.trial_id,
+        writer_id=f"{settings.namespace}.{spec.context}.writer",
+    )
+    return CommandHandler(spec.make_decider(trial), store, upstream_factory(spec, settings))
+
+
+def upstream_factory(spec: ServiceSpec, settings: Settings):
+    if not spec.upstream:
+        return None
+    return Tail(
+        settings.bootstrap_servers,
+        [event_topic(c, settings.namespace) for c in spec.upstream],
+        client_id=f"{settings.namespace}.{spec.context}.upstream",
+    )
+
+
+def build_app(
+    settings: Settings,
+    users: UserDirectory,
+    trial: TrialConfig,
+    contexts: list[str] | None = None,
+) -> web.Application:
+    available = services()
+    chosen = contexts or list(available)
+    unknown = [c for c in chosen if c not in available]
+    if unknown:
+        raise ValueError(f"unknown service(s) {unknown}; known: {sorted(available)}")
+    app = web.Application(middlewares=[authentication(users)])
+    app.router.add_get("/health", health)
+    handlers = []
+    for context in chosen:
+        spec = available[context]
+        handler = handler_for(spec, settings, trial)
+        handlers.append(handler)
+        for route in spec.routes:
+            roles = trial.roles_for(route.command)
+            if not roles:
+                raise ValueError(f"trial file: permissions has no roles for {route.command!r}")
+            app.router.add_post(route.path, command_endpoint(handler, route.model, roles))
+
+    async def lifecycle(_app: web.Application):
+        for handler in handlers:
+            await handler.start()
+        yield
+        for handler in handlers:
+            handler.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

@@ -1,0 +1,41 @@
+"""Every command service: its context, decider, HTTP routes and the contexts it follows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from services.runtime import Decider
+from trialops.trial_config import TrialConfig
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    command: str
+    """The command's name in the trial file's ``permissions``: who may issue it."""
+    model: type[BaseModel]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    context: str
+    make_decider: Callable[[TrialConfig], Decider]
+    routes: tuple[Route, ...]
+    upstream: tuple[str, ...] = ()
+    """Contexts whose topics this service follows read-only."""
+
+
+def services() -> dict[str, ServiceSpec]:
+    from services.enrollment.routes import SERVICE as enrollment
+
+    found = [enrollment]
+    for module in ("manufacturing", "dosing", "safety"):
+        try:
+            found.append(__import__(f"services.{module}.routes", fromlist=["SERVICE"]).SERVICE)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"services.{module}.routes" and exc.name != f"services.{module}":
+                raise
+    return {spec.context: spec for spec in found}
