@@ -45,6 +45,14 @@ SAMPLES: dict[str, EventPayload] = {
     "SubjectEnrolled": SubjectEnrolled(subject_id="MSK-0007", cohort_id="DL1-IP", slot=1),
     "SubjectWaitlisted": SubjectWaitlisted(subject_id="MSK-0007", cohort_id="DL1-IP", position=1),
 }
+# Other event types document an example in their schema (json_schema_extra); it serves here.
+SAMPLES.update(
+    {
+        name: model.model_validate(model.model_json_schema()["examples"][0])
+        for name, model in all_types().items()
+        if name not in SAMPLES and model.model_json_schema().get("examples")
+    }
+)
 
 
 @pytest.fixture
