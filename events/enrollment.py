@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from events.registry import EventPayload, event_type
 
@@ -48,3 +48,30 @@ class SubjectWaitlisted(EventPayload):
     subject_id: SubjectId
     cohort_id: CohortId
     position: int = Field(ge=1)
+
+
+# ---------------------------------------------------------------- contract (read by other contexts)
+
+
+@event_type("EligibilityReconfirmed", version=1, context=CONTEXT)
+class EligibilityReconfirmed(EventPayload):
+    """After successful manufacturing, before conditioning: the subject is still eligible."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"subject_id": "MSK-0007", "lot_id": "LOT-0007-A"}]}
+    )
+    subject_id: SubjectId
+    lot_id: str = Field(pattern=r"^LOT-[A-Z0-9-]{3,32}$")
+
+
+@event_type("SubjectWithdrawn", version=1, context=CONTEXT)
+class SubjectWithdrawn(EventPayload):
+    """The subject left the study; the reason is also the envelope's reason."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"subject_id": "MSK-0007", "reason_code": "consent-withdrawn"}]
+        }
+    )
+    subject_id: SubjectId
+    reason_code: str = Field(min_length=1, max_length=64)
