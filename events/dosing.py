@@ -6,7 +6,7 @@ keep their names and fields.
 
 from __future__ import annotations
 
-from pydantic import ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field
 
 from events.enrollment import CohortId, SubjectId
 from events.manufacturing import LotId
@@ -20,8 +20,9 @@ CONTEXT = "dosing"
 
 @event_type("InfusionRecorded", version=1, context=CONTEXT)
 class InfusionRecorded(EventPayload):
-    """Day 0: the product was given. The envelope's ``occurred_at`` is the infusion time and
-    opens the subject's DLT window."""
+    """Day 0: the product was given. ``infused_at`` (also the envelope's ``occurred_at``) opens
+    the subject's DLT window; it is in the payload because deciders that follow this topic
+    (safety) fold payloads only."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -35,6 +36,7 @@ class InfusionRecorded(EventPayload):
                     "weight_kg": 70.0,
                     "cells_infused": 7.1e7,
                     "route": "intraperitoneal",
+                    "infused_at": "2026-03-02T10:30:00Z",
                 }
             ]
         }
@@ -47,3 +49,4 @@ class InfusionRecorded(EventPayload):
     weight_kg: float = Field(gt=0, le=400, allow_inf_nan=False)
     cells_infused: float = Field(gt=0, allow_inf_nan=False)
     route: str
+    infused_at: AwareDatetime
