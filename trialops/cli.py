@@ -36,6 +36,15 @@ def _mount_broker() -> None:
 _mount_broker()
 
 
+def _mount_design() -> None:
+    from trialops.cli_design import app as design_app
+
+    app.add_typer(design_app, name="design")
+
+
+_mount_design()
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)

@@ -1,0 +1,1 @@
+"""Dose-escalation designs (pure): 3+3 and BOIN, their decision tables and recommendations."""
