@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from projections import cohort_occupancy
+from projections import cohort_occupancy, patient_timeline
 from projections.base import Projection
 
-PROJECTIONS: dict[str, Projection] = {p.name: p for p in (cohort_occupancy.PROJECTION,)}
+PROJECTIONS: dict[str, Projection] = {
+    p.name: p for p in (cohort_occupancy.PROJECTION, patient_timeline.PROJECTION)
+}
 
 
 def get(name: str) -> Projection:

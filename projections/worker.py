@@ -58,7 +58,7 @@ def create_app(
         value_serializer="raw",
         partitions=1,
     )
-    # Last stream_seq applied per (projection, stream): Kafka delivers at least once, a
+    # Last stream_seq applied per (projection, topic, stream): Kafka delivers at least once, a
     # projection applies each event once.
     applied = app.Table("applied-seq", default=int, partitions=1, key_type=str)
     for projection in PROJECTIONS.values():
@@ -83,7 +83,8 @@ def _wire(app, settings, projection: Projection, applied, dead_letters) -> None:
                 await _dead_letter(dead_letters, event, exc)
                 continue
             envelope = recorded.envelope
-            seen_key = f"{projection.name}|{envelope.stream_id}"
+            # Streams are numbered per context: the topic is part of the stream's identity.
+            seen_key = f"{projection.name}|{message.topic}|{envelope.stream_id}"
             if envelope.stream_seq <= applied[seen_key]:
                 log.info("skipping redelivered %s@%s", message.topic, message.offset)
                 continue

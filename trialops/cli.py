@@ -38,8 +38,10 @@ _mount_broker()
 
 def _mount_design() -> None:
     from trialops.cli_design import app as design_app
+    from trialops.cli_grade import app as grade_app
 
     app.add_typer(design_app, name="design")
+    app.add_typer(grade_app, name="grade")
 
 
 _mount_design()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,7 +15,7 @@ from events.registry import Recorded, UnknownEventType, read
 from events.topics import event_topic
 from projections.base import fold
 from projections.catalog import get
-from trialops.kafka_io import read_to_end
+from trialops.kafka_io import Position, read_to_end
 from trialops.settings import Settings
 
 TimeAxis = Literal["recorded", "occurred"]
@@ -34,20 +35,28 @@ def recorded_events(
     as_of: datetime | None = None,
     axis: TimeAxis = "recorded",
 ) -> Iterator[Recorded]:
-    topics = [event_topic(c, settings.namespace) for c in contexts]
-    seen: dict[str, int] = {}
-    for position, _key, value in read_to_end(settings.bootstrap_servers, topics):
+    """Every readable event of ``contexts`` once, each topic in offset order, topics merged by
+    recorded time (the order a live worker roughly sees them in)."""
+    per_topic: dict[str, list[tuple[Position, Recorded]]] = {}
+    for position, _key, value in read_to_end(
+        settings.bootstrap_servers, [event_topic(c, settings.namespace) for c in contexts]
+    ):
         stats.events += 1
         try:
             recorded = read(from_bytes(value))
         except (ValueError, ValidationError, UnknownEventType) as exc:
             stats.unreadable.append(f"{position.topic}@{position.offset}: {type(exc).__name__}")
             continue
+        per_topic.setdefault(position.topic, []).append((position, recorded))
+    merged = heapq.merge(*per_topic.values(), key=lambda item: item[1].envelope.recorded_at)
+    seen: dict[tuple[str, str], int] = {}
+    for position, recorded in merged:
         envelope = recorded.envelope
         # The same at-most-once rule as the live worker, so a duplicate never counts twice.
-        if envelope.stream_seq <= seen.get(envelope.stream_id, 0):
+        stream = (position.topic, envelope.stream_id)
+        if envelope.stream_seq <= seen.get(stream, 0):
             continue
-        seen[envelope.stream_id] = envelope.stream_seq
+        seen[stream] = envelope.stream_seq
         if as_of is not None:
             moment = envelope.recorded_at if axis == "recorded" else envelope.occurred_at
             if moment > as_of:

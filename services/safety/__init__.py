@@ -1,0 +1,1 @@
+"""Safety: adverse events, grading, DLT adjudication, expedited reporting, the stopping rule."""
