@@ -27,6 +27,8 @@ class Projection:
     apply: Callable[[State, Recorded], State]
     render: Callable[[Mapping[str, State]], Any]
     """The JSON document served by the live view and printed by the replay."""
+    key_name: str = "key"
+    """What the key is (``cohort_id``, ``subject_id``): the query filter's name."""
 
 
 def fold(

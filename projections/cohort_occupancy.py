@@ -74,4 +74,5 @@ PROJECTION = Projection(
     initial=initial,
     apply=apply,
     render=render,
+    key_name="cohort_id",
 )

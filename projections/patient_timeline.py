@@ -49,5 +49,11 @@ def render(states: Mapping[str, State]) -> dict:
 
 
 PROJECTION = Projection(
-    name=NAME, contexts=CONTEXTS, key_of=key_of, initial=initial, apply=apply, render=render
+    name=NAME,
+    contexts=CONTEXTS,
+    key_of=key_of,
+    initial=initial,
+    apply=apply,
+    render=render,
+    key_name="subject_id",
 )

@@ -6,8 +6,11 @@ Agents only decode, de-duplicate and call the projection's pure ``apply``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faust
 from pydantic import ValidationError
@@ -61,12 +64,35 @@ def create_app(
     # Last stream_seq applied per (projection, topic, stream): Kafka delivers at least once, a
     # projection applies each event once.
     applied = app.Table("applied-seq", default=int, partitions=1, key_type=str)
+    # Next offset to apply per (projection, topic, partition): read-your-writes waits on it.
+    positions = app.Table("positions", default=int, partitions=1, key_type=str)
+    dead_lettered = app.Table("dead-lettered", default=int, partitions=1, key_type=str)
+    tables = Tables(applied, positions, dead_lettered, dead_letters)
     for projection in PROJECTIONS.values():
-        _wire(app, settings, projection, applied, dead_letters)
+        _wire(app, settings, projection, tables)
+
+    @app.page("/projections", name="projections-status")
+    async def status(web, request):
+        return web.json(
+            {
+                "projections": sorted(PROJECTIONS),
+                "positions": dict(sorted(positions.items())),
+                "dead_lettered": dict(sorted(dead_lettered.items())),
+            }
+        )
+
     return app
 
 
-def _wire(app, settings, projection: Projection, applied, dead_letters) -> None:
+@dataclass(frozen=True)
+class Tables:
+    applied: Any
+    positions: Any
+    dead_lettered: Any
+    dead_letters: Any
+
+
+def _wire(app, settings, projection: Projection, tables: Tables) -> None:
     table = app.Table(projection.name, partitions=1, key_type=str)
     sources = app.topic(
         *(event_topic(c, settings.namespace) for c in projection.contexts),
@@ -77,40 +103,92 @@ def _wire(app, settings, projection: Projection, applied, dead_letters) -> None:
     async def fold(stream):
         async for event in stream.events():
             message = event.message
+            position_key = f"{projection.name}|{message.topic}:{message.partition}"
             try:
                 recorded = read(from_bytes(event.value))
+                if not recorded.envelope.hash_is_valid():
+                    raise ValueError("hash does not match the event's content")
             except (ValueError, ValidationError, UnknownEventType) as exc:
-                await _dead_letter(dead_letters, event, exc)
+                await _dead_letter(tables, projection.name, event, exc)
+                tables.positions[position_key] = message.offset + 1
                 continue
             envelope = recorded.envelope
             # Streams are numbered per context: the topic is part of the stream's identity.
             seen_key = f"{projection.name}|{message.topic}|{envelope.stream_id}"
-            if envelope.stream_seq <= applied[seen_key]:
+            if envelope.stream_seq <= tables.applied[seen_key]:
                 log.info("skipping redelivered %s@%s", message.topic, message.offset)
-                continue
-            key = projection.key_of(recorded)
-            if key is not None:
-                table[key] = projection.apply(table.get(key) or projection.initial(key), recorded)
-            applied[seen_key] = envelope.stream_seq
+            else:
+                key = projection.key_of(recorded)
+                if key is not None:
+                    state = table.get(key) or projection.initial(key)
+                    table[key] = projection.apply(state, recorded)
+                tables.applied[seen_key] = envelope.stream_seq
+            tables.positions[position_key] = message.offset + 1
 
     app.agent(sources, name=f"fold-{projection.name}")(fold)
 
     async def view(web, request):
-        document = projection.render(dict(table.items()))
+        wanted = request.query.get("wait_for")
+        if wanted:
+            problem = await _wait_for(tables.positions, projection.name, wanted, request.query)
+            if problem is not None:
+                return web.json(problem[1], status=problem[0])
+        states = dict(table.items())
+        selected = request.query.get(projection.key_name)
+        if selected is not None:
+            if selected not in states:
+                return web.json(
+                    {
+                        "error": "not-found",
+                        "message": f"{projection.name} has no {projection.key_name} {selected}",
+                    },
+                    status=404,
+                )
+            states = {selected: states[selected]}
+        document = projection.render(states)
         return web.bytes(to_json(document), content_type="application/json")
 
     app.page(f"/projections/{projection.name}", name=f"view-{projection.name}")(view)
 
 
-async def _dead_letter(dead_letters, event, exc: Exception) -> None:
+async def _wait_for(positions, name: str, wanted: str, query) -> tuple[int, dict] | None:
+    """Wait until the projection applied ``topic:partition:offset``; a problem if it did not."""
+    try:
+        topic, partition, offset = wanted.rsplit(":", 2)
+        target = int(offset)
+        timeout = float(query.get("timeout", "5"))
+        if not 0 < timeout <= 60:
+            raise ValueError
+    except ValueError:
+        return 400, {
+            "error": "bad-query",
+            "message": "wait_for must be TOPIC:PARTITION:OFFSET (as a command's response gives "
+            "it) and timeout a number of seconds in (0, 60]",
+        }
+    key = f"{name}|{topic}:{partition}"
+    deadline = asyncio.get_running_loop().time() + timeout
+    while positions[key] <= target:
+        if asyncio.get_running_loop().time() >= deadline:
+            return 504, {
+                "error": "projection-behind",
+                "message": f"{name} has applied {topic}:{partition} up to offset "
+                f"{positions[key] - 1}, not yet {target}; timed out after {timeout:g}s",
+            }
+        await asyncio.sleep(0.05)
+    return None
+
+
+async def _dead_letter(tables: Tables, projection: str, event, exc: Exception) -> None:
     message = event.message
     reason = f"{type(exc).__name__}: {exc}"[:1000]
-    log.error("dead-lettering %s@%s: %s", message.topic, message.offset, reason)
-    await dead_letters.send(
+    log.error("dead-lettering %s@%s for %s: %s", message.topic, message.offset, projection, reason)
+    tables.dead_lettered[projection] += 1
+    await tables.dead_letters.send(
         key=message.key,
         value=message.value,
         headers=[
             ("reason", reason.encode()),
             ("source", f"{message.topic}:{message.partition}:{message.offset}".encode()),
+            ("projection", projection.encode()),
         ],
     )

@@ -1,0 +1,159 @@
+"""The Faust projection worker on a real broker: at-most-once application under redelivery,
+poison events to the dead-letter topic, read-your-writes, and recovery after SIGKILL.
+
+Events are written straight onto the topic (tests/integration/raw_events.py) so these tests
+exercise the worker alone, whatever the services' rules."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import orjson
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from events.enrollment import CohortOpened, SubjectEnrolled, SubjectWaitlisted
+from events.envelope import to_bytes
+from events.topics import dead_letter_topic
+from tests.integration.helpers import eventually
+from tests.integration.raw_events import RawWriter
+from trialops.http_client import call, get_bytes
+
+pytestmark = pytest.mark.kafka
+
+
+def cohort(cohort_id: str, capacity: int = 3) -> CohortOpened:
+    return CohortOpened(cohort_id=cohort_id, dose_level="DL1", dose_cells_per_kg=1e6,
+                        route="intraperitoneal", capacity=capacity)
+
+
+def occupancy(stack, **query) -> dict:
+    suffix = "&".join(f"{k}={v}" for k, v in query.items())
+    return orjson.loads(get_bytes(f"{stack.projections_url}/projections/cohort-occupancy?{suffix}"))
+
+
+def replay(settings, name: str) -> bytes:
+    return subprocess.run(
+        [sys.executable, "-m", "trialops", "replay", name],
+        env={**os.environ, **settings.env()}, capture_output=True, timeout=120, check=True,
+    ).stdout
+
+
+def test_a_redelivered_event_is_applied_once(stack, settings):
+    writer = RawWriter(settings)
+    writer.append("cohort-DL1-IP", cohort("DL1-IP"))
+    enrolled = writer.envelope(
+        "subject-MSK-0001", SubjectEnrolled(subject_id="MSK-0001", cohort_id="DL1-IP", slot=1)
+    )
+    writer.resend(enrolled)
+    last = writer.resend(enrolled)  # Kafka's at-least-once delivery, made visible
+
+    document = occupancy(stack, wait_for=f"{last.topic}:{last.partition}:{last.offset}")
+
+    [row] = document["cohorts"]
+    assert row["enrolled"] == ["MSK-0001"]
+    assert replay(settings, "cohort-occupancy") == get_bytes(
+        f"{stack.projections_url}/projections/cohort-occupancy"
+    )
+
+
+def test_a_poison_event_goes_to_the_dead_letter_topic_and_the_worker_goes_on(stack, settings):
+    writer = RawWriter(settings)
+    writer.append("cohort-DL2-IP", cohort("DL2-IP"))
+    garbage = writer.send_bytes("subject-MSK-0002", b"{not json")
+    forged = writer.envelope(
+        "subject-MSK-0003", SubjectEnrolled(subject_id="MSK-0003", cohort_id="DL2-IP", slot=1)
+    )
+    tampered = to_bytes(forged).replace(b'"MSK-0003"', b'"MSK-0666"')
+    writer.send_bytes("subject-MSK-0003", tampered)
+    last = writer.append(
+        "subject-MSK-0004", SubjectEnrolled(subject_id="MSK-0004", cohort_id="DL2-IP", slot=1)
+    )
+
+    document = occupancy(stack, wait_for=f"{last.topic}:{last.partition}:{last.offset}")
+    assert document["cohorts"][0]["enrolled"] == ["MSK-0004"]
+
+    dlq = dead_letter_topic(f"{settings.namespace}-projections", settings.namespace)
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+                             auto_offset_reset="earliest", consumer_timeout_ms=15_000)
+    consumer.assign([TopicPartition(dlq, 0)])
+    letters = []
+    for record in consumer:
+        letters.append(record)
+        if len(letters) >= 4:  # two poison events, seen by each of the two projections
+            break
+    consumer.close()
+    headers = [dict(r.headers) for r in letters]
+    sources = {h["source"].decode() for h in headers}
+    assert sources == {
+        f"{garbage.topic}:{garbage.partition}:{garbage.offset}",
+        f"{last.topic}:{last.partition}:{last.offset - 1}",
+    }
+    reasons = " ".join(h["reason"].decode() for h in headers)
+    assert "hash does not match" in reasons and "JSONDecodeError" in reasons
+    status, body = call("GET", f"{stack.projections_url}/projections")
+    assert status == 200 and body["dead_lettered"]["cohort-occupancy"] == 2
+
+
+def test_a_query_waits_for_a_position_and_says_so_when_it_times_out(stack, settings):
+    writer = RawWriter(settings)
+    last = writer.append("cohort-DL3-IP", cohort("DL3-IP"))
+    future = f"{last.topic}:{last.partition}:{last.offset + 100}"
+
+    status, body = call(
+        "GET", f"{stack.projections_url}/projections/cohort-occupancy?wait_for={future}&timeout=0.5"
+    )
+
+    assert status == 504
+    assert body["error"] == "projection-behind"
+    assert f"not yet {last.offset + 100}" in body["message"]
+    status, body = call(
+        "GET", f"{stack.projections_url}/projections/cohort-occupancy?wait_for=nonsense"
+    )
+    assert status == 400 and "TOPIC:PARTITION:OFFSET" in body["message"]
+    status, body = call(
+        "GET", f"{stack.projections_url}/projections/cohort-occupancy?cohort_id=DL9-IP"
+    )
+    assert status == 404 and "DL9-IP" in body["message"]
+
+
+def test_a_worker_killed_mid_stream_recovers_to_the_replay(stack, settings):
+    # Given a stream of events the worker is busy applying
+    writer = RawWriter(settings)
+    writer.append("cohort-DL4-IP", cohort("DL4-IP", capacity=18))
+    for n in range(1, 151):
+        subject = f"MSK-{n:04d}"
+        payload = (
+            SubjectEnrolled(subject_id=subject, cohort_id="DL4-IP", slot=n)
+            if n <= 18
+            else SubjectWaitlisted(subject_id=subject, cohort_id="DL4-IP", position=n - 18)
+        )
+        writer.append(f"subject-{subject}", payload)
+        if n == 75:
+            # When the worker is killed without warning half-way through
+            stack.kill("projections")
+    writer.producer.flush()
+    stack.spawn(
+        "projections",
+        ["worker", "--web-port", str(stack.web_port), "--data-dir", str(stack.work_dir)],
+    )
+
+    # Then, restarted, it converges to exactly what a replay from scratch computes
+    expected = replay(settings, "cohort-occupancy")
+    deadline = time.monotonic() + 90
+
+    def converged():
+        try:
+            return get_bytes(f"{stack.projections_url}/projections/cohort-occupancy") == expected
+        except OSError:
+            return False
+
+    eventually(converged, timeout=deadline - time.monotonic())
+    row = orjson.loads(expected)["cohorts"][0]
+    assert (len(row["enrolled"]), len(row["waiting_list"])) == (18, 132)
+    assert replay(settings, "patient-timeline") == get_bytes(
+        f"{stack.projections_url}/projections/patient-timeline"
+    )
