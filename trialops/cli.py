@@ -93,9 +93,7 @@ def serve(
         raise fail(str(exc)) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
-    web.run_app(
-        application, host=host, port=port, print=lambda msg: typer.echo(f"services: {msg}")
-    )
+    web.run_app(application, host=host, port=port, print=lambda msg: typer.echo(f"services: {msg}"))
 
 
 @app.command()
@@ -161,6 +159,46 @@ def replay(
         + (f"; {len(stats.unreadable)} unreadable" if stats.unreadable else ""),
         err=True,
     )
+
+
+@app.command()
+def verify(
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+):
+    """Check every event topic: hashes, hash chains, gap-free sequences, duplicates, order and
+    schemas. Exits 1 when anything is wrong."""
+    import orjson
+
+    from trialops.verify import verify as run_verify
+
+    def progress(events: int, seconds: float) -> None:
+        typer.echo(f"  ... {events} events, {events / max(seconds, 1e-9):,.0f} events/s", err=True)
+
+    try:
+        report = run_verify(Settings.from_env(), progress=progress)
+    except LookupError as exc:
+        raise fail(f"{exc}; create the topics with 'trialops topics create'") from None
+    if json_output:
+        typer.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        rate = report.events / max(report.seconds, 1e-9)
+        typer.echo(
+            f"verified {report.events} events in {report.streams} streams "
+            f"({report.seconds:.2f}s, {rate:,.0f} events/s)"
+        )
+        for topic, count in sorted(report.topics.items()):
+            typer.echo(f"  {topic}: {count} events")
+        if report.ok:
+            typer.echo("no problems found")
+        else:
+            typer.echo(
+                f"{len(report.problems)} problem(s): "
+                + ", ".join(f"{kind} {count}" for kind, count in report.by_kind().items())
+            )
+            for problem in report.problems:
+                typer.echo(f"  [{problem.kind}] {problem.where}: {problem.detail}")
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -26,13 +26,13 @@ class RawWriter:
         self.heads: dict[str, tuple[int, str]] = {}
         self.clock = START
 
-    def envelope(self, stream_id: str, payload: EventPayload, **overrides) -> Envelope:
+    def envelope(self, stream_id: str, event: EventPayload, /, **overrides) -> Envelope:
         seq, prev = self.heads.get(stream_id, (0, GENESIS_HASH))
         self.clock += timedelta(minutes=1)
         fields = {
             "event_id": uuid4(),
-            "event_type": payload.event_type,
-            "schema_version": payload.schema_version,
+            "event_type": event.event_type,
+            "schema_version": event.schema_version,
             "trial_id": self.settings.trial_id,
             "stream_id": stream_id,
             "stream_seq": seq + 1,
@@ -43,7 +43,7 @@ class RawWriter:
             "correlation_id": uuid4(),
             "causation_id": None,
             "prev_hash": prev,
-            "payload": payload.model_dump(mode="json"),
+            "payload": event.model_dump(mode="json"),
         }
         envelope = seal(**{**fields, **overrides})
         self.heads[stream_id] = (envelope.stream_seq, envelope.hash)
@@ -53,8 +53,8 @@ class RawWriter:
         meta = self.producer.send(self.topic, key=key.encode(), value=value).get(timeout=30)
         return Position(meta.topic, meta.partition, meta.offset)
 
-    def append(self, stream_id: str, payload: EventPayload, **overrides) -> Position:
-        envelope = self.envelope(stream_id, payload, **overrides)
+    def append(self, stream_id: str, event: EventPayload, /, **overrides) -> Position:
+        envelope = self.envelope(stream_id, event, **overrides)
         return self.send_bytes(stream_id, to_bytes(envelope))
 
     def resend(self, envelope: Envelope) -> Position:
