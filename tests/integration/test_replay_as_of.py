@@ -1,0 +1,48 @@
+"""Bitemporal replay on a real broker: "what had happened by T" (business time) and "what the
+system had recorded by T" (recorded time) differ exactly by the events recorded late."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from events.enrollment import SubjectRegistered
+from tests.integration.raw_events import RawWriter
+from trialops.kafka_io import ensure_topics
+from trialops.replay import ReplayStats, replay
+
+pytestmark = pytest.mark.kafka
+
+NINE = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+FIVE_PM = datetime(2026, 3, 2, 17, 0, tzinfo=UTC)
+
+
+def subjects(document) -> list[str]:
+    return [s["subject_id"] for s in document["subjects"]]
+
+
+def test_an_event_recorded_late_is_in_business_time_but_not_in_recorded_time(settings):
+    ensure_topics(settings.bootstrap_servers, settings.namespace)
+    writer = RawWriter(settings)
+    # Given MSK-0001 registered at 9:00 and recorded at once,
+    writer.append("subject-MSK-0001", SubjectRegistered(subject_id="MSK-0001", site_id="MSK"),
+                  occurred_at=NINE, recorded_at=NINE)
+    # and MSK-0002 registered at 9:00 at the site but only entered at 17:00
+    writer.append("subject-MSK-0002", SubjectRegistered(subject_id="MSK-0002", site_id="MSK"),
+                  occurred_at=NINE, recorded_at=FIVE_PM)
+    writer.producer.flush()
+
+    # When both timelines are replayed as of noon
+    stats = ReplayStats()
+    by_business_time = replay(settings, "patient-timeline", as_of=NOON, axis="occurred")
+    by_recorded_time = replay(settings, "patient-timeline", as_of=NOON, axis="recorded",
+                              stats=stats)
+
+    # Then what had happened by noon includes MSK-0002, what the system knew does not
+    assert subjects(by_business_time) == ["MSK-0001", "MSK-0002"]
+    assert subjects(by_recorded_time) == ["MSK-0001"]
+    assert (stats.events, stats.applied) == (2, 1)
+    # and as of 17:00 both agree
+    assert replay(settings, "patient-timeline", as_of=FIVE_PM) == by_business_time
