@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 CONTEXTS = ("enrollment", "manufacturing", "dosing", "safety")
+SHARED = "shared"
+"""Context of event types any context may write (signatures)."""
 DEFAULT_NAMESPACE = "trialops"
 
 EVENT_TOPIC_CONFIG = {

@@ -58,7 +58,12 @@ def build_app(
             roles = trial.roles_for(route.command)
             if not roles:
                 raise ValueError(f"trial file: permissions has no roles for {route.command!r}")
-            app.router.add_post(route.path, command_endpoint(handler, route.model, roles))
+            app.router.add_post(
+                route.path,
+                command_endpoint(
+                    handler, route.model, roles, signature_meaning=route.signature, users=users
+                ),
+            )
 
     async def lifecycle(_app: web.Application):
         for handler in handlers:

@@ -31,6 +31,9 @@ class User(BaseModel):
     user_id: str = Field(min_length=1)
     role: str
     token_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    printed_name: str | None = Field(
+        default=None, description="Name shown with the user's electronic signatures"
+    )
 
 
 class UserDirectory:
@@ -59,16 +62,21 @@ class UserDirectory:
                     user_id=f"demo-{role.replace('_', '-')}",
                     role=role,
                     token_sha256=digest(f"demo-{role}"),
+                    printed_name=f"Demo {role.replace('_', ' ').title()}",
                 )
                 for role in ROLES
             ]
         )
 
     def authenticate(self, token: str) -> Actor | None:
+        user = self.user_for(token)
+        return None if user is None else Actor(user_id=user.user_id, role=user.role)
+
+    def user_for(self, token: str) -> User | None:
         wanted = digest(token)
         for user in self._users:
             if hmac.compare_digest(user.token_sha256, wanted):
-                return Actor(user_id=user.user_id, role=user.role)
+                return user
         return None
 
 

@@ -17,6 +17,9 @@ class Route:
     command: str
     """The command's name in the trial file's ``permissions``: who may issue it."""
     model: type[BaseModel]
+    signature: str | None = None
+    """The meaning of the electronic signature the command requires (review, approval,
+    responsibility), or None when it needs none."""
 
 
 @dataclass(frozen=True)

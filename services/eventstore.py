@@ -10,7 +10,7 @@ stream's sequence and last hash in memory, caught up from the topic at open.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID, uuid4
@@ -109,11 +109,15 @@ class KafkaEventStore:
         correlation_id: UUID,
         causation_id: UUID | None = None,
         reason: str | None = None,
+        follow_up: Callable[[Envelope], list[NewEvent]] | None = None,
     ) -> list[Envelope]:
-        """Seal envelopes for ``new_events`` against the current stream heads (no I/O)."""
+        """Seal envelopes for ``new_events`` against the current stream heads (no I/O).
+        ``follow_up`` may add events right after each sealed one (a signature of it)."""
         heads = {k: (v.seq, v.hash) for k, v in self._heads.items()}
-        sealed = []
-        for new in new_events:
+        sealed: list[Envelope] = []
+        queue = list(new_events)
+        while queue:
+            new = queue.pop(0)
             seq, prev = heads.get(new.stream_id, (0, GENESIS_HASH))
             envelope = seal(
                 event_id=uuid4(),
@@ -133,6 +137,8 @@ class KafkaEventStore:
             )
             heads[new.stream_id] = (envelope.stream_seq, envelope.hash)
             sealed.append(envelope)
+            if follow_up is not None and new.payload.context != "shared":
+                queue[:0] = follow_up(envelope)
         return sealed
 
     def append(self, envelopes: list[Envelope]) -> list[Appended]:

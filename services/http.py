@@ -16,7 +16,7 @@ from events.envelope import Actor
 from services.auth import UserDirectory
 from services.errors import DomainError
 from services.eventstore import StoreUnavailable
-from services.runtime import CommandHandler
+from services.runtime import CommandHandler, Signature
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,9 @@ def command_endpoint(
     command_type: type[BaseModel],
     roles: frozenset[str],
     clock=lambda: datetime.now(UTC),
+    *,
+    signature_meaning: str | None = None,
+    users: UserDirectory | None = None,
 ):
     """A POST endpoint that turns a JSON body into ``command_type`` and hands it to ``handler``.
     A command model that declares an ``actor`` field gets the authenticated actor, for rules
@@ -103,6 +106,13 @@ def command_endpoint(
                 f"role {actor.role} may not {command_type.__name__}; allowed: {sorted(roles)}",
             )
         body = await read_json_object(request)
+        signature = None
+        if signature_meaning is not None:
+            signature = _signature(
+                body.pop("signature", None), actor, signature_meaning, users, clock
+            )
+            if isinstance(signature, web.Response):
+                return signature
         smuggled = [name for name in SERVER_FIELDS if name in body]
         if smuggled:
             fields = [
@@ -130,7 +140,7 @@ def command_endpoint(
             summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
             return problem(422, "invalid-command", summary, fields=fields)
         try:
-            appended = await handler.handle(command, actor, reason=reason)
+            appended = await handler.handle(command, actor, reason=reason, signature=signature)
         except DomainError as exc:
             return problem(exc.status, exc.rule, exc.message, details=exc.details)
         except StoreUnavailable as exc:
@@ -138,6 +148,32 @@ def command_endpoint(
         return ok(201, {"events": [summarise(a) for a in appended]})
 
     return endpoint
+
+
+def _signature(block, actor: Actor, meaning: str, users: UserDirectory | None, clock):
+    """Part 11 (21 CFR 11.200): the signer re-authenticates for each signature; the meaning
+    must be the one this record requires."""
+    if not isinstance(block, dict) or not isinstance(block.get("token"), str):
+        return problem(
+            422,
+            "signature-required",
+            f"this record needs an electronic signature ({meaning}): send "
+            f'"signature": {{"token": <your token again>, "meaning": "{meaning}"}}',
+        )
+    if block.get("meaning") != meaning:
+        return problem(
+            422,
+            "signature-meaning",
+            f"signature.meaning must be {meaning!r} for this record, not {block.get('meaning')!r}",
+        )
+    user = users.user_for(block["token"]) if users is not None else None
+    if user is None or user.user_id != actor.user_id:
+        return problem(
+            401,
+            "signature-reauthentication-failed",
+            "signature.token does not re-authenticate the signed-in user",
+        )
+    return Signature(actor, user.printed_name or user.user_id, meaning, clock())
 
 
 def summarise(appended) -> Mapping[str, Any]:

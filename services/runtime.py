@@ -16,6 +16,8 @@ from uuid import UUID, uuid4
 
 from events.envelope import Actor, from_bytes
 from events.registry import EventPayload, Recorded, read
+from events.signatures import RecordSigned
+from events.topics import SHARED
 from services.decider import NewEvent
 from services.eventstore import Appended, KafkaEventStore
 from trialops.kafka_io import Tail
@@ -30,6 +32,30 @@ class Decider(Generic[S]):
     initial_state: S
     decide: Callable[[Any, S], list[NewEvent]]
     evolve: Callable[[S, EventPayload], S]
+
+
+@dataclass(frozen=True)
+class Signature:
+    """An electronic signature applied to every event a command appends (21 CFR 11.50): the
+    signer re-authenticated for it; the time is the server's."""
+
+    actor: Actor
+    printed_name: str
+    meaning: str
+    signed_at: datetime
+
+    def of(self, envelope) -> list[NewEvent]:
+        payload = RecordSigned(
+            signed_event_id=envelope.event_id,
+            signed_event_type=envelope.event_type,
+            signed_hash=envelope.hash,
+            signer_id=self.actor.user_id,
+            printed_name=self.printed_name,
+            role=self.actor.role,
+            meaning=self.meaning,
+            signed_at=self.signed_at,
+        )
+        return [NewEvent(envelope.stream_id, payload, self.signed_at)]
 
 
 class CommandHandler(Generic[S]):
@@ -62,8 +88,12 @@ class CommandHandler(Generic[S]):
     def _rebuild(self, history: list[Recorded]) -> None:
         state = self.decider.initial_state
         for recorded in [*self._upstream_seen, *history]:
-            state = self.decider.evolve(state, recorded.payload)
+            state = self._evolve(state, recorded.payload)
         self.state = state
+
+    def _evolve(self, state: S, payload: EventPayload) -> S:
+        # Signatures attest records; they change no decider's state.
+        return state if payload.context == SHARED else self.decider.evolve(state, payload)
 
     async def _follow_upstream(self) -> None:
         if self.upstream is None:
@@ -75,7 +105,7 @@ class CommandHandler(Generic[S]):
         self._upstream_seen += new
         state = self.state
         for recorded in new:
-            state = self.decider.evolve(state, recorded.payload)
+            state = self._evolve(state, recorded.payload)
         self.state = state
 
     async def handle(
@@ -85,6 +115,7 @@ class CommandHandler(Generic[S]):
         *,
         correlation_id: UUID | None = None,
         reason: str | None = None,
+        signature: Signature | None = None,
     ) -> list[Appended]:
         """Decide ``command`` and append its events. Raises a ``DomainError`` (nothing appended)
         or ``StoreUnavailable`` (the state is rebuilt from the topic before the next command)."""
@@ -102,6 +133,7 @@ class CommandHandler(Generic[S]):
                 recorded_at=self.clock(),
                 correlation_id=correlation_id or uuid4(),
                 reason=reason if reason is not None else getattr(command, "reason", None),
+                follow_up=None if signature is None else signature.of,
             )
             appended = await asyncio.to_thread(self.store.append, envelopes)
             state = self.state
