@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import AwareDatetime, ConfigDict, Field
 
 from events.enrollment import CohortId, SubjectId
-from events.manufacturing import LotId
+from events.manufacturing import CoiId, LotId
 from events.registry import EventPayload, event_type
 
 CONTEXT = "dosing"
@@ -50,3 +50,67 @@ class InfusionRecorded(EventPayload):
     cells_infused: float = Field(gt=0, allow_inf_nan=False)
     route: str
     infused_at: AwareDatetime
+
+
+# ---------------------------------------------------------------- dosing's own facts
+
+
+@event_type("ConditioningDayRecorded", version=1, context=CONTEXT)
+class ConditioningDayRecorded(EventPayload):
+    """One day of lymphodepleting conditioning was given (day 1 to the trial's configured count),
+    for the product ``lot_id`` whose availability was confirmed before day 1. Height and weight
+    are the measurements the body-surface-area doses were computed from. ``given_at`` (also the
+    envelope's ``occurred_at``) is in the payload because the dosing decider folds payloads only
+    and keeps the days, and the infusion after them, in time order."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "subject_id": "MSK-0007",
+                    "lot_id": "LOT-0007-A",
+                    "day": 1,
+                    "height_cm": 180.0,
+                    "weight_kg": 80.0,
+                    "fludarabine_mg": 60.0,
+                    "cyclophosphamide_mg": 600.0,
+                    "given_at": "2026-02-25T09:00:00Z",
+                }
+            ]
+        }
+    )
+    subject_id: SubjectId
+    lot_id: LotId
+    day: int = Field(ge=1, le=30)
+    height_cm: float = Field(gt=0, le=272, allow_inf_nan=False)
+    weight_kg: float = Field(gt=0, le=400, allow_inf_nan=False)
+    fludarabine_mg: float = Field(gt=0, allow_inf_nan=False)
+    cyclophosphamide_mg: float = Field(gt=0, allow_inf_nan=False)
+    given_at: AwareDatetime
+
+
+@event_type("BedsideCoiVerified", version=1, context=CONTEXT)
+class BedsideCoiVerified(EventPayload):
+    """One person at the bedside presented the subject id, the chain-of-identity id and the lot
+    id, and all three matched the released lot. Infusion needs two such checks by two different
+    people; ``verified_by`` is the user id of the person (staff, not the subject), ``verified_at``
+    the time of the check (also the envelope's ``occurred_at``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "subject_id": "MSK-0007",
+                    "lot_id": "LOT-0007-A",
+                    "coi_id": "COI-MSK-0007-01",
+                    "verified_by": "nurse-lee",
+                    "verified_at": "2026-03-02T10:05:00Z",
+                }
+            ]
+        }
+    )
+    subject_id: SubjectId
+    lot_id: LotId
+    coi_id: CoiId
+    verified_by: str = Field(min_length=1, max_length=128)
+    verified_at: AwareDatetime

@@ -6,7 +6,7 @@ keep their names and fields.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -98,3 +98,187 @@ class LotThawed(EventPayload):
     )
     lot_id: LotId
     subject_id: SubjectId
+
+
+# ---------------------------------------------------------------- manufacturing's own facts
+
+DinId = Annotated[
+    str, Field(min_length=6, max_length=64, description="second unique id: the bag's DIN")
+]
+Party = Annotated[str, Field(min_length=1, max_length=128, description="custodian")]
+QcTest = Literal[
+    "viability",
+    "car_expression",
+    "vector_copy_number",
+    "endotoxin",
+    "sterility",
+    "mycoplasma",
+    "replication_competent_retrovirus",
+    "identity",
+    "cell_dose",
+]
+QcOutcome = Literal["negative", "negative-to-date", "positive", "confirmed", "not-confirmed"]
+ManufacturingStep = Literal["activation", "gene-transfer", "expansion"]
+TargetBasis = Literal["cohort-dose-x-weight", "manufacturing-order"]
+
+
+def _example(**fields: Any) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": [fields]})
+
+
+_LOT = {"lot_id": "LOT-0007-A", "subject_id": "MSK-0007"}
+_IDS = {"coi_id": "W123425000007S", "din": "A9999251234569"}
+
+
+@event_type("ApheresisCollected", version=1, context=CONTEXT)
+class ApheresisCollected(EventPayload):
+    """Leukapheresis of an enrolled subject: opens the lot and its chain of identity. The
+    collection site is the first custodian; ``weight_kg`` is the subject's weight at collection."""
+
+    model_config = _example(
+        **_LOT,
+        **_IDS,
+        collection_site="MSK Apheresis Unit",
+        volume_ml=250.0,
+        total_nucleated_cells=1.2e10,
+        cd3_cells=6.0e9,
+        weight_kg=70.0,
+    )
+    lot_id: LotId
+    subject_id: SubjectId
+    coi_id: CoiId
+    din: DinId
+    collection_site: Party
+    volume_ml: float = Field(gt=0, allow_inf_nan=False)
+    total_nucleated_cells: float = Field(gt=0, allow_inf_nan=False)
+    cd3_cells: float = Field(gt=0, allow_inf_nan=False)
+    weight_kg: float = Field(gt=0, le=400, allow_inf_nan=False)
+
+
+@event_type("CustodyTransferred", version=1, context=CONTEXT)
+class CustodyTransferred(EventPayload):
+    """A hand-off at which both identifiers were presented and matched the lot. Who recorded it
+    is the envelope's actor; when is its ``occurred_at``."""
+
+    model_config = _example(
+        **_LOT,
+        **_IDS,
+        from_party="MSK Apheresis Unit",
+        to_party="Courier: World Courier",
+        location="MSK Apheresis Unit, New York",
+        temperature_c=4.0,
+    )
+    lot_id: LotId
+    subject_id: SubjectId
+    coi_id: CoiId
+    din: DinId
+    from_party: Party
+    to_party: Party
+    location: str = Field(min_length=1, max_length=200)
+    temperature_c: float = Field(ge=-273.15, le=60, allow_inf_nan=False)
+
+
+@event_type("ApheresisReceived", version=1, context=CONTEXT)
+class ApheresisReceived(EventPayload):
+    """The manufacturing facility took the apheresis bag in: the lot is received."""
+
+    model_config = _example(**_LOT)
+    lot_id: LotId
+    subject_id: SubjectId
+
+
+@event_type("ManufacturingStarted", version=1, context=CONTEXT)
+class ManufacturingStarted(EventPayload):
+    """Activation began. The manufacturing order fixes the target CAR T cell count here, from
+    the cohort's dose x the weight at collection or as ordered, so that a later change
+    elsewhere does not move the cell-dose specification."""
+
+    model_config = _example(**_LOT, target_car_t_cells=7.0e7, target_basis="cohort-dose-x-weight")
+    lot_id: LotId
+    subject_id: SubjectId
+    target_car_t_cells: float = Field(gt=0, allow_inf_nan=False)
+    target_basis: TargetBasis
+
+
+@event_type("ManufacturingStepStarted", version=1, context=CONTEXT)
+class ManufacturingStepStarted(EventPayload):
+    model_config = _example(**_LOT, step="gene-transfer")
+    lot_id: LotId
+    subject_id: SubjectId
+    step: Literal["gene-transfer", "expansion"]
+
+
+@event_type("LotHarvested", version=1, context=CONTEXT)
+class LotHarvested(EventPayload):
+    model_config = _example(**_LOT, total_viable_cells=9.5e8)
+    lot_id: LotId
+    subject_id: SubjectId
+    total_viable_cells: float = Field(gt=0, allow_inf_nan=False)
+
+
+@event_type("QcResultRecorded", version=1, context=CONTEXT)
+class QcResultRecorded(EventPayload):
+    """One release test's result: a measured ``value`` or a qualitative ``outcome``. Whether it
+    meets the specification is decided at disposition, not stored here."""
+
+    model_config = _example(**_LOT, test="viability", value=86.5, outcome=None)
+    lot_id: LotId
+    subject_id: SubjectId
+    test: QcTest
+    value: float | None = Field(allow_inf_nan=False)
+    outcome: QcOutcome | None
+
+
+@event_type("ExceptionalReleaseDecided", version=1, context=CONTEXT)
+class ExceptionalReleaseDecided(EventPayload):
+    """One documented decision (investigator or sponsor) on infusing an out-of-specification
+    lot; ``ExceptionalReleaseApproved`` follows when both have approved."""
+
+    model_config = _example(
+        **_LOT,
+        decided_by="dr-ortega",
+        role="investigator",
+        approved=True,
+        rationale="No alternative therapy; viability 68% judged acceptable for this patient",
+    )
+    lot_id: LotId
+    subject_id: SubjectId
+    decided_by: str = Field(min_length=1, max_length=128)
+    role: Literal["investigator", "sponsor"]
+    approved: bool
+    rationale: str = Field(min_length=10, max_length=2000)
+
+
+@event_type("LotCryopreserved", version=1, context=CONTEXT)
+class LotCryopreserved(EventPayload):
+    model_config = _example(**_LOT, bag_count=2)
+    lot_id: LotId
+    subject_id: SubjectId
+    bag_count: int = Field(ge=1, le=20)
+
+
+@event_type("LotShipped", version=1, context=CONTEXT)
+class LotShipped(EventPayload):
+    model_config = _example(**_LOT, destination_site="SITE-01")
+    lot_id: LotId
+    subject_id: SubjectId
+    destination_site: str = Field(min_length=1, max_length=32)
+
+
+@event_type("LotReceivedAtSite", version=1, context=CONTEXT)
+class LotReceivedAtSite(EventPayload):
+    model_config = _example(**_LOT, site_id="SITE-01")
+    lot_id: LotId
+    subject_id: SubjectId
+    site_id: str = Field(min_length=1, max_length=32)
+
+
+@event_type("ManufacturingFailed", version=1, context=CONTEXT)
+class ManufacturingFailed(EventPayload):
+    """The lot will never be infused. The subject may be collected again (a new lot) or be
+    withdrawn by the investigator."""
+
+    model_config = _example(**_LOT, reason_code="expansion-failure")
+    lot_id: LotId
+    subject_id: SubjectId
+    reason_code: str = Field(min_length=1, max_length=64)

@@ -1,0 +1,376 @@
+"""Dosing decider: conditioning, the bedside chain-of-identity check, the infusion. Pure: no I/O,
+no clock; times come in the commands, every number of the trial comes from its configuration.
+
+Rules, with their sources:
+- Conditioning (DOMAIN.md 1): fludarabine and cyclophosphamide, each mg/m^2/day times the
+  body-surface area by Mosteller's formula (N Engl J Med 1987;317:1098), for the configured
+  number of days, recorded one day at a time, in order, never twice. The dose given must be
+  within CONDITIONING_DOSE_TOLERANCE_PERCENT of the computed dose (project default 10%: the
+  Hematology/Oncology Pharmacy Association's dose-rounding position, Fahrenbruch et al.,
+  J Oncol Pract 2018, which also cites the NCI's > 10% deviation criterion).
+- Conditioning starts only once the released product's availability is confirmed (DOMAIN.md
+  2.2): its lot released (conditionally or not) or exceptionally released, and not out of
+  specification since; and once eligibility was re-confirmed for that lot after manufacturing
+  (DOMAIN.md 1, sequence of NCT04577326). Later days are the same regimen for the same lot.
+- Bedside chain-of-identity check (DOMAIN.md 2.2 and 2.5: at least two identifiers, checked by
+  two people): each person presents the subject id and two identifiers of the product, the
+  chain-of-identity id and the lot id; all must be the released lot's. The two people must be
+  different users.
+- Infusion, day 0 (DOMAIN.md 1, 2.4-2.6): the subject enrolled and not withdrawn, not infused
+  before; the lot is the subject's, released or exceptionally released and not out of
+  specification since (a late positive sterility after a conditional release blocks it), and
+  thawed; eligibility re-confirmed for it; every conditioning day given, for this lot; the
+  bedside check done by two different people; the route is the cohort's; the product's actual
+  cell count within the trial's ``infused_dose_tolerance_percent`` of cells/kg x weight.
+- Time order (business times from the commands, kept in the payloads because deciders fold
+  payloads only): each conditioning day after the one before; the infusion after the last
+  conditioning day, with both bedside checks made at or before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from events.dosing import BedsideCoiVerified, ConditioningDayRecorded, InfusionRecorded
+from events.enrollment import Route, SubjectId
+from events.envelope import Actor
+from events.manufacturing import CoiId, LotId
+from services.decider import NewEvent
+from services.dosing.bsa import (
+    conditioning_doses,
+    deviation_percent,
+    mosteller_bsa_m2,
+    within_tolerance,
+)
+from services.dosing.preconditions import (
+    bedside_checked_by_two,
+    conditioning_complete,
+    eligibility_reconfirmed,
+    lot_available,
+    lot_of_subject,
+    treatable_subject,
+)
+from services.dosing.state import DosingState, evolve, initial_state
+from services.errors import NotFound, RuleViolated
+from services.runtime import Decider
+from trialops.trial_config import TrialConfig
+
+CONDITIONING_DOSE_TOLERANCE_PERCENT = 10.0
+"""Project default (the trial file has no key for it yet): see the module docstring."""
+
+# ---------------------------------------------------------------- commands
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    occurred_at: AwareDatetime
+
+
+class RecordConditioningDay(Command):
+    subject_id: SubjectId
+    lot_id: LotId
+    day: int = Field(ge=1, le=30)
+    height_cm: float = Field(gt=0, le=272, allow_inf_nan=False)
+    weight_kg: float = Field(gt=0, le=400, allow_inf_nan=False)
+    fludarabine_mg: float = Field(gt=0, allow_inf_nan=False)
+    cyclophosphamide_mg: float = Field(gt=0, allow_inf_nan=False)
+
+
+class VerifyBedsideCoi(Command):
+    subject_id: SubjectId
+    lot_id: LotId
+    coi_id: CoiId
+    actor: Actor
+    """The person checking, injected by the server from the authenticated user."""
+
+
+class RecordInfusion(Command):
+    subject_id: SubjectId
+    lot_id: LotId
+    weight_kg: float = Field(gt=0, le=400, allow_inf_nan=False)
+    cells_infused: float = Field(gt=0, allow_inf_nan=False)
+    route: Route
+
+
+COMMANDS: dict[str, type[Command]] = {
+    "record-conditioning-day": RecordConditioningDay,
+    "verify-bedside-coi": VerifyBedsideCoi,
+    "record-infusion": RecordInfusion,
+}
+
+
+# ---------------------------------------------------------------- the trial's numbers
+
+
+@dataclass(frozen=True, slots=True)
+class DosingRules:
+    fludarabine_mg_per_m2: float
+    cyclophosphamide_mg_per_m2: float
+    conditioning_days: int
+    conditioning_dose_tolerance_percent: float
+    infused_dose_tolerance_percent: float
+
+    @classmethod
+    def of(cls, trial: TrialConfig) -> DosingRules:
+        conditioning = trial.conditioning
+        return cls(
+            fludarabine_mg_per_m2=conditioning.fludarabine_mg_per_m2_per_day,
+            cyclophosphamide_mg_per_m2=conditioning.cyclophosphamide_mg_per_m2_per_day,
+            conditioning_days=conditioning.days,
+            # Read from the trial file once it has the key; the project default until then.
+            conditioning_dose_tolerance_percent=getattr(
+                conditioning, "dose_tolerance_percent", CONDITIONING_DOSE_TOLERANCE_PERCENT
+            ),
+            infused_dose_tolerance_percent=trial.infused_dose_tolerance_percent,
+        )
+
+
+def make_decider(trial: TrialConfig) -> Decider:
+    rules = DosingRules.of(trial)
+    decide_: Callable[[Command, DosingState], list[NewEvent]] = partial(decide, rules=rules)
+    return Decider(initial_state, decide_, evolve)
+
+
+# ---------------------------------------------------------------- decide
+
+
+def decide(command: Command, state: DosingState, *, rules: DosingRules) -> list[NewEvent]:
+    match command:
+        case RecordConditioningDay():
+            return _record_conditioning_day(command, state, rules)
+        case VerifyBedsideCoi():
+            return _verify_bedside_coi(command, state)
+        case RecordInfusion():
+            return _record_infusion(command, state, rules)
+    raise TypeError(f"dosing does not handle {type(command).__name__}")
+
+
+def subject_stream(subject_id: str) -> str:
+    return f"subject-{subject_id}"
+
+
+def _record_conditioning_day(
+    cmd: RecordConditioningDay, state: DosingState, rules: DosingRules
+) -> list[NewEvent]:
+    subject = treatable_subject(state, cmd.subject_id, "conditioning cannot be recorded")
+    lot = state.lot(cmd.lot_id)
+    lot_of_subject(lot, subject)
+    expected_day = len(subject.conditioning_days) + 1
+    if cmd.day > rules.conditioning_days:
+        raise RuleViolated(
+            "conditioning-days-configured",
+            f"conditioning has {rules.conditioning_days} days in this trial; "
+            f"day {cmd.day} cannot be recorded for subject {subject.subject_id}",
+            subject_id=subject.subject_id,
+            day=cmd.day,
+            configured_days=rules.conditioning_days,
+        )
+    if cmd.day != expected_day:
+        done = list(subject.conditioning_days)
+        raise RuleViolated(
+            "conditioning-days-in-order",
+            f"subject {subject.subject_id} has conditioning days {done} recorded; "
+            f"the next one is day {expected_day}, not day {cmd.day}",
+            subject_id=subject.subject_id,
+            day=cmd.day,
+            expected_day=expected_day,
+            recorded_days=done,
+        )
+    if subject.conditioning and cmd.occurred_at <= subject.conditioning[-1].given_at:
+        previous = subject.conditioning[-1]
+        raise RuleViolated(
+            "conditioning-days-in-order",
+            f"day {cmd.day} of subject {subject.subject_id} at {cmd.occurred_at.isoformat()} "
+            f"is not after day {previous.day} at {previous.given_at.isoformat()}",
+            subject_id=subject.subject_id,
+            day=cmd.day,
+            given_at=cmd.occurred_at.isoformat(),
+            previous_day=previous.day,
+            previous_given_at=previous.given_at.isoformat(),
+        )
+    if subject.conditioning_lot is not None and subject.conditioning_lot != lot.lot_id:
+        raise RuleViolated(
+            "conditioning-for-one-lot",
+            f"conditioning of subject {subject.subject_id} started for lot "
+            f"{subject.conditioning_lot}, not {lot.lot_id}",
+            subject_id=subject.subject_id,
+            lot_id=lot.lot_id,
+            conditioning_lot=subject.conditioning_lot,
+        )
+    if cmd.day == 1:
+        consequence = "conditioning cannot start"
+        lot_available(lot, consequence)
+        eligibility_reconfirmed(subject, lot, consequence)
+    _conditioning_doses_within_tolerance(cmd, rules)
+    payload = ConditioningDayRecorded(
+        subject_id=cmd.subject_id,
+        lot_id=cmd.lot_id,
+        day=cmd.day,
+        height_cm=cmd.height_cm,
+        weight_kg=cmd.weight_kg,
+        fludarabine_mg=cmd.fludarabine_mg,
+        cyclophosphamide_mg=cmd.cyclophosphamide_mg,
+        given_at=cmd.occurred_at,
+    )
+    return [NewEvent(subject_stream(cmd.subject_id), payload, cmd.occurred_at)]
+
+
+def _conditioning_doses_within_tolerance(cmd: RecordConditioningDay, rules: DosingRules) -> None:
+    bsa = mosteller_bsa_m2(cmd.height_cm, cmd.weight_kg)
+    computed = conditioning_doses(
+        bsa, rules.fludarabine_mg_per_m2, rules.cyclophosphamide_mg_per_m2
+    )
+    tolerance = rules.conditioning_dose_tolerance_percent
+    for drug, given, target, per_m2 in (
+        ("fludarabine", cmd.fludarabine_mg, computed.fludarabine_mg, rules.fludarabine_mg_per_m2),
+        (
+            "cyclophosphamide",
+            cmd.cyclophosphamide_mg,
+            computed.cyclophosphamide_mg,
+            rules.cyclophosphamide_mg_per_m2,
+        ),
+    ):
+        if not within_tolerance(given, target, tolerance):
+            raise RuleViolated(
+                "conditioning-dose-within-tolerance",
+                f"{drug} {given:g} mg differs by {deviation_percent(given, target):.1f}% from "
+                f"the computed {target:.1f} mg ({per_m2:g} mg/m^2 x BSA {bsa:.2f} m^2 for "
+                f"{cmd.height_cm:g} cm, {cmd.weight_kg:g} kg); at most {tolerance:g}% allowed",
+                subject_id=cmd.subject_id,
+                drug=drug,
+                given_mg=given,
+                computed_mg=round(target, 3),
+                bsa_m2=round(bsa, 4),
+                tolerance_percent=tolerance,
+            )
+
+
+def _verify_bedside_coi(cmd: VerifyBedsideCoi, state: DosingState) -> list[NewEvent]:
+    subject = treatable_subject(state, cmd.subject_id, "no bedside check can be recorded")
+    lot = state.lot(cmd.lot_id)
+    if lot.coi_id is None or lot.subject_id is None:
+        raise NotFound(
+            "lot-coi-must-be-known",
+            f"lot {lot.lot_id} has no chain-of-identity id on record (last manufacturing event: "
+            f"{lot.last_manufacturing_event or 'none'}); the bedside check cannot be made",
+            lot_id=lot.lot_id,
+        )
+    # The expected values are never echoed: the check is only worth something if the person
+    # reads the identifiers off the bag and the wristband.
+    mismatched = [
+        name
+        for name, presented, expected in (
+            ("subject_id", cmd.subject_id, lot.subject_id),
+            ("coi_id", cmd.coi_id, lot.coi_id),
+        )
+        if presented != expected
+    ]
+    if mismatched:
+        raise RuleViolated(
+            "bedside-coi-mismatch",
+            f"bedside check of lot {lot.lot_id} by {cmd.actor.user_id}: the presented "
+            f"{' and '.join(mismatched)} ({', '.join(getattr(cmd, f) for f in mismatched)}) "
+            f"do not match the lot's chain of identity; it cannot be infused",
+            lot_id=lot.lot_id,
+            mismatched=mismatched,
+            presented={name: getattr(cmd, name) for name in mismatched},
+        )
+    checked_by = subject.checked_by(lot.lot_id)
+    if cmd.actor.user_id in checked_by:
+        raise RuleViolated(
+            "bedside-coi-by-two-people",
+            f"{cmd.actor.user_id} already checked lot {lot.lot_id} at the bedside; "
+            f"the second check must be made by a different person",
+            lot_id=lot.lot_id,
+            verified_by=list(checked_by),
+        )
+    if len(checked_by) >= 2:
+        raise RuleViolated(
+            "bedside-coi-by-two-people",
+            f"lot {lot.lot_id} was already checked at the bedside by {' and '.join(checked_by)}",
+            lot_id=lot.lot_id,
+            verified_by=list(checked_by),
+        )
+    payload = BedsideCoiVerified(
+        subject_id=cmd.subject_id,
+        lot_id=cmd.lot_id,
+        coi_id=cmd.coi_id,
+        verified_by=cmd.actor.user_id,
+        verified_at=cmd.occurred_at,
+    )
+    return [NewEvent(subject_stream(cmd.subject_id), payload, cmd.occurred_at)]
+
+
+def _record_infusion(cmd: RecordInfusion, state: DosingState, rules: DosingRules) -> list[NewEvent]:
+    subject = treatable_subject(state, cmd.subject_id, "no infusion can be recorded")
+    cohort = state.cohorts.get(subject.cohort_id or "")
+    if cohort is None:
+        raise NotFound(
+            "cohort-must-be-open",
+            f"cohort {subject.cohort_id} of subject {subject.subject_id} is not open",
+            subject_id=subject.subject_id,
+            cohort_id=subject.cohort_id,
+        )
+    lot = state.lot(cmd.lot_id)
+    lot_of_subject(lot, subject)
+    lot_available(lot, "it cannot be infused")
+    if not lot.thawed:
+        raise RuleViolated(
+            "lot-must-be-thawed",
+            f"lot {lot.lot_id} has not been thawed; it cannot be infused",
+            lot_id=lot.lot_id,
+        )
+    eligibility_reconfirmed(subject, lot, "no infusion can be recorded")
+    conditioning_complete(subject, lot, rules.conditioning_days)
+    last_day = subject.conditioning[-1]
+    if cmd.occurred_at <= last_day.given_at:
+        raise RuleViolated(
+            "infusion-after-conditioning",
+            f"infusion at {cmd.occurred_at.isoformat()} is not after conditioning day "
+            f"{last_day.day} at {last_day.given_at.isoformat()}",
+            subject_id=subject.subject_id,
+            infused_at=cmd.occurred_at.isoformat(),
+            last_conditioning_day_at=last_day.given_at.isoformat(),
+        )
+    bedside_checked_by_two(subject, lot, before=cmd.occurred_at)
+    if cmd.route != cohort.route:
+        raise RuleViolated(
+            "route-must-match-cohort",
+            f"cohort {cohort.cohort_id} is given {cohort.route}; "
+            f"the {cmd.route} route cannot be recorded",
+            cohort_id=cohort.cohort_id,
+            cohort_route=cohort.route,
+            route=cmd.route,
+        )
+    target = cohort.cells_per_kg * cmd.weight_kg
+    tolerance = rules.infused_dose_tolerance_percent
+    if not within_tolerance(cmd.cells_infused, target, tolerance):
+        raise RuleViolated(
+            "infused-dose-within-tolerance",
+            f"{cmd.cells_infused:.3g} CAR T cells differ by "
+            f"{deviation_percent(cmd.cells_infused, target):.1f}% from the target {target:.3g} "
+            f"({cohort.cells_per_kg:.3g} cells/kg x {cmd.weight_kg:g} kg, cohort "
+            f"{cohort.cohort_id}); at most {tolerance:g}% allowed",
+            subject_id=subject.subject_id,
+            cells_infused=cmd.cells_infused,
+            target_cells=target,
+            cells_per_kg=cohort.cells_per_kg,
+            weight_kg=cmd.weight_kg,
+            tolerance_percent=tolerance,
+        )
+    payload = InfusionRecorded(
+        subject_id=cmd.subject_id,
+        lot_id=cmd.lot_id,
+        cohort_id=cohort.cohort_id,
+        dose_level=cohort.dose_level,
+        target_cells_per_kg=cohort.cells_per_kg,
+        weight_kg=cmd.weight_kg,
+        cells_infused=cmd.cells_infused,
+        route=cmd.route,
+        infused_at=cmd.occurred_at,
+    )
+    return [NewEvent(subject_stream(cmd.subject_id), payload, cmd.occurred_at)]

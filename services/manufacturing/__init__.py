@@ -1,0 +1,1 @@
+"""Manufacturing: apheresis, chain of identity and custody, the lot's stages, QC and release."""
