@@ -1,0 +1,31 @@
+"""HTTP routes of the safety service. It follows dosing (the infusion opens the DLT window) and
+enrollment (registered subjects and their cohort) read-only."""
+
+from __future__ import annotations
+
+from services.catalog import Route, ServiceSpec
+from services.safety import commands
+from services.safety.decider import make_decider
+
+SERVICE = ServiceSpec(
+    context="safety",
+    make_decider=make_decider,
+    routes=(
+        Route("/safety/adverse-events", "report-adverse-event", commands.ReportAdverseEvent),
+        Route("/safety/crs-grades", "grade-crs", commands.GradeCrs),
+        Route("/safety/icans-grades", "grade-icans", commands.GradeIcans),
+        Route("/safety/regrades", "regrade-adverse-event", commands.RegradeAdverseEvent),
+        Route("/safety/resolutions", "record-ae-resolution", commands.RecordAeResolution),
+        Route("/safety/dlt-adjudications", "adjudicate-dlt", commands.AdjudicateDlt),
+        Route(
+            "/safety/expedited-report-determinations",
+            "determine-expedited-report",
+            commands.DetermineExpeditedReport,
+        ),
+        Route(
+            "/safety/expedited-reports", "submit-expedited-report", commands.SubmitExpeditedReport
+        ),
+        Route("/safety/reviews", "record-safety-review", commands.RecordSafetyReview),
+    ),
+    upstream=("dosing", "enrollment"),
+)
