@@ -338,6 +338,36 @@ class DltAdjudicated(EventPayload):
     departure_reason: Text | None
 
 
+@event_type("DltEvaluationCompleted", version=1, context=CONTEXT)
+class DltEvaluationCompleted(EventPayload):
+    """The subject is DLT-evaluable (DOMAIN.md section 3): followed through the DLT window, or
+    earlier with a DLT. ``dlt_ae_ids`` are the AEs adjudicated as DLTs; the dose-escalation
+    design counts this subject at ``dose_level`` with ``dlt``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "subject_id": "MSK-0007",
+                    "cohort_id": "DL1-IP",
+                    "dose_level": "DL1",
+                    "evaluated_at": "2026-03-31T12:00:00Z",
+                    "window_days": 28,
+                    "dlt": True,
+                    "dlt_ae_ids": ["AE-0007-02"],
+                }
+            ]
+        }
+    )
+    subject_id: SubjectId
+    cohort_id: CohortId
+    dose_level: str = Field(min_length=1, max_length=16)
+    evaluated_at: AwareDatetime
+    window_days: int = Field(ge=1)
+    dlt: bool
+    dlt_ae_ids: tuple[AeId, ...]
+
+
 # ---------------------------------------------------------------- expedited reporting
 
 

@@ -109,6 +109,12 @@ class AdjudicateDlt(Command):
     reason: Reason | None = None
 
 
+class RecordDltEvaluation(Command):
+    """The investigator closes the subject's DLT evaluation at ``occurred_at``."""
+
+    subject_id: SubjectId
+
+
 class DetermineExpeditedReport(Command):
     """The sponsor's determination, at ``occurred_at``, that the case qualifies for expedited
     reporting; with ``follow_up_information_received_at``, that new information received then

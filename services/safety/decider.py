@@ -53,11 +53,13 @@ from services.safety.commands import (
     GradeCrs,
     GradeIcans,
     RecordAeResolution,
+    RecordDltEvaluation,
     RecordSafetyReview,
     RegradeAdverseEvent,
     ReportAdverseEvent,
     SubmitExpeditedReport,
 )
+from services.safety.evaluation import close_evaluation
 from services.safety.grading import grade_crs, grade_icans
 from services.safety.state import AdverseEvent, SafetyState, evolve, initial_state, is_serositis
 from trialops.trial_config import TrialConfig
@@ -85,6 +87,8 @@ def make_decider(trial: TrialConfig) -> Decider:
                 return expedited.determine(command, state, trial.reporting)
             case SubmitExpeditedReport():
                 return expedited.submit(command, state, trial.reporting)
+            case RecordDltEvaluation():
+                return close_evaluation(command, state, trial.dlt)
         raise TypeError(f"safety does not handle {type(command).__name__}")
 
     return Decider(initial_state, decide, evolve)

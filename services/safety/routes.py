@@ -26,6 +26,7 @@ SERVICE = ServiceSpec(
             "/safety/expedited-reports", "submit-expedited-report", commands.SubmitExpeditedReport
         ),
         Route("/safety/reviews", "record-safety-review", commands.RecordSafetyReview),
+        Route("/safety/dlt-evaluations", "record-dlt-evaluation", commands.RecordDltEvaluation),
     ),
     upstream=("dosing", "enrollment"),
 )

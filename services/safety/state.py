@@ -24,6 +24,7 @@ from events.safety import (
     Attribution,
     CrsGraded,
     DltAdjudicated,
+    DltEvaluationCompleted,
     EnrollmentPaused,
     EnrollmentResumed,
     ExpeditedReportDetermined,
@@ -77,6 +78,7 @@ class Subject:
     subject_id: str
     cohort_id: str | None = None
     infusion: Infusion | None = None
+    dlt_evaluated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,9 @@ def evolve(state: SafetyState, event: EventPayload) -> SafetyState:
             return _with_subject(state, subject)
         case AdverseEventReported():
             return _with_ae(state, _reported(event))
+        case DltEvaluationCompleted():
+            subject = replace(_subject(state, event.subject_id), dlt_evaluated=True)
+            return _with_subject(state, subject)
         case CrsGraded() | IcansGraded():
             return _with_ae(state, _graded(state.adverse_events[event.ae_id], event))
         case AdverseEventRegraded():
