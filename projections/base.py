@@ -28,7 +28,10 @@ class Projection:
     render: Callable[[Mapping[str, State]], Any]
     """The JSON document served by the live view and printed by the replay."""
     key_name: str = "key"
-    """What the key is (``cohort_id``, ``subject_id``): the query filter's name."""
+    """The query filter's name (``cohort_id``, ``subject_id``)."""
+    select: Callable[[Any, str], Any] | None = None
+    """Narrows the rendered document to one ``key_name`` value (None when absent); without
+    it the filter picks the state stored under that key."""
 
 
 def fold(

@@ -133,22 +133,31 @@ def _wire(app, settings, projection: Projection, tables: Tables) -> None:
             problem = await _wait_for(tables.positions, projection.name, wanted, request.query)
             if problem is not None:
                 return web.json(problem[1], status=problem[0])
-        states = dict(table.items())
-        selected = request.query.get(projection.key_name)
-        if selected is not None:
-            if selected not in states:
-                return web.json(
-                    {
-                        "error": "not-found",
-                        "message": f"{projection.name} has no {projection.key_name} {selected}",
-                    },
-                    status=404,
-                )
-            states = {selected: states[selected]}
-        document = projection.render(states)
+        document = _document(projection, dict(table.items()), request.query)
+        if document is None:
+            selected = request.query.get(projection.key_name)
+            return web.json(
+                {
+                    "error": "not-found",
+                    "message": f"{projection.name} has no {projection.key_name} {selected}",
+                },
+                status=404,
+            )
         return web.bytes(to_json(document), content_type="application/json")
 
     app.page(f"/projections/{projection.name}", name=f"view-{projection.name}")(view)
+
+
+def _document(projection: Projection, states: dict, query) -> dict | None:
+    """The rendered projection, narrowed by its key filter when the query has one."""
+    selected = query.get(projection.key_name)
+    if selected is None:
+        return projection.render(states)
+    if projection.select is not None:
+        return projection.select(projection.render(states), selected)
+    if selected not in states:
+        return None
+    return projection.render({selected: states[selected]})
 
 
 async def _wait_for(positions, name: str, wanted: str, query) -> tuple[int, dict] | None:

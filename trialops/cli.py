@@ -47,6 +47,16 @@ def _mount_design() -> None:
 _mount_design()
 
 
+def _mount_audit() -> None:
+    from trialops.cli_audit import audit_app, export
+
+    app.add_typer(audit_app, name="audit", help="Audit trails for inspectors.")
+    app.command("export")(export)
+
+
+_mount_audit()
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -113,10 +114,34 @@ class Tail:
         self._partitions = partitions
         self._consumer.assign(partitions)
         self._consumer.seek_to_beginning(*partitions)
+        # Sees records of transactions still in flight: how far the committed end must reach.
+        self._watermarks = KafkaConsumer(
+            bootstrap_servers=bootstrap_servers,
+            client_id=f"{client_id}-watermarks",
+            enable_auto_commit=False,
+            isolation_level="read_uncommitted",
+        )
 
-    def read_new(self) -> list[tuple[Position, bytes]]:
+    def _settled_ends(self, settle_seconds: float) -> dict[TopicPartition, int]:
+        """End offsets once every transaction already writing when we asked has settled.
+
+        A writer's commit returns before the broker has placed the commit markers, so for a
+        moment its records are neither readable nor aborted. Waiting (briefly) until the
+        committed end reaches the high watermark seen at the start gives a command every fact
+        whose append had completed before the command arrived."""
+        wanted = self._watermarks.end_offsets(self._partitions)
+        deadline = time.monotonic() + settle_seconds
+        while True:
+            ends = self._consumer.end_offsets(self._partitions)
+            if all(ends[tp] >= wanted[tp] for tp in self._partitions):
+                return ends
+            if time.monotonic() >= deadline:
+                return ends
+            time.sleep(0.02)
+
+    def read_new(self, settle_seconds: float = 2.0) -> list[tuple[Position, bytes]]:
         consumer = self._consumer
-        ends = consumer.end_offsets(self._partitions)
+        ends = self._settled_ends(settle_seconds)
         records: list[tuple[Position, bytes]] = []
         behind = [tp for tp in self._partitions if consumer.position(tp) < ends[tp]]
         while behind:
@@ -132,3 +157,4 @@ class Tail:
 
     def close(self) -> None:
         self._consumer.close()
+        self._watermarks.close()

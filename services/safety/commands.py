@@ -150,4 +150,5 @@ COMMANDS: dict[str, type[Command]] = {
     "determine-expedited-report": DetermineExpeditedReport,
     "submit-expedited-report": SubmitExpeditedReport,
     "record-safety-review": RecordSafetyReview,
+    "record-dlt-evaluation": RecordDltEvaluation,
 }

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 
 import orjson
 import pytest
@@ -14,10 +15,11 @@ import pytest
 from events.envelope import GENESIS_HASH
 from tests.integration.helpers import (
     COORDINATOR,
+    enroll,
     enrollment_events,
     eventually,
+    make_eligible,
     open_cohort,
-    post,
     register,
 )
 from trialops.http_client import call, get_bytes
@@ -36,33 +38,43 @@ def replay_cli(settings, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_enroll_command_reaches_topic_projection_and_replay(stack, settings):
-    # Given an open cohort of three and a registered subject
-    open_cohort(stack, "DL1-IP", capacity=3)
-    register(stack, "MSK-0001")
+    # Given an open cohort of three and a subject who went through screening to eligibility
+    open_cohort(stack, "DL1-IP")
+    make_eligible(stack, "MSK-0001")
 
     # When the site coordinator enrolls the subject over HTTP
-    status, answer = post(
-        stack, "/enrollment/enrollments", {"subject_id": "MSK-0001", "cohort_id": "DL1-IP"}
-    )
+    status, answer = enroll(stack, "MSK-0001", "DL1-IP")
 
     # Then the command is accepted and names the event and where it was written
     assert status == 201, answer
     [summary] = answer["events"]
     assert summary["event_type"] == "SubjectEnrolled"
     assert summary["stream_id"] == "subject-MSK-0001"
-    assert summary["stream_seq"] == 2
+    assert summary["stream_seq"] == 5  # registered, pre-screened, consented, assessed, enrolled
 
-    # and the event is on the topic, sealed, chained to the registration, by the coordinator
+    # and the event is on the topic, sealed, chained to the subject's stream, by the coordinator
     events = enrollment_events(settings)
     enrolled = [e for e in events if e.event_type == "SubjectEnrolled"]
     assert len(enrolled) == 1
     event = enrolled[0]
     assert event.hash_is_valid()
     assert str(event.event_id) == summary["event_id"]
-    registered = next(e for e in events if e.event_type == "SubjectRegistered")
-    assert registered.prev_hash == GENESIS_HASH
-    assert event.prev_hash == registered.hash
-    assert event.payload == {"subject_id": "MSK-0001", "cohort_id": "DL1-IP", "slot": 1}
+    stream = [e for e in events if e.stream_id == "subject-MSK-0001"]
+    assert [e.event_type for e in stream] == [
+        "SubjectRegistered",
+        "PrescreeningRecorded",
+        "ConsentRecorded",
+        "EligibilityAssessed",
+        "SubjectEnrolled",
+    ]
+    assert stream[0].prev_hash == GENESIS_HASH
+    assert all(later.prev_hash == earlier.hash for earlier, later in pairwise(stream))
+    assert event.payload == {
+        "subject_id": "MSK-0001",
+        "cohort_id": "DL1-IP",
+        "slot": 1,
+        "passed_over": [],
+    }
     assert (event.actor.user_id, event.actor.role) == ("demo-site-coordinator", "site_coordinator")
     assert event.trial_id == settings.trial_id
 
@@ -82,48 +94,40 @@ def test_enroll_command_reaches_topic_projection_and_replay(stack, settings):
 
 
 def test_two_enrollments_racing_for_the_last_slot_exactly_one_wins(stack, settings):
-    # Given a cohort with one free slot and two registered subjects
-    open_cohort(stack, "DL2-IP", capacity=1, dose_level="DL2")
-    register(stack, "MSK-0101")
-    register(stack, "MSK-0102")
+    # Given a cohort of three with one free slot and two more eligible subjects
+    open_cohort(stack, "DL2-IP", dose_level="DL2")
+    for subject in ["MSK-0103", "MSK-0104", "MSK-0101", "MSK-0102"]:
+        make_eligible(stack, subject)
+    assert enroll(stack, "MSK-0103", "DL2-IP")[0] == 201
+    assert enroll(stack, "MSK-0104", "DL2-IP")[0] == 201
 
     # When both are enrolled at the same moment
-    def enroll(subject_id):
-        return post(
-            stack, "/enrollment/enrollments", {"subject_id": subject_id, "cohort_id": "DL2-IP"}
-        )
-
     with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(enroll, ["MSK-0101", "MSK-0102"]))
+        results = list(pool.map(lambda s: enroll(stack, s, "DL2-IP"), ["MSK-0101", "MSK-0102"]))
 
     # Then exactly one wins and the other is told the cohort is full
     statuses = sorted(status for status, _ in results)
     assert statuses == [201, 409], results
     refusal = next(answer for status, answer in results if status == 409)
     assert refusal["error"] == "cohort-capacity"
-    assert refusal["message"] == "cohort DL2-IP is full: 1 of 1 slots taken"
+    assert refusal["message"] == "cohort DL2-IP is full: 3 of 3 slots taken"
 
-    # and the topic holds exactly one enrollment into that cohort, in slot 1
+    # and the topic holds exactly one enrollment into the last slot
     enrolled = [
         e for e in enrollment_events(settings)
         if e.event_type == "SubjectEnrolled" and e.payload["cohort_id"] == "DL2-IP"
     ]
-    assert [e.payload["slot"] for e in enrolled] == [1]
+    assert sorted(e.payload["slot"] for e in enrolled) == [1, 2, 3]
 
 
 def test_many_concurrent_enrollments_fill_the_cohort_exactly(stack, settings):
-    open_cohort(stack, "DL3-IP", capacity=3, dose_level="DL3")
+    open_cohort(stack, "DL3-IP", dose_level="DL3")
     subjects = [f"MSK-02{n:02d}" for n in range(8)]
     for subject in subjects:
-        register(stack, subject)
-
-    def enroll(subject_id):
-        return post(
-            stack, "/enrollment/enrollments", {"subject_id": subject_id, "cohort_id": "DL3-IP"}
-        )[0]
+        make_eligible(stack, subject)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        statuses = list(pool.map(enroll, subjects))
+        statuses = list(pool.map(lambda s: enroll(stack, s, "DL3-IP")[0], subjects))
 
     assert sorted(statuses) == [201] * 3 + [409] * 5
     slots = sorted(
@@ -162,7 +166,7 @@ BAD_REQUESTS = [
 
 
 def test_refused_commands_get_4xx_naming_the_field_or_rule_and_append_nothing(stack, settings):
-    open_cohort(stack, "DL4-IP", capacity=3, dose_level="DL4")
+    open_cohort(stack, "DL4-IP", dose_level="DL4")
     register(stack, "MSK-0301")
     before = len(enrollment_events(settings))
 
@@ -176,12 +180,12 @@ def test_refused_commands_get_4xx_naming_the_field_or_rule_and_append_nothing(st
 
 
 def test_restarted_service_catches_up_and_still_refuses_a_full_cohort(stack, settings):
-    # Given a full cohort of one
-    open_cohort(stack, "DL1-IV", capacity=1)
-    register(stack, "MSK-0401")
-    register(stack, "MSK-0402")
-    assert post(stack, "/enrollment/enrollments",
-                {"subject_id": "MSK-0401", "cohort_id": "DL1-IV"})[0] == 201
+    # Given a full cohort of three and a fourth eligible subject
+    open_cohort(stack, "DL1-IP")
+    for subject in ["MSK-0401", "MSK-0402", "MSK-0403", "MSK-0404"]:
+        make_eligible(stack, subject)
+    for subject in ["MSK-0401", "MSK-0402", "MSK-0403"]:
+        assert enroll(stack, subject, "DL1-IP")[0] == 201
 
     # When the service is killed and started again
     stack.kill("services")
@@ -189,16 +193,11 @@ def test_restarted_service_catches_up_and_still_refuses_a_full_cohort(stack, set
     eventually(lambda: _health(stack), timeout=60)
 
     # Then its state came back from the topic: the cohort is still full
-    status, answer = post(
-        stack, "/enrollment/enrollments", {"subject_id": "MSK-0402", "cohort_id": "DL1-IV"}
-    )
+    status, answer = enroll(stack, "MSK-0404", "DL1-IP")
     assert status == 409 and answer["error"] == "cohort-capacity", answer
     # and the next event of an existing stream continues its chain
-    status, answer = post(
-        stack, "/enrollment/enrollments",
-        {"subject_id": "MSK-0402", "cohort_id": "DL1-IV", "waitlist_if_full": True},
-    )
-    assert status == 201 and answer["events"][0]["stream_seq"] == 2, answer
+    status, answer = enroll(stack, "MSK-0404", "DL1-IP", waitlist_if_full=True)
+    assert status == 201 and answer["events"][0]["stream_seq"] == 5, answer
 
 
 def _health(stack) -> bool:

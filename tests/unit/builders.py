@@ -6,7 +6,21 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from events.enrollment import CohortOpened, SubjectEnrolled, SubjectRegistered, SubjectWaitlisted
+from events.enrollment import (
+    CohortClosed,
+    CohortExpanded,
+    CohortOpened,
+    ConsentRecorded,
+    CriterionResult,
+    EligibilityAssessed,
+    PrescreeningRecorded,
+    SlotReleased,
+    SubjectEnrolled,
+    SubjectRegistered,
+    SubjectScreenFailed,
+    SubjectWaitlisted,
+    SubjectWithdrawn,
+)
 from events.envelope import GENESIS_HASH, Envelope, seal
 from events.registry import EventPayload, Recorded, read
 from services.decider import NewEvent
@@ -104,3 +118,67 @@ def subject_enrolled(subject_id: str, cohort_id: str, slot: int) -> NewEvent:
 def subject_waitlisted(subject_id: str, cohort_id: str, position: int) -> NewEvent:
     payload = SubjectWaitlisted(subject_id=subject_id, cohort_id=cohort_id, position=position)
     return NewEvent(f"subject-{subject_id}", payload, MONDAY_9AM)
+
+
+# ---------------------------------------------------------------- enrollment: screening and slots
+# Facts of a subject's path (pre-screening -> consent -> eligibility), times before MONDAY_9AM
+# unless given, so a subject built here is eligible before any enrollment command of a test.
+
+CONSENT_SIGNED = MONDAY_9AM - timedelta(days=14)
+SCREENING_STARTED = MONDAY_9AM - timedelta(days=13)
+
+
+def subject_prescreened(subject_id: str, msln_ihc_percent: float = 60.0) -> NewEvent:
+    payload = PrescreeningRecorded(subject_id=subject_id, msln_ihc_percent=msln_ihc_percent)
+    return NewEvent(f"subject-{subject_id}", payload, CONSENT_SIGNED - timedelta(days=7))
+
+
+def subject_consented(
+    subject_id: str, form_version: str = "ICF-v1", signed_at: datetime = CONSENT_SIGNED
+) -> NewEvent:
+    payload = ConsentRecorded(subject_id=subject_id, form_version=form_version, signed_at=signed_at)
+    return NewEvent(f"subject-{subject_id}", payload, signed_at)
+
+
+def subject_assessed_eligible(subject_id: str) -> NewEvent:
+    """An assessment whose every criterion was met (the criteria's wording is illustrative)."""
+    met = CriterionResult(criterion="ecog", met=True, requirement="ECOG <= 1", evidence="ECOG 0")
+    payload = EligibilityAssessed(subject_id=subject_id, criteria=(met,))
+    return NewEvent(f"subject-{subject_id}", payload, SCREENING_STARTED + timedelta(days=1))
+
+
+def eligible_subject(subject_id: str) -> list[NewEvent]:
+    """Registered, pre-screened (MSLN 60%), consented and assessed eligible."""
+    return [
+        subject_registered(subject_id),
+        subject_prescreened(subject_id),
+        subject_consented(subject_id),
+        subject_assessed_eligible(subject_id),
+    ]
+
+
+def subject_screen_failed(subject_id: str, reason_code: str = "investigator-decision") -> NewEvent:
+    payload = SubjectScreenFailed(subject_id=subject_id, stage="screening", reason_code=reason_code)
+    return NewEvent(f"subject-{subject_id}", payload, MONDAY_9AM)
+
+
+def subject_withdrawn(subject_id: str, reason_code: str = "consent-withdrawn") -> NewEvent:
+    payload = SubjectWithdrawn(subject_id=subject_id, reason_code=reason_code)
+    return NewEvent(f"subject-{subject_id}", payload, MONDAY_9AM)
+
+
+def slot_released(subject_id: str, cohort_id: str, slot: int) -> NewEvent:
+    payload = SlotReleased(subject_id=subject_id, cohort_id=cohort_id, slot=slot)
+    return NewEvent(f"subject-{subject_id}", payload, MONDAY_9AM)
+
+
+def cohort_expanded(cohort_id: str = "DL1-IP", additional_slots: int = 3) -> NewEvent:
+    payload = CohortExpanded(
+        cohort_id=cohort_id, additional_slots=additional_slots, recommendation_id="REC-0001"
+    )
+    return NewEvent(f"cohort-{cohort_id}", payload, MONDAY_9AM)
+
+
+def cohort_closed(cohort_id: str = "DL1-IP", reason: str = "3 of 3 treated, no DLT") -> NewEvent:
+    payload = CohortClosed(cohort_id=cohort_id, reason=reason)
+    return NewEvent(f"cohort-{cohort_id}", payload, MONDAY_9AM)

@@ -1,6 +1,8 @@
 """Cohort occupancy: a pure fold of enrollment events into, per cohort, slots planned, taken
-and free, who holds them, and the waiting list in arrival order (projections/cohort_occupancy.py).
-The live view and the replay share one serialisation, so it must be deterministic."""
+and free, who holds them, and the trial-wide waiting list in arrival order
+(projections/cohort_occupancy.py). A withdrawal before infusion frees its slot (SlotReleased),
+an expansion adds slots, a closed cohort has none free. The live view and the replay share one
+serialisation, so it must be deterministic."""
 
 from __future__ import annotations
 
@@ -10,11 +12,17 @@ from projections.base import fold, to_json
 from projections.cohort_occupancy import PROJECTION, key_of
 
 from .builders import (
+    TRIAL_ID,
+    cohort_closed,
+    cohort_expanded,
     cohort_opened,
     history,
+    slot_released,
     subject_enrolled,
     subject_registered,
+    subject_screen_failed,
     subject_waitlisted,
+    subject_withdrawn,
 )
 
 
@@ -66,6 +74,10 @@ def test_full_cohort_of_three_with_two_waiting():
                 "waiting_list": ["MSK-0004", "MSK-0005"],
             }
         ],
+        "waiting_list": [
+            {"position": 1, "subject_id": "MSK-0004", "asked_for": "DL1-IP"},
+            {"position": 2, "subject_id": "MSK-0005", "asked_for": "DL1-IP"},
+        ],
     }
 
 
@@ -97,10 +109,14 @@ def test_registrations_do_not_concern_any_cohort():
 
     assert key_of(registration) is None
     assert fold(PROJECTION, [registration]) == {}
-    assert occupancy([registration]) == {"projection": "cohort-occupancy", "cohorts": []}
+    assert occupancy([registration]) == {
+        "projection": "cohort-occupancy",
+        "cohorts": [],
+        "waiting_list": [],
+    }
 
 
-def test_enrollment_events_are_keyed_by_their_cohort():
+def test_the_occupancy_is_one_document_per_trial_since_the_waiting_list_is_the_trials():
     recorded = history(
         [
             cohort_opened("DL2-IP", 3),
@@ -111,7 +127,7 @@ def test_enrollment_events_are_keyed_by_their_cohort():
         ]
     )
 
-    assert [key_of(r) for r in recorded] == ["DL2-IP", None, "DL2-IP", None, "DL2-IP"]
+    assert [key_of(r) for r in recorded] == [TRIAL_ID, None, TRIAL_ID, None, TRIAL_ID]
 
 
 def test_cohorts_are_rendered_in_cohort_id_order_whatever_the_opening_order():
@@ -170,3 +186,122 @@ def test_replaying_the_same_events_renders_the_same_bytes():
     events = [cohort_opened("DL1-IP", 1), *enrolled_in_order("DL1-IP", ["MSK-0001"])]
 
     assert to_json(occupancy(history(events))) == to_json(occupancy(history(events)))
+
+
+# ---------------------------------------------------------------- slots released, added, closed
+
+
+def counts(document: dict, cohort_id: str = "DL1-IP") -> tuple:
+    c = by_id(document)[cohort_id]
+    return c["status"], c["slots_planned"], c["slots_taken"], c["slots_free"], c["enrolled"]
+
+
+def test_a_withdrawal_before_infusion_frees_the_slot():
+    recorded = history(
+        [
+            cohort_opened("DL1-IP", 3),
+            *enrolled_in_order("DL1-IP", ["MSK-0001", "MSK-0002", "MSK-0003"]),
+            subject_withdrawn("MSK-0002"),
+            slot_released("MSK-0002", "DL1-IP", 2),
+        ]
+    )
+
+    assert counts(occupancy(recorded)) == ("open", 3, 2, 1, ["MSK-0001", "MSK-0003"])
+
+
+def test_a_withdrawal_after_infusion_keeps_the_slot():
+    # The service records no SlotReleased when the subject was infused.
+    recorded = history(
+        [
+            cohort_opened("DL1-IP", 3),
+            *enrolled_in_order("DL1-IP", ["MSK-0001"]),
+            subject_withdrawn("MSK-0001", "disease-progression"),
+        ]
+    )
+
+    assert counts(occupancy(recorded)) == ("open", 3, 1, 2, ["MSK-0001"])
+
+
+def test_a_released_slot_filled_again_lists_holders_in_slot_order():
+    recorded = history(
+        [
+            cohort_opened("DL1-IP", 3),
+            *enrolled_in_order("DL1-IP", ["MSK-0001", "MSK-0002", "MSK-0003"]),
+            subject_withdrawn("MSK-0002"),
+            slot_released("MSK-0002", "DL1-IP", 2),
+            subject_registered("MSK-0009"),
+            subject_enrolled("MSK-0009", "DL1-IP", 2),
+        ]
+    )
+
+    assert counts(occupancy(recorded))[-1] == ["MSK-0001", "MSK-0009", "MSK-0003"]
+
+
+def test_an_expansion_adds_slots_and_reopens_a_closed_cohort():
+    recorded = history(
+        [
+            cohort_opened("DL1-IP", 3),
+            *enrolled_in_order("DL1-IP", ["MSK-0001", "MSK-0002", "MSK-0003"]),
+            cohort_closed("DL1-IP"),
+            cohort_expanded("DL1-IP", 3),
+        ]
+    )
+
+    assert counts(occupancy(recorded))[:4] == ("open", 6, 3, 3)
+
+
+def test_a_closed_cohort_has_no_free_slot():
+    recorded = history(
+        [cohort_opened("DL1-IP", 3), *enrolled_in_order("DL1-IP", ["MSK-0001"]), cohort_closed()]
+    )
+
+    assert counts(occupancy(recorded)) == ("closed", 3, 1, 0, ["MSK-0001"])
+
+
+def test_the_waiting_list_is_one_for_the_trial_in_arrival_order():
+    # Given MSK-0004 waited for DL1-IP, MSK-0005 for DL2-IP, MSK-0006 for DL1-IP
+    recorded = history(
+        [
+            cohort_opened("DL1-IP", 1),
+            cohort_opened("DL2-IP", 1, dose_level="DL2"),
+            *enrolled_in_order("DL1-IP", ["MSK-0001"]),
+            subject_registered("MSK-0002"),
+            subject_enrolled("MSK-0002", "DL2-IP", 1),
+            subject_waitlisted("MSK-0004", "DL1-IP", 1),
+            subject_waitlisted("MSK-0005", "DL2-IP", 2),
+            subject_waitlisted("MSK-0006", "DL1-IP", 3),
+        ]
+    )
+
+    document = occupancy(recorded)
+
+    assert [(w["position"], w["subject_id"]) for w in document["waiting_list"]] == [
+        (1, "MSK-0004"),
+        (2, "MSK-0005"),
+        (3, "MSK-0006"),
+    ]
+    assert by_id(document)["DL1-IP"]["waiting_list"] == ["MSK-0004", "MSK-0006"]
+    assert by_id(document)["DL2-IP"]["waiting"] == 1
+
+
+def test_subjects_leave_the_waiting_list_when_enrolled_withdrawn_or_screen_failed():
+    recorded = history(
+        [
+            cohort_opened("DL1-IP", 1),
+            *enrolled_in_order("DL1-IP", ["MSK-0001"]),
+            subject_waitlisted("MSK-0004", "DL1-IP", 1),
+            subject_waitlisted("MSK-0005", "DL1-IP", 2),
+            subject_waitlisted("MSK-0006", "DL1-IP", 3),
+            subject_waitlisted("MSK-0007", "DL1-IP", 4),
+            cohort_expanded("DL1-IP", 1),
+            subject_enrolled("MSK-0004", "DL1-IP", 2),
+            subject_withdrawn("MSK-0005"),
+            subject_screen_failed("MSK-0006"),
+        ]
+    )
+
+    document = occupancy(recorded)
+
+    assert [w["subject_id"] for w in document["waiting_list"]] == ["MSK-0007"]
+    assert document["waiting_list"][0]["position"] == 1
+    assert counts(document)[-1] == ["MSK-0001", "MSK-0004"]

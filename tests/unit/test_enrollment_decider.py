@@ -1,11 +1,11 @@
-"""Enrollment decider: every rule in the docstring of services/enrollment/decider.py.
+"""Enrollment decider: the skeleton's rules, still true with screening in front of them.
 
-A cohort is opened once; a subject is registered once under a pseudonymous code; only a
-registered subject who holds no slot and is on no waiting list may be enrolled, into an open
-cohort with a free slot. A full cohort refuses the command or, when asked, puts the subject at
-the end of its waiting list (first come, first served). Errors name the rule and the values
-(STYLE.md: "cohort DL2-IP is full: 3 of 3 slots taken"); NotFound maps to 404, RuleViolated
-to 409.
+A cohort is opened once; a subject is registered once under a pseudonymous code; only an
+eligible subject who holds no slot may be enrolled, into an open cohort with a free slot. A
+full cohort refuses the command or, when asked, puts the subject at the end of the trial-wide
+waiting list (first come, first served). Errors name the rule and the values (STYLE.md:
+"cohort DL2-IP is full: 3 of 3 slots taken"); NotFound maps to 404, RuleViolated to 409.
+Screening, cohort decisions and slots have their own files (test_enrollment_*.py).
 """
 
 from __future__ import annotations
@@ -24,32 +24,34 @@ from services.enrollment.decider import (
     EnrollSubject,
     OpenCohort,
     RegisterSubject,
-    decide,
     evolve,
     fold,
     initial_state,
+    make_decider,
 )
 from services.errors import NotFound, RuleViolated
 from services.http import describe_validation
+from trialops.trial_config import SHIPPED, load_trial
 
-from .builders import MONDAY_9AM, SITE_ID, at, cohort_opened, subject_enrolled
+from .builders import MONDAY_9AM, SITE_ID, at, cohort_opened, eligible_subject, subject_enrolled
 from .builders import subject_registered as registered
 from .builders import subject_waitlisted as waitlisted
 
+TRIAL = load_trial(SHIPPED)
+decide = make_decider(TRIAL).decide
 
-def given(*facts: NewEvent):
-    return fold([fact.payload for fact in facts])
+
+def given(*facts: NewEvent | list[NewEvent]):
+    flat = [f for fact in facts for f in (fact if isinstance(fact, list) else [fact])]
+    return fold([fact.payload for fact in flat])
 
 
-def open_cohort(cohort_id="DL1-IP", capacity=3, **fields) -> OpenCohort:
-    values = {
-        "cohort_id": cohort_id,
-        "dose_level": "DL1",
-        "dose_cells_per_kg": 1e6,
-        "route": "intraperitoneal",
-        "capacity": capacity,
-        "occurred_at": MONDAY_9AM,
-    }
+def eligible(*subject_ids: str) -> list[NewEvent]:
+    return [fact for s in subject_ids for fact in eligible_subject(s)]
+
+
+def open_cohort(cohort_id="DL1-IP", **fields) -> OpenCohort:
+    values = {"cohort_id": cohort_id, "dose_level": "DL1", "occurred_at": MONDAY_9AM}
     return OpenCohort(**{**values, **fields})
 
 
@@ -82,10 +84,10 @@ def subjects(n: int) -> list[str]:
 
 
 def cohort_of(capacity: int, *enrolled: str, cohort_id="DL1-IP"):
-    """A state with one open cohort and the given subjects registered and enrolled in order."""
+    """A state with one open cohort and the given subjects eligible and enrolled in order."""
     facts = [cohort_opened(cohort_id, capacity)]
     for slot, subject_id in enumerate(enrolled, start=1):
-        facts += [registered(subject_id), subject_enrolled(subject_id, cohort_id, slot)]
+        facts += [*eligible_subject(subject_id), subject_enrolled(subject_id, cohort_id, slot)]
     return given(*facts)
 
 
@@ -93,10 +95,11 @@ def cohort_of(capacity: int, *enrolled: str, cohort_id="DL1-IP"):
 
 
 def test_opening_a_cohort_records_it_on_the_cohort_stream():
-    # Given no cohort; When the review opens DL1-IP for three subjects
-    events = decide(open_cohort("DL1-IP", capacity=3), initial_state)
+    # Given no cohort; When the review opens DL1-IP at the design's start level
+    events = decide(open_cohort("DL1-IP"), initial_state)
 
-    # Then one CohortOpened is appended to stream "cohort-DL1-IP"
+    # Then one CohortOpened is appended to stream "cohort-DL1-IP", with the trial file's dose
+    # and route for DL1 and the 3+3 cohort size
     assert events == [
         NewEvent(
             "cohort-DL1-IP",
@@ -127,7 +130,9 @@ def test_a_cohort_is_opened_only_once():
 def test_a_second_cohort_may_be_opened_beside_the_first():
     state = given(cohort_opened("DL1-IP"))
 
-    (event,) = decide(open_cohort("DL2-IP", dose_level="DL2"), state)
+    (event,) = decide(
+        open_cohort("DL2-IP", dose_level="DL2", recommendation_id="REC-0001"), state
+    )
 
     assert event.stream_id == "cohort-DL2-IP"
     assert event.payload.cohort_id == "DL2-IP"
@@ -176,7 +181,7 @@ def test_an_unregistered_subject_cannot_be_enrolled():
 
 
 def test_a_subject_cannot_be_enrolled_into_a_cohort_that_is_not_open():
-    state = given(cohort_opened("DL1-IP"), registered("MSK-0001"))
+    state = given(cohort_opened("DL1-IP"), eligible("MSK-0001"))
 
     with pytest.raises(NotFound) as refused:
         decide(enroll("MSK-0001", "DL3-IV"), state)
@@ -188,7 +193,7 @@ def test_a_subject_cannot_be_enrolled_into_a_cohort_that_is_not_open():
 
 
 def test_first_subject_takes_slot_one_on_their_own_stream():
-    state = given(cohort_opened("DL1-IP", capacity=3), registered("MSK-0001"))
+    state = given(cohort_opened("DL1-IP", capacity=3), eligible("MSK-0001"))
 
     events = decide(enroll("MSK-0001", "DL1-IP", minute=30), state)
 
@@ -204,7 +209,7 @@ def test_first_subject_takes_slot_one_on_their_own_stream():
 @pytest.mark.parametrize("capacity", [1, 3, 6])
 def test_slots_are_numbered_one_to_capacity_in_arrival_order(capacity):
     arrivals = subjects(capacity)
-    state = given(cohort_opened("DL1-IP", capacity), *map(registered, arrivals))
+    state = given(cohort_opened("DL1-IP", capacity), eligible(*arrivals))
 
     events, _ = run(state, [enroll(s, minute=m) for m, s in enumerate(arrivals)])
 
@@ -215,9 +220,9 @@ def test_slots_are_numbered_one_to_capacity_in_arrival_order(capacity):
 
 
 def test_fourth_subject_is_refused_when_cohort_of_three_is_full():
-    # Given cohort DL1-IP of three with three subjects enrolled, and a fourth registered
+    # Given cohort DL1-IP of three with three subjects enrolled, and a fourth eligible
     state = cohort_of(3, "MSK-0001", "MSK-0002", "MSK-0003")
-    state = evolve(state, registered("MSK-0004").payload)
+    state = fold([f.payload for f in eligible_subject("MSK-0004")], state)
 
     # When the fourth is enrolled without asking for the waiting list
     with pytest.raises(RuleViolated) as refused:
@@ -241,7 +246,7 @@ def test_fourth_subject_is_refused_when_cohort_of_three_is_full():
 )
 def test_full_cohort_refusal_names_the_cohort_and_its_counts(cohort_id, capacity, message):
     state = cohort_of(capacity, *subjects(capacity), cohort_id=cohort_id)
-    state = evolve(state, registered("MSK-0100").payload)
+    state = fold([f.payload for f in eligible_subject("MSK-0100")], state)
 
     with pytest.raises(RuleViolated, match=f"^{message}$") as refused:
         decide(enroll("MSK-0100", cohort_id), state)
@@ -257,18 +262,17 @@ def test_full_cohort_refusal_names_the_cohort_and_its_counts(cohort_id, capacity
 
 
 def test_full_cohort_waitlists_subjects_first_come_first_served():
-    # Given cohort DL1-IP of one, already taken, and three more subjects registered
+    # Given cohort DL1-IP of one, already taken, and three more subjects eligible
     late = ["MSK-0002", "MSK-0003", "MSK-0004"]
     state = cohort_of(1, "MSK-0001")
-    for subject_id in late:
-        state = evolve(state, registered(subject_id).payload)
+    state = fold([f.payload for f in eligible(*late)], state)
 
     # When they ask, in that order, to be enrolled or else waitlisted
     events, state = run(
         state, [enroll(s, waitlist_if_full=True, minute=m) for m, s in enumerate(late)]
     )
 
-    # Then they are on DL1-IP's waiting list at positions 1, 2, 3, each on their own stream
+    # Then they are on the waiting list at positions 1, 2, 3, each on their own stream
     assert events == [
         NewEvent(
             f"subject-{s}",
@@ -277,11 +281,11 @@ def test_full_cohort_waitlists_subjects_first_come_first_served():
         )
         for position, s in enumerate(late, start=1)
     ]
-    assert state.cohorts["DL1-IP"].waiting == tuple(late)
+    assert state.waiting == tuple(late)
 
 
 def test_waitlist_if_full_takes_a_free_slot_when_there_is_one():
-    state = given(cohort_opened("DL1-IP", 3), registered("MSK-0001"))
+    state = given(cohort_opened("DL1-IP", 3), eligible("MSK-0001"))
 
     (event,) = decide(enroll("MSK-0001", waitlist_if_full=True), state)
 
@@ -289,9 +293,9 @@ def test_waitlist_if_full_takes_a_free_slot_when_there_is_one():
 
 
 def test_cohort_of_three_fills_then_waitlists_the_fourth_and_fifth():
-    # Given cohort DL1-IP of three and five subjects registered
+    # Given cohort DL1-IP of three and five subjects eligible
     arrivals = subjects(5)
-    state = given(cohort_opened("DL1-IP", 3), *map(registered, arrivals))
+    state = given(cohort_opened("DL1-IP", 3), eligible(*arrivals))
 
     # When all five ask to be enrolled or else waitlisted
     events, _ = run(state, [enroll(s, waitlist_if_full=True) for s in arrivals])
@@ -314,7 +318,7 @@ def test_a_subject_holding_a_slot_cannot_be_enrolled_again(cohort_id):
     state = given(
         cohort_opened("DL1-IP"),
         cohort_opened("DL2-IP", dose_level="DL2"),
-        registered("MSK-0001"),
+        eligible("MSK-0001"),
         subject_enrolled("MSK-0001", "DL1-IP", 1),
     )
 
@@ -328,34 +332,51 @@ def test_a_subject_holding_a_slot_cannot_be_enrolled_again(cohort_id):
     assert "DL1-IP" in refused.value.message
 
 
-@pytest.mark.parametrize(
-    ("cohort_id", "waitlist_if_full"),
-    [("DL1-IP", True), ("DL1-IP", False), ("DL2-IP", True), ("DL2-IP", False)],
-)
-def test_a_waitlisted_subject_cannot_be_enrolled_or_waitlisted_again(cohort_id, waitlist_if_full):
-    # Given MSK-0002 waits for full cohort DL1-IP, and DL2-IP has free slots
-    state = given(
+def waiting_for_a_full_cohort():
+    """MSK-0002 waits, DL1-IP (one slot) being full; DL2-IP has free slots."""
+    return given(
         cohort_opened("DL1-IP", 1),
         cohort_opened("DL2-IP", 3, dose_level="DL2"),
-        registered("MSK-0001"),
+        eligible("MSK-0001"),
         subject_enrolled("MSK-0001", "DL1-IP", 1),
-        registered("MSK-0002"),
+        eligible("MSK-0002"),
         waitlisted("MSK-0002", "DL1-IP", 1),
     )
 
+
+def test_a_waitlisted_subject_cannot_be_waitlisted_again():
     with pytest.raises(RuleViolated) as refused:
-        decide(enroll("MSK-0002", cohort_id, waitlist_if_full=waitlist_if_full), state)
+        decide(enroll("MSK-0002", "DL1-IP", waitlist_if_full=True), waiting_for_a_full_cohort())
 
     assert refused.value.rule == "one-waiting-list-per-subject"
     assert refused.value.status == 409
-    assert refused.value.details == {"subject_id": "MSK-0002", "cohort_id": "DL1-IP"}
+    assert refused.value.details == {"subject_id": "MSK-0002", "position": 1}
+
+
+def test_a_waitlisted_subject_is_still_refused_a_full_cohort():
+    with pytest.raises(RuleViolated) as refused:
+        decide(enroll("MSK-0002", "DL1-IP"), waiting_for_a_full_cohort())
+
+    assert refused.value.rule == "cohort-capacity"
+
+
+@pytest.mark.parametrize("waitlist_if_full", [True, False])
+def test_the_waiting_list_is_the_trials_so_a_waiting_subject_takes_a_slot_elsewhere(
+    waitlist_if_full,
+):
+    (event,) = decide(
+        enroll("MSK-0002", "DL2-IP", waitlist_if_full=waitlist_if_full),
+        waiting_for_a_full_cohort(),
+    )
+
+    assert event.payload == SubjectEnrolled(subject_id="MSK-0002", cohort_id="DL2-IP", slot=1)
 
 
 # ---------------------------------------------------------------- purity
 
 
 def test_decide_is_pure_same_input_same_output_and_state_untouched():
-    state = given(cohort_opened("DL1-IP", 2), registered("MSK-0001"), registered("MSK-0002"))
+    state = given(cohort_opened("DL1-IP", 2), eligible("MSK-0001", "MSK-0002"))
     state = evolve(state, subject_enrolled("MSK-0001", "DL1-IP", 1).payload)
     before = copy.deepcopy(state)
     command = enroll("MSK-0002", minute=15)
@@ -377,7 +398,7 @@ def test_a_refused_command_leaves_the_state_untouched():
 
 
 def test_evolve_returns_a_new_state_and_leaves_the_old_one_as_it_was():
-    state = given(cohort_opened("DL1-IP", 3), registered("MSK-0001"))
+    state = given(cohort_opened("DL1-IP", 3), eligible("MSK-0001"))
     before = copy.deepcopy(state)
 
     after = evolve(state, SubjectEnrolled(subject_id="MSK-0001", cohort_id="DL1-IP", slot=1))
@@ -397,10 +418,21 @@ def test_decide_refuses_a_command_it_does_not_handle():
 
 def test_commands_are_named_in_the_imperative():
     assert {name: command.__name__ for name, command in COMMANDS.items()} == {
-        "open-cohort": "OpenCohort",
         "register-subject": "RegisterSubject",
+        "record-prescreening": "RecordPrescreening",
+        "record-consent": "RecordConsent",
+        "assess-eligibility": "AssessEligibility",
+        "record-screen-failure": "RecordScreenFailure",
+        "open-cohort": "OpenCohort",
+        "close-cohort": "CloseCohort",
         "enroll-subject": "EnrollSubject",
+        "withdraw-subject": "WithdrawSubject",
+        "reconfirm-eligibility": "ReconfirmEligibility",
     }
+
+
+def test_every_command_is_one_the_trial_file_gives_roles_to():
+    assert all(TRIAL.roles_for(name) for name in COMMANDS)
 
 
 # ---------------------------------------------------------------- command validation

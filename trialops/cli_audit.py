@@ -1,0 +1,212 @@
+"""``trialops audit trail`` and ``trialops export``: the audit trail of a subject, a lot or a
+cohort, and the event log as JSON Lines or CSV.
+
+Results go to stdout (or ``--output``), counts and warnings to stderr. Bad arguments and
+missing topics exit 2 with a message, without a traceback.
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from trialops.settings import Settings
+
+audit_app = typer.Typer(
+    help="Audit trails read from the event log (21 CFR 11.10(e), 11.50).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+export_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+_SHOWN_UNREADABLE = 20
+
+
+class TrailFormat(enum.StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    odm = "odm"
+
+
+class ExportFormat(enum.StrEnum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _time(option: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise _fail(f"{option}: {value!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise _fail(f"{option}: {value!r} has no time zone; add 'Z' or an offset like +01:00")
+    return moment
+
+
+@audit_app.callback()
+def audit() -> None:
+    """Audit trails read from the event log (21 CFR 11.10(e), 11.50)."""
+
+
+@audit_app.command("trail")
+def trail(
+    subject: Annotated[str | None, typer.Option(help="Events naming this subject id.")] = None,
+    lot: Annotated[str | None, typer.Option(help="Events naming this lot id.")] = None,
+    cohort: Annotated[str | None, typer.Option(help="Events naming this cohort id.")] = None,
+    start: Annotated[
+        str | None,
+        typer.Option("--from", help="ISO 8601 time with zone: recorded at or after it."),
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="ISO 8601 time with zone: recorded at or before it.")
+    ] = None,
+    output_format: Annotated[
+        TrailFormat, typer.Option("--format", help="table, csv, json or odm (CDISC ODM 1.3.2).")
+    ] = TrailFormat.table,
+):
+    """Who did what, when and why, to a subject, a lot or a cohort.
+
+    Every event naming the subject, lot or cohort (all given must match) in recorded order;
+    a correction with what it changed, beside the original; each signature on the record it
+    signs, flagged when it does not match it."""
+    from trialops import audit as trails
+    from trialops.replay import ReplayStats
+
+    if subject is None and lot is None and cohort is None:
+        raise _fail("choose what to audit: --subject ID, --lot ID or --cohort ID")
+    window = _time("--from", start), _time("--to", end)
+    if window[0] is not None and window[1] is not None and window[0] > window[1]:
+        raise _fail(f"--from {start} is after --to {end}")
+    try:
+        selection = trails.Selection(subject, lot, cohort, *window)
+    except trails.SelectionError as exc:
+        raise _fail(str(exc)) from None
+    settings = Settings.from_env()
+    stats = ReplayStats()
+    try:
+        found = trails.read_trail(settings, selection, stats)
+    except LookupError as exc:
+        raise _fail(f"{exc}; create the topics with 'trialops topics create'") from None
+    if output_format is TrailFormat.table:
+        sys.stdout.write(trails.to_table(found.rows))
+    elif output_format is TrailFormat.csv:
+        sys.stdout.write(trails.to_csv(found.rows))
+    elif output_format is TrailFormat.json:
+        sys.stdout.buffer.write(trails.to_json(found.rows))
+    else:
+        from trialops.odm import to_odm
+
+        document = to_odm(
+            found,
+            trial_id=settings.trial_id,
+            created_at=datetime.now(UTC),
+            source_version=_version(),
+        )
+        sys.stdout.buffer.write(document)
+    sys.stdout.flush()
+    flagged = sum(1 for row in found.rows if row.flags)
+    typer.echo(
+        f"audit trail of {selection.describe()}: {len(found.rows)} events "
+        f"({stats.events} records read)",
+        err=True,
+    )
+    _report_unreadable(stats.unreadable)
+    if flagged:
+        typer.echo(f"warning: {flagged} event(s) carry a signature problem (see flags)", err=True)
+    for problem in found.problems:
+        typer.echo(f"warning: {problem}", err=True)
+
+
+@export_app.command()
+def export(
+    output_format: Annotated[
+        ExportFormat, typer.Option("--format", help="jsonl (the wire bytes) or csv.")
+    ] = ExportFormat.jsonl,
+    subject: Annotated[
+        str | None,
+        typer.Option(help="Only the events naming this subject id, and their signatures."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="File to write (default: stdout).", dir_okay=False)
+    ] = None,
+):
+    """Export the event log, or one subject's events, as JSON Lines or CSV.
+
+    JSON Lines: one envelope per line exactly as on the wire, so its hash verifies. CSV: the
+    envelope's fields in columns, the payload as JSON. Progress and counts go to stderr."""
+    from trialops import export as exporting
+
+    def progress(stats: exporting.ExportStats) -> None:
+        rate = stats.read / max(stats.seconds, 1e-9)
+        typer.echo(f"  ... {stats.read} events read, {rate:,.0f} events/s", err=True)
+
+    stats = exporting.ExportStats()
+    selected = exporting.select(
+        exporting.wire_records(Settings.from_env()), stats, subject_id=subject, progress=progress
+    )
+    # A file is written beside its name and renamed when complete: an export file that exists
+    # holds the whole export.
+    partial = None if output is None else output.with_name(f"{output.name}.partial")
+    try:
+        if output_format is ExportFormat.jsonl:
+            if partial is None:
+                exporting.write_jsonl(selected, sys.stdout.buffer)
+            else:
+                with partial.open("wb") as out:
+                    exporting.write_jsonl(selected, out)
+        elif partial is None:
+            exporting.write_csv(selected, sys.stdout)
+        else:
+            with partial.open("w", newline="", encoding="utf-8") as text:
+                exporting.write_csv(selected, text)
+        if partial is not None and output is not None:
+            partial.replace(output)
+    except LookupError as exc:
+        raise _fail(f"{exc}; create the topics with 'trialops topics create'") from None
+    except OSError as exc:
+        raise _fail(f"--output: {exc}") from None
+    finally:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+    sys.stdout.flush()
+    rate = stats.read / max(stats.seconds, 1e-9)
+    typer.echo(
+        f"exported {stats.exported} of {stats.read} events "
+        f"({stats.seconds:.2f}s, {rate:,.0f} events/s)"
+        + (f" to {output}" if output is not None else ""),
+        err=True,
+    )
+    _report_unreadable(stats.unreadable)
+
+
+def _report_unreadable(unreadable: list[str]) -> None:
+    if not unreadable:
+        return
+    typer.echo(f"warning: {len(unreadable)} unreadable record(s) skipped", err=True)
+    for where in unreadable[:_SHOWN_UNREADABLE]:
+        typer.echo(f"  {where}", err=True)
+    if len(unreadable) > _SHOWN_UNREADABLE:
+        typer.echo(f"  ... and {len(unreadable) - _SHOWN_UNREADABLE} more", err=True)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("trialops")
+    except PackageNotFoundError:
+        return ""
