@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,10 @@ from events.envelope import from_bytes
 from events.registry import UnknownEventType, read
 from events.topics import dead_letter_topic, event_topic
 from projections.base import Projection, to_json
-from projections.catalog import PROJECTIONS
+from projections.catalog import build
 from projections.faust_kafka import ReadCommittedTransport
 from trialops.settings import Settings
+from trialops.trial_config import TrialConfig
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ class TrialopsApp(faust.App):
 def create_app(
     settings: Settings,
     *,
+    trial: TrialConfig | None = None,
     web_port: int = 6066,
     web_host: str = "127.0.0.1",
     data_dir: Path = Path(".trialops"),
@@ -68,14 +71,15 @@ def create_app(
     positions = app.Table("positions", default=int, partitions=1, key_type=str)
     dead_lettered = app.Table("dead-lettered", default=int, partitions=1, key_type=str)
     tables = Tables(applied, positions, dead_lettered, dead_letters)
-    for projection in PROJECTIONS.values():
+    projections = build(trial)
+    for projection in projections.values():
         _wire(app, settings, projection, tables)
 
     @app.page("/projections", name="projections-status")
     async def status(web, request):
         return web.json(
             {
-                "projections": sorted(PROJECTIONS),
+                "projections": sorted(projections),
                 "positions": dict(sorted(positions.items())),
                 "dead_lettered": dict(sorted(dead_lettered.items())),
             }
@@ -133,7 +137,11 @@ def _wire(app, settings, projection: Projection, tables: Tables) -> None:
             problem = await _wait_for(tables.positions, projection.name, wanted, request.query)
             if problem is not None:
                 return web.json(problem[1], status=problem[0])
-        document = _document(projection, dict(table.items()), request.query)
+        try:
+            as_of = _query_time(request.query.get("as_of"))
+        except ValueError as exc:
+            return web.json({"error": "bad-query", "message": str(exc)}, status=400)
+        document = _document(projection, dict(table.items()), request.query, as_of)
         if document is None:
             selected = request.query.get(projection.key_name)
             return web.json(
@@ -148,16 +156,29 @@ def _wire(app, settings, projection: Projection, tables: Tables) -> None:
     app.page(f"/projections/{projection.name}", name=f"view-{projection.name}")(view)
 
 
-def _document(projection: Projection, states: dict, query) -> dict | None:
+def _document(projection: Projection, states: dict, query, as_of: datetime) -> dict | None:
     """The rendered projection, narrowed by its key filter when the query has one."""
     selected = query.get(projection.key_name)
     if selected is None:
-        return projection.render(states)
+        return projection.document(states, as_of)
     if projection.select is not None:
-        return projection.select(projection.render(states), selected)
+        return projection.select(projection.document(states, as_of), selected)
     if selected not in states:
         return None
-    return projection.render({selected: states[selected]})
+    return projection.document({selected: states[selected]}, as_of)
+
+
+def _query_time(value: str | None) -> datetime:
+    """The time a clock-dependent projection is read at: ``as_of`` (ISO 8601 with a zone)."""
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"as_of: {value!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"as_of: {value!r} has no time zone")
+    return moment
 
 
 async def _wait_for(positions, name: str, wanted: str, query) -> tuple[int, dict] | None:

@@ -148,12 +148,12 @@ def replay(
 ):
     """Rebuild PROJECTION from the topics and print the JSON the live view serves."""
     from projections.base import to_json
-    from projections.catalog import PROJECTIONS
+    from projections.catalog import NAMES
     from trialops.replay import ReplayStats
     from trialops.replay import replay as run_replay
 
-    if projection not in PROJECTIONS:
-        raise fail(f"unknown projection {projection!r}; known: {', '.join(sorted(PROJECTIONS))}")
+    if projection not in NAMES:
+        raise fail(f"unknown projection {projection!r}; known: {', '.join(sorted(NAMES))}")
     if axis not in ("recorded", "occurred"):
         raise fail(f"--axis must be 'recorded' or 'occurred', not {axis!r}")
     stats = ReplayStats()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import ValidationError
@@ -72,9 +72,11 @@ def replay(
     as_of: datetime | None = None,
     axis: TimeAxis = "recorded",
     stats: ReplayStats | None = None,
+    now: datetime | None = None,
 ):
-    """The projection's JSON document as of ``as_of`` (everything, when None)."""
+    """The projection's JSON document as of ``as_of`` (everything, when None). A document that
+    depends on the time it is read at (what is overdue) is read at ``as_of``, or ``now``."""
     projection = get(name)
     stats = stats if stats is not None else ReplayStats()
     states = fold(projection, recorded_events(settings, projection.contexts, stats, as_of, axis))
-    return projection.render(states)
+    return projection.document(states, as_of or now or datetime.now(UTC))

@@ -1,0 +1,184 @@
+"""Dose-escalation state and decision history: for each DLT evaluation, what the trial's
+design recommended and from which data; and what the dose-escalation review decided.
+
+The software recommends, people decide (DESIGN.md section 5): recommendations here are
+computed; decisions are the investigators' CohortOpened/CohortExpanded events, each citing the
+recommendation it followed or the reason it departed from it.
+
+The fold keeps facts ordered by business time; everything else is derived in ``render``, so
+live and replayed documents agree whatever order the topics' events arrive in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+from events.dosing import InfusionRecorded
+from events.enrollment import CohortClosed, CohortExpanded, CohortOpened
+from events.registry import Recorded
+from events.safety import DltEvaluationCompleted
+from projections.base import Projection, State, ordered_insert, stamp
+from projections.escalation.engine import LevelOutcomes, Recommendation, recommend
+from trialops.trial_config import TrialConfig
+
+NAME = "dose-escalation"
+
+
+def key_of(recorded: Recorded) -> str | None:
+    match recorded.payload:
+        case CohortOpened() | CohortExpanded() | CohortClosed() | InfusionRecorded():
+            return recorded.envelope.trial_id
+        case DltEvaluationCompleted():
+            return recorded.envelope.trial_id
+    return None
+
+
+def initial(trial_id: str) -> State:
+    return {"trial_id": trial_id, "decisions": [], "infusions": [], "evaluations": []}
+
+
+def apply(state: State, recorded: Recorded) -> State:
+    event = recorded.payload
+    match event:
+        case CohortOpened() | CohortExpanded() | CohortClosed():
+            decision = {
+                **stamp(recorded),
+                "kind": {
+                    CohortOpened: "open",
+                    CohortExpanded: "expand",
+                    CohortClosed: "close",
+                }[type(event)],
+                "cohort_id": event.cohort_id,
+                "dose_level": getattr(event, "dose_level", None),
+                "recommendation_id": getattr(event, "recommendation_id", None),
+                "departure_reason": getattr(event, "departure_reason", None)
+                or getattr(event, "reason", None),
+                "decided_by": recorded.envelope.actor.user_id,
+            }
+            return {**state, "decisions": ordered_insert(state["decisions"], decision)}
+        case InfusionRecorded():
+            infusion = {
+                **stamp(recorded),
+                "subject_id": event.subject_id,
+                "cohort_id": event.cohort_id,
+                "dose_level": event.dose_level,
+            }
+            return {**state, "infusions": ordered_insert(state["infusions"], infusion)}
+        case DltEvaluationCompleted():
+            evaluation = {
+                **stamp(recorded),
+                "subject_id": event.subject_id,
+                "cohort_id": event.cohort_id,
+                "dose_level": event.dose_level,
+                "dlt": event.dlt,
+                "dlt_ae_ids": list(event.dlt_ae_ids),
+            }
+            return {**state, "evaluations": ordered_insert(state["evaluations"], evaluation)}
+    return state
+
+
+def make(trial: TrialConfig) -> Projection:
+    levels = [d.level for d in trial.ordered_levels()]
+    design = trial.escalation
+
+    def level_of_cohort(state: State) -> dict[str, str]:
+        return {
+            d["cohort_id"]: d["dose_level"] for d in state["decisions"] if d["kind"] == "open"
+        }
+
+    def current_level(state: State, until: str | None) -> str:
+        """The dose of the last cohort opened or expanded by the review, as of ``until``."""
+        cohorts = level_of_cohort(state)
+        level = design.start_level
+        for decision in state["decisions"]:
+            if until is not None and decision["occurred_at"] > until:
+                break
+            if decision["kind"] in ("open", "expand") and decision["cohort_id"] in cohorts:
+                level = cohorts[decision["cohort_id"]]
+        return level
+
+    def recommendation_at(state: State, upto: int) -> Recommendation:
+        evaluations = state["evaluations"][: upto + 1]
+        outcomes: dict[str, LevelOutcomes] = {}
+        for e in evaluations:
+            o = outcomes.get(e["dose_level"], LevelOutcomes())
+            outcomes[e["dose_level"]] = LevelOutcomes(
+                evaluable=o.evaluable + 1,
+                dlts=o.dlts + int(e["dlt"]),
+                evidence=(*o.evidence, e["event_id"]),
+            )
+        until = evaluations[-1]["occurred_at"] if evaluations else None
+        return recommend(design, levels, outcomes, current_level(state, until))
+
+    def recommendation_id(rec: Recommendation) -> str:
+        basis = "|".join([rec.current_level, *sorted(rec.evidence)])
+        return "REC-" + hashlib.sha256(basis.encode()).hexdigest()[:10]
+
+    def render(states: Mapping[str, State]) -> dict:
+        state = next(iter(states.values()), None) or initial(trial.trial_id)
+        history = []
+        for i, evaluation in enumerate(state["evaluations"]):
+            rec = recommendation_at(state, i)
+            history.append(
+                {
+                    "recommendation_id": recommendation_id(rec),
+                    "after_evaluation_of": evaluation["subject_id"],
+                    "as_of": evaluation["occurred_at"],
+                    **rec.as_dict(),
+                }
+            )
+        known = {h["recommendation_id"] for h in history}
+        decisions = [
+            {
+                **{k: d[k] for k in ("occurred_at", "kind", "cohort_id", "dose_level")},
+                "decided_by": d["decided_by"],
+                "followed": d["recommendation_id"] if d["recommendation_id"] in known else None,
+                "cited": d["recommendation_id"],
+                "departure_reason": d["departure_reason"],
+            }
+            for d in state["decisions"]
+        ]
+        treated: dict[str, int] = {}
+        for infusion in state["infusions"]:
+            treated[infusion["dose_level"]] = treated.get(infusion["dose_level"], 0) + 1
+        latest = history[-1] if history else None
+        counts = latest["counts"] if latest else {}
+        eliminated = set(latest["eliminated_levels"]) if latest else set()
+        return {
+            "projection": NAME,
+            "trial_id": state["trial_id"],
+            "design": {
+                "design": design.design,
+                "target_dlt_rate": design.target_dlt_rate,
+                "cohort_size": design.cohort_size,
+                "max_patients": design.max_patients,
+                "dlt_window_days": trial.dlt.window_days,
+            },
+            "current_level": current_level(state, None),
+            "levels": [
+                {
+                    "dose_level": d.level,
+                    "cells_per_kg": d.cells_per_kg,
+                    "fallback": d.fallback,
+                    "treated": treated.get(d.level, 0),
+                    "evaluable": counts.get(d.level, {}).get("evaluable", 0),
+                    "dlts": counts.get(d.level, {}).get("dlts", 0),
+                    "eliminated": d.level in eliminated,
+                }
+                for d in trial.ordered_levels()
+            ],
+            "recommendation": latest,
+            "recommendations": history,
+            "decisions": decisions,
+        }
+
+    return Projection(
+        name=NAME,
+        contexts=("enrollment", "dosing", "safety"),
+        key_of=key_of,
+        initial=initial,
+        apply=apply,
+        render=render,
+        key_name="trial_id",
+    )

@@ -1,0 +1,188 @@
+"""Manufacturing pipeline: per patient lot, its stage, the chain of identity and custody, QC,
+release, and the vein-to-vein time from apheresis to infusion (DOMAIN.md section 2).
+
+Every recorded hand-off was checked against both identifiers by the manufacturing service (a
+mismatch is refused and never recorded), so the chain's status is read from what is present:
+a lot's chain is "complete" when it was collected, every hand-off carried its identifiers, and
+two different people verified it at the bedside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from events.dosing import BedsideCoiVerified, ConditioningDayRecorded, InfusionRecorded
+from events.manufacturing import (
+    ApheresisCollected,
+    ApheresisReceived,
+    CustodyTransferred,
+    ExceptionalReleaseApproved,
+    LotCryopreserved,
+    LotHarvested,
+    LotOutOfSpecification,
+    LotReceivedAtSite,
+    LotReleased,
+    LotShipped,
+    LotThawed,
+    ManufacturingFailed,
+    ManufacturingStarted,
+    ManufacturingStepStarted,
+    QcResultRecorded,
+)
+from events.registry import Recorded
+from projections.base import Projection, State, ordered_insert, stamp
+
+NAME = "manufacturing-pipeline"
+
+STAGE_OF = {
+    ApheresisCollected: "collected",
+    ApheresisReceived: "received",
+    ManufacturingStarted: "activation",
+    LotHarvested: "harvested",
+    QcResultRecorded: "qc-testing",
+    LotReleased: "released",
+    LotOutOfSpecification: "out-of-specification",
+    ExceptionalReleaseApproved: "exceptionally-released",
+    LotCryopreserved: "cryopreserved",
+    LotShipped: "shipped",
+    LotReceivedAtSite: "received-at-site",
+    LotThawed: "thawed",
+    ManufacturingFailed: "failed",
+    InfusionRecorded: "infused",
+}
+_CONCERNS = (
+    *STAGE_OF,
+    ManufacturingStepStarted,
+    CustodyTransferred,
+    BedsideCoiVerified,
+    ConditioningDayRecorded,
+)
+
+
+def key_of(recorded: Recorded) -> str | None:
+    if isinstance(recorded.payload, _CONCERNS):
+        return recorded.payload.lot_id
+    return None
+
+
+def initial(lot_id: str) -> State:
+    return {
+        "lot_id": lot_id,
+        "subject_id": None,
+        "coi_id": None,
+        "din": None,
+        "stages": [],
+        "custody": [],
+        "qc": [],
+        "bedside_checks": [],
+    }
+
+
+def apply(state: State, recorded: Recorded) -> State:
+    event = recorded.payload
+    state = {**state, "subject_id": event.subject_id}
+    at = stamp(recorded)
+    match event:
+        case ApheresisCollected():
+            state = {**state, "coi_id": event.coi_id, "din": event.din}
+        case CustodyTransferred():
+            hand_off = {
+                **at,
+                "from": event.from_party,
+                "to": event.to_party,
+                "location": event.location,
+                "temperature_c": event.temperature_c,
+                "by": recorded.envelope.actor.user_id,
+            }
+            return {**state, "custody": ordered_insert(state["custody"], hand_off)}
+        case QcResultRecorded():
+            result = {**at, "test": event.test, "value": event.value, "outcome": event.outcome}
+            state = {**state, "qc": ordered_insert(state["qc"], result)}
+        case BedsideCoiVerified():
+            check = {**at, "verified_by": event.verified_by}
+            return {**state, "bedside_checks": ordered_insert(state["bedside_checks"], check)}
+        case ConditioningDayRecorded():
+            return state
+    stage = STAGE_OF.get(type(event))
+    if isinstance(event, ManufacturingStepStarted):
+        stage = event.step
+    if stage is None:
+        return state
+    detail = {}
+    if isinstance(event, LotReleased):
+        detail = {"conditional": event.conditional}
+    elif isinstance(event, LotOutOfSpecification):
+        detail = {"failed_tests": list(event.failed_tests), "after_release": event.after_release}
+    return {**state, "stages": ordered_insert(state["stages"], {**at, "stage": stage, **detail})}
+
+
+def _summary(state: State) -> dict:
+    stages = state["stages"]
+    reached = {s["stage"]: s for s in stages}
+    # QC results arrive after the lot's harvest and while it sits in QC: they do not move a lot
+    # that has moved on.
+    moves = [s for s in stages if s["stage"] != "qc-testing" or "released" not in reached]
+    current = moves[-1]["stage"] if moves else "unknown"
+    collected, infused = reached.get("collected"), reached.get("infused")
+    vein_to_vein = None
+    if collected and infused:
+        span = datetime.fromisoformat(infused["occurred_at"]) - datetime.fromisoformat(
+            collected["occurred_at"]
+        )
+        vein_to_vein = round(span.total_seconds() / 86400, 1)
+    checkers = {c["verified_by"] for c in state["bedside_checks"]}
+    return {
+        "lot_id": state["lot_id"],
+        "subject_id": state["subject_id"],
+        "stage": current,
+        "coi_id": state["coi_id"],
+        "din": state["din"],
+        "conditional_release": bool(reached.get("released", {}).get("conditional")),
+        "out_of_specification": reached.get("out-of-specification", {}).get("failed_tests"),
+        "chain_of_identity": {
+            "collected_with_two_identifiers": state["coi_id"] is not None
+            and state["din"] is not None,
+            "hand_offs": len(state["custody"]),
+            "bedside_verifiers": len(checkers),
+            "status": "complete"
+            if state["coi_id"] and state["din"] and len(checkers) >= 2
+            else "in progress",
+        },
+        "vein_to_vein_days": vein_to_vein,
+        "stages": [{"stage": s["stage"], "at": s["occurred_at"]} for s in stages],
+        "custody": [
+            {k: h[k] for k in ("occurred_at", "from", "to", "location", "temperature_c", "by")}
+            for h in state["custody"]
+        ],
+        "qc": [{k: r[k] for k in ("test", "value", "outcome")} for r in state["qc"]],
+    }
+
+
+def render(states: Mapping[str, State]) -> dict:
+    lots = [_summary(states[lot]) for lot in sorted(states)]
+    v2v = [lot["vein_to_vein_days"] for lot in lots if lot["vein_to_vein_days"] is not None]
+    by_stage: dict[str, int] = {}
+    for lot in lots:
+        by_stage[lot["stage"]] = by_stage.get(lot["stage"], 0) + 1
+    return {
+        "projection": NAME,
+        "lots": lots,
+        "by_stage": by_stage,
+        "vein_to_vein_days": {
+            "infused_lots": len(v2v),
+            "median": sorted(v2v)[len(v2v) // 2] if v2v else None,
+            "max": max(v2v) if v2v else None,
+        },
+    }
+
+
+PROJECTION = Projection(
+    name=NAME,
+    contexts=("manufacturing", "dosing"),
+    key_of=key_of,
+    initial=initial,
+    apply=apply,
+    render=render,
+    key_name="lot_id",
+)
