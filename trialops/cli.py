@@ -52,6 +52,11 @@ def _mount_audit() -> None:
 
     app.add_typer(audit_app, name="audit", help="Audit trails for inspectors.")
     app.command("export")(export)
+    from trialops.cli_show import app as show_app
+    from trialops.cli_show import status
+
+    app.add_typer(show_app, name="show")
+    app.command("status")(status)
 
 
 _mount_audit()

@@ -91,3 +91,16 @@ def test_scripted_cohorts_give_3_plus_3_decisions_live_and_on_replay(stack, sett
         env={**os.environ, **settings.env()}, capture_output=True, timeout=120, check=True,
     ).stdout
     assert replayed == get_bytes(url)
+
+    # and people read the same decision from the terminal
+    shown = subprocess.run(
+        [sys.executable, "-m", "trialops", "show", "escalation", "--url", stack.projections_url],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout
+    assert f"Recommendation {doc['recommendation']['recommendation_id']}: stop (MTD DL1)" in shown
+    status = subprocess.run(
+        [sys.executable, "-m", "trialops", "status", "--url", stack.projections_url],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout
+    assert "Cohorts" in status and "Open DLT windows" in status
+    assert "Manufacturing pipeline" in status
