@@ -19,7 +19,7 @@ from pydantic import AwareDatetime, ConfigDict, Field
 
 from events.enrollment import CohortId, SubjectId
 from events.envelope import Frozen
-from events.registry import EventPayload, event_type
+from events.registry import EventPayload, event_type, upcaster
 
 CONTEXT = "safety"
 
@@ -101,12 +101,20 @@ class EnrollmentResumed(EventPayload):
 # ---------------------------------------------------------------- adverse events
 
 
-@event_type("AdverseEventReported", version=1, context=CONTEXT)
+CTCAE_VERSION = "5.0"
+"""The CTCAE version this trial grades with (DOMAIN.md section 3)."""
+
+
+@event_type("AdverseEventReported", version=2, context=CONTEXT)
 class AdverseEventReported(EventPayload):
     """An adverse event as first reported. ``serious_criteria`` is empty for a non-serious AE;
     ``sponsor_received_at`` is the sponsor's initial receipt of the information (day 0 of the
     7-day clock); ``haematological`` and ``conditioning_lab_effect`` (an expected laboratory
-    effect of lymphodepletion) take the AE out of the "other grade >= 3" DLT criterion."""
+    effect of lymphodepletion) take the AE out of the "other grade >= 3" DLT criterion.
+
+    Version 2 names the CTCAE version the grade is on (``ctcae_version``), so that a grade can
+    still be read right once a trial moves to a later CTCAE; version 1 events were all graded
+    on CTCAE v5.0 and are upcast to say so."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -124,6 +132,7 @@ class AdverseEventReported(EventPayload):
                     "special_interest": "serositis",
                     "haematological": False,
                     "conditioning_lab_effect": False,
+                    "ctcae_version": "5.0",
                 }
             ]
         }
@@ -132,6 +141,7 @@ class AdverseEventReported(EventPayload):
     subject_id: SubjectId
     term: Term
     grade: CtcaeGrade
+    ctcae_version: str = Field(pattern=r"^[0-9]+\.[0-9]+$")
     onset_at: AwareDatetime
     serious_criteria: tuple[SeriousnessCriterion, ...]
     attribution: Attribution
@@ -140,6 +150,12 @@ class AdverseEventReported(EventPayload):
     special_interest: SpecialInterest | None
     haematological: bool
     conditioning_lab_effect: bool
+
+
+@upcaster("AdverseEventReported", from_version=1)
+def _ae_reported_v1_to_v2(payload: dict) -> dict:
+    # Every version 1 report predates the field and was graded on CTCAE v5.0.
+    return {**payload, "ctcae_version": "5.0"}
 
 
 class CrsFindings(Frozen):

@@ -23,6 +23,7 @@ from __future__ import annotations
 from events.registry import EventPayload
 from events.safety import (
     ATTRIBUTION_ORDER,
+    CTCAE_VERSION,
     STOPPING_RULE_GRADE5_RELATED,
     AdverseEventImproved,
     AdverseEventRegraded,
@@ -157,6 +158,7 @@ def _report(cmd: ReportAdverseEvent, state: SafetyState) -> list[NewEvent]:
         special_interest="serositis" if special else None,
         haematological=cmd.haematological,
         conditioning_lab_effect=cmd.conditioning_lab_effect,
+        ctcae_version=CTCAE_VERSION,
     )
     return with_stopping_rule(
         state, cmd.ae_id, NewEvent(ae_stream(cmd.ae_id), payload, cmd.occurred_at)

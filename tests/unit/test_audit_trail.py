@@ -163,6 +163,7 @@ def ae_reported(n: int) -> AdverseEventReported:
         special_interest="serositis",
         haematological=False,
         conditioning_lab_effect=False,
+        ctcae_version="5.0",
     )
 
 

@@ -144,7 +144,7 @@ def ae(ae_id: str, day: float, **fields):
                   onset_at=T0 + timedelta(days=day), serious_criteria=("life-threatening",),
                   attribution="probable", expected=False,
                   sponsor_received_at=T0 + timedelta(days=day), special_interest="serositis",
-                  haematological=False, conditioning_lab_effect=False)
+                  haematological=False, conditioning_lab_effect=False, ctcae_version="5.0")
     return rec(AdverseEventReported(**{**values, **fields}), day)
 
 

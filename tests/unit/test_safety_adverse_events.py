@@ -75,6 +75,7 @@ def test_reporting_an_ae_records_every_assessed_value_on_the_ae_stream():
                 special_interest="serositis",
                 haematological=False,
                 conditioning_lab_effect=False,
+                ctcae_version="5.0",
             ),
             day(1, hours=5),
         )
