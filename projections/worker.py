@@ -27,6 +27,9 @@ from trialops.trial_config import TrialConfig
 
 log = logging.getLogger(__name__)
 
+DASHBOARD = Path(__file__).with_name("dashboard.html")
+"""The read-only operations board: one static page that polls the projections' JSON."""
+
 
 class TrialopsApp(faust.App):
     def _new_transport(self):
@@ -74,6 +77,10 @@ def create_app(
     projections = build(trial)
     for projection in projections.values():
         _wire(app, settings, projection, tables)
+
+    @app.page("/", name="dashboard")
+    async def dashboard(web, request):
+        return web.bytes(DASHBOARD.read_bytes(), content_type="text/html")
 
     @app.page("/projections", name="projections-status")
     async def status(web, request):

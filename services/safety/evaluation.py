@@ -44,7 +44,13 @@ def close_evaluation(cmd: RecordDltEvaluation, state: SafetyState, rule: DltRule
             subject_id=cmd.subject_id,
         )
     aes = [ae for ae in state.adverse_events.values() if ae.subject_id == cmd.subject_id]
-    pending = sorted(ae.ae_id for ae in aes if ae.grade >= 3 and ae.verdict is None)
+    # An AE adjudicated before new information arrived (a regrade, a worse observation) must be
+    # adjudicated again before it can be counted either way.
+    pending = sorted(
+        ae.ae_id
+        for ae in aes
+        if ae.grade >= 3 and (ae.verdict is None or ae.reassessed_since_adjudication)
+    )
     if pending:
         raise RuleViolated(
             "dlt-adjudications-pending",

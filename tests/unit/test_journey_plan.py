@@ -20,7 +20,8 @@ from trialops.journey import Journey, JourneyStepRefused, open_cohort
 from trialops.journey_steps import CALENDAR, identifiers
 from trialops.trial_config import load_trial
 
-START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+START = datetime(2026, 3, 2, tzinfo=UTC)
+"""Day 0 of the journey's calendar, at midnight."""
 URL = "http://in-process"
 
 
@@ -68,7 +69,9 @@ class InProcess:
                     actor.user_id,
                 )
             )
-        events = [{"event_type": n.payload.event_type, "stream_id": n.stream_id} for n in new_events]
+        events = [
+            {"event_type": n.payload.event_type, "stream_id": n.stream_id} for n in new_events
+        ]
         return 201, {"events": events}
 
     def types(self, context: str, stream: str) -> list[str]:

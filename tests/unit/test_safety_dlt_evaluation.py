@@ -20,6 +20,7 @@ from .test_safety_givens import (
     day,
     given,
     grade_crs,
+    improved,
     registered,
     report,
     run,
@@ -83,3 +84,14 @@ def test_the_evaluation_closes_once():
 def test_an_untreated_subject_has_no_window():
     assert refused(given(registered()), evaluate(day(28))).rule == "dlt-needs-an-infusion"
     assert refused(given(), evaluate(day(28), "MSK-0999")).status == 404
+
+
+def test_an_ae_that_worsened_after_its_adjudication_holds_the_evaluation():
+    # grade 3 CRS on day 2, improved within 72 h, adjudicated not a DLT; then grade 4 on day 10
+    _events, state = run(
+        given(treated()), report(), grade_crs(day(2), hypotension="one-vasopressor"),
+    )
+    _events, state = run(state, improved(day(3)), adjudicate(day(4), verdict="not-dlt"))
+    _events, state = run(state, grade_crs(day(10), hypotension="multiple-vasopressors"))
+    error = refused(state, evaluate(day(29)))
+    assert error.rule == "dlt-adjudications-pending"
