@@ -52,9 +52,25 @@ class JourneyStepRefused(Exception):
         return self.answer.get("message", "") if isinstance(self.answer, dict) else str(self.answer)
 
 
+def signed_paths() -> dict[str, str]:
+    """Command paths that need an electronic signature, and its meaning (services' routes)."""
+    from services.catalog import services
+
+    return {
+        route.path: route.signature
+        for spec in services().values()
+        for route in spec.routes
+        if route.signature
+    }
+
+
 def send(
     service_url: str, step: str, path: str, body: dict, token: str, transport: Transport = call
 ) -> dict:
+    meaning = signed_paths().get(path)
+    if meaning is not None:
+        # The signer re-authenticates: a demo user's token is its password too.
+        body = {**body, "signature": {"token": token, "meaning": meaning}}
     status, answer = transport("POST", f"{service_url}{path}", body, token=token)
     if status != 201:
         raise JourneyStepRefused(step, status, answer)

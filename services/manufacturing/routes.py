@@ -19,11 +19,15 @@ SERVICE = ServiceSpec(
         Route("/manufacturing/manufacturing-steps", "start-manufacturing", c.StartManufacturing),
         Route("/manufacturing/harvests", "record-harvest", c.RecordHarvest),
         Route("/manufacturing/qc-results", "record-qc-result", c.RecordQcResult),
-        Route("/manufacturing/dispositions", "disposition-lot", c.DispositionLot),
+        # Part 11: the release decision and each exceptional-release decision are signed.
+        Route(
+            "/manufacturing/dispositions", "disposition-lot", c.DispositionLot, signature="approval"
+        ),
         Route(
             "/manufacturing/exceptional-release-decisions",
             "decide-exceptional-release",
             c.DecideExceptionalRelease,
+            signature="approval",
         ),
         Route(
             "/manufacturing/cryopreservations", "record-cryopreservation", c.RecordCryopreservation

@@ -16,14 +16,23 @@ SERVICE = ServiceSpec(
         Route("/safety/icans-grades", "grade-icans", commands.GradeIcans),
         Route("/safety/regrades", "regrade-adverse-event", commands.RegradeAdverseEvent),
         Route("/safety/resolutions", "record-ae-resolution", commands.RecordAeResolution),
-        Route("/safety/dlt-adjudications", "adjudicate-dlt", commands.AdjudicateDlt),
+        # Part 11: the investigator signs a DLT adjudication; the safety officer signs a submission.
+        Route(
+            "/safety/dlt-adjudications",
+            "adjudicate-dlt",
+            commands.AdjudicateDlt,
+            signature="review",
+        ),
         Route(
             "/safety/expedited-report-determinations",
             "determine-expedited-report",
             commands.DetermineExpeditedReport,
         ),
         Route(
-            "/safety/expedited-reports", "submit-expedited-report", commands.SubmitExpeditedReport
+            "/safety/expedited-reports",
+            "submit-expedited-report",
+            commands.SubmitExpeditedReport,
+            signature="responsibility",
         ),
         Route("/safety/reviews", "record-safety-review", commands.RecordSafetyReview),
         Route("/safety/dlt-evaluations", "record-dlt-evaluation", commands.RecordDltEvaluation),

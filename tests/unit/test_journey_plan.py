@@ -45,6 +45,12 @@ class InProcess:
         assert actor is not None, token
         if actor.role not in self.trial.roles_for(route.command):
             return 403, {"error": "role-not-permitted", "message": route.command}
+        signature = body.get("signature")
+        if route.signature is not None and (
+            signature is None or signature.get("meaning") != route.signature
+        ):
+            return 422, {"error": "signature-required", "message": route.command}
+        body = {k: v for k, v in body.items() if k != "signature"}
         if "actor" in route.model.model_fields:
             body = {**body, "actor": actor.model_dump()}
         try:
