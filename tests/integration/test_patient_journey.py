@@ -52,13 +52,13 @@ def test_one_patient_from_consent_to_a_counted_dlt(stack, settings):
     ae = "AE-MSK-0601-01"
 
     j.to_enrolled(cohort)
-    assert types(j.to_released_lot()) == ["LotReleased"]
+    assert types(j.to_released_lot()) == ["LotReleased", "RecordSigned"]
     infused = j.to_infused()
     assert types(infused) == ["InfusionRecorded"]
     j.report_ae()  # CRS grade 1 the day after the infusion
     assert types(j.grade_crs()) == ["CrsGraded"]  # fever and one vasopressor: grade 3
     j.record_improvement(after=timedelta(hours=96))  # later than the rule's 72 h
-    assert types(j.adjudicate_dlt()) == ["DltAdjudicated"]
+    assert types(j.adjudicate_dlt()) == ["DltAdjudicated", "RecordSigned"]
     assert types(j.close_dlt_evaluation()) == ["DltEvaluationCompleted"]
 
     log = streams(settings)
@@ -84,6 +84,7 @@ def test_one_patient_from_consent_to_a_counted_dlt(stack, settings):
             ("LotHarvested", QA),
             *[("QcResultRecorded", QA)] * 9,
             ("LotReleased", QA),
+            ("RecordSigned", QA),
             ("LotCryopreserved", QA),
             ("CustodyTransferred", QA),
             ("LotShipped", QA),
@@ -102,6 +103,7 @@ def test_one_patient_from_consent_to_a_counted_dlt(stack, settings):
             ("CrsGraded", INVESTIGATOR),
             ("AdverseEventImproved", COORDINATOR),
             ("DltAdjudicated", INVESTIGATOR),
+            ("RecordSigned", INVESTIGATOR),
         ],
         ("safety", "dlt-evaluation-MSK-0601"): [("DltEvaluationCompleted", INVESTIGATOR)],
     }
@@ -138,7 +140,7 @@ def test_one_patient_from_consent_to_a_counted_dlt(stack, settings):
     } == {j.coi_id}
 
     # the CRS: grade 3, improved only after 96 h; the rule and the investigator say DLT
-    _reported, graded, _improved, adjudicated = log[("safety", f"ae-{ae}")]
+    _reported, graded, _improved, adjudicated, _signed = log[("safety", f"ae-{ae}")]
     assert graded.payload["grade"] == 3
     assert adjudicated.payload["rule_verdict"] == adjudicated.payload["verdict"] == "dlt"
     assert adjudicated.payload["rule_criterion"] == "crs-icans-grade3-not-improved"
@@ -189,7 +191,10 @@ def test_a_late_positive_sterility_after_a_conditional_release_blocks_the_infusi
     cohort = open_cohort(stack.service_url, "DL1", occurred_at=START)
     j = Journey(stack.service_url, "MSK-0621", "MSK", START)
     j.to_enrolled(cohort)
-    assert types(j.to_released_lot(sterility="negative-to-date")) == ["LotReleased"]
+    assert types(j.to_released_lot(sterility="negative-to-date")) == [
+        "LotReleased",
+        "RecordSigned",
+    ]
     j.cryopreserve()
     j.ship()
     j.receive_at_site()
