@@ -165,7 +165,7 @@ def test_a_lot_in_qc_or_out_of_specification_is_not_infused(stack, settings):
     in_qc.qc_result("viability", 88.0)
     oos = Journey(stack.service_url, "MSK-0612", "MSK", START, weight_kg=64.0)
     oos.to_enrolled(cohort)
-    assert types(oos.to_released_lot(viability=60)) == ["LotOutOfSpecification"]
+    assert types(oos.to_released_lot(viability=60)) == ["LotOutOfSpecification", "RecordSigned"]
 
     with pytest.raises(JourneyStepRefused) as still_in_qc:
         in_qc.infuse(cells_infused=7.2e7)
