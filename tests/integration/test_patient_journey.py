@@ -184,7 +184,7 @@ def test_a_lot_in_qc_or_out_of_specification_is_not_infused(stack, settings):
     assert out_of_spec.value.answer["details"]["failed_tests"] == ["viability"]
     log = streams(settings)
     assert not [key for key in log if key[0] == "dosing"], "a refusal appends nothing"
-    assert log[("manufacturing", "lot-LOT-MSK-0612-A")][-1].payload["failed_tests"] == ["viability"]
+    assert log[("manufacturing", "lot-LOT-MSK-0612-A")][-2].payload["failed_tests"] == ["viability"]
 
 
 def test_a_late_positive_sterility_after_a_conditional_release_blocks_the_infusion(stack, settings):
