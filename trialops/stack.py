@@ -132,8 +132,9 @@ def run_stack(*, service_port: int, web_port: int, demo: bool) -> None:
             print(occupancy_lines(stack.occupancy()))
         print(
             f"\ntrialops is up. Kafka {settings.bootstrap_servers}\n"
-            f"  commands:    {stack.service_url}/enrollment/...\n"
-            f"  occupancy:   {stack.projections_url}/projections/cohort-occupancy\n"
+            f"  dashboard:   {stack.projections_url}/\n"
+            f"  commands:    {stack.service_url}/enrollment|manufacturing|dosing|safety/...\n"
+            f"  projections: {stack.projections_url}/projections/<name>\n"
             f"  replay:      KAFKA_BOOTSTRAP_SERVERS={settings.bootstrap_servers} "
             "trialops replay cohort-occupancy\n"
             "Ctrl-C stops everything."
