@@ -1,0 +1,589 @@
+"""Issue 4: how fast the Faust worker folds the enrollment topic into the projections, against
+reading the same topic raw with aiokafka, and how query latency grows with history.
+
+For N events (``--events``), in a namespace of their own:
+
+a. raw consumption of the topic with aiokafka (read_committed, beginning to end offset);
+b. the Faust worker (``python -m trialops worker``) applying the same N events, watched through
+   ``GET /projections`` until every projection's position reaches the end offset: events/s
+   with and without the worker's start-up, per projection, and per tenth of the topic;
+c. b / a;
+d. for each size of ``--sizes`` (each in its own namespace; N is reused when it is one of
+   them): sequential GETs of the projections' views once everything is applied.
+
+Run from the repository root:  python -m bench.bench_projections [--quick] [--events N] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from bench.common import (
+    Produced,
+    WorkloadOptions,
+    decode_costs,
+    decode_lines,
+    drop_namespace,
+    free_port,
+    fresh_settings,
+    kafka_broker,
+    parse_sizes,
+    percentile,
+    print_block,
+    produce_and_say,
+    projection_catalog,
+    rate,
+    ratio,
+    run,
+    say,
+)
+from events.topics import event_topic
+from trialops.settings import Settings
+
+CONTEXT = "enrollment"
+
+
+PROJECTIONS = projection_catalog()
+
+# ---------------------------------------------------------------- a. raw aiokafka
+
+
+@dataclass
+class RawRead:
+    events: int
+    bytes: int
+    seconds: float
+
+
+async def _aiokafka_read(bootstrap_servers: str, topic: str, end: int) -> RawRead:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        client_id="trialops-bench-raw",
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        events = size = 0
+        started = time.perf_counter()
+        while await consumer.position(tp) < end:
+            batches = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
+            for records in batches.values():
+                for record in records:
+                    if record.offset < end:
+                        events += 1
+                        size += len(record.value)
+        return RawRead(events, size, time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+def raw_aiokafka(settings: Settings, end: int) -> RawRead:
+    say(f"a. reading the {end:,} events raw with aiokafka ...")
+    result = asyncio.run(
+        _aiokafka_read(settings.bootstrap_servers, event_topic(CONTEXT, settings.namespace), end)
+    )
+    if result.events != end:
+        raise RuntimeError(f"aiokafka read {result.events} events, expected {end}")
+    say(f"  done in {result.seconds:.2f}s: {rate(result.events, result.seconds)}")
+    return result
+
+
+# ---------------------------------------------------------------- b. the Faust worker
+
+
+class WorkerFailed(RuntimeError):
+    pass
+
+
+class Worker:
+    """``python -m trialops worker`` as a child process in its own session, and a keep-alive
+    HTTP connection to its web server."""
+
+    def __init__(self, settings: Settings, data_dir: Path, loglevel: str):
+        self.settings = settings
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.loglevel = loglevel
+        self.log_path = data_dir / "worker.log"
+        self.process: subprocess.Popen | None = None
+        self.started_at = 0.0
+        self._connection: http.client.HTTPConnection | None = None
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
+        self._log = log
+        self.started_at = time.monotonic()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "trialops",
+                "worker",
+                "--web-port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+                "--loglevel",
+                self.loglevel,
+            ],
+            env={**os.environ, **self.settings.env()},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.data_dir,
+            start_new_session=True,
+        )
+
+    def log_tail(self, lines: int = 8) -> str:
+        """The worker's first error (usually the cause) and the end of its log."""
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        # Faust repeats "producer buffer full" by the thousand: keep the rest readable.
+        kept = [line for line in text if "producer buffer full" not in line]
+        skipped = len(text) - len(kept)
+        first_error = next((line for line in kept if "[ERROR]" in line), None)
+        out = [f"first error: {first_error[:600]}"] if first_error else []
+        if skipped:
+            out.append(f"({skipped} 'producer buffer full' warnings left out)")
+        return "\n".join([*out, "last lines:", *kept[-lines:]])
+
+    def check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise WorkerFailed(
+                f"the Faust worker exited with code {self.process.returncode}; "
+                f"end of its log:\n{self.log_tail()}"
+            )
+
+    def get(self, path: str, timeout: float = 120) -> tuple[int, bytes]:
+        if self._connection is None:
+            self._connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            self._connection.request("GET", path)
+            response = self._connection.getresponse()
+            return response.status, response.read()
+        except (OSError, http.client.HTTPException):
+            self._connection.close()
+            self._connection = None
+            raise
+
+    def stop(self, timeout: float = 20) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            _killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+        self._log.close()
+
+
+def _killpg(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+
+
+@dataclass
+class Progress:
+    """What ``GET /projections`` showed of one projection's position on the topic."""
+
+    first_at: float | None = None
+    first_position: int = 0
+    done_at: float | None = None
+    position: int = 0
+    tenths: list[float] = field(default_factory=list)
+    """Time at which the position first reached 10%, 20%, ... of the end offset."""
+
+
+@dataclass
+class Applied:
+    end: int
+    spawned_at: float
+    web_up_at: float | None = None
+    projections: dict[str, Progress] = field(default_factory=dict)
+    dead_lettered: dict[str, int] = field(default_factory=dict)
+    failure: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.failure is None and all(p.done_at for p in self.projections.values())
+
+    @property
+    def first_at(self) -> float | None:
+        times = [p.first_at for p in self.projections.values() if p.first_at is not None]
+        return min(times) if times else None
+
+    @property
+    def done_at(self) -> float | None:
+        times = [p.done_at for p in self.projections.values()]
+        return None if None in times else max(times)  # type: ignore[type-var]
+
+
+def apply_with_worker(
+    worker: Worker, settings: Settings, end: int, stall_timeout: float, poll: float = 0.2
+) -> Applied:
+    """Start the worker and poll its positions until every projection reading the enrollment
+    topic has applied ``end`` events; a failure (exit, stall) is recorded, not raised."""
+    topic = event_topic(CONTEXT, settings.namespace)
+    keys = {
+        name: f"{name}|{topic}:0"
+        for name, projection in sorted(PROJECTIONS.items())
+        if CONTEXT in projection.contexts
+    }
+    say(f"b. starting the Faust worker (web port {worker.port}) to apply {end:,} events ...")
+    worker.start()
+    result = Applied(end=end, spawned_at=worker.started_at)
+    result.projections = {name: Progress() for name in keys}
+    last_change, last_total, next_say = time.monotonic(), -1, time.monotonic() + 15
+    try:
+        while not result.finished:
+            worker.check_alive()
+            try:
+                status, body = worker.get("/projections", timeout=60)
+            except (OSError, http.client.HTTPException):
+                status, body = 0, b""
+            now = time.monotonic()
+            if status == 200:
+                if result.web_up_at is None:
+                    result.web_up_at = now
+                    say(f"  worker web server up after {now - worker.started_at:.1f}s")
+                document = orjson.loads(body)
+                positions = document.get("positions", {})
+                result.dead_lettered = document.get("dead_lettered", {})
+                for name, key in keys.items():
+                    _observe(result.projections[name], positions.get(key, 0), end, now)
+            total = sum(p.position for p in result.projections.values())
+            if total != last_total:
+                last_total, last_change = total, now
+            elif now - last_change > stall_timeout:
+                raise WorkerFailed(
+                    f"no progress for {stall_timeout:.0f}s; end of the worker's log:\n"
+                    + worker.log_tail()
+                )
+            if now >= next_say and result.web_up_at is not None:
+                elapsed = now - (result.first_at or now)
+                slowest = min(p.position for p in result.projections.values())
+                say(
+                    f"  applied {slowest:,}/{end:,} ({100 * slowest // end}%) by every "
+                    f"projection, {elapsed:.0f}s since the first event"
+                )
+                next_say = now + 15
+            if not result.finished:
+                time.sleep(poll)
+    except WorkerFailed as exc:
+        result.failure = str(exc)
+        say(f"  the worker did not finish: {str(exc).splitlines()[0]}")
+        return result
+    say(f"  all projections caught up after {result.done_at - worker.started_at:.1f}s")
+    return result
+
+
+def _observe(progress: Progress, position: int, end: int, now: float) -> None:
+    progress.position = position
+    if position > 0 and progress.first_at is None:
+        progress.first_at, progress.first_position = now, position
+    while len(progress.tenths) < 10 and position >= end * (len(progress.tenths) + 1) / 10:
+        progress.tenths.append(now)
+    if position >= end and progress.done_at is None:
+        progress.done_at = now
+
+
+def applied_lines(applied: Applied, raw: RawRead | None) -> list[str]:
+    end = applied.end
+    lines = []
+    if applied.first_at is not None:
+        lines.append(
+            f"  worker start-up (spawn -> first applied event seen): "
+            f"{applied.first_at - applied.spawned_at:.1f}s"
+        )
+    for name, p in applied.projections.items():
+        if p.done_at is None or p.first_at is None:
+            lines.append(f"  {name:<18} did not finish: reached offset {p.position:,} of {end:,}")
+            continue
+        whole = p.done_at - applied.spawned_at
+        warm = p.done_at - p.first_at
+        lines.append(
+            f"  {name:<18} incl. start-up {rate(end, whole):>18} ({whole:.1f}s);"
+            f"  excl. start-up {rate(end - p.first_position, warm):>18} ({warm:.1f}s)"
+        )
+    if len(applied.projections) > 1:
+        lines.append(
+            "  (one worker process: a single consumer feeds every agent on one event loop, so "
+            "the projections advance together)"
+        )
+    for name, p in applied.projections.items():
+        if p.first_at is None:
+            continue
+        marks = [p.first_at, *p.tenths]
+        starts = [p.first_position, *(end * k // 10 for k in range(1, len(p.tenths) + 1))]
+        rates = []
+        for k in range(1, len(marks)):
+            seconds, events = marks[k] - marks[k - 1], starts[k] - starts[k - 1]
+            rates.append(f"{events / seconds:,.0f}" if seconds > 0 and events > 0 else "-")
+        lines.append(f"  {name:<18} events/s per tenth of the topic: {' '.join(rates)}")
+    if applied.dead_lettered:
+        lines.append(f"  dead-lettered (should be none): {applied.dead_lettered}")
+    if applied.finished and raw is not None and applied.first_at is not None:
+        warm = applied.done_at - applied.first_at
+        faust = (end - min(p.first_position for p in applied.projections.values())) / warm
+        raw_rate = raw.events / raw.seconds
+        lines.append(
+            f"c. Faust apply (all projections, excl. start-up) / raw aiokafka: "
+            f"{faust:,.0f} / {raw_rate:,.0f} = {ratio(faust, raw_rate)} "
+            f"(the worker is {raw_rate / faust:,.0f}x slower than reading)"
+        )
+    if applied.failure:
+        lines.append("  failure: " + applied.failure.replace("\n", "\n    "))
+    return lines
+
+
+# ---------------------------------------------------------------- d. query latency
+
+
+@dataclass
+class Timed:
+    label: str
+    path: str
+    ms: list[float] = field(default_factory=list)
+    bytes: int = 0
+    status: int = 0
+
+    def summary(self) -> str:
+        if self.status != 200:
+            return f"HTTP {self.status}"
+        return (
+            f"{percentile(self.ms, 50):8.2f} {percentile(self.ms, 95):8.2f} "
+            f"{max(self.ms):8.2f}  {self.bytes:>11,} B"
+        )
+
+
+def query_latency(worker: Worker, produced: Produced, queries: int, full: int) -> list[Timed]:
+    workload = produced.workload
+    cohort, subject = workload.sample_cohort, workload.sample_subject
+    views = "/projections"
+    plan = [
+        ("cohort-occupancy?cohort_id", f"{views}/cohort-occupancy?cohort_id={cohort}", queries),
+        ("patient-timeline?subject_id", f"{views}/patient-timeline?subject_id={subject}", queries),
+        ("cohort-occupancy (all)", f"{views}/cohort-occupancy", full),
+    ]
+    results = []
+    for label, path, count in plan:
+        say(f"d. {count} sequential GETs of {path} ...")
+        timed = Timed(label, path)
+        timed.status, body = worker.get(path)  # warm-up, not counted
+        timed.bytes = len(body)
+        if timed.status == 200:
+            for _ in range(count):
+                t = time.perf_counter()
+                status, body = worker.get(path)
+                timed.ms.append((time.perf_counter() - t) * 1e3)
+                if status != 200:
+                    raise RuntimeError(f"GET {path} answered {status}: {body[:200]!r}")
+        results.append(timed)
+    return results
+
+
+# ---------------------------------------------------------------- one size
+
+
+@dataclass
+class SizeRun:
+    size: int
+    namespace: str = ""
+    produced: Produced | None = None
+    raw: RawRead | None = None
+    costs: dict[str, float] | None = None
+    applied: Applied | None = None
+    queries: list[Timed] = field(default_factory=list)
+
+
+def run_size(
+    bootstrap: str,
+    size: int,
+    args: argparse.Namespace,
+    options: WorkloadOptions,
+    runs: list[SizeRun],
+) -> None:
+    """Measure one size; its partial figures are in ``runs`` even when a step fails."""
+    settings = fresh_settings(bootstrap)
+    result = SizeRun(size, settings.namespace)
+    runs.append(result)
+    rates = size == args.events
+    try:
+        result.produced = produce_and_say(settings, size, options)
+        if rates:
+            result.raw = raw_aiokafka(settings, result.produced.end_offset)
+            result.costs = decode_costs(result.produced.samples)
+        with tempfile.TemporaryDirectory(prefix="trialops-bench-") as data_dir:
+            worker = Worker(settings, Path(data_dir), args.worker_loglevel)
+            try:
+                result.applied = apply_with_worker(
+                    worker, settings, result.produced.end_offset, args.stall_timeout
+                )
+                if result.applied.finished and size in args.size_list:
+                    result.queries = query_latency(
+                        worker, result.produced, args.queries, args.full_queries
+                    )
+            finally:
+                worker.stop()
+    finally:
+        if not args.keep_topics:
+            drop_namespace(settings)
+
+
+# ---------------------------------------------------------------- report
+
+
+def report(runs: list[SizeRun], args: argparse.Namespace, options: WorkloadOptions, broker: str):
+    lines = [
+        f"broker {broker}; {os.cpu_count()} cores; Python {sys.version.split()[0]}",
+        f"workload: {options.describe()}",
+    ]
+    for run_ in runs:
+        produced = run_.produced
+        if produced is None:
+            continue
+        parts = ["a-c" if run_.raw is not None else "", "d" if run_.queries else ""]
+        lines += [
+            "",
+            f"-- {run_.size:,} events ({', '.join(p for p in parts if p) or 'b'}; namespace "
+            f"{run_.namespace}, {produced.bytes / 1e6:,.1f} MB)",
+            f"  {produced.workload.describe()}",
+            "  generation (seal + to_bytes, own process)  "
+            + rate(produced.events, produced.generate_seconds),
+            "  produce (kafka-python, acks=all, overall)  "
+            + rate(produced.events, produced.seconds),
+        ]
+        if run_.raw is not None:
+            raw = run_.raw
+            lines.append(
+                f"a. raw aiokafka consumption                 {rate(raw.events, raw.seconds)}"
+                f" ({raw.bytes / 1e6 / raw.seconds:,.1f} MB/s, {raw.seconds:.2f}s)"
+            )
+        if run_.applied is not None:
+            lines.append("b. Faust worker apply")
+            lines += applied_lines(run_.applied, run_.raw)
+        else:
+            lines.append(
+                "b. Faust worker apply: not measured (interrupted, or an earlier step failed)"
+            )
+        if run_.costs is not None:
+            lines.append("  per-event CPU of every reader (sample of the topic, this process):")
+            lines += decode_lines(run_.costs)
+    measured = sorted((r for r in runs if r.queries), key=lambda r: r.size)
+    if measured:
+        lines += ["", "d. query latency, sequential keep-alive GETs (ms: p50 p95 max; body size)"]
+        for r in measured:
+            lines.append(f"  history {r.size:,} events (namespace {r.namespace}):")
+            for timed in r.queries:
+                lines.append(f"    {timed.label:<28} n={len(timed.ms):<4} {timed.summary()}")
+        if len(measured) >= 2:
+            small, large = measured[0], measured[-1]
+            lines.append(f"  large/small ({large.size:,} / {small.size:,} events):")
+            for a, b in zip(small.queries, large.queries, strict=True):
+                if a.ms and b.ms:
+                    lines.append(
+                        f"    {a.label:<28} p50 x{percentile(b.ms, 50) / percentile(a.ms, 50):.2f}"
+                        f"   p95 x{percentile(b.ms, 95) / percentile(a.ms, 95):.2f}"
+                        f"   body x{b.bytes / max(a.bytes, 1):.2f}"
+                    )
+        key = PROJECTIONS["cohort-occupancy"].key_name
+        if key != "cohort_id":
+            lines.append(
+                f"  note: cohort-occupancy's filter is ?{key}= (its state is keyed by "
+                f"{key}), so ?cohort_id= is ignored and the whole document comes back"
+            )
+    missing = [r.size for r in runs if r.size in args.size_list and not r.queries]
+    if missing:
+        lines.append(
+            f"  no query latency for {', '.join(f'{s:,}' for s in missing)} events: "
+            "the worker did not finish applying them"
+        )
+    print_block("trialops projections benchmark (issue 4)", lines)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.bench_projections",
+        description="Faust apply rate vs raw aiokafka consumption, and query latency vs history.",
+    )
+    parser.add_argument(
+        "--events", type=int, default=100_000, help="N for parts a-c (default 100000)"
+    )
+    parser.add_argument(
+        "--sizes",
+        default="10000,1000000",
+        help="histories for the query latency (d), comma-separated (default 10000,1000000)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="query latency with 10000,100000 events instead"
+    )
+    parser.add_argument("--queries", type=int, default=200, help="GETs per filtered view")
+    parser.add_argument("--full-queries", type=int, default=20, help="GETs of the whole view")
+    parser.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=300,
+        help="give a worker up after this many seconds without progress (default 300)",
+    )
+    parser.add_argument("--worker-loglevel", default="warn", help="the worker's --loglevel")
+    parser.add_argument(
+        "--keep-topics", action="store_true", help="do not delete the run's topics at the end"
+    )
+    WorkloadOptions.add_arguments(parser)
+    args = parser.parse_args()
+    args.size_list = parse_sizes("10000,100000" if args.quick else args.sizes)
+    if args.events < 1:
+        parser.error("--events must be >= 1")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    options = WorkloadOptions.from_args(args)
+    sizes = [args.events, *sorted(s for s in set(args.size_list) if s != args.events)]
+    say(
+        f"plan: N={args.events:,} for a-c; query latency with "
+        f"{', '.join(f'{s:,}' for s in sorted(set(args.size_list)))} events; {options.describe()}"
+    )
+    runs: list[SizeRun] = []
+    with kafka_broker() as bootstrap:
+        try:
+            for size in sizes:
+                say(f"==== {size:,} events")
+                run_size(bootstrap, size, args, options, runs)
+        finally:
+            if runs:
+                report(runs, args, options, bootstrap)
+
+
+if __name__ == "__main__":
+    run(main)
