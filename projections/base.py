@@ -22,8 +22,9 @@ State = dict[str, Any]
 class Projection:
     name: str
     contexts: tuple[str, ...]
-    key_of: Callable[[Recorded], str | None]
-    """The key whose state an event changes, or None when the event does not concern it."""
+    key_of: Callable[[Recorded], str | tuple[str, ...] | None]
+    """The key (or keys) whose state an event changes, None when it concerns none. Keep keys
+    fine-grained: each table value is rewritten on every change and must fit a Kafka message."""
     initial: Callable[[str], State]
     apply: Callable[[State, Recorded], State]
     render: Callable[[Mapping[str, State]], Any]
@@ -48,20 +49,23 @@ def fold(
 ) -> dict[str, State]:
     states = {} if states is None else states
     for recorded in events:
-        key = projection.key_of(recorded)
-        if key is None:
-            continue
-        states[key] = projection.apply(states.get(key) or projection.initial(key), recorded)
+        for key in keys(projection, recorded):
+            states[key] = projection.apply(states.get(key) or projection.initial(key), recorded)
     return states
+
+
+def keys(projection: Projection, recorded: Recorded) -> tuple[str, ...]:
+    found = projection.key_of(recorded)
+    if found is None:
+        return ()
+    return (found,) if isinstance(found, str) else found
 
 
 def ordered_insert(items: list[dict], item: dict) -> list[dict]:
     """``items`` with ``item`` added, ordered by business time, then recorded time, then event
     id: events of several topics arrive interleaved in no fixed order, and a fold that keeps
     facts in this order gives the same document live and on replay."""
-    return sorted(
-        [*items, item], key=lambda x: (x["occurred_at"], x["recorded_at"], x["event_id"])
-    )
+    return sorted([*items, item], key=lambda x: (x["occurred_at"], x["recorded_at"], x["event_id"]))
 
 
 def stamp(recorded: Recorded) -> dict[str, str]:

@@ -2,9 +2,13 @@
 and taken and who holds them; and the trial's waiting list in arrival order.
 
 The waiting list is one list for the trial (services/enrollment/slots.py): a waiting subject
-may take a slot in any cohort, so the whole document is one state per trial, keyed by the
-trial id; per cohort, ``waiting`` counts the waiting subjects who asked for that cohort.
-A withdrawal frees a slot only when the service recorded ``SlotReleased`` (before infusion).
+may take a slot in any cohort; per cohort, ``waiting`` counts the waiting subjects who asked for
+that cohort. A withdrawal frees a slot only when the service recorded ``SlotReleased`` (before
+infusion).
+
+State is kept per cohort (``cohort:<id>``) and per waiting subject (``waiting:<id>``), never
+as one document per trial: a table value is rewritten on every change, and a trial-wide value
+would grow with the waiting list until it outgrew a Kafka message. ``render`` assembles them.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from events.enrollment import (
     SubjectWithdrawn,
 )
 from events.registry import Recorded
-from projections.base import Projection, State
+from projections.base import Projection, State, stamp
 
 NAME = "cohort-occupancy"
 
@@ -39,14 +43,23 @@ _CONCERNS = (
 )
 
 
-def key_of(recorded: Recorded) -> str | None:
-    if isinstance(recorded.payload, _CONCERNS):
-        return recorded.envelope.trial_id
+def key_of(recorded: Recorded) -> tuple[str, ...] | None:
+    event = recorded.payload
+    match event:
+        case CohortOpened() | CohortExpanded() | CohortClosed() | SlotReleased():
+            return (f"cohort:{event.cohort_id}",)
+        case SubjectEnrolled():
+            return (f"cohort:{event.cohort_id}", f"waiting:{event.subject_id}")
+        case SubjectWaitlisted() | SubjectWithdrawn() | SubjectScreenFailed():
+            return (f"waiting:{event.subject_id}",)
     return None
 
 
-def initial(trial_id: str) -> State:
-    return {"trial_id": trial_id, "cohorts": {}, "waiting_list": []}
+def initial(key: str) -> State:
+    kind, _, ident = key.partition(":")
+    if kind == "cohort":
+        return _new_cohort(ident)
+    return {"subject_id": ident, "asked_for": None, "waiting_since": None}
 
 
 def _new_cohort(cohort_id: str) -> dict[str, Any]:
@@ -65,75 +78,62 @@ def apply(state: State, recorded: Recorded) -> State:
     event = recorded.payload
     match event:
         case CohortOpened():
-            return _cohort(
-                state,
-                event.cohort_id,
-                status="open",
-                dose_level=event.dose_level,
-                dose_cells_per_kg=event.dose_cells_per_kg,
-                route=event.route,
-                slots_planned=event.capacity,
-            )
+            return {
+                **state,
+                "status": "open",
+                "dose_level": event.dose_level,
+                "dose_cells_per_kg": event.dose_cells_per_kg,
+                "route": event.route,
+                "slots_planned": event.capacity,
+            }
         case CohortExpanded():
-            planned = _get(state, event.cohort_id)["slots_planned"] + event.additional_slots
-            return _cohort(state, event.cohort_id, status="open", slots_planned=planned)
+            planned = state["slots_planned"] + event.additional_slots
+            return {**state, "status": "open", "slots_planned": planned}
         case CohortClosed():
-            return _cohort(state, event.cohort_id, status="closed")
-        case SubjectEnrolled():
-            held = [*_get(state, event.cohort_id)["slots"], [event.slot, event.subject_id]]
-            state = _cohort(state, event.cohort_id, slots=sorted(held))
-            return _off_waiting_list(state, event.subject_id)
+            return {**state, "status": "closed"}
+        case SubjectEnrolled() if "cohort_id" in state:
+            return {**state, "slots": sorted([*state["slots"], [event.slot, event.subject_id]])}
         case SlotReleased():
-            held = _get(state, event.cohort_id)["slots"]
-            kept = [s for s in held if s != [event.slot, event.subject_id]]
-            return _cohort(state, event.cohort_id, slots=kept)
+            kept = [s for s in state["slots"] if s != [event.slot, event.subject_id]]
+            return {**state, "slots": kept}
         case SubjectWaitlisted():
-            entry = {"subject_id": event.subject_id, "asked_for": event.cohort_id}
-            return {**state, "waiting_list": [*state["waiting_list"], entry]}
-        case SubjectWithdrawn() | SubjectScreenFailed():
-            return _off_waiting_list(state, event.subject_id)
+            since = stamp(recorded)
+            return {**state, "asked_for": event.cohort_id, "waiting_since": since}
+        case SubjectEnrolled() | SubjectWithdrawn() | SubjectScreenFailed():
+            return {**state, "waiting_since": None}
     return state
 
 
-def _get(state: State, cohort_id: str) -> dict[str, Any]:
-    return state["cohorts"].get(cohort_id) or _new_cohort(cohort_id)
-
-
-def _cohort(state: State, cohort_id: str, **changes: Any) -> State:
-    cohort = {**_get(state, cohort_id), **changes}
-    return {**state, "cohorts": {**state["cohorts"], cohort_id: cohort}}
-
-
-def _off_waiting_list(state: State, subject_id: str) -> State:
-    kept = [w for w in state["waiting_list"] if w["subject_id"] != subject_id]
-    return {**state, "waiting_list": kept}
-
-
 def render(states: Mapping[str, State]) -> dict:
-    cohorts, waiting_list = [], []
-    for trial_id in sorted(states):
-        state = states[trial_id]
-        waiting_list += state["waiting_list"]
-        for cohort_id in sorted(state["cohorts"]):
-            c = state["cohorts"][cohort_id]
-            taken = len(c["slots"])
-            free = max(c["slots_planned"] - taken, 0) if c["status"] == "open" else 0
-            asked = [w["subject_id"] for w in state["waiting_list"] if w["asked_for"] == cohort_id]
-            cohorts.append(
-                {
-                    "cohort_id": cohort_id,
-                    "status": c["status"],
-                    "dose_level": c["dose_level"],
-                    "dose_cells_per_kg": c["dose_cells_per_kg"],
-                    "route": c["route"],
-                    "slots_planned": c["slots_planned"],
-                    "slots_taken": taken,
-                    "slots_free": free,
-                    "enrolled": [subject for _slot, subject in c["slots"]],
-                    "waiting": len(asked),
-                    "waiting_list": asked,
-                }
-            )
+    waiting = sorted(
+        (s for key, s in states.items() if key.startswith("waiting:") and s["waiting_since"]),
+        key=lambda s: tuple(
+            s["waiting_since"][k] for k in ("occurred_at", "recorded_at", "event_id")
+        ),
+    )
+    waiting_list = [{"subject_id": s["subject_id"], "asked_for": s["asked_for"]} for s in waiting]
+    cohorts = []
+    for key in sorted(k for k in states if k.startswith("cohort:")):
+        c = states[key]
+        cohort_id = c["cohort_id"]
+        taken = len(c["slots"])
+        free = max(c["slots_planned"] - taken, 0) if c["status"] == "open" else 0
+        asked = [w["subject_id"] for w in waiting_list if w["asked_for"] == cohort_id]
+        cohorts.append(
+            {
+                "cohort_id": cohort_id,
+                "status": c["status"],
+                "dose_level": c["dose_level"],
+                "dose_cells_per_kg": c["dose_cells_per_kg"],
+                "route": c["route"],
+                "slots_planned": c["slots_planned"],
+                "slots_taken": taken,
+                "slots_free": free,
+                "enrolled": [subject for _slot, subject in c["slots"]],
+                "waiting": len(asked),
+                "waiting_list": asked,
+            }
+        )
     return {
         "projection": NAME,
         "cohorts": cohorts,

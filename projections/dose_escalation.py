@@ -26,16 +26,28 @@ NAME = "dose-escalation"
 
 
 def key_of(recorded: Recorded) -> str | None:
-    match recorded.payload:
-        case CohortOpened() | CohortExpanded() | CohortClosed() | InfusionRecorded():
-            return recorded.envelope.trial_id
-        case DltEvaluationCompleted():
-            return recorded.envelope.trial_id
+    """Facts are kept per cohort (the review's decisions) and per subject (infusion, DLT
+    evaluation): small table values, merged in ``render``."""
+    event = recorded.payload
+    match event:
+        case CohortOpened() | CohortExpanded() | CohortClosed():
+            return f"cohort:{event.cohort_id}"
+        case InfusionRecorded() | DltEvaluationCompleted():
+            return f"subject:{event.subject_id}"
     return None
 
 
-def initial(trial_id: str) -> State:
-    return {"trial_id": trial_id, "decisions": [], "infusions": [], "evaluations": []}
+def initial(key: str) -> State:
+    return {"key": key, "decisions": [], "infusions": [], "evaluations": []}
+
+
+def merged(states: Mapping[str, State]) -> State:
+    """All facts of every key, each list in business-time order."""
+    order = lambda x: (x["occurred_at"], x["recorded_at"], x["event_id"])  # noqa: E731
+    return {
+        name: sorted((f for s in states.values() for f in s[name]), key=order)
+        for name in ("decisions", "infusions", "evaluations")
+    }
 
 
 def apply(state: State, recorded: Recorded) -> State:
@@ -83,9 +95,7 @@ def make(trial: TrialConfig) -> Projection:
     design = trial.escalation
 
     def level_of_cohort(state: State) -> dict[str, str]:
-        return {
-            d["cohort_id"]: d["dose_level"] for d in state["decisions"] if d["kind"] == "open"
-        }
+        return {d["cohort_id"]: d["dose_level"] for d in state["decisions"] if d["kind"] == "open"}
 
     def current_level(state: State, until: str | None) -> str:
         """The dose of the last cohort opened or expanded by the review, as of ``until``."""
@@ -116,7 +126,7 @@ def make(trial: TrialConfig) -> Projection:
         return "REC-" + hashlib.sha256(basis.encode()).hexdigest()[:10]
 
     def render(states: Mapping[str, State]) -> dict:
-        state = next(iter(states.values()), None) or initial(trial.trial_id)
+        state = merged(states)
         history = []
         for i, evaluation in enumerate(state["evaluations"]):
             rec = recommendation_at(state, i)
@@ -147,7 +157,7 @@ def make(trial: TrialConfig) -> Projection:
         eliminated = set(latest["eliminated_levels"]) if latest else set()
         return {
             "projection": NAME,
-            "trial_id": state["trial_id"],
+            "trial_id": trial.trial_id,
             "design": {
                 "design": design.design,
                 "target_dlt_rate": design.target_dlt_rate,
@@ -180,5 +190,5 @@ def make(trial: TrialConfig) -> Projection:
         initial=initial,
         apply=apply,
         render=render,
-        key_name="trial_id",
+        key_name="key",
     )

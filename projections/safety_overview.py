@@ -50,11 +50,20 @@ _FACTS = (
 
 
 def key_of(recorded: Recorded) -> str | None:
-    return recorded.envelope.trial_id if isinstance(recorded.payload, _FACTS) else None
+    """Facts are kept per AE, per subject (infusion, DLT evaluation) and for the stopping rule:
+    small table values, whatever the size of the trial."""
+    event = recorded.payload
+    if not isinstance(event, _FACTS):
+        return None
+    if isinstance(event, EnrollmentPaused | EnrollmentResumed):
+        return "stopping-rule"
+    if isinstance(event, InfusionRecorded | DltEvaluationCompleted):
+        return f"subject:{event.subject_id}"
+    return f"ae:{event.ae_id}"
 
 
-def initial(trial_id: str) -> State:
-    return {"trial_id": trial_id, "facts": []}
+def initial(key: str) -> State:
+    return {"key": key, "facts": []}
 
 
 def apply(state: State, recorded: Recorded) -> State:
@@ -68,7 +77,10 @@ def apply(state: State, recorded: Recorded) -> State:
 
 def make(trial: TrialConfig) -> Projection:
     def render_at(states: Mapping[str, State], as_of: datetime) -> dict:
-        facts = [f for s in states.values() for f in s["facts"]]
+        facts = sorted(
+            (f for s in states.values() for f in s["facts"]),
+            key=lambda f: (f["occurred_at"], f["recorded_at"], f["event_id"]),
+        )
         aes: dict[str, dict] = {}
         infusions: dict[str, dict] = {}
         evaluations: dict[str, dict] = {}
@@ -221,6 +233,6 @@ def make(trial: TrialConfig) -> Projection:
         initial=initial,
         apply=apply,
         render=render,
-        key_name="trial_id",
+        key_name="key",
         render_at=render_at,
     )

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from events.envelope import from_bytes
 from events.registry import UnknownEventType, read
 from events.topics import dead_letter_topic, event_topic
-from projections.base import Projection, to_json
+from projections.base import Projection, keys, to_json
 from projections.catalog import build
 from projections.faust_kafka import ReadCommittedTransport
 from trialops.settings import Settings
@@ -129,8 +129,7 @@ def _wire(app, settings, projection: Projection, tables: Tables) -> None:
             if envelope.stream_seq <= tables.applied[seen_key]:
                 log.info("skipping redelivered %s@%s", message.topic, message.offset)
             else:
-                key = projection.key_of(recorded)
-                if key is not None:
+                for key in keys(projection, recorded):
                     state = table.get(key) or projection.initial(key)
                     table[key] = projection.apply(state, recorded)
                 tables.applied[seen_key] = envelope.stream_seq

@@ -57,6 +57,9 @@ def _mount_audit() -> None:
 
     app.add_typer(show_app, name="show")
     app.command("status")(status)
+    from trialops.cli_simulate import simulate
+
+    app.command("simulate")(simulate)
 
 
 _mount_audit()
@@ -220,7 +223,10 @@ def verify(
 def up(
     service_port: Annotated[int, typer.Option(help="Enrollment service port.")] = 8081,
     web_port: Annotated[int, typer.Option(help="Projections' HTTP port.")] = 6066,
-    demo: Annotated[bool, typer.Option(help="Seed the demo scenario.")] = True,
+    demo: Annotated[bool, typer.Option(help="Run the simulated trial as a demo.")] = True,
+    speed: Annotated[
+        float, typer.Option(help="Demo: wall-clock seconds between commands.")
+    ] = 0.05,
 ):
     """Run everything: a broker (unless KAFKA_BOOTSTRAP_SERVERS is set), the topics, the
     enrollment service, the Faust worker, and a demo. Ctrl-C stops it all."""
@@ -228,27 +234,9 @@ def up(
 
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            run_stack(service_port=service_port, web_port=web_port, demo=demo)
+            run_stack(service_port=service_port, web_port=web_port, demo=demo, speed=speed)
     except (TimeoutError, RuntimeError) as exc:
         raise fail(str(exc), code=1) from None
-
-
-@app.command()
-def demo(
-    service_url: Annotated[str, typer.Option(help="Enrollment service URL.")] = (
-        "http://127.0.0.1:8081"
-    ),
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the service.")] = 120,
-):
-    """Seed the demo trial through the public command API."""
-    from trialops.demo import seed
-    from trialops.http_client import wait_until_up
-
-    try:
-        wait_until_up(f"{service_url}/health", timeout, "the enrollment service")
-        seed(service_url)
-    except (TimeoutError, RuntimeError) as exc:
-        raise fail(str(exc)) from None
 
 
 def main() -> None:

@@ -106,7 +106,7 @@ class Stack:
         return get_bytes(f"{self.projections_url}/projections/cohort-occupancy")
 
 
-def run_stack(*, service_port: int, web_port: int, demo: bool) -> None:
+def run_stack(*, service_port: int, web_port: int, demo: bool, speed: float = 0.05) -> None:
     from trialops.broker import LocalKafka
 
     broker = None
@@ -119,26 +119,17 @@ def run_stack(*, service_port: int, web_port: int, demo: bool) -> None:
     stack = Stack(settings, Path(".trialops"), service_port=service_port, web_port=web_port)
     try:
         stack.start()
-        if demo:
-            from trialops.demo import PLAN, seed
-
-            print("cohort occupancy before the demo:", occupancy_lines(stack.occupancy()))
-            print("seeding the demo trial through the enrollment service:")
-            seed(stack.service_url)
-            deadline = time.monotonic() + 30
-            while placed(stack.occupancy()) < len(PLAN) and time.monotonic() < deadline:
-                time.sleep(0.3)  # the worker applies events asynchronously
-            print("cohort occupancy after the demo (from the Faust worker):")
-            print(occupancy_lines(stack.occupancy()))
         print(
             f"\ntrialops is up. Kafka {settings.bootstrap_servers}\n"
-            f"  dashboard:   {stack.projections_url}/\n"
+            f"  dashboard:   {stack.projections_url}/   (open it to watch the trial)\n"
             f"  commands:    {stack.service_url}/enrollment|manufacturing|dosing|safety/...\n"
             f"  projections: {stack.projections_url}/projections/<name>\n"
             f"  replay:      KAFKA_BOOTSTRAP_SERVERS={settings.bootstrap_servers} "
-            "trialops replay cohort-occupancy\n"
-            "Ctrl-C stops everything."
+            "trialops replay dose-escalation\n"
+            "Ctrl-C stops everything.\n"
         )
+        if demo:
+            _demo(stack, speed)
         while all(p.poll() is None for p in stack.processes.values()):
             time.sleep(1)
         stack.check_alive()
@@ -148,21 +139,16 @@ def run_stack(*, service_port: int, web_port: int, demo: bool) -> None:
             broker.stop()
 
 
-def occupancy_lines(document: bytes) -> str:
-    import orjson
+def _demo(stack: Stack, speed: float) -> None:
+    """A whole simulated trial (18 patients, seed 7) through the public command API."""
+    from trialops.journey import JourneyStepRefused
+    from trialops.simulate import SimulationError, simulate
 
-    cohorts = orjson.loads(document)["cohorts"]
-    if not cohorts:
-        return "no cohorts yet"
-    return "\n".join(
-        f"  {c['cohort_id']:<8} {c['dose_level']:<4} {c['route']:<16} "
-        f"{c['slots_taken']}/{c['slots_planned']} slots taken, {c['waiting']} waiting"
-        for c in cohorts
-    )
-
-
-def placed(document: bytes) -> int:
-    """Subjects holding a slot or a place on a waiting list."""
-    import orjson
-
-    return sum(c["slots_taken"] + c["waiting"] for c in orjson.loads(document)["cohorts"])
+    print(f"demo: simulating the trial at {speed:g} s per command (trialops simulate)...")
+    try:
+        report = simulate(18, 7, stack.service_url, stack.projections_url, speed=speed)
+    except (SimulationError, JourneyStepRefused) as exc:
+        print(f"demo not run: {exc}")
+        return
+    print(report.summary())
+    print(f"\nthe trial is on the dashboard: {stack.projections_url}/")

@@ -12,7 +12,6 @@ from projections.base import fold, to_json
 from projections.cohort_occupancy import PROJECTION, key_of
 
 from .builders import (
-    TRIAL_ID,
     cohort_closed,
     cohort_expanded,
     cohort_opened,
@@ -116,7 +115,7 @@ def test_registrations_do_not_concern_any_cohort():
     }
 
 
-def test_the_occupancy_is_one_document_per_trial_since_the_waiting_list_is_the_trials():
+def test_state_is_kept_per_cohort_and_per_waiting_subject_so_no_value_grows_with_the_trial():
     recorded = history(
         [
             cohort_opened("DL2-IP", 3),
@@ -127,7 +126,13 @@ def test_the_occupancy_is_one_document_per_trial_since_the_waiting_list_is_the_t
         ]
     )
 
-    assert [key_of(r) for r in recorded] == [TRIAL_ID, None, TRIAL_ID, None, TRIAL_ID]
+    assert [key_of(r) for r in recorded] == [
+        ("cohort:DL2-IP",),
+        None,
+        ("cohort:DL2-IP", "waiting:MSK-0001"),
+        None,
+        ("waiting:MSK-0002",),
+    ]
 
 
 def test_cohorts_are_rendered_in_cohort_id_order_whatever_the_opening_order():
