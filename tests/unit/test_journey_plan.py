@@ -6,82 +6,17 @@ follows that context, as the services' upstream tails do."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
-from pydantic import ValidationError
 
-from services.auth import UserDirectory
-from services.catalog import services
-from services.errors import DomainError
 from services.manufacturing.identifiers import check_character
 from trialops.journey import Journey, JourneyStepRefused, open_cohort
 from trialops.journey_steps import CALENDAR, identifiers
-from trialops.trial_config import load_trial
+
+from .in_process import URL, InProcess
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 """Day 0 of the journey's calendar, at midnight."""
-URL = "http://in-process"
-
-
-class InProcess:
-    """A stand-in for the HTTP command API: same roles, same models, same deciders."""
-
-    def __init__(self):
-        self.trial = load_trial()
-        self.users = UserDirectory.demo()
-        self.specs = services()
-        self.routes = {r.path: (spec, r) for spec in self.specs.values() for r in spec.routes}
-        self.deciders = {c: spec.make_decider(self.trial) for c, spec in self.specs.items()}
-        self.states = {c: d.initial_state for c, d in self.deciders.items()}
-        self.appended: list[tuple[str, str, str, datetime, str]] = []
-        """(context, stream, event type, occurred_at, user id) of every accepted event."""
-
-    def __call__(self, method: str, url: str, body: dict, *, token: str) -> tuple[int, Any]:
-        assert method == "POST"
-        spec, route = self.routes[urlsplit(url).path]
-        actor = self.users.authenticate(token)
-        assert actor is not None, token
-        if actor.role not in self.trial.roles_for(route.command):
-            return 403, {"error": "role-not-permitted", "message": route.command}
-        signature = body.get("signature")
-        if route.signature is not None and (
-            signature is None or signature.get("meaning") != route.signature
-        ):
-            return 422, {"error": "signature-required", "message": route.command}
-        body = {k: v for k, v in body.items() if k != "signature"}
-        if "actor" in route.model.model_fields:
-            body = {**body, "actor": actor.model_dump()}
-        try:
-            command = route.model.model_validate(body)
-        except ValidationError as exc:
-            return 422, {"error": "invalid-command", "message": str(exc)}
-        try:
-            new_events = self.deciders[spec.context].decide(command, self.states[spec.context])
-        except DomainError as exc:
-            return exc.status, exc.as_dict()
-        for new in new_events:
-            for context, follower in self.specs.items():
-                if context == spec.context or spec.context in follower.upstream:
-                    decider = self.deciders[context]
-                    self.states[context] = decider.evolve(self.states[context], new.payload)
-            self.appended.append(
-                (
-                    spec.context,
-                    new.stream_id,
-                    new.payload.event_type,
-                    new.occurred_at,
-                    actor.user_id,
-                )
-            )
-        events = [
-            {"event_type": n.payload.event_type, "stream_id": n.stream_id} for n in new_events
-        ]
-        return 201, {"events": events}
-
-    def types(self, context: str, stream: str) -> list[str]:
-        return [t for c, s, t, _at, _u in self.appended if (c, s) == (context, stream)]
 
 
 @pytest.fixture

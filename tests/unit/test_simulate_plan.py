@@ -7,67 +7,19 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import date
-from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
-from pydantic import ValidationError
 
 from events.dosing import InfusionRecorded
 from events.enrollment import CohortExpanded, CohortOpened
 from events.safety import DltEvaluationCompleted
 from projections.escalation.engine import LevelOutcomes, recommend
-from services.auth import UserDirectory
-from services.catalog import services
-from services.errors import DomainError
 from trialops.simulate import PlanError, Simulation, SimulationError, plan
 from trialops.simulate_plan import design_path
 from trialops.simulate_steps import TRIAL_START, Step
 from trialops.trial_config import load_trial
 
-URL = "http://in-process"
-
-
-class InProcess:
-    """A stand-in for the HTTP command API: same roles, same models, same deciders; accepted
-    events are evolved into every context that follows the one that decided them."""
-
-    def __init__(self):
-        self.trial = load_trial()
-        self.users = UserDirectory.demo()
-        self.specs = services()
-        self.routes = {r.path: (spec, r) for spec in self.specs.values() for r in spec.routes}
-        self.deciders = {c: spec.make_decider(self.trial) for c, spec in self.specs.items()}
-        self.states = {c: d.initial_state for c, d in self.deciders.items()}
-        self.payloads: list[Any] = []
-
-    def __call__(self, method: str, url: str, body: Any = None, *, token=None):
-        assert method == "POST", url
-        spec, route = self.routes[urlsplit(url).path]
-        actor = self.users.authenticate(token)
-        assert actor is not None, token
-        if actor.role not in self.trial.roles_for(route.command):
-            return 403, {"error": "role-not-permitted", "message": route.command}
-        signature = body.pop("signature", None) if route.signature else None
-        if route.signature is not None and (signature or {}).get("meaning") != route.signature:
-            return 422, {"error": "signature-required", "message": route.command}
-        if "actor" in route.model.model_fields:
-            body = {**body, "actor": actor.model_dump()}
-        try:
-            command = route.model.model_validate(body)
-        except ValidationError as exc:
-            return 422, {"error": "invalid-command", "message": str(exc)}
-        try:
-            new_events = self.deciders[spec.context].decide(command, self.states[spec.context])
-        except DomainError as exc:
-            return exc.status, exc.as_dict()
-        for new in new_events:
-            for context, follower in self.specs.items():
-                if context == spec.context or spec.context in follower.upstream:
-                    decider = self.deciders[context]
-                    self.states[context] = decider.evolve(self.states[context], new.payload)
-            self.payloads.append(new.payload)
-        return 201, {"events": [{"event_type": n.payload.event_type} for n in new_events]}
+from .in_process import URL, InProcess
 
 
 class DesignView:

@@ -1,0 +1,76 @@
+"""The HTTP command API, in process (no Kafka, no HTTP server): each request is checked for the
+role the trial file permits and for its electronic signature, validated by the route's command
+model and decided by its context's decider; accepted events are evolved into every context that
+follows that context, as the services' upstream tails do."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+
+from services.auth import UserDirectory
+from services.catalog import services
+from services.errors import DomainError
+from trialops.trial_config import load_trial
+
+URL = "http://in-process"
+
+
+class InProcess:
+    def __init__(self):
+        self.trial = load_trial()
+        self.users = UserDirectory.demo()
+        self.specs = services()
+        self.routes = {r.path: (spec, r) for spec in self.specs.values() for r in spec.routes}
+        self.deciders = {c: spec.make_decider(self.trial) for c, spec in self.specs.items()}
+        self.states = {c: d.initial_state for c, d in self.deciders.items()}
+        self.appended: list[tuple[str, str, str, datetime, str]] = []
+        """(context, stream, event type, occurred_at, user id) of every accepted event."""
+        self.payloads: list[Any] = []
+
+    def __call__(self, method: str, url: str, body: Any = None, *, token=None):
+        assert method == "POST", url
+        spec, route = self.routes[urlsplit(url).path]
+        actor = self.users.authenticate(token)
+        assert actor is not None, token
+        if actor.role not in self.trial.roles_for(route.command):
+            return 403, {"error": "role-not-permitted", "message": route.command}
+        signature = body.get("signature")
+        if route.signature is not None and (signature or {}).get("meaning") != route.signature:
+            return 422, {"error": "signature-required", "message": route.command}
+        body = {k: v for k, v in body.items() if k != "signature"}
+        if "actor" in route.model.model_fields:
+            body = {**body, "actor": actor.model_dump()}
+        try:
+            command = route.model.model_validate(body)
+        except ValidationError as exc:
+            return 422, {"error": "invalid-command", "message": str(exc)}
+        try:
+            new_events = self.deciders[spec.context].decide(command, self.states[spec.context])
+        except DomainError as exc:
+            return exc.status, exc.as_dict()
+        for new in new_events:
+            for context, follower in self.specs.items():
+                if context == spec.context or spec.context in follower.upstream:
+                    decider = self.deciders[context]
+                    self.states[context] = decider.evolve(self.states[context], new.payload)
+            self.appended.append(
+                (
+                    spec.context,
+                    new.stream_id,
+                    new.payload.event_type,
+                    new.occurred_at,
+                    actor.user_id,
+                )
+            )
+            self.payloads.append(new.payload)
+        events = [
+            {"event_type": n.payload.event_type, "stream_id": n.stream_id} for n in new_events
+        ]
+        return 201, {"events": events}
+
+    def types(self, context: str, stream: str) -> list[str]:
+        return [t for c, s, t, _at, _u in self.appended if (c, s) == (context, stream)]
