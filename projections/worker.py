@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import faust
 from pydantic import ValidationError
 
 from events.envelope import from_bytes
 from events.registry import UnknownEventType, read
-from events.topics import dead_letter_topic, event_topic
+from events.topics import CONTEXTS, dead_letter_topic, event_topic
 from projections.base import Projection, keys, to_json
 from projections.catalog import build
 from projections.faust_kafka import ReadCommittedTransport
@@ -67,16 +65,50 @@ def create_app(
         value_serializer="raw",
         partitions=1,
     )
-    # Last stream_seq applied per (projection, topic, stream): Kafka delivers at least once, a
-    # projection applies each event once.
+    # Last stream_seq applied per (topic, stream): Kafka delivers at least once, the worker
+    # applies each event once, to every projection at the same time.
     applied = app.Table("applied-seq", default=int, partitions=1, key_type=str)
-    # Next offset to apply per (projection, topic, partition): read-your-writes waits on it.
+    # Next offset to apply per topic:partition: read-your-writes waits on it.
     positions = app.Table("positions", default=int, partitions=1, key_type=str)
     dead_lettered = app.Table("dead-lettered", default=int, partitions=1, key_type=str)
-    tables = Tables(applied, positions, dead_lettered, dead_letters)
     projections = build(trial)
+    tables = {name: app.Table(name, partitions=1, key_type=str) for name in projections}
+    readers = {
+        event_topic(context, settings.namespace): [
+            p for p in projections.values() if context in p.contexts
+        ]
+        for context in CONTEXTS
+    }
+    sources = app.topic(*readers, key_serializer="raw", value_serializer="raw")
+
+    async def fold(stream):
+        """One agent for the event log: each event is decoded once and applied to every
+        projection that reads its topic, so a table write happens only where state changes."""
+        async for event in stream.events():
+            message = event.message
+            try:
+                recorded = read(from_bytes(event.value))
+                if not recorded.envelope.hash_is_valid():
+                    raise ValueError("hash does not match the event's content")
+            except (ValueError, ValidationError, UnknownEventType) as exc:
+                await _dead_letter(dead_letters, dead_lettered, event, exc)
+            else:
+                # Streams are numbered per context: the topic is part of the stream's identity.
+                seen_key = f"{message.topic}|{recorded.envelope.stream_id}"
+                if recorded.envelope.stream_seq <= applied[seen_key]:
+                    log.info("skipping redelivered %s@%s", message.topic, message.offset)
+                else:
+                    for projection in readers[message.topic]:
+                        table = tables[projection.name]
+                        for key in keys(projection, recorded):
+                            state = table.get(key) or projection.initial(key)
+                            table[key] = projection.apply(state, recorded)
+                    applied[seen_key] = recorded.envelope.stream_seq
+            positions[f"{message.topic}:{message.partition}"] = message.offset + 1
+
+    app.agent(sources, name="fold-projections")(fold)
     for projection in projections.values():
-        _wire(app, settings, projection, tables)
+        _serve(app, projection, tables[projection.name], positions)
 
     @app.page("/", name="dashboard")
     async def dashboard(web, request):
@@ -84,10 +116,15 @@ def create_app(
 
     @app.page("/projections", name="projections-status")
     async def status(web, request):
+        applied_up_to = {
+            f"{p.name}|{topic_partition}": offset
+            for topic_partition, offset in sorted(positions.items())
+            for p in readers.get(topic_partition.rsplit(":", 1)[0], [])
+        }
         return web.json(
             {
                 "projections": sorted(projections),
-                "positions": dict(sorted(positions.items())),
+                "positions": applied_up_to,
                 "dead_lettered": dict(sorted(dead_lettered.items())),
             }
         )
@@ -95,52 +132,11 @@ def create_app(
     return app
 
 
-@dataclass(frozen=True)
-class Tables:
-    applied: Any
-    positions: Any
-    dead_lettered: Any
-    dead_letters: Any
-
-
-def _wire(app, settings, projection: Projection, tables: Tables) -> None:
-    table = app.Table(projection.name, partitions=1, key_type=str)
-    sources = app.topic(
-        *(event_topic(c, settings.namespace) for c in projection.contexts),
-        key_serializer="raw",
-        value_serializer="raw",
-    )
-
-    async def fold(stream):
-        async for event in stream.events():
-            message = event.message
-            position_key = f"{projection.name}|{message.topic}:{message.partition}"
-            try:
-                recorded = read(from_bytes(event.value))
-                if not recorded.envelope.hash_is_valid():
-                    raise ValueError("hash does not match the event's content")
-            except (ValueError, ValidationError, UnknownEventType) as exc:
-                await _dead_letter(tables, projection.name, event, exc)
-                tables.positions[position_key] = message.offset + 1
-                continue
-            envelope = recorded.envelope
-            # Streams are numbered per context: the topic is part of the stream's identity.
-            seen_key = f"{projection.name}|{message.topic}|{envelope.stream_id}"
-            if envelope.stream_seq <= tables.applied[seen_key]:
-                log.info("skipping redelivered %s@%s", message.topic, message.offset)
-            else:
-                for key in keys(projection, recorded):
-                    state = table.get(key) or projection.initial(key)
-                    table[key] = projection.apply(state, recorded)
-                tables.applied[seen_key] = envelope.stream_seq
-            tables.positions[position_key] = message.offset + 1
-
-    app.agent(sources, name=f"fold-{projection.name}")(fold)
-
+def _serve(app, projection: Projection, table, positions) -> None:
     async def view(web, request):
         wanted = request.query.get("wait_for")
         if wanted:
-            problem = await _wait_for(tables.positions, projection.name, wanted, request.query)
+            problem = await _wait_for(positions, projection.name, wanted, request.query)
             if problem is not None:
                 return web.json(problem[1], status=problem[0])
         try:
@@ -201,7 +197,7 @@ async def _wait_for(positions, name: str, wanted: str, query) -> tuple[int, dict
             "message": "wait_for must be TOPIC:PARTITION:OFFSET (as a command's response gives "
             "it) and timeout a number of seconds in (0, 60]",
         }
-    key = f"{name}|{topic}:{partition}"
+    key = f"{topic}:{partition}"
     deadline = asyncio.get_running_loop().time() + timeout
     while positions[key] <= target:
         if asyncio.get_running_loop().time() >= deadline:
@@ -214,17 +210,16 @@ async def _wait_for(positions, name: str, wanted: str, query) -> tuple[int, dict
     return None
 
 
-async def _dead_letter(tables: Tables, projection: str, event, exc: Exception) -> None:
+async def _dead_letter(dead_letters, dead_lettered, event, exc: Exception) -> None:
     message = event.message
     reason = f"{type(exc).__name__}: {exc}"[:1000]
-    log.error("dead-lettering %s@%s for %s: %s", message.topic, message.offset, projection, reason)
-    tables.dead_lettered[projection] += 1
-    await tables.dead_letters.send(
+    log.error("dead-lettering %s@%s: %s", message.topic, message.offset, reason)
+    dead_lettered[message.topic] += 1
+    await dead_letters.send(
         key=message.key,
         value=message.value,
         headers=[
             ("reason", reason.encode()),
             ("source", f"{message.topic}:{message.partition}:{message.offset}".encode()),
-            ("projection", projection.encode()),
         ],
     )

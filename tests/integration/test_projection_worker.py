@@ -80,10 +80,15 @@ def test_a_poison_event_goes_to_the_dead_letter_topic_and_the_worker_goes_on(sta
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
                              auto_offset_reset="earliest", consumer_timeout_ms=15_000)
     consumer.assign([TopicPartition(dlq, 0)])
+    partition = TopicPartition(dlq, 0)
+    # The worker hands a dead letter to its producer before recording the position; the
+    # producer may still be sending it.
+    eventually(lambda: consumer.end_offsets([partition])[partition] >= 2, timeout=15)
+    dead_letter_count = consumer.end_offsets([partition])[partition]
     letters = []
     for record in consumer:
         letters.append(record)
-        if len(letters) >= 4:  # two poison events, seen by each of the two projections
+        if len(letters) >= dead_letter_count:
             break
     consumer.close()
     headers = [dict(r.headers) for r in letters]
@@ -94,8 +99,9 @@ def test_a_poison_event_goes_to_the_dead_letter_topic_and_the_worker_goes_on(sta
     }
     reasons = " ".join(h["reason"].decode() for h in headers)
     assert "hash does not match" in reasons and "JSONDecodeError" in reasons
+    assert dead_letter_count == 2  # each poison event once, however many projections read it
     status, body = call("GET", f"{stack.projections_url}/projections")
-    assert status == 200 and body["dead_lettered"]["cohort-occupancy"] == 2
+    assert status == 200 and body["dead_lettered"] == {last.topic: 2}
 
 
 def test_a_query_waits_for_a_position_and_says_so_when_it_times_out(stack, settings):
