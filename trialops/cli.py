@@ -132,6 +132,13 @@ def worker(
     faust.Worker(faust_app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
+def _progress(events: int, seconds: float) -> None:
+    """Progress of a long read, on stderr: events so far and the rate."""
+    typer.echo(
+        f"  ... {events:,} events read, {events / max(seconds, 1e-9):,.0f} events/s", err=True
+    )
+
+
 def _parse_time(value: str | None) -> datetime | None:
     if value is None:
         return None
@@ -164,7 +171,7 @@ def replay(
         raise fail(f"unknown projection {projection!r}; known: {', '.join(sorted(NAMES))}")
     if axis not in ("recorded", "occurred"):
         raise fail(f"--axis must be 'recorded' or 'occurred', not {axis!r}")
-    stats = ReplayStats()
+    stats = ReplayStats(progress=_progress)
     try:
         document = run_replay(
             Settings.from_env(), projection, as_of=_parse_time(as_of), axis=axis, stats=stats
@@ -172,8 +179,10 @@ def replay(
     except LookupError as exc:
         raise fail(f"{exc}; create the topics with 'trialops topics create'") from None
     sys.stdout.buffer.write(to_json(document))
+    seconds = stats.seconds
     typer.echo(
-        f"replayed {stats.applied} of {stats.events} events"
+        f"replayed {stats.applied} of {stats.events} events in {seconds:.2f}s "
+        f"({stats.events / max(seconds, 1e-9):,.0f} events/s)"
         + (f"; {len(stats.unreadable)} unreadable" if stats.unreadable else ""),
         err=True,
     )
@@ -189,11 +198,8 @@ def verify(
 
     from trialops.verify import verify as run_verify
 
-    def progress(events: int, seconds: float) -> None:
-        typer.echo(f"  ... {events} events, {events / max(seconds, 1e-9):,.0f} events/s", err=True)
-
     try:
-        report = run_verify(Settings.from_env(), progress=progress)
+        report = run_verify(Settings.from_env(), progress=_progress)
     except LookupError as exc:
         raise fail(f"{exc}; create the topics with 'trialops topics create'") from None
     if json_output:
@@ -224,9 +230,7 @@ def up(
     service_port: Annotated[int, typer.Option(help="Enrollment service port.")] = 8081,
     web_port: Annotated[int, typer.Option(help="Projections' HTTP port.")] = 6066,
     demo: Annotated[bool, typer.Option(help="Run the simulated trial as a demo.")] = True,
-    speed: Annotated[
-        float, typer.Option(help="Demo: wall-clock seconds between commands.")
-    ] = 0.05,
+    speed: Annotated[float, typer.Option(help="Demo: wall-clock seconds between commands.")] = 0.05,
 ):
     """Run everything: a broker (unless KAFKA_BOOTSTRAP_SERVERS is set), the topics, the
     enrollment service, the Faust worker, and a demo. Ctrl-C stops it all."""

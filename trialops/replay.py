@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -26,6 +27,13 @@ class ReplayStats:
     events: int = 0
     applied: int = 0
     unreadable: list[str] = field(default_factory=list)
+    progress: Callable[[int, float], None] | None = None
+    """Called every 10,000 events read with the count and the seconds since the start."""
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
 
 
 def recorded_events(
@@ -42,6 +50,8 @@ def recorded_events(
         settings.bootstrap_servers, [event_topic(c, settings.namespace) for c in contexts]
     ):
         stats.events += 1
+        if stats.progress is not None and stats.events % 10_000 == 0:
+            stats.progress(stats.events, stats.seconds)
         try:
             recorded = read(from_bytes(value))
         except (ValueError, ValidationError, UnknownEventType) as exc:
