@@ -32,13 +32,9 @@ class ServiceSpec:
 
 
 def services() -> dict[str, ServiceSpec]:
+    from services.dosing.routes import SERVICE as dosing
     from services.enrollment.routes import SERVICE as enrollment
+    from services.manufacturing.routes import SERVICE as manufacturing
+    from services.safety.routes import SERVICE as safety
 
-    found = [enrollment]
-    for module in ("manufacturing", "dosing", "safety"):
-        try:
-            found.append(__import__(f"services.{module}.routes", fromlist=["SERVICE"]).SERVICE)
-        except ModuleNotFoundError as exc:
-            if exc.name != f"services.{module}.routes" and exc.name != f"services.{module}":
-                raise
-    return {spec.context: spec for spec in found}
+    return {spec.context: spec for spec in (enrollment, manufacturing, dosing, safety)}
