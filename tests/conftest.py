@@ -31,7 +31,10 @@ def kafka_bootstrap() -> Iterator[str]:
         yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
         return
     if _docker_answers():
-        from testcontainers.kafka import KafkaContainer
+        try:
+            from testcontainers.community.kafka import KafkaContainer
+        except ImportError:  # testcontainers before the community split
+            from testcontainers.kafka import KafkaContainer
 
         with KafkaContainer().with_kraft() as container:
             yield container.get_bootstrap_server()
