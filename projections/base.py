@@ -26,7 +26,9 @@ class Projection:
     """The key (or keys) whose state an event changes, None when it concerns none. Keep keys
     fine-grained: each table value is rewritten on every change and must fit a Kafka message."""
     initial: Callable[[str], State]
-    apply: Callable[[State, Recorded], State]
+    apply: Callable[[State, Recorded], State | None]
+    """The key's new state; None when the key has nothing left to show (its entry is removed,
+    so state that is over, such as a subject off the waiting list, does not pile up)."""
     render: Callable[[Mapping[str, State]], Any]
     """The JSON document served by the live view and printed by the replay."""
     key_name: str = "key"
@@ -50,7 +52,11 @@ def fold(
     states = {} if states is None else states
     for recorded in events:
         for key in keys(projection, recorded):
-            states[key] = projection.apply(states.get(key) or projection.initial(key), recorded)
+            state = projection.apply(states.get(key) or projection.initial(key), recorded)
+            if state is None:
+                states.pop(key, None)
+            else:
+                states[key] = state
     return states
 
 

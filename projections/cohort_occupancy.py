@@ -74,7 +74,7 @@ def _new_cohort(cohort_id: str) -> dict[str, Any]:
     }
 
 
-def apply(state: State, recorded: Recorded) -> State:
+def apply(state: State, recorded: Recorded) -> State | None:
     event = recorded.payload
     match event:
         case CohortOpened():
@@ -100,7 +100,7 @@ def apply(state: State, recorded: Recorded) -> State:
             since = stamp(recorded)
             return {**state, "asked_for": event.cohort_id, "waiting_since": since}
         case SubjectEnrolled() | SubjectWithdrawn() | SubjectScreenFailed():
-            return {**state, "waiting_since": None}
+            return None  # off the waiting list: nothing left to show for this subject here
     return state
 
 

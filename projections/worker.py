@@ -102,7 +102,11 @@ def create_app(
                         table = tables[projection.name]
                         for key in keys(projection, recorded):
                             state = table.get(key) or projection.initial(key)
-                            table[key] = projection.apply(state, recorded)
+                            state = projection.apply(state, recorded)
+                            if state is not None:
+                                table[key] = state
+                            elif key in table:
+                                del table[key]
                     applied[seen_key] = recorded.envelope.stream_seq
             positions[f"{message.topic}:{message.partition}"] = message.offset + 1
 
