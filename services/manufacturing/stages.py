@@ -5,9 +5,10 @@ requested stage."""
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import get_args
 
 from services.errors import RuleViolated
-from services.manufacturing.state import Lot, ManufacturingState, describe
+from services.manufacturing.state import Lot, ManufacturingState, Stage, describe
 
 STEP_FOLLOWS = {
     "activation": "received",
@@ -28,24 +29,9 @@ QC_STAGES = frozenset(
     }
 )
 """Results may arrive from harvest on; after disposition only to complete a pending one."""
-BEFORE_THAW = frozenset(
-    {
-        "collected",
-        "received",
-        "activation",
-        "gene-transfer",
-        "expansion",
-        "harvested",
-        "qc-testing",
-        "released",
-        "out-of-specification",
-        "cryopreserved",
-        "shipped",
-        "received-at-site",
-    }
-)
-"""A manufacturing failure may be recorded until the product is thawed."""
 CLOSED = frozenset({"thawed", "failed"})
+BEFORE_THAW = frozenset(get_args(Stage)) - CLOSED
+"""A manufacturing failure may be recorded until the product is thawed."""
 DECIDERS = ("investigator", "sponsor")
 
 
