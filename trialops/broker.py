@@ -52,6 +52,16 @@ __all__ = ["KAFKA_VERSION", "BrokerError", "LocalKafka", "default_home", "fetch_
 HOST = "127.0.0.1"
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: a UUID in URL-safe base64 without padding (22 characters),
+    never one that begins with ``-``: the storage tool's command line would read it as an
+    option and refuse to format (one start in 64 failed that way)."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
+
+
 def _free_ports(count: int) -> list[int]:
     """``count`` distinct ports that are free on 127.0.0.1 right now."""
     socks: list[socket.socket] = []
@@ -274,7 +284,7 @@ class LocalKafka:
                         node["node_id"], nodes, node_dir / "data", single=self.nodes == 1
                     )
                 )
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = new_cluster_id()
             jvm_common = [
                 java,
                 "-Djava.awt.headless=true",
