@@ -1,7 +1,8 @@
-"""The Faust worker: one agent per projection folds its contexts' topics into a
-changelog-backed table, and the web server serves each projection as JSON.
+"""The Faust worker: one agent folds the four contexts' topics into one changelog-backed
+table per projection, and the web server serves each projection as JSON.
 
-Agents only decode, de-duplicate and call the projection's pure ``apply``.
+The agent only decodes, checks and hands each event to ``projections.applying.apply_once``,
+which calls the projections' pure ``apply`` once per event whatever Kafka redelivers.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pydantic import ValidationError
 from events.envelope import from_bytes
 from events.registry import UnknownEventType, read
 from events.topics import CONTEXTS, dead_letter_topic, event_topic
-from projections.base import Projection, keys, to_json
+from projections.applying import apply_once, states
+from projections.base import Projection, to_json
 from projections.catalog import build
 from projections.faust_kafka import ReadCommittedTransport
 from trialops.settings import Settings
@@ -58,6 +60,11 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         autodiscover=False,
         producer_acks=-1,
+        # A worker that dies without leaving its group holds its partitions until the session
+        # times out; Faust's default of 60 s would keep the projections still for a minute
+        # after a crash. Heartbeats go every 3 s, so 20 s tolerates a few missed ones.
+        broker_session_timeout=20.0,
+        broker_heartbeat_interval=3.0,
     )
     dead_letters = app.topic(
         dead_letter_topic(group, settings.namespace),
@@ -65,9 +72,9 @@ def create_app(
         value_serializer="raw",
         partitions=1,
     )
-    # Last stream_seq applied per (topic, stream): Kafka delivers at least once, the worker
-    # applies each event once, to every projection at the same time.
-    applied = app.Table("applied-seq", default=int, partitions=1, key_type=str)
+    # Last stream_seq applied per (topic, stream), with its offset: Kafka delivers at least
+    # once, the worker applies each event once (projections/applying.py).
+    applied = app.Table("applied-seq", partitions=1, key_type=str)
     # Next offset to apply per topic:partition: read-your-writes waits on it.
     positions = app.Table("positions", default=int, partitions=1, key_type=str)
     dead_lettered = app.Table("dead-lettered", default=int, partitions=1, key_type=str)
@@ -93,21 +100,11 @@ def create_app(
             except (ValueError, ValidationError, UnknownEventType) as exc:
                 await _dead_letter(dead_letters, dead_lettered, event, exc)
             else:
-                # Streams are numbered per context: the topic is part of the stream's identity.
-                seen_key = f"{message.topic}|{recorded.envelope.stream_id}"
-                if recorded.envelope.stream_seq <= applied[seen_key]:
-                    log.info("skipping redelivered %s@%s", message.topic, message.offset)
-                else:
-                    for projection in readers[message.topic]:
-                        table = tables[projection.name]
-                        for key in keys(projection, recorded):
-                            state = table.get(key) or projection.initial(key)
-                            state = projection.apply(state, recorded)
-                            if state is not None:
-                                table[key] = state
-                            elif key in table:
-                                del table[key]
-                    applied[seen_key] = recorded.envelope.stream_seq
+                source = f"{message.topic}:{message.partition}"
+                if not apply_once(
+                    readers[message.topic], tables, applied, source, message.offset, recorded
+                ):
+                    log.info("skipping duplicate %s@%s", message.topic, message.offset)
             positions[f"{message.topic}:{message.partition}"] = message.offset + 1
 
     app.agent(sources, name="fold-projections")(fold)
@@ -147,7 +144,7 @@ def _serve(app, projection: Projection, table, positions) -> None:
             as_of = _query_time(request.query.get("as_of"))
         except ValueError as exc:
             return web.json({"error": "bad-query", "message": str(exc)}, status=400)
-        document = _document(projection, dict(table.items()), request.query, as_of)
+        document = _document(projection, states(table), request.query, as_of)
         if document is None:
             selected = request.query.get(projection.key_name)
             return web.json(

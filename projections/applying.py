@@ -1,0 +1,83 @@
+"""Applying each event once to the live projections, whatever Kafka redelivers.
+
+Kafka delivers at least once, in two ways the worker must tell apart:
+
+* a **duplicate in the log**: the same event appended twice (a producer retry), at a later
+  offset. The stream's sequence number gives it away: ``stream_seq`` not above the last one
+  applied for that stream, at an offset past the one that applied it. It is skipped.
+* a **redelivery after a crash**: the worker died after some of its table writes reached their
+  changelogs and before its consumer offset was committed, so it reads the same offsets again.
+  Which writes survived differs from table to table and from key to key (each is its own
+  changelog message), so the stream's sequence alone cannot say whether an event's effect is
+  in a given table. Each stored value therefore carries the offset, per source partition, of
+  the last event applied to it, and a redelivered event is applied to exactly the keys that
+  have not seen it.
+
+One changelog partition keeps its messages in order, so what survives of one key's writes is
+always a prefix of them: the key's marker tells where to resume.
+
+One case stays out of reach: a duplicate in the log that is redelivered after a crash, after
+its stream has moved on, to a key whose later write was lost. Only the latest sequence number
+of a stream is kept (with the offset that applied it), so that duplicate cannot be told from
+the original there. The services' transactional, idempotent producers do not write
+duplicates; only a foreign producer could. The functions here take plain
+mappings, so the rule is tested without a broker; the Faust agent passes its tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+from events.registry import Recorded
+from projections.base import Projection, State, keys
+
+Stored = dict[str, Any]
+"""A table value: ``{"state": <the projection's state>, "at": {"topic:partition": offset}}``."""
+
+
+def state_of(stored: Stored) -> State:
+    return stored["state"]
+
+
+def states(table: MutableMapping[str, Stored]) -> dict[str, State]:
+    """The projection's states (what its ``render`` takes) from a table of stored values."""
+    return {key: stored["state"] for key, stored in table.items()}
+
+
+def apply_once(
+    projections: Iterable[Projection],
+    tables: MutableMapping[str, MutableMapping[str, Stored]],
+    applied: MutableMapping[str, list[int]],
+    source: str,
+    offset: int,
+    recorded: Recorded,
+) -> bool:
+    """Apply ``recorded``, read at ``offset`` of partition ``source`` (``topic:partition``),
+    to every projection in ``projections`` once; False when it is a duplicate in the log."""
+    topic = source.rsplit(":", 1)[0]
+    envelope = recorded.envelope
+    # Streams are numbered per context: the topic is part of the stream's identity.
+    stream = f"{topic}|{envelope.stream_id}"
+    seq, at = applied.get(stream) or (0, -1)
+    if envelope.stream_seq <= seq and offset > at:
+        return False
+    for projection in projections:
+        table = tables[projection.name]
+        for key in keys(projection, recorded):
+            stored = table.get(key)
+            if stored is not None and stored["at"].get(source, -1) >= offset:
+                continue  # this key's write survived the crash
+            state = stored["state"] if stored is not None else projection.initial(key)
+            state = projection.apply(state, recorded)
+            if state is not None:
+                marks = dict(stored["at"]) if stored is not None else {}
+                marks[source] = offset
+                table[key] = {"state": state, "at": marks}
+            elif key in table:
+                # The key's state is over. Should this deletion be lost in a crash, the events
+                # before it are redelivered too and end in the same deletion.
+                del table[key]
+    if envelope.stream_seq > seq:
+        applied[stream] = [envelope.stream_seq, offset]
+    return True
