@@ -34,6 +34,58 @@ class Actor(Frozen):
     role: str = Field(min_length=1, max_length=64)
 
 
+class FrozenDict(dict):
+    """A JSON object that refuses to change: an event's payload, as read or sealed. It is a
+    ``dict`` (comparisons, serialisation and ``dict(...)`` copies work as before); edit a copy."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("an event's payload is immutable: edit a copy (dict(payload))")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self):
+        return (type(self), (dict(self),))
+
+    def __copy__(self) -> FrozenDict:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> FrozenDict:
+        return self
+
+
+class FrozenList(list):
+    """A JSON array inside an event's payload that refuses to change; see ``FrozenDict``."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("an event's payload is immutable: edit a copy (list(values))")
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse  # type: ignore[assignment]
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self):
+        return (type(self), (list(self),))
+
+    def __copy__(self) -> FrozenList:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> FrozenList:
+        return self
+
+
+def frozen(value: Any) -> Any:
+    """``value`` with every JSON object and array in it made immutable."""
+    if isinstance(value, dict):
+        return FrozenDict({k: frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return FrozenList(frozen(v) for v in value)
+    return value
+
+
 class Envelope(Frozen):
     event_id: UUID
     event_type: str = Field(min_length=1)
@@ -50,6 +102,12 @@ class Envelope(Frozen):
     prev_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
     hash: str = Field(pattern=r"^[0-9a-f]{64}$")
     payload: dict[str, Any]
+
+    @field_validator("payload")
+    @classmethod
+    def _immutable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # A frozen model alone would still let ``envelope.payload[...] = ...`` edit a fact.
+        return frozen(value)
 
     @field_validator("occurred_at", "recorded_at")
     @classmethod

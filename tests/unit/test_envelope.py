@@ -249,15 +249,46 @@ def test_the_same_fields_always_seal_to_the_same_hash():
     assert registration().hash == registration().hash
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Envelope.payload is a plain dict: the model is frozen but its payload can be edited in "
-        "place, although the module says an envelope is immutable (DESIGN.md: immutable events)."
-    ),
-)
 def test_the_payload_of_an_envelope_cannot_be_edited_in_place():
     envelope = registration()
 
     with pytest.raises(TypeError):
         envelope.payload["subject_id"] = "MSK-0002"
+
+
+def test_nothing_nested_in_a_payload_can_be_edited_either():
+    from events.enrollment import CriterionResult, EligibilityAssessed
+
+    assessed = EligibilityAssessed(subject_id="MSK-0001", criteria=[
+        CriterionResult(criterion="msln-ihc", met=True, requirement="MSLN IHC >= 25%",
+                        evidence="60% of tumour cells", value=60.0)])
+    envelope = from_bytes(to_bytes(seal(**envelope_fields(assessed))))
+    criteria = envelope.payload["criteria"]
+
+    for edit in (
+        lambda: criteria.append({}),
+        lambda: criteria.__setitem__(0, {}),
+        lambda: criteria[0].__setitem__("met", False),
+        lambda: criteria[0].update(met=False),
+        lambda: envelope.payload.pop("subject_id"),
+        lambda: envelope.payload.setdefault("extra", 1),
+    ):
+        with pytest.raises(TypeError, match="immutable"):
+            edit()
+    assert envelope.hash_is_valid()
+
+
+def test_a_frozen_payload_still_reads_serialises_and_copies_as_json():
+    import copy
+    import pickle
+
+    envelope = registration()
+
+    assert envelope.payload == REGISTERED.model_dump(mode="json")
+    assert wire_json(envelope)["payload"] == REGISTERED.model_dump(mode="json")
+    assert from_bytes(to_bytes(envelope)) == envelope
+    assert pickle.loads(pickle.dumps(envelope)) == envelope
+    assert copy.deepcopy(envelope) == envelope
+    edited = dict(envelope.payload)
+    edited["subject_id"] = "MSK-0002"  # a copy is an ordinary dict
+    assert envelope.payload["subject_id"] != "MSK-0002"
