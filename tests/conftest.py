@@ -25,9 +25,36 @@ def _docker_answers() -> bool:
         return False
 
 
+_BROKER: dict[str, str] = {}
+"""Where the session's broker came from, for the summary at the end of the run."""
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say how many tests ran against a real broker, and which one."""
+    ran = {
+        outcome: sum(
+            1 for r in terminalreporter.stats.get(outcome, [])
+            if r.when == "call" and "kafka" in r.keywords
+        )
+        for outcome in ("passed", "failed")
+    }
+    if not any(ran.values()):
+        return
+    where = (
+        f"the session's broker is {_BROKER['source']} at {_BROKER['bootstrap']}"
+        if _BROKER
+        else "each started a broker of its own"
+    )
+    terminalreporter.write_line(
+        f"kafka: {ran['passed']} passed and {ran['failed']} failed on a real broker; {where}"
+    )
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        _BROKER.update(source="KAFKA_BOOTSTRAP_SERVERS",
+                       bootstrap=os.environ["KAFKA_BOOTSTRAP_SERVERS"])
         yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
         return
     if _docker_answers():
@@ -37,6 +64,8 @@ def kafka_bootstrap() -> Iterator[str]:
             from testcontainers.kafka import KafkaContainer
 
         with KafkaContainer().with_kraft() as container:
+            _BROKER.update(source="a testcontainers Kafka (KRaft)",
+                           bootstrap=container.get_bootstrap_server())
             yield container.get_bootstrap_server()
         return
     from trialops.broker import BrokerError, LocalKafka
@@ -48,6 +77,8 @@ def kafka_bootstrap() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(f"no Kafka broker for the integration tests: {exc}")
         pytest.skip(f"no Kafka broker (set KAFKA_BOOTSTRAP_SERVERS or install Java 17): {exc}")
+    _BROKER.update(source=f"the project's own KRaft broker (Apache Kafka {broker.version})",
+                   bootstrap=bootstrap)
     try:
         yield bootstrap
     finally:

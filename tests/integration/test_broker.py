@@ -16,6 +16,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 
+from tests.integration.helpers import eventually
 from trialops.broker import LocalKafka
 
 
@@ -114,8 +115,13 @@ def test_three_node_cluster_survives_losing_a_node(cleanup: list[LocalKafka]) ->
     topic = "trialops.test.replicated"
     admin = _admin(bootstrap)
     try:
-        brokers = admin.describe_cluster()["brokers"]
-        assert sorted(b["broker_id"] for b in brokers if not b.get("is_fenced")) == [1, 2, 3]
+        # start() returns once one broker sees all three registered; the broker that answers
+        # this admin client may learn of the others a moment later.
+        def unfenced() -> list[int]:
+            brokers = admin.describe_cluster()["brokers"]
+            return sorted(b["broker_id"] for b in brokers if not b.get("is_fenced"))
+
+        eventually(lambda: unfenced() == [1, 2, 3], timeout=30)
         admin.create_topics(
             {
                 topic: {
