@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from events.envelope import from_bytes
 from events.registry import UnknownEventType, read
 from events.topics import CONTEXTS, dead_letter_topic, event_topic
-from projections.applying import apply_once, states
+from projections.applying import apply_once, state_of, states
 from projections.base import Projection, to_json
 from projections.catalog import build
 from projections.faust_kafka import ReadCommittedTransport
@@ -144,7 +144,7 @@ def _serve(app, projection: Projection, table, positions) -> None:
             as_of = _query_time(request.query.get("as_of"))
         except ValueError as exc:
             return web.json({"error": "bad-query", "message": str(exc)}, status=400)
-        document = _document(projection, states(table), request.query, as_of)
+        document = _document(projection, table, request.query, as_of)
         if document is None:
             selected = request.query.get(projection.key_name)
             return web.json(
@@ -159,16 +159,18 @@ def _serve(app, projection: Projection, table, positions) -> None:
     app.page(f"/projections/{projection.name}", name=f"view-{projection.name}")(view)
 
 
-def _document(projection: Projection, states: dict, query, as_of: datetime) -> dict | None:
-    """The rendered projection, narrowed by its key filter when the query has one."""
+def _document(projection: Projection, table, query, as_of: datetime) -> dict | None:
+    """The rendered projection, narrowed by its key filter when the query has one. A filter on
+    the table's own key reads that one entry, so its cost does not grow with the table."""
     selected = query.get(projection.key_name)
     if selected is None:
-        return projection.document(states, as_of)
+        return projection.document(states(table), as_of)
     if projection.select is not None:
-        return projection.select(projection.document(states, as_of), selected)
-    if selected not in states:
+        return projection.select(projection.document(states(table), as_of), selected)
+    stored = table.get(selected)
+    if stored is None:
         return None
-    return projection.document({selected: states[selected]}, as_of)
+    return projection.document({selected: state_of(stored)}, as_of)
 
 
 def _query_time(value: str | None) -> datetime:
