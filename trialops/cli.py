@@ -125,9 +125,14 @@ def worker(
     import faust
 
     from projections.worker import create_app
+    from trialops.trial_config import TrialConfigError, load_trial
 
+    try:
+        trial = load_trial()
+    except TrialConfigError as exc:
+        raise fail(str(exc)) from None
     faust_app = create_app(
-        Settings.from_env(), web_port=web_port, web_host=web_host, data_dir=data_dir
+        Settings.from_env(), trial=trial, web_port=web_port, web_host=web_host, data_dir=data_dir
     )
     faust.Worker(faust_app, loglevel=loglevel, quiet=True).execute_from_commandline()
 

@@ -92,6 +92,8 @@ class Conditioning(Strict):
     fludarabine_mg_per_m2_per_day: float = Field(gt=0)
     cyclophosphamide_mg_per_m2_per_day: float = Field(gt=0)
     days: int = Field(ge=1)
+    dose_tolerance_percent: Percent
+    """How far a day's recorded dose may differ from mg/m^2 x body-surface area."""
 
 
 class Reporting(Strict):

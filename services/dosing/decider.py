@@ -5,9 +5,10 @@ Rules, with their sources:
 - Conditioning (DOMAIN.md 1): fludarabine and cyclophosphamide, each mg/m^2/day times the
   body-surface area by Mosteller's formula (N Engl J Med 1987;317:1098), for the configured
   number of days, recorded one day at a time, in order, never twice. The dose given must be
-  within CONDITIONING_DOSE_TOLERANCE_PERCENT of the computed dose (project default 10%: the
-  Hematology/Oncology Pharmacy Association's dose-rounding position, Fahrenbruch et al.,
-  J Oncol Pract 2018, which also cites the NCI's > 10% deviation criterion).
+  within the trial file's ``conditioning.dose_tolerance_percent`` of the computed dose
+  (project default 10%: the Hematology/Oncology Pharmacy Association's dose-rounding
+  position, Fahrenbruch et al., J Oncol Pract 2018, which also cites the NCI's > 10%
+  deviation criterion).
 - Conditioning starts only once the released product's availability is confirmed (DOMAIN.md
   2.2): its lot released (conditionally or not) or exceptionally released, and not out of
   specification since; and once eligibility was re-confirmed for that lot after manufacturing
@@ -58,9 +59,6 @@ from services.dosing.state import DosingState, evolve, initial_state
 from services.errors import NotFound, RuleViolated
 from services.runtime import Decider
 from trialops.trial_config import TrialConfig
-
-CONDITIONING_DOSE_TOLERANCE_PERCENT = 10.0
-"""Project default (the trial file has no key for it yet): see the module docstring."""
 
 # ---------------------------------------------------------------- commands
 
@@ -121,10 +119,7 @@ class DosingRules:
             fludarabine_mg_per_m2=conditioning.fludarabine_mg_per_m2_per_day,
             cyclophosphamide_mg_per_m2=conditioning.cyclophosphamide_mg_per_m2_per_day,
             conditioning_days=conditioning.days,
-            # Read from the trial file once it has the key; the project default until then.
-            conditioning_dose_tolerance_percent=getattr(
-                conditioning, "dose_tolerance_percent", CONDITIONING_DOSE_TOLERANCE_PERCENT
-            ),
+            conditioning_dose_tolerance_percent=conditioning.dose_tolerance_percent,
             infused_dose_tolerance_percent=trial.infused_dose_tolerance_percent,
         )
 

@@ -13,11 +13,7 @@ from __future__ import annotations
 import pytest
 
 from events.dosing import ConditioningDayRecorded
-from services.dosing.decider import (
-    CONDITIONING_DOSE_TOLERANCE_PERCENT,
-    DosingRules,
-    decide,
-)
+from services.dosing.decider import DosingRules, decide, make_decider
 
 from .test_dosing_facts import (
     DECIDER,
@@ -117,7 +113,7 @@ def test_the_mg_per_m2_come_from_the_trial_file():
         fludarabine_mg_per_m2=25,
         cyclophosphamide_mg_per_m2=250,
         conditioning_days=3,
-        conditioning_dose_tolerance_percent=CONDITIONING_DOSE_TOLERANCE_PERCENT,
+        conditioning_dose_tolerance_percent=10,
         infused_dose_tolerance_percent=20,
     )
     state = given(*PRODUCT_AVAILABLE)
@@ -137,3 +133,17 @@ def test_the_mg_per_m2_come_from_the_trial_file():
         given_at=conditioning_time(1),
     )
     assert DosingRules.of(TRIAL) == DosingRules(30, 300, 3, 10.0, 20)
+
+
+def test_the_tolerance_comes_from_the_trial_file():
+    # 64 mg fludarabine is 6.7% above 60 mg: inside the shipped 10%, outside a trial's 5%.
+    strict = make_decider(TRIAL.model_copy(update={
+        "conditioning": TRIAL.conditioning.model_copy(update={"dose_tolerance_percent": 5})
+    }))
+    state = given(*PRODUCT_AVAILABLE)
+    command = record_day(1, fludarabine_mg=64.0)
+
+    assert DECIDER.decide(command, state)
+    error = refused(command, state, decider=strict)
+    assert error.rule == "conditioning-dose-within-tolerance"
+    assert "at most 5%" in error.message
