@@ -81,3 +81,24 @@ def apply_once(
     if envelope.stream_seq > seq:
         applied[stream] = [envelope.stream_seq, offset]
     return True
+
+
+def count_dead_letter(dead_lettered: MutableMapping[str, dict], source: str, offset: int) -> bool:
+    """Count the poison event at ``offset`` of ``source``; False when it was counted before (a
+    redelivery after a crash). Count and offset share one value, so they survive together;
+    had the count been lost and the dead letter sent, it is sent again: the dead-letter topic
+    gets each poison event at least once."""
+    seen = dead_lettered.get(source) or {"count": 0, "through": -1}
+    if offset <= seen["through"]:
+        return False
+    dead_lettered[source] = {"count": seen["count"] + 1, "through": offset}
+    return True
+
+
+def dead_letter_counts(dead_lettered: MutableMapping[str, dict]) -> dict[str, int]:
+    """Events dead-lettered per topic, from the per-partition counts."""
+    counts: dict[str, int] = {}
+    for source, seen in sorted(dead_lettered.items()):
+        topic = source.rsplit(":", 1)[0]
+        counts[topic] = counts.get(topic, 0) + seen["count"]
+    return counts

@@ -18,7 +18,13 @@ from pydantic import ValidationError
 from events.envelope import from_bytes
 from events.registry import UnknownEventType, read
 from events.topics import CONTEXTS, dead_letter_topic, event_topic
-from projections.applying import apply_once, state_of, states
+from projections.applying import (
+    apply_once,
+    count_dead_letter,
+    dead_letter_counts,
+    state_of,
+    states,
+)
 from projections.base import Projection, to_json
 from projections.catalog import build
 from projections.faust_kafka import ReadCommittedTransport
@@ -77,7 +83,9 @@ def create_app(
     applied = app.Table("applied-seq", partitions=1, key_type=str)
     # Next offset to apply per topic:partition: read-your-writes waits on it.
     positions = app.Table("positions", default=int, partitions=1, key_type=str)
-    dead_lettered = app.Table("dead-lettered", default=int, partitions=1, key_type=str)
+    # Per source partition: how many events went to the dead-letter topic, and the offset of
+    # the last one, in one value, so a poison event redelivered after a crash counts once.
+    dead_lettered = app.Table("dead-lettered", partitions=1, key_type=str)
     projections = build(trial)
     tables = {name: app.Table(name, partitions=1, key_type=str) for name in projections}
     readers = {
@@ -126,7 +134,7 @@ def create_app(
             {
                 "projections": sorted(projections),
                 "positions": applied_up_to,
-                "dead_lettered": dict(sorted(dead_lettered.items())),
+                "dead_lettered": dead_letter_counts(dead_lettered),
             }
         )
 
@@ -215,9 +223,12 @@ async def _wait_for(positions, name: str, wanted: str, query) -> tuple[int, dict
 
 async def _dead_letter(dead_letters, dead_lettered, event, exc: Exception) -> None:
     message = event.message
+    if not count_dead_letter(dead_lettered, f"{message.topic}:{message.partition}",
+                             message.offset):
+        log.info("already dead-lettered %s@%s", message.topic, message.offset)
+        return
     reason = f"{type(exc).__name__}: {exc}"[:1000]
     log.error("dead-lettering %s@%s: %s", message.topic, message.offset, reason)
-    dead_lettered[message.topic] += 1
     await dead_letters.send(
         key=message.key,
         value=message.value,

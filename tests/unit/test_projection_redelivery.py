@@ -16,7 +16,7 @@ import pytest
 from events.envelope import GENESIS_HASH
 from events.registry import Recorded, read
 from events.topics import event_topic
-from projections.applying import apply_once, states
+from projections.applying import apply_once, count_dead_letter, dead_letter_counts, states
 from projections.base import fold
 from projections.catalog import build
 from trialops.trial_config import load_trial
@@ -174,3 +174,15 @@ def test_the_dedup_marker_alone_would_lose_an_event_after_such_a_crash():
     assert {n: states(t) for n, t in lost.items()} == {
         n: fold(p, [recorded] if p in readers(source) else []) for n, p in PROJECTIONS.items()
     }
+
+
+def test_a_poison_event_redelivered_after_a_crash_is_counted_once():
+    counted: dict = {}
+    firsts = [count_dead_letter(counted, "t.enrollment:0", offset) for offset in (3, 9)]
+    # the worker restarts from offset 2 of the partition: both poison events come again
+    again = [count_dead_letter(counted, "t.enrollment:0", offset) for offset in (3, 9)]
+    later = count_dead_letter(counted, "t.enrollment:0", 12)
+    other = count_dead_letter(counted, "t.safety:0", 3)
+
+    assert firsts == [True, True] and again == [False, False] and later and other
+    assert dead_letter_counts(counted) == {"t.enrollment": 3, "t.safety": 1}
