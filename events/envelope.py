@@ -34,47 +34,49 @@ class Actor(Frozen):
     role: str = Field(min_length=1, max_length=64)
 
 
-class FrozenDict(dict):
-    """A JSON object that refuses to change: an event's payload, as read or sealed. It is a
-    ``dict`` (comparisons, serialisation and ``dict(...)`` copies work as before); edit a copy."""
+class _Immutable:
+    """What an immutable JSON container shares: it refuses edits, copies to itself, and pickles
+    as the plain container it holds."""
 
     __slots__ = ()
 
     def _refuse(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError("an event's payload is immutable: edit a copy (dict(payload))")
+        raise TypeError("an event's payload is immutable: edit a copy (dict(...) or list(...))")
 
-    __setitem__ = __delitem__ = __ior__ = _refuse  # type: ignore[assignment]
-    clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+    def _plain(self) -> dict | list:
+        raise NotImplementedError
 
     def __reduce__(self):
-        return (type(self), (dict(self),))
+        return (type(self), (self._plain(),))
 
-    def __copy__(self) -> FrozenDict:
+    def __copy__(self):
         return self
 
-    def __deepcopy__(self, memo: dict) -> FrozenDict:
+    def __deepcopy__(self, memo: dict):
         return self
 
 
-class FrozenList(list):
+class FrozenDict(_Immutable, dict):
+    """A JSON object that refuses to change: an event's payload, as read or sealed. It is a
+    ``dict`` (comparisons, serialisation and ``dict(...)`` copies work as before)."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __ior__ = _Immutable._refuse  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _Immutable._refuse  # type: ignore[assignment]
+
+    def _plain(self) -> dict:
+        return dict(self)
+
+
+class FrozenList(_Immutable, list):
     """A JSON array inside an event's payload that refuses to change; see ``FrozenDict``."""
 
     __slots__ = ()
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _Immutable._refuse  # type: ignore[assignment]
+    append = extend = insert = pop = remove = clear = sort = reverse = _Immutable._refuse  # type: ignore[assignment]
 
-    def _refuse(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError("an event's payload is immutable: edit a copy (list(values))")
-
-    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse  # type: ignore[assignment]
-    append = extend = insert = pop = remove = clear = sort = reverse = _refuse  # type: ignore[assignment]
-
-    def __reduce__(self):
-        return (type(self), (list(self),))
-
-    def __copy__(self) -> FrozenList:
-        return self
-
-    def __deepcopy__(self, memo: dict) -> FrozenList:
-        return self
+    def _plain(self) -> list:
+        return list(self)
 
 
 def frozen(value: Any) -> Any:
