@@ -20,8 +20,10 @@ One case stays out of reach: a duplicate in the log that is redelivered after a 
 its stream has moved on, to a key whose later write was lost. Only the latest sequence number
 of a stream is kept (with the offset that applied it), so that duplicate cannot be told from
 the original there. The services' transactional, idempotent producers do not write
-duplicates; only a foreign producer could. The functions here take plain
-mappings, so the rule is tested without a broker; the Faust agent passes its tables.
+duplicates; only a foreign producer could.
+
+The functions here take plain mappings, so the rules are tested without a broker; the Faust
+agent passes its tables.
 """
 
 from __future__ import annotations

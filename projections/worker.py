@@ -101,6 +101,7 @@ def create_app(
         projection that reads its topic, so a table write happens only where state changes."""
         async for event in stream.events():
             message = event.message
+            source = f"{message.topic}:{message.partition}"
             try:
                 recorded = read(from_bytes(event.value))
                 if not recorded.envelope.hash_is_valid():
@@ -108,12 +109,11 @@ def create_app(
             except (ValueError, ValidationError, UnknownEventType) as exc:
                 await _dead_letter(dead_letters, dead_lettered, event, exc)
             else:
-                source = f"{message.topic}:{message.partition}"
                 if not apply_once(
                     readers[message.topic], tables, applied, source, message.offset, recorded
                 ):
                     log.info("skipping duplicate %s@%s", message.topic, message.offset)
-            positions[f"{message.topic}:{message.partition}"] = message.offset + 1
+            positions[source] = message.offset + 1
 
     app.agent(sources, name="fold-projections")(fold)
     for projection in projections.values():
