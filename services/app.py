@@ -3,14 +3,23 @@ writer and state; the app only routes requests to them."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from aiohttp import web
 
 from events.topics import event_topic
 from services.auth import UserDirectory
 from services.catalog import ServiceSpec, services
 from services.eventstore import KafkaEventStore
-from services.http import authentication, command_endpoint, health
+from services.http import (
+    MAX_BODY_BYTES,
+    authentication,
+    command_endpoint,
+    health,
+    json_errors,
+)
 from services.runtime import CommandHandler
+from services.validation import BusinessTimeWindow
 from trialops.kafka_io import Tail
 from trialops.settings import Settings
 from trialops.trial_config import TrialConfig
@@ -47,7 +56,14 @@ def build_app(
     unknown = [c for c in chosen if c not in available]
     if unknown:
         raise ValueError(f"unknown service(s) {unknown}; known: {sorted(available)}")
-    app = web.Application(middlewares=[authentication(users)])
+    app = web.Application(
+        middlewares=[json_errors(MAX_BODY_BYTES), authentication(users)],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    window = BusinessTimeWindow(
+        trial.records.earliest_business_time,
+        timedelta(minutes=trial.records.max_future_skew_minutes),
+    )
     app.router.add_get("/health", health)
     handlers = []
     for context in chosen:
@@ -61,7 +77,12 @@ def build_app(
             app.router.add_post(
                 route.path,
                 command_endpoint(
-                    handler, route.model, roles, signature_meaning=route.signature, users=users
+                    handler,
+                    route.model,
+                    roles,
+                    signature_meaning=route.signature,
+                    users=users,
+                    window=window,
                 ),
             )
 

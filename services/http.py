@@ -4,6 +4,7 @@ and the mapping of domain errors to 4xx. No trial rule lives here."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,12 @@ from services.auth import UserDirectory
 from services.errors import DomainError
 from services.eventstore import StoreUnavailable
 from services.runtime import CommandHandler, Signature
+from services.validation import (
+    BusinessTimeWindow,
+    Problem,
+    character_problems,
+    checked_reason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +39,57 @@ def ok(status: int, body: Any) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
+MAX_BODY_BYTES = 1024 * 1024
+"""The largest request body (aiohttp's ``client_max_size``); a larger one is answered 413 in the
+JSON error format. A command is a few hundred bytes; the limit only stops abuse."""
+
+_BEARER = re.compile(r"Bearer ([A-Za-z0-9._~+/-]+=*)", re.IGNORECASE)
+"""RFC 6750 section 2.1: ``Bearer`` and one token68 (letters, digits, ``-._~+/``, then ``=``)."""
+
+
+def json_errors(max_body_bytes: int = MAX_BODY_BYTES):
+    """aiohttp raises its own HTTP errors (413 for a body over ``client_max_size``, 404, 405)
+    as plain text; every answer of the API is JSON ``{"error", "message"}``."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        try:
+            return await handler(request)
+        except web.HTTPRequestEntityTooLarge:
+            return problem(
+                413,
+                "body-too-large",
+                f"the request body is over the limit of {max_body_bytes} bytes",
+            )
+        except web.HTTPException as exc:
+            if exc.status < 400 or exc.content_type == "application/json":
+                raise
+            error = re.sub(r"[^a-z0-9]+", "-", (exc.reason or "error").lower()).strip("-")
+            return problem(exc.status, error, f"{exc.reason}: {request.method} {request.path}")
+
+    return middleware
+
+
 def authentication(users: UserDirectory):
     @web.middleware
     async def middleware(request: web.Request, handler):
         if request.path == "/health":
             return await handler(request)
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        actor = users.authenticate(token.strip()) if scheme.lower() == "bearer" else None
-        if actor is None:
+        header = request.headers.get("Authorization")
+        if header is None:
             return problem(401, "unauthenticated", "send 'Authorization: Bearer <token>'")
+        # Neither the header nor the token is ever repeated, in the answer or the log.
+        well_formed = _BEARER.fullmatch(header)
+        if well_formed is None:
+            return problem(
+                401,
+                "malformed-authorization",
+                "the Authorization header must be 'Bearer <token>', the token made of letters, "
+                "digits and -._~+/ (RFC 6750 section 2.1); the header is not repeated here",
+            )
+        actor = users.authenticate(well_formed.group(1))
+        if actor is None:
+            return problem(401, "unauthenticated", "the bearer token authenticates nobody")
         request["actor"] = actor
         return await handler(request)
 
@@ -92,10 +140,14 @@ def command_endpoint(
     *,
     signature_meaning: str | None = None,
     users: UserDirectory | None = None,
+    window: BusinessTimeWindow | None = None,
 ):
     """A POST endpoint that turns a JSON body into ``command_type`` and hands it to ``handler``.
     A command model that declares an ``actor`` field gets the authenticated actor, for rules
-    about who acts (two different people at the bedside, an investigator and a sponsor)."""
+    about who acts (two different people at the bedside, an investigator and a sponsor).
+    Besides the model's shape, every string of the body, the envelope's ``reason`` and every
+    business time within ``window`` are checked (``services.validation``)."""
+
 
     async def endpoint(request: web.Request) -> web.Response:
         actor: Actor = request["actor"]
@@ -106,6 +158,8 @@ def command_endpoint(
                 f"role {actor.role} may not {command_type.__name__}; allowed: {sorted(roles)}",
             )
         body = await read_json_object(request)
+        if bad := character_problems(body):
+            return refused(bad)
         signature = None
         if signature_meaning is not None:
             signature = _signature(
@@ -125,11 +179,15 @@ def command_endpoint(
             ]
             summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
             return problem(422, "invalid-command", summary, fields=fields)
-        reason = (
-            body.get("reason")
+        # A model with a reason field validates it and the handler takes it from the command;
+        # otherwise the body's reason goes to the envelope only, checked against the same type.
+        reason, bad = (
+            (None, [])
             if "reason" in command_type.model_fields
-            else body.pop("reason", None)
+            else checked_reason(body.pop("reason", None))
         )
+        if bad:
+            return refused(bad, "invalid-command")
         body.setdefault("occurred_at", clock().isoformat())
         if "actor" in command_type.model_fields:
             body["actor"] = actor.model_dump()
@@ -139,6 +197,8 @@ def command_endpoint(
             fields = describe_validation(exc)
             summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
             return problem(422, "invalid-command", summary, fields=fields)
+        if window is not None and (bad := window.problems(command, clock())):
+            return refused(bad)
         try:
             appended = await handler.handle(command, actor, reason=reason, signature=signature)
         except DomainError as exc:
@@ -148,6 +208,14 @@ def command_endpoint(
         return ok(201, {"events": [summarise(a) for a in appended]})
 
     return endpoint
+
+
+def refused(problems: list[Problem], error: str | None = None) -> web.Response:
+    """422 naming each field and rule; ``error`` is the rule when all problems share one."""
+    rules = {p.rule for p in problems}
+    error = error or (rules.pop() if len(rules) == 1 else "invalid-command")
+    summary = "; ".join(p.message for p in problems)
+    return problem(422, error, summary, fields=[p.as_dict() for p in problems])
 
 
 def _signature(block, actor: Actor, meaning: str, users: UserDirectory | None, clock):

@@ -98,8 +98,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
 ):
     """Run the command services, each the single writer of its context's topic."""
-    from aiohttp import web
-
+    from services import serving
     from services.app import build_app
     from services.auth import UserDirectory
     from trialops.trial_config import TrialConfigError, load_trial
@@ -111,7 +110,7 @@ def serve(
         raise fail(str(exc)) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
-    web.run_app(application, host=host, port=port, print=lambda msg: typer.echo(f"services: {msg}"))
+    serving.run(application, host=host, port=port, say=lambda msg: typer.echo(f"services: {msg}"))
 
 
 @app.command()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SHIPPED = Path(__file__).parent / "trials" / "nct06623396.json"
 
@@ -103,6 +103,15 @@ class Reporting(Strict):
     follow_up_days: int = Field(ge=1)
 
 
+class Records(Strict):
+    """Which business times a command may carry (checked at the HTTP edge,
+    ``services.validation``): none before the trial's start, none later than the server's clock
+    plus ``max_future_skew_minutes`` (the sites' clocks are not the server's)."""
+
+    earliest_business_time: AwareDatetime
+    max_future_skew_minutes: int = Field(ge=0, le=24 * 60)
+
+
 class TrialConfig(Strict):
     trial_id: str = Field(min_length=1)
     title: str
@@ -115,6 +124,7 @@ class TrialConfig(Strict):
     conditioning: Conditioning
     infused_dose_tolerance_percent: Percent
     reporting: Reporting
+    records: Records
     permissions: dict[str, tuple[str, ...]] = Field(
         description="command name -> roles allowed to issue it"
     )

@@ -39,7 +39,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from events.dosing import BedsideCoiVerified, ConditioningDayRecorded, InfusionRecorded
 from events.enrollment import Route, SubjectId
 from events.envelope import Actor
-from events.manufacturing import CoiId, LotId
+from events.manufacturing import LotId
 from services.decider import NewEvent
 from services.dosing.bsa import (
     conditioning_doses,
@@ -57,10 +57,13 @@ from services.dosing.preconditions import (
 )
 from services.dosing.state import DosingState, evolve, initial_state
 from services.errors import NotFound, RuleViolated
+from services.fields import identifier
 from services.runtime import Decider
 from trialops.trial_config import TrialConfig
 
 # ---------------------------------------------------------------- commands
+
+PresentedCoiId = identifier(64, "The chain-of-identity id as read from the bag's label")
 
 
 class Command(BaseModel):
@@ -81,7 +84,7 @@ class RecordConditioningDay(Command):
 class VerifyBedsideCoi(Command):
     subject_id: SubjectId
     lot_id: LotId
-    coi_id: CoiId
+    coi_id: PresentedCoiId
     actor: Actor
     """The person checking, injected by the server from the authenticated user."""
 

@@ -10,13 +10,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from events.enrollment import (
     CohortId,
-    Reason,
     RecommendationId,
     Route,
     ScreenFailureCode,
     SubjectId,
 )
 from events.manufacturing import LotId
+from services.fields import Reason, SiteId
 
 WithdrawalCode = Literal[
     "consent-withdrawn",
@@ -53,7 +53,7 @@ class _NeedsTextForOther(Command):
 
 class RegisterSubject(Command):
     subject_id: SubjectId
-    site_id: str = Field(min_length=1, max_length=32)
+    site_id: SiteId
 
 
 class RecordPrescreening(Command):

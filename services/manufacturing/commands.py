@@ -7,9 +7,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from events.enrollment import SubjectId
 from events.envelope import Actor
-from events.manufacturing import LotId, ManufacturingStep, Party, QcOutcome, QcTest
+from events.manufacturing import LotId, ManufacturingStep, QcOutcome, QcTest
+from services.fields import REASON_MAX_LENGTH, Code, PartyName, SiteId, free_text
 from services.manufacturing.identifiers import IsbtIdentifier
 from services.manufacturing.qc import check_result_shape
+
+Location = free_text(1, 200)
+Rationale = free_text(10, REASON_MAX_LENGTH)
 
 
 class Command(BaseModel):
@@ -29,7 +33,7 @@ class RecordApheresis(Command):
     lot_id: LotId
     coi_id: IsbtIdentifier
     din: IsbtIdentifier
-    collection_site: Party
+    collection_site: PartyName
     volume_ml: float = Field(gt=0, le=2000, allow_inf_nan=False)
     total_nucleated_cells: float = Field(gt=0, allow_inf_nan=False)
     cd3_cells: float = Field(gt=0, allow_inf_nan=False)
@@ -55,9 +59,9 @@ class IdentityCheck(LotCommand):
 class Handoff(IdentityCheck):
     """A chain-of-custody hand-off: who (the actor), from, to, where, when, temperature."""
 
-    from_party: Party
-    to_party: Party
-    location: str = Field(min_length=1, max_length=200)
+    from_party: PartyName
+    to_party: PartyName
+    location: Location
     temperature_c: float = Field(ge=-273.15, le=60, allow_inf_nan=False)
 
 
@@ -113,7 +117,7 @@ class DecideExceptionalRelease(LotCommand):
 
     actor: Actor
     approve: bool
-    rationale: str = Field(min_length=10, max_length=2000)
+    rationale: Rationale
 
 
 class RecordCryopreservation(LotCommand):
@@ -121,11 +125,11 @@ class RecordCryopreservation(LotCommand):
 
 
 class ShipLot(Handoff):
-    destination_site: str = Field(min_length=1, max_length=32)
+    destination_site: SiteId
 
 
 class ReceiveLotAtSite(Handoff):
-    site_id: str = Field(min_length=1, max_length=32)
+    site_id: SiteId
 
 
 class ThawLot(IdentityCheck):
@@ -133,7 +137,7 @@ class ThawLot(IdentityCheck):
 
 
 class RecordManufacturingFailure(LotCommand):
-    reason_code: str = Field(min_length=1, max_length=64)
+    reason_code: Code
 
 
 COMMANDS: dict[str, type[Command]] = {

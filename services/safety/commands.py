@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from events.enrollment import SubjectId
 from events.safety import (
@@ -19,13 +19,13 @@ from events.safety import (
     ReportName,
     ReviewId,
     SeriousnessCriterion,
-    Term,
     Verdict,
 )
+from services.fields import Reason, Reference, free_text
 from services.safety.grading import CrsObservation, IcansObservation
 
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-"""A reason that says something: blank or whitespace-only is refused."""
+CtcaeTerm = free_text(2, 120)
+"""A CTCAE v5 term as the site wrote it (the event type ``Term`` reads the log as it is)."""
 
 
 class Command(BaseModel):
@@ -49,7 +49,7 @@ class ReportAdverseEvent(Command):
 
     ae_id: AeId
     subject_id: SubjectId
-    term: Term
+    term: CtcaeTerm
     grade: CtcaeGrade
     onset_at: AwareDatetime
     serious_criteria: Criteria = ()
@@ -127,7 +127,7 @@ class DetermineExpeditedReport(Command):
 class SubmitExpeditedReport(Command):
     ae_id: AeId
     report: ReportName
-    reference: str = Field(min_length=1, max_length=64, description="The report's number")
+    reference: Reference = Field(description="The report's number")
 
 
 class RecordSafetyReview(Command):

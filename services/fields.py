@@ -1,0 +1,56 @@
+"""Text field types that the commands of every context share, defined once.
+
+Commands are stricter than the events they lead to: an event model must go on reading what the
+log already holds, while a command decides what may be added to it. So a blank reason or an id
+of spaces is refused here, at the edge, and the event types stay as they were.
+
+Characters that are never accepted in any string of a request (control and bidirectional
+formatting characters) are refused before a command is built (``services.validation``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+REASON_MAX_LENGTH = 2000
+"""The longest reason, rationale or summary a command may carry. The full text goes on the
+topic; projections keep a shortened copy (``projections.bounded``)."""
+
+Reason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=REASON_MAX_LENGTH),
+]
+"""A reason that says something: surrounding blanks are dropped, blank or whitespace-only is
+refused. The envelope's ``reason`` of every route is checked against this type too."""
+
+_NO_EDGE_BLANKS = r"^\S(?:.*\S)?$"
+"""Not blank, and no leading or trailing whitespace: an id is compared character for character,
+so ' MSK' and 'MSK' must not both be accepted as different sites."""
+
+
+def identifier(max_length: int, description: str | None = None):
+    """A free-form id or name (site, custodian, report reference): 1 to ``max_length``
+    characters, never blank, no whitespace at either end."""
+    return Annotated[
+        str,
+        Field(
+            min_length=1, max_length=max_length, pattern=_NO_EDGE_BLANKS, description=description
+        ),
+    ]
+
+
+SiteId = identifier(32, "The site's code, e.g. 'MSK'")
+PartyName = identifier(128, "A custodian: a person, a site, a courier, a facility")
+Reference = identifier(64, "A number given by another system, e.g. an expedited report's")
+Code = identifier(64, "A short code, e.g. a manufacturing failure's reason code")
+
+
+def free_text(min_length: int, max_length: int):
+    """Text written by a person: surrounding blanks dropped, then ``min_length`` to
+    ``max_length`` characters."""
+    return Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
+    ]
