@@ -19,6 +19,7 @@ from events.enrollment import CohortClosed, CohortExpanded, CohortOpened
 from events.registry import Recorded
 from events.safety import DltEvaluationCompleted
 from projections.base import Projection, State, ordered_insert, stamp
+from projections.bounded import shorten
 from projections.escalation.engine import LevelOutcomes, Recommendation, recommend
 from trialops.trial_config import TrialConfig
 
@@ -64,8 +65,9 @@ def apply(state: State, recorded: Recorded) -> State:
                 "cohort_id": event.cohort_id,
                 "dose_level": getattr(event, "dose_level", None),
                 "recommendation_id": getattr(event, "recommendation_id", None),
-                "departure_reason": getattr(event, "departure_reason", None)
-                or getattr(event, "reason", None),
+                "departure_reason": shorten(
+                    getattr(event, "departure_reason", None) or getattr(event, "reason", None)
+                ),
                 "decided_by": recorded.envelope.actor.user_id,
             }
             return {**state, "decisions": ordered_insert(state["decisions"], decision)}

@@ -35,6 +35,11 @@ from projections.base import Projection, State, ordered_insert, stamp
 
 NAME = "manufacturing-pipeline"
 
+MAX_LISTED = 50
+"""Hand-offs and QC results a lot's value keeps (the latest, in business-time order; the
+earlier ones are counted): a lot has fewer than a dozen of each, and a value must stay small
+whatever is posted (decisions 13). The complete chain of custody is on the topic."""
+
 STAGE_OF = {
     ApheresisCollected: "collected",
     ApheresisReceived: "received",
@@ -95,10 +100,10 @@ def apply(state: State, recorded: Recorded) -> State:
                 "temperature_c": event.temperature_c,
                 "by": recorded.envelope.actor.user_id,
             }
-            return {**state, "custody": ordered_insert(state["custody"], hand_off)}
+            return _listed(state, "custody", hand_off)
         case QcResultRecorded():
             result = {**at, "test": event.test, "value": event.value, "outcome": event.outcome}
-            state = {**state, "qc": ordered_insert(state["qc"], result)}
+            state = _listed(state, "qc", result)
         case BedsideCoiVerified():
             check = {**at, "verified_by": event.verified_by}
             return {**state, "bedside_checks": ordered_insert(state["bedside_checks"], check)}
@@ -115,6 +120,14 @@ def apply(state: State, recorded: Recorded) -> State:
     elif isinstance(event, LotOutOfSpecification):
         detail = {"failed_tests": list(event.failed_tests), "after_release": event.after_release}
     return {**state, "stages": ordered_insert(state["stages"], {**at, "stage": stage, **detail})}
+
+
+def _listed(state: State, name: str, item: dict) -> State:
+    """``item`` added to the list ``name``, of which the latest ``MAX_LISTED`` are kept; the
+    same whatever the arrival order, as ``ordered_insert`` is."""
+    items = ordered_insert(state[name], item)
+    earlier = state.get(f"earlier_{name}", 0) + max(0, len(items) - MAX_LISTED)
+    return {**state, name: items[-MAX_LISTED:], f"earlier_{name}": earlier}
 
 
 def _summary(state: State) -> dict:
@@ -143,7 +156,7 @@ def _summary(state: State) -> dict:
         "chain_of_identity": {
             "collected_with_two_identifiers": state["coi_id"] is not None
             and state["din"] is not None,
-            "hand_offs": len(state["custody"]),
+            "hand_offs": len(state["custody"]) + state.get("earlier_custody", 0),
             "bedside_verifiers": len(checkers),
             "status": "complete"
             if state["coi_id"] and state["din"] and len(checkers) >= 2

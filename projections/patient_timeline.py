@@ -1,5 +1,9 @@
 """Patient timeline: everything that happened to one subject, in business-time order, with who
-recorded it and when. Any event whose payload names a ``subject_id`` belongs to that subject."""
+recorded it and when. Any event whose payload names a ``subject_id`` belongs to that subject.
+
+A subject's value is bounded whatever is posted: free text is shortened, an entry's details are
+capped, and the value keeps the latest ``MAX_ENTRIES`` entries in business-time order with the
+count of earlier ones; the complete history is on the topics (replay, audit trail)."""
 
 from __future__ import annotations
 
@@ -8,8 +12,18 @@ from collections.abc import Mapping
 from events.registry import Recorded
 from events.topics import CONTEXTS
 from projections.base import Projection, State
+from projections.bounded import capped_details, shorten
 
 NAME = "patient-timeline"
+
+MAX_ENTRIES = 200
+"""Entries a subject's value keeps: a subject of this trial has about 60 events (the simulated
+trial's busiest has 44 steps), so only a runaway stream reaches it."""
+DETAILS_LIMIT = 1024
+"""Bytes of an entry's details (the payload, strings shortened) kept as JSON."""
+MAX_VALUE_BYTES = 512 * 1024
+"""What a subject's value stays under as JSON: MAX_ENTRIES entries of at most about 2.3 KiB
+(details, a shortened reason, ids and times), half of Kafka's default 1 MB message limit."""
 
 
 def key_of(recorded: Recorded) -> str | None:
@@ -29,8 +43,10 @@ def apply(state: State, recorded: Recorded) -> State:
         "occurred_at": e.occurred_at.isoformat(),
         "recorded_at": e.recorded_at.isoformat(),
         "recorded_by": {"user_id": e.actor.user_id, "role": e.actor.role},
-        "reason": e.reason,
-        "details": recorded.payload.model_dump(mode="json", exclude={"subject_id"}),
+        "reason": shorten(e.reason),
+        "details": capped_details(
+            recorded.payload.model_dump(mode="json", exclude={"subject_id"}), DETAILS_LIMIT
+        ),
     }
     # Events of several topics arrive interleaved in no fixed order: keep the list sorted so
     # the live worker and the replay agree whatever the arrival order.
@@ -38,13 +54,21 @@ def apply(state: State, recorded: Recorded) -> State:
         [*state["entries"], entry],
         key=lambda x: (x["occurred_at"], x["recorded_at"], x["event_id"]),
     )
-    return {**state, "entries": entries}
+    # Keeping the latest MAX_ENTRIES of everything seen does not depend on arrival order either.
+    omitted = state.get("earlier_entries_omitted", 0) + max(0, len(entries) - MAX_ENTRIES)
+    return {**state, "entries": entries[-MAX_ENTRIES:], "earlier_entries_omitted": omitted}
 
 
 def render(states: Mapping[str, State]) -> dict:
     return {
         "projection": NAME,
-        "subjects": [{**states[s], "events": len(states[s]["entries"])} for s in sorted(states)],
+        "subjects": [
+            {
+                **states[s],
+                "events": len(states[s]["entries"]) + states[s].get("earlier_entries_omitted", 0),
+            }
+            for s in sorted(states)
+        ],
     }
 
 

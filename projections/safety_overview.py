@@ -28,6 +28,7 @@ from events.safety import (
     IcansGraded,
 )
 from projections.base import Projection, State, ordered_insert, stamp
+from projections.bounded import bounded
 from services.safety.reporting import SafetyCase, reports_due
 from trialops.trial_config import TrialConfig
 
@@ -70,7 +71,7 @@ def apply(state: State, recorded: Recorded) -> State:
     fact = {
         **stamp(recorded),
         "type": recorded.envelope.event_type,
-        "payload": recorded.payload.model_dump(mode="json"),
+        "payload": bounded(recorded.payload.model_dump(mode="json")),
     }
     return {**state, "facts": ordered_insert(state["facts"], fact)}
 
