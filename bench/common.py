@@ -46,8 +46,8 @@ from events.enrollment import (
 from events.envelope import GENESIS_HASH, Actor, Envelope, from_bytes, seal, to_bytes
 from events.registry import EventPayload, read
 from events.topics import event_topic
-from trialops.kafka_io import ensure_topics
 from trialops.settings import Settings
+from trialops.topic_admin import configured_replication_factor, ensure_topics
 
 ACTOR = Actor(user_id="bench-writer", role="investigator")
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -95,6 +95,9 @@ def kafka_broker() -> Iterator[str]:
 
     say("KAFKA_BOOTSTRAP_SERVERS not set: starting the project's own broker 'bench'")
     broker = LocalKafka(name="bench")
+    # The benchmark's own broker is throwaway: start it on new storage every run.
+    for path, size in broker.wipe():
+        say(f"deleted the previous run's {path} ({size / 1e6:.1f} MB)")
     try:
         yield broker.start()
     finally:
@@ -108,7 +111,7 @@ def fresh_settings(bootstrap_servers: str) -> Settings:
         namespace=f"bench-{uuid.uuid4().hex[:8]}",
         trial_id=TRIAL_ID,
     )
-    ensure_topics(settings.bootstrap_servers, settings.namespace, settings.replication_factor)
+    ensure_topics(settings.bootstrap_servers, settings.namespace, configured_replication_factor())
     return settings
 
 

@@ -10,10 +10,14 @@ Layout under the home directory (``default_home()``)::
     <version>/libs/*.jar         the broker class path
     <version>/.complete          marker: the libs directory is complete
     clusters/<name>/state.json   pids and ports of a running cluster
+    clusters/<name>/cluster.json the cluster id, node count and last ports of its storage
     clusters/<name>/node-<id>/   server.properties, data/, broker.log
 
 A cluster started by one process can be inspected and stopped by another one through
-``state.json``; every start formats fresh storage with a new cluster id.
+``state.json``. The data is kept: stopping a cluster and starting it again under the same
+name reuses its storage and its cluster id (and its ports when they are still free). Only a
+cluster whose storage is new is formatted, with a new cluster id; ``wipe()`` (``trialops
+broker wipe``, ``trialops broker start --fresh``) deletes the storage, and says what it deleted.
 """
 
 from __future__ import annotations
@@ -74,6 +78,36 @@ def _free_ports(count: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def _ports_free(ports: list[int]) -> bool:
+    """True if every one of ``ports`` can be bound on 127.0.0.1 right now."""
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                return False
+    return True
+
+
+def _formatted_cluster_id(data_dir: Path) -> str | None:
+    """The cluster id in ``data_dir/meta.properties``: None if that storage is unformatted."""
+    try:
+        text = (data_dir / "meta.properties").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "cluster.id" and value.strip():
+            return value.strip()
+    return None
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def _port_open(port: int) -> bool:
@@ -166,26 +200,104 @@ class LocalKafka:
         self,
         home: Path | None = None,
         name: str = "default",
-        nodes: int = 1,
+        nodes: int | None = None,
         version: str = KAFKA_VERSION,
         heap: str = "384m",
         *,
         progress: Progress = _stderr,
     ) -> None:
-        if nodes < 1:
+        if nodes is not None and nodes < 1:
             raise ValueError("nodes must be >= 1")
         if not name or "/" in name or name.startswith("."):
             raise ValueError(f"invalid cluster name {name!r}")
         self.home = Path(home) if home is not None else default_home()
         self.name = name
-        self.nodes = nodes
+        self.requested_nodes = nodes
+        """Node count asked for; None: as many as the kept storage has (1 for new storage)."""
         self.version = version
         self.heap = heap
         self.progress = progress
         self.cluster_dir = self.home / "clusters" / name
         self.state_file = self.cluster_dir / "state.json"
+        self.layout_file = self.cluster_dir / "cluster.json"
         self.lock_file = self.cluster_dir / ".lock"  # serialises start/stop of this cluster
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        stored = self._stored_nodes_or_none()
+        self.nodes = nodes if nodes is not None else (stored or 1)
+
+    # -- storage ---------------------------------------------------------------------
+
+    def _stored_nodes_or_none(self) -> int | None:
+        try:
+            storage = self.storage()
+        except BrokerError:
+            return None
+        return storage["nodes"] if storage else None
+
+    def storage(self) -> dict[str, Any] | None:
+        """The kept storage: ``{"cluster_id", "nodes", "ports", "dir"}``, or None when there is
+        none (a new cluster). Raises BrokerError when it is inconsistent (nodes of different
+        clusters, or a node's storage missing beside the others')."""
+        node_dirs = {}
+        for path in self.cluster_dir.glob("node-*"):
+            suffix = path.name.removeprefix("node-")
+            if suffix.isdigit():
+                node_dirs[int(suffix)] = path
+        formatted = {
+            node_id: cluster_id
+            for node_id, path in node_dirs.items()
+            if (cluster_id := _formatted_cluster_id(path / "data")) is not None
+        }
+        if not formatted:
+            return None
+        wipe_hint = f"'trialops broker wipe --name {self.name}' deletes it to start over"
+        if len(set(formatted.values())) > 1:
+            raise BrokerError(
+                f"broker '{self.name}': its nodes hold storage of different clusters "
+                f"({formatted}); {wipe_hint}"
+            )
+        count = max(formatted)
+        missing = [i for i in range(1, count + 1) if i not in formatted]
+        if missing:
+            raise BrokerError(
+                f"broker '{self.name}': the storage of node(s) {missing} is missing beside that "
+                f"of node(s) {sorted(formatted)} in {self.cluster_dir}; {wipe_hint}"
+            )
+        try:
+            layout = json.loads(self.layout_file.read_text())
+        except (OSError, ValueError):
+            layout = {}
+        ports = layout.get("ports")
+        return {
+            "cluster_id": next(iter(formatted.values())),
+            "nodes": count,
+            "ports": ports if isinstance(ports, list) and len(ports) == 2 * count else None,
+            "dir": str(self.cluster_dir),
+        }
+
+    def wipe(self) -> list[tuple[Path, int]]:
+        """Delete the cluster's storage (every node's data and log); return what was deleted,
+        with its size in bytes. Refuses while the cluster runs."""
+        if not self.cluster_dir.exists():
+            return []
+        with _locked(self.lock_file):
+            state = self._read_state()
+            if state is not None and any(self._node_alive(n) for n in state["nodes"]):
+                raise BrokerError(
+                    f"broker '{self.name}' is running at {state['bootstrap_servers']}; "
+                    "stop it before wiping its data"
+                )
+            doomed = sorted(self.cluster_dir.glob("node-*"))
+            doomed += [f for f in (self.layout_file, self.state_file) if f.exists()]
+            deleted = []
+            for path in doomed:
+                size = _size(path)
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+                deleted.append((path, size))
+        return deleted
 
     # -- state -----------------------------------------------------------------------
 
@@ -217,7 +329,18 @@ class LocalKafka:
     def status(self) -> dict[str, Any]:
         state = self._read_state()
         if state is None:
-            return {"name": self.name, "running": False, "bootstrap_servers": None, "nodes": []}
+            try:
+                kept = self.storage()
+            except BrokerError:
+                kept = None
+            return {
+                "name": self.name,
+                "running": False,
+                "bootstrap_servers": None,
+                "nodes": [],
+                "storage": kept["dir"] if kept else None,
+                "cluster_id": kept["cluster_id"] if kept else None,
+            }
         nodes = [
             {
                 "node_id": n["node_id"],
@@ -232,6 +355,7 @@ class LocalKafka:
         return {
             "name": self.name,
             "running": any(n["alive"] for n in nodes),
+            "storage": self.cluster_dir.as_posix(),
             "bootstrap_servers": state["bootstrap_servers"],
             "version": state.get("version"),
             "cluster_id": state.get("cluster_id"),
@@ -241,7 +365,8 @@ class LocalKafka:
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self, timeout: float = 90.0) -> str:
-        """Start the cluster on fresh storage; return its bootstrap servers once it serves."""
+        """Start the cluster on its kept storage (formatting it only when it is new); return
+        its bootstrap servers once it serves."""
         started = time.monotonic()
         libs = fetch_jars(self.home, self.version, self.progress)
         java = find_java()
@@ -255,13 +380,28 @@ class LocalKafka:
                         f"{previous['bootstrap_servers']}; stop it first"
                     )
                 self.state_file.unlink(missing_ok=True)  # stale: left by a crash
-            for old in self.cluster_dir.glob("node-*"):
-                shutil.rmtree(old)
+            stored = self.storage()
+            if stored is None:
+                # Nothing formatted: only what a start that died before formatting left.
+                for old in self.cluster_dir.glob("node-*"):
+                    shutil.rmtree(old)
+                self.nodes = self.requested_nodes or 1
+            elif self.requested_nodes not in (None, stored["nodes"]):
+                raise BrokerError(
+                    f"broker '{self.name}' keeps the data of a {stored['nodes']}-node cluster; "
+                    f"start it with {stored['nodes']} nodes, or delete its data with "
+                    f"'trialops broker wipe --name {self.name}'"
+                )
+            else:
+                self.nodes = stored["nodes"]
             log4j = self.cluster_dir / "log4j.properties"
             log4j.write_bytes(
                 resources.files("trialops").joinpath("kafka/log4j.properties").read_bytes()
             )
-            ports = _free_ports(2 * self.nodes)
+            if stored is not None and stored["ports"] and _ports_free(stored["ports"]):
+                ports = stored["ports"]
+            else:
+                ports = _free_ports(2 * self.nodes)
             nodes: list[dict[str, Any]] = []
             for i in range(self.nodes):
                 node_dir = self.cluster_dir / f"node-{i + 1}"
@@ -278,13 +418,12 @@ class LocalKafka:
                 )
             for node in nodes:
                 node_dir = Path(node["dir"])
-                node_dir.mkdir()
+                node_dir.mkdir(exist_ok=True)
                 Path(node["properties"]).write_text(
                     _node_properties(
                         node["node_id"], nodes, node_dir / "data", single=self.nodes == 1
                     )
                 )
-            cluster_id = new_cluster_id()
             jvm_common = [
                 java,
                 "-Djava.awt.headless=true",
@@ -292,7 +431,19 @@ class LocalKafka:
                 "-cp",
                 str(libs / "*"),
             ]
-            self._format(jvm_common, nodes, cluster_id)
+            if stored is None:
+                cluster_id = new_cluster_id()
+                self.progress(f"broker '{self.name}': formatting new storage ({cluster_id})")
+                self._format(jvm_common, nodes, cluster_id)
+            else:
+                cluster_id = stored["cluster_id"]
+                self.progress(
+                    f"broker '{self.name}': reusing its data ({cluster_id}, {self.cluster_dir})"
+                )
+            layout = {"cluster_id": cluster_id, "nodes": self.nodes, "ports": ports}
+            tmp = self.layout_file.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(layout, indent=2) + "\n")
+            os.replace(tmp, self.layout_file)
             bootstrap = ",".join(f"{HOST}:{n['port']}" for n in nodes)
             state = {
                 "name": self.name,
@@ -458,7 +609,8 @@ class LocalKafka:
             time.sleep(0.05)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop every node (also one started by another process); no-op if not running."""
+        """Stop every node (also one started by another process); no-op if not running. The
+        data stays: the next ``start`` under this name serves it again."""
         if not self.state_file.exists():
             return
         with _locked(self.lock_file):
@@ -467,7 +619,9 @@ class LocalKafka:
                 return
             if any(self._node_alive(n) for n in state["nodes"]):
                 self._terminate(state["nodes"], timeout)
-                self.progress(f"broker '{self.name}' stopped")
+                self.progress(
+                    f"broker '{self.name}' stopped; its data is kept in {self.cluster_dir}"
+                )
             self.state_file.unlink(missing_ok=True)
 
     def kill_node(self, node_id: int) -> None:

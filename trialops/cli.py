@@ -81,12 +81,26 @@ def schemas_export(directory: Annotated[Path, typer.Argument(help="Folder to wri
 
 @topics_app.command("create")
 def topics_create():
-    """Create the event topics that are missing (infinite retention)."""
-    from trialops.kafka_io import ensure_topics
+    """Create the event topics that are missing: kept forever, never compacted, on
+    min(3, brokers) replicas (or TRIALOPS_REPLICATION_FACTOR), min.insync.replicas=2 when
+    replicated. Exits 1 when an event topic, new or existing, could lose events."""
+    from trialops.topic_admin import (
+        check_event_topics,
+        configured_replication_factor,
+        ensure_topics,
+    )
 
     s = Settings.from_env()
-    created = ensure_topics(s.bootstrap_servers, s.namespace, s.replication_factor)
+    try:
+        created = ensure_topics(s.bootstrap_servers, s.namespace, configured_replication_factor())
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     typer.echo(f"created: {', '.join(created) or 'none (all present)'}")
+    problems = check_event_topics(s.bootstrap_servers, s.namespace)
+    for problem in problems:
+        typer.echo(f"  could lose events: {problem}", err=True)
+    if problems:
+        raise fail(f"{len(problems)} event topic setting(s) could lose events", code=1)
 
 
 @app.command()
@@ -197,17 +211,24 @@ def verify(
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ):
     """Check every event topic: hashes, hash chains, gap-free sequences, duplicates, order and
-    schemas. Exits 1 when anything is wrong."""
+    schemas, and the topic's configuration (kept forever, never compacted, replicated).
+    Exits 1 when anything is wrong."""
     import orjson
 
+    from trialops.topic_admin import check_event_topics
     from trialops.verify import verify as run_verify
 
+    settings = Settings.from_env()
     try:
-        report = run_verify(Settings.from_env(), progress=_progress)
+        report = run_verify(settings, progress=_progress)
     except LookupError as exc:
         raise fail(f"{exc}; create the topics with 'trialops topics create'") from None
+    topic_problems = check_event_topics(settings.bootstrap_servers, settings.namespace)
     if json_output:
-        typer.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
+        document = report.as_dict()
+        document["ok"] = report.ok and not topic_problems
+        document["topic_problems"] = [p.as_dict() for p in topic_problems]
+        typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
     else:
         rate = report.events / max(report.seconds, 1e-9)
         typer.echo(
@@ -216,16 +237,20 @@ def verify(
         )
         for topic, count in sorted(report.topics.items()):
             typer.echo(f"  {topic}: {count} events")
-        if report.ok:
+        if topic_problems:
+            typer.echo(f"{len(topic_problems)} topic setting(s) could lose events:")
+            for topic_problem in topic_problems:
+                typer.echo(f"  [topic-config] {topic_problem}")
+        if report.ok and not topic_problems:
             typer.echo("no problems found")
-        else:
+        elif not report.ok:
             typer.echo(
                 f"{len(report.problems)} problem(s): "
                 + ", ".join(f"{kind} {count}" for kind, count in report.by_kind().items())
             )
             for problem in report.problems:
                 typer.echo(f"  [{problem.kind}] {problem.where}: {problem.detail}")
-    if not report.ok:
+    if not report.ok or topic_problems:
         raise typer.Exit(1)
 
 
@@ -235,14 +260,20 @@ def up(
     web_port: Annotated[int, typer.Option(help="Projections' HTTP port.")] = 6066,
     demo: Annotated[bool, typer.Option(help="Run the simulated trial as a demo.")] = True,
     speed: Annotated[float, typer.Option(help="Demo: wall-clock seconds between commands.")] = 0.05,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Delete the kept trial (the broker's data) first.")
+    ] = False,
 ):
     """Run everything: a broker (unless KAFKA_BOOTSTRAP_SERVERS is set), the topics, the
-    enrollment service, the Faust worker, and a demo. Ctrl-C stops it all."""
+    enrollment service, the Faust worker, and a demo. Ctrl-C stops it all. The broker keeps
+    the trial between runs; the demo is seeded only into an empty trial."""
     from trialops.stack import run_stack
 
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            run_stack(service_port=service_port, web_port=web_port, demo=demo, speed=speed)
+            run_stack(
+                service_port=service_port, web_port=web_port, demo=demo, speed=speed, fresh=fresh
+            )
     except (TimeoutError, RuntimeError) as exc:
         raise fail(str(exc), code=1) from None
 

@@ -1,4 +1,7 @@
-"""``trialops broker ...``: run a local Kafka cluster (KRaft, no Docker) for development."""
+"""``trialops broker ...``: run a local Kafka cluster (KRaft, no Docker) for development.
+
+``stop`` and ``start`` keep the data; only ``wipe`` or ``start --fresh`` delete it, and they
+print what they deleted."""
 
 from __future__ import annotations
 
@@ -44,16 +47,44 @@ def fetch(
     typer.echo(str(libs))
 
 
+def _size(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
+
+
+def _wipe(kafka: LocalKafka) -> None:
+    deleted = _run(kafka.wipe)
+    if not deleted:
+        _err(f"broker '{kafka.name}' has no data to delete")
+        return
+    for path, size in deleted:
+        _err(f"deleted {path} ({_size(size)})")
+    _err(f"broker '{kafka.name}': all its data is deleted; its next start formats new storage")
+
+
 @app.command()
 def start(
     name: NameOption = "default",
     nodes: Annotated[
-        int, typer.Option("--nodes", min=1, help="1, or 3 for a replicated cluster.")
-    ] = 1,
+        int | None,
+        typer.Option(
+            "--nodes",
+            min=1,
+            help="1, or 3 for a replicated cluster (default: as many as its kept data has, "
+            "else 1).",
+        ),
+    ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 90.0,
+    fresh: Annotated[
+        bool,
+        typer.Option("--fresh", help="Delete the cluster's kept data first (prints what)."),
+    ] = False,
 ) -> None:
-    """Start a cluster in the background and print its bootstrap servers."""
+    """Start a cluster in the background and print its bootstrap servers.
+
+    A cluster keeps its data between stop and start; only new storage is formatted."""
     kafka = _run(lambda: LocalKafka(name=name, nodes=nodes, progress=_err))
+    if fresh:
+        _wipe(kafka)
     bootstrap = _run(lambda: kafka.start(timeout=timeout))
     typer.echo(bootstrap)
     _err(
@@ -67,11 +98,25 @@ def stop(
     name: NameOption = "default",
     timeout: Annotated[float, typer.Option(help="Seconds before SIGKILL.")] = 30.0,
 ) -> None:
-    """Stop a cluster (started by any process)."""
+    """Stop a cluster (started by any process); its data is kept for the next start."""
     kafka = _run(lambda: LocalKafka(name=name, progress=_err))
     if not kafka.status()["running"]:
         _err(f"broker '{name}' is not running")
     _run(lambda: kafka.stop(timeout=timeout))
+
+
+@app.command()
+def wipe(
+    name: NameOption = "default",
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a stopped cluster's data: every event on it is gone for good."""
+    kafka = _run(lambda: LocalKafka(name=name, progress=_err))
+    if not yes:
+        typer.confirm(
+            f"Delete every topic and event of broker '{name}' ({kafka.cluster_dir})?", abort=True
+        )
+    _wipe(kafka)
 
 
 @app.command()

@@ -1,5 +1,9 @@
 """Start and stop the whole system as child processes: broker (if needed), topics, the
-enrollment service and the Faust worker. Used by ``trialops up`` and by the end-to-end tests."""
+enrollment service and the Faust worker. Used by ``trialops up`` and by the end-to-end tests.
+
+``trialops up`` keeps the trial between runs: its broker ('up') keeps its data and the
+namespace stays the same, so a second run serves the trial of the first; the demo is seeded
+only into a trial that has no events yet. ``--fresh`` deletes the broker's data first."""
 
 from __future__ import annotations
 
@@ -13,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trialops.http_client import get_bytes, wait_until_up
-from trialops.kafka_io import ensure_topics
 from trialops.settings import Settings
+from trialops.topic_admin import check_event_topics, configured_replication_factor, ensure_topics
 
 
 @dataclass
@@ -40,9 +44,11 @@ class Stack:
         created = ensure_topics(
             self.settings.bootstrap_servers,
             self.settings.namespace,
-            self.settings.replication_factor,
+            configured_replication_factor(),
         )
         self.say(f"topics: created {len(created)}, namespace '{self.settings.namespace}'")
+        for problem in check_event_topics(self.settings.bootstrap_servers, self.settings.namespace):
+            self.say(f"warning: {problem}")
         self.spawn("services", ["serve", "--port", str(self.service_port)])
         self.spawn(
             "projections",
@@ -106,16 +112,30 @@ class Stack:
         return get_bytes(f"{self.projections_url}/projections/cohort-occupancy")
 
 
-def run_stack(*, service_port: int, web_port: int, demo: bool, speed: float = 0.05) -> None:
+def run_stack(
+    *, service_port: int, web_port: int, demo: bool, speed: float = 0.05, fresh: bool = False
+) -> None:
     from trialops.broker import LocalKafka
 
     broker = None
     if "KAFKA_BOOTSTRAP_SERVERS" in os.environ:
+        if fresh:
+            raise RuntimeError(
+                "--fresh deletes the data of the broker 'trialops up' starts; with "
+                "KAFKA_BOOTSTRAP_SERVERS set, choose a new TRIALOPS_NAMESPACE instead"
+            )
         settings = Settings.from_env()
         print(f"using the Kafka at {settings.bootstrap_servers}")
     else:
         broker = LocalKafka(name="up")
+        if fresh:
+            for path, size in broker.wipe():
+                print(f"--fresh: deleted {path} ({size / 1e6:.1f} MB)")
         settings = Settings.from_env(bootstrap_servers=broker.start())
+        print(
+            f"Kafka keeps the trial in {broker.cluster_dir} between runs "
+            "('trialops up --fresh' starts a new one)"
+        )
     stack = Stack(settings, Path(".trialops"), service_port=service_port, web_port=web_port)
     try:
         stack.start()
@@ -129,7 +149,7 @@ def run_stack(*, service_port: int, web_port: int, demo: bool, speed: float = 0.
             "Ctrl-C stops everything.\n"
         )
         if demo:
-            _demo(stack, speed)
+            _demo(stack, speed, settings)
         while all(p.poll() is None for p in stack.processes.values()):
             time.sleep(1)
         stack.check_alive()
@@ -139,10 +159,21 @@ def run_stack(*, service_port: int, web_port: int, demo: bool, speed: float = 0.
             broker.stop()
 
 
-def _demo(stack: Stack, speed: float) -> None:
-    """A whole simulated trial (18 patients, seed 7) through the public command API."""
+def _demo(stack: Stack, speed: float, settings: Settings) -> None:
+    """A whole simulated trial (18 patients, seed 7) through the public command API, into a
+    trial that has no events yet."""
     from trialops.journey import JourneyStepRefused
     from trialops.simulate import SimulationError, simulate
+    from trialops.topic_admin import record_counts
+
+    records = sum(record_counts(settings.bootstrap_servers, settings.namespace).values())
+    if records:
+        print(
+            f"demo not run: the trial in namespace '{settings.namespace}' already holds "
+            f"{records} records from an earlier run (kept; 'trialops up --fresh' starts over)"
+        )
+        print(f"\nthe trial is on the dashboard: {stack.projections_url}/")
+        return
 
     print(f"demo: simulating the trial at {speed:g} s per command (trialops simulate)...")
     try:

@@ -33,7 +33,7 @@ from tests.unit.test_audit_trail import (
 )
 from tests.unit.test_odm import official_odm_schema
 from trialops.export import envelope_from_csv
-from trialops.kafka_io import ensure_topics
+from trialops.topic_admin import ensure_topics
 
 pytestmark = pytest.mark.kafka
 

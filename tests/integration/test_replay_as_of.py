@@ -9,8 +9,8 @@ import pytest
 
 from events.enrollment import SubjectRegistered
 from tests.integration.raw_events import RawWriter
-from trialops.kafka_io import ensure_topics
 from trialops.replay import ReplayStats, replay
+from trialops.topic_admin import ensure_topics
 
 pytestmark = pytest.mark.kafka
 

@@ -13,7 +13,7 @@ import pytest
 from events.enrollment import CohortOpened, SubjectEnrolled, SubjectRegistered
 from events.envelope import to_bytes
 from tests.integration.raw_events import RawWriter
-from trialops.kafka_io import ensure_topics
+from trialops.topic_admin import ensure_topics
 from trialops.verify import verify
 
 pytestmark = pytest.mark.kafka

@@ -1,0 +1,210 @@
+"""``trialops broker stop`` + ``start`` keep the log (issue 9, finding 3): the same cluster id,
+the same node storage, every event still there; only ``wipe`` or ``start --fresh`` delete it,
+and they say what they deleted. Run through the real command line on real broker JVMs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import ConfigResource, KafkaAdminClient
+
+from events.enrollment import CohortOpened, SubjectEnrolled, SubjectRegistered
+from events.topics import event_topic
+from tests.integration.raw_events import RawWriter
+from trialops.broker import LocalKafka
+from trialops.settings import Settings
+from trialops.topic_admin import ensure_topics
+
+pytestmark = pytest.mark.kafka
+
+
+def trialops(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "trialops", *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+@pytest.fixture
+def cluster() -> Iterator[LocalKafka]:
+    """A uniquely named local broker, stopped and deleted after the test, pass or fail."""
+    kafka = LocalKafka(name=f"test-keeps-{uuid.uuid4().hex[:8]}")
+    yield kafka
+    kafka.stop()
+    shutil.rmtree(kafka.cluster_dir, ignore_errors=True)
+
+
+def start(kafka: LocalKafka, *extra: str) -> tuple[str, str]:
+    """``trialops broker start``: (bootstrap servers, what it said on stderr)."""
+    result = trialops("broker", "start", "--name", kafka.name, *extra)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip(), result.stderr
+
+
+def stop(kafka: LocalKafka) -> str:
+    result = trialops("broker", "stop", "--name", kafka.name)
+    assert result.returncode == 0, result.stderr
+    assert kafka.status()["running"] is False
+    return result.stderr
+
+
+def meta_properties(kafka: LocalKafka) -> bytes:
+    return (kafka.cluster_dir / "node-1" / "data" / "meta.properties").read_bytes()
+
+
+def values_on(bootstrap: str, topic: str) -> list[bytes]:
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=5000
+    )
+    try:
+        partition = TopicPartition(topic, 0)
+        consumer.assign([partition])
+        consumer.seek_to_beginning(partition)
+        end = consumer.end_offsets([partition])[partition]
+        values: list[bytes] = []
+        for _ in range(30):  # polls, not a time limit: each returns what has arrived
+            if consumer.position(partition) >= end:
+                break
+            values += [r.value for r in consumer.poll(timeout_ms=2000).get(partition, [])]
+        return values
+    finally:
+        consumer.close()
+
+
+def write_history(settings: Settings) -> int:
+    writer = RawWriter(settings)
+    try:
+        writer.append(
+            "cohort-DL1-IP",
+            CohortOpened(cohort_id="DL1-IP", dose_level="DL1", dose_cells_per_kg=1e6,
+                         route="intraperitoneal", capacity=3),
+        )
+        for n in (1, 2, 3):
+            writer.append(f"subject-MSK-{n:04d}", SubjectRegistered(
+                subject_id=f"MSK-{n:04d}", site_id="MSK"))
+            writer.append(f"subject-MSK-{n:04d}", SubjectEnrolled(
+                subject_id=f"MSK-{n:04d}", cohort_id="DL1-IP", slot=n))
+        writer.producer.flush()
+    finally:
+        writer.close()
+    return 7
+
+
+def verify_json(settings: Settings) -> dict:
+    result = trialops("verify", "--json", env=settings.env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    return orjson.loads(result.stdout)
+
+
+def flush_settings(bootstrap: str, topic: str) -> tuple[str, str]:
+    """(the broker's log.flush.interval.messages, the event topic's flush.messages)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=20000)
+    try:
+        broker = admin.describe_configs(
+            [ConfigResource("BROKER", "1", ["log.flush.interval.messages"])], config_filter="all"
+        )["broker"]["1"]
+        topic_configs = admin.describe_configs(
+            [ConfigResource("TOPIC", topic, ["flush.messages"])], config_filter="all"
+        )["topic"][topic]
+    finally:
+        admin.close()
+    return broker["log.flush.interval.messages"]["value"], topic_configs["flush.messages"]["value"]
+
+
+def test_stop_and_start_keep_every_event_on_the_same_storage(cluster: LocalKafka) -> None:
+    bootstrap, said = start(cluster)
+    assert "formatting new storage" in said
+    settings = Settings(bootstrap_servers=bootstrap, namespace="keeps")
+    ensure_topics(bootstrap, settings.namespace)
+    written = write_history(settings)
+    topic = event_topic("enrollment", settings.namespace)
+    before = values_on(bootstrap, topic)
+    assert len(before) == written
+    cluster_id = cluster.status()["cluster_id"]
+    meta = meta_properties(cluster)
+
+    said = stop(cluster)
+    assert "data is kept" in said
+    kept = cluster.status()
+    assert (kept["cluster_id"], kept["storage"]) == (cluster_id, str(cluster.cluster_dir))
+
+    bootstrap, said = start(cluster)
+    assert "reusing its data" in said and "formatting" not in said
+    assert cluster.status()["cluster_id"] == cluster_id
+    # Not re-formatted: the node's storage identity (cluster id, directory id) is the same file.
+    assert meta_properties(cluster) == meta
+    assert values_on(bootstrap, topic) == before
+    report = verify_json(Settings(bootstrap_servers=bootstrap, namespace="keeps"))
+    assert (report["ok"], report["events"], report["topic_problems"]) == (True, written, [])
+    # A single node still flushes every message, broker-wide and on the event topic itself.
+    assert flush_settings(bootstrap, topic) == ("1", "1")
+
+
+def test_only_an_explicit_wipe_deletes_the_data_and_it_says_so(cluster: LocalKafka) -> None:
+    bootstrap, _ = start(cluster)
+    ensure_topics(bootstrap, "wiped")
+    first_id = cluster.status()["cluster_id"]
+
+    refused = trialops("broker", "wipe", "--name", cluster.name, "--yes")
+    assert refused.returncode == 2
+    assert "stop it before wiping" in refused.stderr
+    assert (cluster.cluster_dir / "node-1" / "data" / "meta.properties").exists()
+
+    stop(cluster)
+    not_confirmed = subprocess.run(
+        [sys.executable, "-m", "trialops", "broker", "wipe", "--name", cluster.name],
+        input="n\n", capture_output=True, text=True, timeout=60,
+    )
+    assert not_confirmed.returncode == 1
+    assert (cluster.cluster_dir / "node-1").exists()
+
+    wiped = trialops("broker", "wipe", "--name", cluster.name, "--yes")
+    assert wiped.returncode == 0, wiped.stderr
+    assert f"deleted {cluster.cluster_dir / 'node-1'}" in wiped.stderr
+    assert not (cluster.cluster_dir / "node-1").exists()
+
+    bootstrap, said = start(cluster)
+    assert "formatting new storage" in said
+    assert cluster.status()["cluster_id"] != first_id
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        assert not [t for t in admin.list_topics() if t.startswith("wiped.")]
+    finally:
+        admin.close()
+
+
+def test_start_fresh_deletes_the_data_first_and_says_so(cluster: LocalKafka) -> None:
+    start(cluster)
+    first_id = cluster.status()["cluster_id"]
+    stop(cluster)
+
+    _, said = start(cluster, "--fresh")
+
+    assert f"deleted {cluster.cluster_dir / 'node-1'}" in said
+    assert "formatting new storage" in said
+    assert cluster.status()["cluster_id"] != first_id
+
+
+def test_kept_data_of_three_nodes_is_not_started_as_one(cluster: LocalKafka) -> None:
+    for node_id in (1, 2, 3):
+        data = cluster.cluster_dir / f"node-{node_id}" / "data"
+        data.mkdir(parents=True)
+        (data / "meta.properties").write_text(f"node.id={node_id}\ncluster.id=abc\n")
+
+    refused = trialops("broker", "start", "--name", cluster.name, "--nodes", "1")
+
+    assert refused.returncode == 2
+    assert "keeps the data of a 3-node cluster" in refused.stderr
+    assert all(Path(cluster.cluster_dir / f"node-{i}" / "data").exists() for i in (1, 2, 3))

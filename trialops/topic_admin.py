@@ -1,0 +1,271 @@
+"""The event topics' creation and the check that none of them can lose events.
+
+Event topics are the system of record, so their configuration is part of the record's safety:
+
+- kept forever (``retention.ms=-1``, ``retention.bytes=-1``) and never compacted
+  (``cleanup.policy=delete``: compaction keeps only the last record per key, and records are
+  keyed by stream);
+- replicated on ``min(3, brokers)`` brokers unless ``TRIALOPS_REPLICATION_FACTOR`` says
+  otherwise;
+- with two or more replicas, ``min.insync.replicas=2``: an ``acks=all`` write is acknowledged
+  only once two brokers hold it. With one in-sync replica allowed, a write acknowledged by a
+  leader whose follower lagged is lost when that leader's disk goes; refusing the write (the
+  client retries) is the lesser harm for a system of record, on two brokers as on three;
+- with a single replica, ``flush.messages=1``: no replica to fall back on, so every message
+  reaches the disk before it is acknowledged, whatever the broker's own default.
+
+``ensure_topics`` creates the missing topics that way and never alters an existing one;
+``check_event_topics`` reports every existing topic that deviates (``trialops verify`` and
+``trialops topics create`` print them and exit 1).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+
+from kafka.admin import ConfigResource, KafkaAdminClient
+from kafka.errors import TopicAlreadyExistsError
+
+from events.topics import EVENT_TOPIC_CONFIG, catalogue
+
+REPLICATION_ENV = "TRIALOPS_REPLICATION_FACTOR"
+_MISSING_RETRIES = 3
+CHECKED_KEYS = (
+    "retention.ms",
+    "retention.bytes",
+    "cleanup.policy",
+    "min.insync.replicas",
+    "unclean.leader.election.enable",
+    "flush.messages",
+)
+
+
+@dataclass(frozen=True)
+class TopicProblem:
+    """An event topic whose configuration could lose events."""
+
+    topic: str
+    key: str
+    found: str
+    needed: str
+    risk: str
+
+    def __str__(self) -> str:
+        return f"{self.topic}: {self.key} is {self.found}, needs {self.needed} ({self.risk})"
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def configured_replication_factor() -> int | None:
+    """``TRIALOPS_REPLICATION_FACTOR`` if set, else None (meaning ``min(3, brokers)``)."""
+    value = os.environ.get(REPLICATION_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        factor = int(value)
+    except ValueError:
+        raise ValueError(f"{REPLICATION_ENV}={value!r} is not a whole number") from None
+    if factor < 1:
+        raise ValueError(f"{REPLICATION_ENV}={value!r}: the replication factor must be >= 1")
+    return factor
+
+
+def wanted_replication(brokers: int) -> int:
+    """The replication factor an event topic needs on a cluster of ``brokers`` brokers."""
+    return max(1, min(3, brokers))
+
+
+def event_topic_configs(replication_factor: int) -> dict[str, str]:
+    """The configuration of a new event topic with ``replication_factor`` replicas."""
+    configs = dict(EVENT_TOPIC_CONFIG)
+    if replication_factor >= 2:
+        configs["min.insync.replicas"] = "2"
+    else:
+        configs["flush.messages"] = "1"
+    return configs
+
+
+def _admin(bootstrap_servers: str) -> KafkaAdminClient:
+    return KafkaAdminClient(
+        bootstrap_servers=bootstrap_servers,
+        client_id="trialops-admin",
+        request_timeout_ms=30000,
+    )
+
+
+def _broker_count(admin: KafkaAdminClient) -> int:
+    return len(admin.describe_cluster().get("brokers", []))
+
+
+def ensure_topics(
+    bootstrap_servers: str, namespace: str, replication_factor: int | None = None
+) -> list[str]:
+    """Create the event topics that are missing; return the names created.
+
+    ``replication_factor`` None means ``min(3, brokers)``. Existing topics are left as they
+    are: ``check_event_topics`` says whether they are safe."""
+    admin = _admin(bootstrap_servers)
+    try:
+        brokers = _broker_count(admin)
+        factor = replication_factor if replication_factor is not None else wanted_replication(
+            brokers
+        )
+        if factor > brokers:
+            raise ValueError(
+                f"replication factor {factor} needs {factor} brokers; "
+                f"the cluster at {bootstrap_servers} has {brokers}"
+            )
+        configs = event_topic_configs(factor)
+        existing = set(admin.list_topics())
+        created = []
+        for spec in catalogue(namespace):
+            if spec.name in existing:
+                continue
+            try:
+                admin.create_topics(
+                    {
+                        spec.name: {
+                            "num_partitions": spec.partitions,
+                            "replication_factor": factor,
+                            "configs": {**spec.configs, **configs},
+                        }
+                    },
+                    wait_for_metadata=True,
+                )
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass  # another process created it between list and create
+        return created
+    finally:
+        admin.close()
+
+
+def topic_problems(
+    topic: str, configs: dict[str, str], replication_factor: int, brokers: int
+) -> list[TopicProblem]:
+    """What could lose events on ``topic``, given its effective ``configs`` (every key of
+    ``CHECKED_KEYS``), its replication factor (the fewest replicas of any partition) and the
+    number of brokers in the cluster."""
+    problems = []
+
+    def need(key: str, needed: str, risk: str) -> None:
+        found = configs.get(key)
+        if found != needed:
+            problems.append(TopicProblem(topic, key, str(found), needed, risk))
+
+    need("retention.ms", "-1", "Kafka deletes the events older than that")
+    need("retention.bytes", "-1", "Kafka deletes the oldest events beyond that size")
+    need(
+        "cleanup.policy",
+        "delete",
+        "compaction keeps only the last event of each stream"
+        if "compact" in str(configs.get("cleanup.policy"))
+        else "events are not kept as written",
+    )
+    wanted = wanted_replication(brokers)
+    if replication_factor < wanted:
+        problems.append(
+            TopicProblem(
+                topic,
+                "replication.factor",
+                str(replication_factor),
+                f">= {wanted} on {brokers} brokers",
+                "losing one broker loses or blocks the topic's events",
+            )
+        )
+    if replication_factor >= 2:
+        try:
+            min_isr = int(configs.get("min.insync.replicas", "1"))
+        except ValueError:
+            min_isr = 1
+        if min_isr < 2:
+            problems.append(
+                TopicProblem(
+                    topic,
+                    "min.insync.replicas",
+                    str(configs.get("min.insync.replicas")),
+                    ">= 2",
+                    "an event acknowledged by one broker alone is lost with that broker",
+                )
+            )
+        need(
+            "unclean.leader.election.enable",
+            "false",
+            "an out-of-sync replica may become leader and drop acknowledged events",
+        )
+    else:
+        need(
+            "flush.messages",
+            "1",
+            "a single replica acknowledges events before they reach the disk",
+        )
+    return problems
+
+
+def check_event_topics(bootstrap_servers: str, namespace: str) -> list[TopicProblem]:
+    """Every problem of every event topic of ``namespace`` that could lose events, a missing
+    topic included; an empty list when all of them are safe."""
+    admin = _admin(bootstrap_servers)
+    try:
+        brokers = _broker_count(admin)
+        names = [spec.name for spec in catalogue(namespace)]
+        existing = set(admin.list_topics())
+        for _ in range(_MISSING_RETRIES):
+            if existing.issuperset(names):
+                break
+            # The broker that answers may not know yet of a topic another one just created.
+            time.sleep(1.0)
+            existing = set(admin.list_topics())
+        problems = [
+            TopicProblem(
+                name, "topic", "missing", "created", "create it with 'trialops topics create'"
+            )
+            for name in names
+            if name not in existing
+        ]
+        present = [name for name in names if name in existing]
+        if not present:
+            return problems
+        described = admin.describe_configs(
+            [ConfigResource("TOPIC", name, list(CHECKED_KEYS)) for name in present],
+            config_filter="all",
+        )["topic"]
+        replicas = {
+            topic["name"]: min(
+                (len(p["replica_nodes"]) for p in topic["partitions"]), default=0
+            )
+            for topic in admin.describe_topics(present)
+        }
+        for name in present:
+            configs = {key: entry["value"] for key, entry in described.get(name, {}).items()}
+            problems += topic_problems(name, configs, replicas.get(name, 0), brokers)
+        return problems
+    finally:
+        admin.close()
+
+
+def record_counts(bootstrap_servers: str, namespace: str) -> dict[str, int]:
+    """Records on each existing event topic of ``namespace`` (transaction markers included:
+    zero means the topic never held anything)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    try:
+        counts = {}
+        existing = consumer.topics()
+        for spec in catalogue(namespace):
+            if spec.name not in existing:
+                continue
+            partitions = [
+                TopicPartition(spec.name, p)
+                for p in sorted(consumer.partitions_for_topic(spec.name) or ())
+            ]
+            ends = consumer.end_offsets(partitions)
+            starts = consumer.beginning_offsets(partitions)
+            counts[spec.name] = sum(ends[tp] - starts[tp] for tp in partitions)
+        return counts
+    finally:
+        consumer.close()
