@@ -88,6 +88,19 @@ def frozen(value: Any) -> Any:
     return value
 
 
+class Idempotency(Frozen):
+    """The client's ``Idempotency-Key`` and the digest of the request it was sent with: a retry
+    with the same key and request gets the first answer back and appends nothing."""
+
+    key: str = Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
+    request_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+_OPTIONAL = ("idempotency",)
+"""Fields added after the first events were written: left out of the wire form and the hash
+when empty, so events written before them keep their bytes and their hash."""
+
+
 class Envelope(Frozen):
     event_id: UUID
     event_type: str = Field(min_length=1)
@@ -104,6 +117,7 @@ class Envelope(Frozen):
     prev_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
     hash: str = Field(pattern=r"^[0-9a-f]{64}$")
     payload: dict[str, Any]
+    idempotency: Idempotency | None = None
 
     @field_validator("payload")
     @classmethod
@@ -119,7 +133,17 @@ class Envelope(Frozen):
 
     def body(self) -> dict[str, Any]:
         """Every field but ``hash``, in its JSON form: what the hash covers."""
-        return self.model_dump(mode="json", exclude={"hash"})
+        body = self.wire()
+        del body["hash"]
+        return body
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON form on the topic: every field, optional ones only when set."""
+        document = self.model_dump(mode="json")
+        for name in _OPTIONAL:
+            if document[name] is None:
+                del document[name]
+        return document
 
     def computed_hash(self) -> str:
         return content_hash(self.body())
@@ -140,7 +164,7 @@ def seal(**fields: Any) -> Envelope:
 
 def to_bytes(envelope: Envelope) -> bytes:
     """Wire form: canonical JSON of the whole envelope (sorted keys, UTC ISO times)."""
-    return orjson.dumps(envelope.model_dump(mode="json"), option=_CANONICAL)
+    return orjson.dumps(envelope.wire(), option=_CANONICAL)
 
 
 def from_bytes(data: bytes) -> Envelope:

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 CONTEXTS = ("enrollment", "manufacturing", "dosing", "safety")
+QUARANTINE = "quarantine"
+"""The quarantine service's context: decisions to set an unreadable record aside."""
+WRITERS = (*CONTEXTS, QUARANTINE)
+"""Every context with a writer and a topic of its own."""
 SHARED = "shared"
 """Context of event types any context may write (signatures)."""
 DEFAULT_NAMESPACE = "trialops"
@@ -25,8 +29,8 @@ class TopicSpec:
 
 
 def event_topic(context: str, namespace: str = DEFAULT_NAMESPACE) -> str:
-    if context not in CONTEXTS:
-        raise ValueError(f"unknown bounded context {context!r}; known: {', '.join(CONTEXTS)}")
+    if context not in WRITERS:
+        raise ValueError(f"unknown bounded context {context!r}; known: {', '.join(WRITERS)}")
     return f"{namespace}.{context}.events"
 
 
@@ -40,5 +44,5 @@ def catalogue(namespace: str = DEFAULT_NAMESPACE) -> list[TopicSpec]:
     # by stream_id, so more partitions later keep each stream's order.
     return [
         TopicSpec(event_topic(context, namespace), 1, dict(EVENT_TOPIC_CONFIG))
-        for context in CONTEXTS
+        for context in WRITERS
     ]

@@ -31,8 +31,9 @@ from __future__ import annotations
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
+from events.reading import Head, next_in_stream
 from events.registry import Recorded
-from projections.base import Projection, State, keys
+from projections.base import FoldError, Projection, State, apply_to, keys
 
 Stored = dict[str, Any]
 """A table value: ``{"state": <the projection's state>, "at": {"topic:partition": offset}}``."""
@@ -50,19 +51,24 @@ def states(table: MutableMapping[str, Stored]) -> dict[str, State]:
 def apply_once(
     projections: Iterable[Projection],
     tables: MutableMapping[str, MutableMapping[str, Stored]],
-    applied: MutableMapping[str, list[int]],
+    applied: MutableMapping[str, list],
     source: str,
     offset: int,
     recorded: Recorded,
+    errors: list[str] | None = None,
 ) -> bool:
     """Apply ``recorded``, read at ``offset`` of partition ``source`` (``topic:partition``),
-    to every projection in ``projections`` once; False when it is a duplicate in the log."""
+    to every projection in ``projections`` once; False when it is a copy in the log. An event
+    that does not follow its stream's head raises ``events.reading.Unreadable`` (the reading
+    rule every reader applies); an event a fold cannot take is skipped for that key, with the
+    ``FoldError`` message in ``errors``."""
     topic = source.rsplit(":", 1)[0]
     envelope = recorded.envelope
     # Streams are numbered per context: the topic is part of the stream's identity.
     stream = f"{topic}|{envelope.stream_id}"
-    seq, at = applied.get(stream) or (0, -1)
-    if envelope.stream_seq <= seq and offset > at:
+    seq, at, head_hash = _head(applied.get(stream))
+    redelivered = offset <= at
+    if not redelivered and not next_in_stream(Head(seq, head_hash), envelope):
         return False
     for projection in projections:
         table = tables[projection.name]
@@ -71,7 +77,12 @@ def apply_once(
             if stored is not None and stored["at"].get(source, -1) >= offset:
                 continue  # this key's write survived the crash
             state = stored["state"] if stored is not None else projection.initial(key)
-            state = projection.apply(state, recorded)
+            try:
+                state = apply_to(projection, state, recorded)
+            except FoldError as exc:
+                if errors is not None:
+                    errors.append(str(exc))
+                continue
             if state is not None:
                 marks = dict(stored["at"]) if stored is not None else {}
                 marks[source] = offset
@@ -80,9 +91,17 @@ def apply_once(
                 # The key's state is over. Should this deletion be lost in a crash, the events
                 # before it are redelivered too and end in the same deletion.
                 del table[key]
-    if envelope.stream_seq > seq:
-        applied[stream] = [envelope.stream_seq, offset]
+    if not redelivered:
+        applied[stream] = [envelope.stream_seq, offset, envelope.hash]
     return True
+
+
+def _head(value: list | None) -> tuple[int, int, str]:
+    """The stream's last applied sequence, the offset that applied it and its hash."""
+    if not value:
+        return 0, -1, Head().hash
+    seq, at, *rest = value
+    return seq, at, (rest[0] if rest else Head().hash)
 
 
 def count_dead_letter(dead_lettered: MutableMapping[str, dict], source: str, offset: int) -> bool:

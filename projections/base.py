@@ -46,13 +46,40 @@ class Projection:
         return self.render(states)
 
 
+class FoldError(RuntimeError):
+    """A projection's ``apply`` raised on an event: a bug in the fold, or an event it cannot
+    take. Every reader skips that event for that key and reports it; none stops."""
+
+
+def apply_to(projection: Projection, state: State, recorded: Recorded) -> State | None:
+    """``projection.apply``, with any error it raises as a ``FoldError`` naming the event."""
+    try:
+        return projection.apply(state, recorded)
+    except Exception as exc:
+        e = recorded.envelope
+        raise FoldError(
+            f"{projection.name} cannot apply {e.event_type} {e.event_id} "
+            f"(stream {e.stream_id} seq {e.stream_seq}): {type(exc).__name__}: {exc}"[:1000]
+        ) from exc
+
+
 def fold(
-    projection: Projection, events, states: dict[str, State] | None = None
+    projection: Projection,
+    events,
+    states: dict[str, State] | None = None,
+    errors: list[str] | None = None,
 ) -> dict[str, State]:
+    """Fold ``events`` into ``states``; an event a fold cannot apply leaves the key's state as
+    it was, and its ``FoldError`` message goes to ``errors`` (as the live worker does)."""
     states = {} if states is None else states
     for recorded in events:
         for key in keys(projection, recorded):
-            state = projection.apply(states.get(key) or projection.initial(key), recorded)
+            try:
+                state = apply_to(projection, states.get(key) or projection.initial(key), recorded)
+            except FoldError as exc:
+                if errors is not None:
+                    errors.append(str(exc))
+                continue
             if state is None:
                 states.pop(key, None)
             else:

@@ -1,8 +1,12 @@
-"""The Faust worker: one agent folds the four contexts' topics into one changelog-backed
+"""The Faust worker: one agent per context topic folds its events into one changelog-backed
 table per projection, and the web server serves each projection as JSON.
 
-The agent only decodes, checks and hands each event to ``projections.applying.apply_once``,
-which calls the projections' pure ``apply`` once per event whatever Kafka redelivers.
+An agent only reads each record through the reading rule every reader shares
+(events/reading.py) and hands the event to ``projections.applying.apply_once``, which calls the
+projections' pure ``apply`` once per event whatever Kafka redelivers. At an unreadable record
+the agent of that topic halts: it sends the record to the dead-letter topic once, reports it
+on ``/ready``, and goes on only once the record is quarantined, so no projection moves past a
+record the services refused to move past (decision 17). The other topics' agents go on.
 """
 
 from __future__ import annotations
@@ -13,10 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import faust
-from pydantic import ValidationError
 
-from events.envelope import from_bytes
-from events.registry import UnknownEventType, read
+from events.reading import Halt, Quarantine, Unreadable, Where, decode, digest
 from events.topics import CONTEXTS, dead_letter_topic, event_topic
 from projections.applying import (
     apply_once,
@@ -28,10 +30,14 @@ from projections.applying import (
 from projections.base import Projection, to_json
 from projections.catalog import build
 from projections.faust_kafka import ReadCommittedTransport
+from trialops.kafka_io import load_quarantine
 from trialops.settings import Settings
 from trialops.trial_config import TrialConfig
 
 log = logging.getLogger(__name__)
+
+QUARANTINE_POLL_SECONDS = 2.0
+"""How often a halted agent looks for the quarantine of the record it stopped at."""
 
 DASHBOARD = Path(__file__).with_name("dashboard.html")
 """The read-only operations board: one static page that polls the projections' JSON."""
@@ -94,30 +100,68 @@ def create_app(
         ]
         for context in CONTEXTS
     }
-    sources = app.topic(*readers, key_serializer="raw", value_serializer="raw")
+    halts: dict[str, Halt] = {}
+    """Per source partition: the unreadable record its agent stands at."""
+    quarantine = [Quarantine()]
 
-    async def fold(stream):
-        """One agent for the event log: each event is decoded once and applied to every
-        projection that reads its topic, so a table write happens only where state changes."""
-        async for event in stream.events():
-            message = event.message
-            source = f"{message.topic}:{message.partition}"
-            try:
-                recorded = read(from_bytes(event.value))
-                if not recorded.envelope.hash_is_valid():
-                    raise ValueError("hash does not match the event's content")
-            except (ValueError, ValidationError, UnknownEventType) as exc:
-                await _dead_letter(dead_letters, dead_lettered, event, exc)
-            else:
-                if not apply_once(
-                    readers[message.topic], tables, applied, source, message.offset, recorded
-                ):
-                    log.info("skipping duplicate %s@%s", message.topic, message.offset)
-            positions[source] = message.offset + 1
+    async def quarantined(where: Where, value: bytes | None) -> bool:
+        if not quarantine[0].covers(where, value):
+            quarantine[0] = await asyncio.to_thread(
+                load_quarantine, settings.bootstrap_servers, settings.namespace
+            )
+        return quarantine[0].covers(where, value)
 
-    app.agent(sources, name="fold-projections")(fold)
+    def agent_for(topic: str):
+        async def fold(stream):
+            """Each event is decoded once and applied to every projection that reads its
+            topic, so a table write happens only where state changes."""
+            async for event in stream.events():
+                message = event.message
+                source = f"{message.topic}:{message.partition}"
+                where = Where(message.topic, message.partition, message.offset)
+                while True:
+                    errors: list[str] = []
+                    try:
+                        recorded = decode(event.value)
+                        if not apply_once(readers[topic], tables, applied, source,
+                                          message.offset, recorded, errors):
+                            log.info("skipping a copy %s", where)
+                    except Unreadable as exc:
+                        if await quarantined(where, event.value):
+                            log.warning("passing over quarantined record %s", where)
+                            break
+                        if source not in halts:
+                            halts[source] = Halt(where, exc.kind, exc.detail, digest(event.value))
+                            log.error("halted: %s", halts[source].describe())
+                            await _dead_letter(dead_letters, dead_lettered, event, exc)
+                        await asyncio.sleep(QUARANTINE_POLL_SECONDS)
+                        continue
+                    if errors:
+                        await _dead_letter(
+                            dead_letters, dead_lettered, event, RuntimeError("; ".join(errors))
+                        )
+                    break
+                halts.pop(source, None)
+                positions[source] = message.offset + 1
+
+        return fold
+
+    for context in CONTEXTS:
+        topic = event_topic(context, settings.namespace)
+        source = app.topic(topic, key_serializer="raw", value_serializer="raw")
+        app.agent(source, name=f"fold-{context}")(agent_for(topic))
     for projection in projections.values():
         _serve(app, projection, tables[projection.name], positions)
+
+    @app.page("/ready", name="ready")
+    async def ready(web, request):
+        """200 when no agent stands at an unreadable record; 503 naming each one that does."""
+        body = {
+            "ready": not halts,
+            "halted": {source: halt.as_dict() for source, halt in sorted(halts.items())},
+            "problems": [halt.describe() for _source, halt in sorted(halts.items())],
+        }
+        return web.json(body, status=200 if not halts else 503)
 
     @app.page("/", name="dashboard")
     async def dashboard(web, request):
@@ -135,6 +179,7 @@ def create_app(
                 "projections": sorted(projections),
                 "positions": applied_up_to,
                 "dead_lettered": dead_letter_counts(dead_lettered),
+                "halted": {source: halt.as_dict() for source, halt in sorted(halts.items())},
             }
         )
 

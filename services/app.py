@@ -3,7 +3,10 @@ writer and state; the app only routes requests to them."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import timedelta
+from functools import partial
 
 from aiohttp import web
 
@@ -17,10 +20,11 @@ from services.http import (
     command_endpoint,
     health,
     json_errors,
+    readiness,
 )
 from services.runtime import CommandHandler
 from services.validation import BusinessTimeWindow
-from trialops.kafka_io import Tail
+from trialops.kafka_io import Tail, load_quarantine
 from trialops.settings import Settings
 from trialops.trial_config import TrialConfig
 
@@ -32,7 +36,13 @@ def handler_for(spec: ServiceSpec, settings: Settings, trial: TrialConfig) -> Co
         trial.trial_id,
         writer_id=f"{settings.namespace}.{spec.context}.writer",
     )
-    return CommandHandler(spec.make_decider(trial), store, upstream_factory(spec, settings))
+    return CommandHandler(
+        spec.make_decider(trial),
+        store,
+        upstream_factory(spec, settings),
+        context=spec.context,
+        quarantine=partial(load_quarantine, settings.bootstrap_servers, settings.namespace),
+    )
 
 
 def upstream_factory(spec: ServiceSpec, settings: Settings):
@@ -86,12 +96,30 @@ def build_app(
                 ),
             )
 
+    app.router.add_get("/ready", readiness({h.context: h for h in handlers}))
+
     async def lifecycle(_app: web.Application):
         for handler in handlers:
             await handler.start()
+        recovering = asyncio.create_task(_recover(handlers))
         yield
+        recovering.cancel()
         for handler in handlers:
             handler.close()
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+RECOVER_EVERY_SECONDS = 3.0
+"""How often a context that is not ready tries again (a broker back, a record quarantined)."""
+
+
+async def _recover(handlers: list[CommandHandler]) -> None:
+    while True:
+        await asyncio.sleep(RECOVER_EVERY_SECONDS)
+        for handler in handlers:
+            try:
+                await handler.recover()
+            except Exception:  # a failed retry must not end the retries
+                logging.getLogger(__name__).exception("recovering %s", handler.context)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from services.runtime import Decider
+from services.decider import Decider
 from trialops.trial_config import TrialConfig
 
 
@@ -35,6 +35,8 @@ def services() -> dict[str, ServiceSpec]:
     from services.dosing.routes import SERVICE as dosing
     from services.enrollment.routes import SERVICE as enrollment
     from services.manufacturing.routes import SERVICE as manufacturing
+    from services.quarantine.routes import SERVICE as quarantine
     from services.safety.routes import SERVICE as safety
 
-    return {spec.context: spec for spec in (enrollment, manufacturing, dosing, safety)}
+    specs = (enrollment, manufacturing, dosing, safety, quarantine)
+    return {spec.context: spec for spec in specs}

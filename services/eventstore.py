@@ -4,24 +4,36 @@ appends them in one Kafka transaction.
 Kafka has no "append if the stream is still at version N", so consistency comes from having
 one writer per topic: the transactional id is stable per (namespace, context), and
 ``init_transactions`` by a new instance fences any older one still alive. The store keeps each
-stream's sequence and last hash in memory, caught up from the topic at open.
+stream's sequence and last hash in memory, caught up from the topic at open through the one
+reading rule (events/reading.py): at an unreadable record the store halts and writes nothing
+until that record is quarantined.
+
+A writer that learns another one wrote its topic (fenced by a newer instance, or a foreign
+append) is retired: it never writes again and never re-opens by itself (decision 18).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID, uuid4
 
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import (
+    InvalidProducerEpochError,
+    KafkaError,
+    ProducerFencedError,
+    TransactionalIdAuthorizationFailedError,
+)
 
-from events.envelope import GENESIS_HASH, Actor, Envelope, from_bytes, seal, to_bytes
-from events.registry import Recorded, read
+from events.envelope import GENESIS_HASH, Actor, Envelope, Idempotency, seal, to_bytes
+from events.reading import Halt, Head, LogReader, Quarantine, Where
+from events.registry import Recorded
 from services.decider import NewEvent
-from trialops.kafka_io import Position, read_to_end
+from trialops.kafka_io import BrokerTimeout, Position, read_log, read_range
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +41,36 @@ log = logging.getLogger(__name__)
 class StoreUnavailable(RuntimeError):
     """The append did not happen (or may not have): the caller must not evolve its state."""
 
+    rule = "event-store-unavailable"
 
-class CorruptStream(RuntimeError):
-    """The topic holds an event that breaks its stream's sequence or hash chain."""
+    def details(self) -> dict:
+        return {}
+
+
+class ContextHalted(StoreUnavailable):
+    """A topic this context reads holds an unreadable record: nothing is decided until it is
+    quarantined (events/reading.py)."""
+
+    rule = "context-halted"
+
+    def __init__(self, context: str, halt: Halt):
+        super().__init__(
+            f"{context} accepts no command: {halt.describe()}. An authorised person may record "
+            f"a quarantine of it (POST /quarantines, README: 'An unreadable record')"
+        )
+        self.halt = halt
+
+    def details(self) -> dict:
+        return {"unreadable_record": self.halt.as_dict()}
+
+
+class WriterRetired(StoreUnavailable):
+    """Another writer wrote this context's topic: this instance never writes it again."""
+
+    rule = "writer-retired"
+
+
+_FENCED = (ProducerFencedError, InvalidProducerEpochError, TransactionalIdAuthorizationFailedError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +85,12 @@ class _StreamHead:
     hash: str = GENESIS_HASH
 
 
+MARKER_SETTLE_SECONDS = 5.0
+"""How long a transaction's commit marker may take to appear before the log counts as cut."""
+APPEND_TIMEOUT_MS = 10_000
+"""How long an append may block in the client before the command is answered 503."""
+
+
 class KafkaEventStore:
     def __init__(self, bootstrap_servers: str, topic: str, trial_id: str, writer_id: str):
         self.bootstrap_servers = bootstrap_servers
@@ -54,49 +99,131 @@ class KafkaEventStore:
         self.writer_id = writer_id
         self._heads: dict[str, _StreamHead] = {}
         self._producer: KafkaProducer | None = None
+        self._watermarks: KafkaConsumer | None = None
+        self._expected_end = 0
+        self.halt: Halt | None = None
+        self.retired: str | None = None
 
     # ------------------------------------------------------------------ start-up
 
-    def open(self) -> list[Recorded]:
-        """Fence older writers, then read the topic to its end. Returns every event, in order,
-        for the caller to fold into its state."""
-        self._producer = KafkaProducer(
-            bootstrap_servers=self.bootstrap_servers,
-            client_id=self.writer_id,
-            transactional_id=self.writer_id,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=0,
-            # A transaction that cannot complete is abandoned well before the HTTP client gives up.
-            transaction_timeout_ms=30_000,
-            max_block_ms=15_000,
-        )
-        # Fences a previous instance and aborts its open transaction before we read, so what we
-        # read is everything that can ever be committed before our first write.
-        self._producer.init_transactions()
-        return self.catch_up()
+    def open(self, quarantine: Quarantine) -> list[tuple[Position, Recorded]]:
+        """Fence older writers, then read the topic to its end, or to an unreadable record that
+        ``quarantine`` does not cover (``halt`` then says which). Returns the events applied,
+        in order, for the caller to fold into its state."""
+        if self.retired is not None:
+            raise WriterRetired(self.retired)
+        self._abandon()
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.bootstrap_servers,
+                client_id=self.writer_id,
+                transactional_id=self.writer_id,
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=0,
+                # A transaction that cannot complete is abandoned well before the HTTP client
+                # gives up.
+                transaction_timeout_ms=30_000,
+                max_block_ms=APPEND_TIMEOUT_MS,
+                request_timeout_ms=APPEND_TIMEOUT_MS,
+            )
+            # Fences a previous instance and aborts its open transaction before we read, so
+            # what we read is everything that can ever be committed before our first write.
+            self._producer.init_transactions()
+            return self.catch_up(quarantine)
+        except KafkaError as exc:
+            self._abandon()
+            raise StoreUnavailable(f"opening {self.topic} failed: {exc!r}") from exc
 
-    def catch_up(self) -> list[Recorded]:
-        self._heads = {}
-        history = []
-        for position, _key, value in read_to_end(
-            self.bootstrap_servers, [self.topic], client_id=f"{self.writer_id}-catch-up"
-        ):
-            envelope = from_bytes(value)
-            self._check_and_advance(envelope, position)
-            history.append(read(envelope))
+    def catch_up(self, quarantine: Quarantine) -> list[tuple[Position, Recorded]]:
+        reader = LogReader(quarantine)
+        history = list(
+            read_log(
+                self.bootstrap_servers, [self.topic], reader,
+                client_id=f"{self.writer_id}-catch-up",
+            )
+        )
+        self._heads = {
+            stream_id: _StreamHead(head.seq, head.hash)
+            for (_topic, stream_id), head in reader.heads.items()
+        }
+        self.halt = next(iter(reader.halts.values()), None)
+        if self.halt is not None:
+            log.error("%s halted: %s", self.topic, self.halt.describe())
+        self._expected_end = self._end_offset()
         return history
 
-    def _check_and_advance(self, envelope: Envelope, position: Position) -> None:
-        head = self._heads.setdefault(envelope.stream_id, _StreamHead())
-        if envelope.stream_seq != head.seq + 1 or envelope.prev_hash != head.hash:
-            raise CorruptStream(
-                f"{position.topic}@{position.offset}: stream {envelope.stream_id} expected seq "
-                f"{head.seq + 1} after hash {head.hash[:12]}, found seq {envelope.stream_seq}"
+    # ------------------------------------------------------------------ the sole writer
+
+    def _end_offset(self) -> int:
+        """The topic's high watermark (records of open transactions included)."""
+        if self._watermarks is None:
+            self._watermarks = KafkaConsumer(
+                bootstrap_servers=self.bootstrap_servers,
+                client_id=f"{self.writer_id}-watermark",
+                enable_auto_commit=False,
+                isolation_level="read_uncommitted",
+                request_timeout_ms=APPEND_TIMEOUT_MS,
             )
-        if not envelope.hash_is_valid():
-            raise CorruptStream(f"{position.topic}@{position.offset}: hash does not match content")
-        head.seq, head.hash = envelope.stream_seq, envelope.hash
+        tp = TopicPartition(self.topic, 0)
+        return self._watermarks.end_offsets([tp])[tp]
+
+    def check_sole_writer(self) -> None:
+        """Before a decision: the topic must end where this writer's last append left it.
+
+        Records past that point were written by someone else. Unreadable ones halt the context
+        like any unreadable record (``ContextHalted``); a valid event means another writer (a
+        newer instance that fenced this one, or a foreign producer) moved the streams on, so
+        this instance's state is stale and it retires (``WriterRetired``) rather than decide
+        on it or fence the other back."""
+        if self.retired is not None:
+            raise WriterRetired(self.retired)
+        try:
+            end = self._end_offset()
+            # The commit returns before the broker has written the transaction's marker: the
+            # end may be one short of where the last append leaves it, for a moment.
+            settle = time.monotonic() + MARKER_SETTLE_SECONDS
+            while end < self._expected_end and time.monotonic() < settle:
+                time.sleep(0.01)
+                end = self._end_offset()
+        except KafkaError as exc:
+            raise StoreUnavailable(f"end offset of {self.topic}: {exc!r}") from exc
+        if end == self._expected_end:
+            return
+        if end < self._expected_end:
+            self._retire(
+                f"{self.topic} ends at offset {end}, before {self._expected_end} where this "
+                "writer's last append left it: the log was truncated or re-created"
+            )
+        reader = LogReader(
+            heads={(self.topic, sid): Head(h.seq, h.hash) for sid, h in self._heads.items()}
+        )
+        try:
+            foreign = [
+                where
+                for where, value in read_range(
+                    self.bootstrap_servers, Where(self.topic, 0, self._expected_end), end,
+                    client_id=f"{self.writer_id}-check",
+                )
+                if reader.admit(where, value) is not None
+            ]
+        except BrokerTimeout as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        if foreign:
+            self._retire(f"another writer appended {len(foreign)} event(s), from {foreign[0]}")
+        self.halt = next(iter(reader.halts.values()), None)
+        if self.halt is not None:
+            raise ContextHalted(self.topic, self.halt)
+        self._expected_end = end  # only copies or aborted records: nothing changed
+
+    def _retire(self, why: str) -> None:
+        self.retired = (
+            f"this instance no longer writes {self.topic} ({why}); restart it to take over as "
+            "the single writer (README: 'A fenced instance')"
+        )
+        log.error("retired: %s", self.retired)
+        self._abandon()
+        raise WriterRetired(self.retired)
 
     # ------------------------------------------------------------------ append
 
@@ -110,6 +237,7 @@ class KafkaEventStore:
         causation_id: UUID | None = None,
         reason: str | None = None,
         follow_up: Callable[[Envelope], list[NewEvent]] | None = None,
+        idempotency: Idempotency | None = None,
     ) -> list[Envelope]:
         """Seal envelopes for ``new_events`` against the current stream heads (no I/O).
         ``follow_up`` may add events right after each sealed one (a signature of it)."""
@@ -133,6 +261,7 @@ class KafkaEventStore:
                 correlation_id=correlation_id,
                 causation_id=causation_id,
                 prev_hash=prev,
+                idempotency=idempotency,
                 payload=new.payload.model_dump(mode="json"),
             )
             heads[new.stream_id] = (envelope.stream_seq, envelope.hash)
@@ -144,7 +273,9 @@ class KafkaEventStore:
     def append(self, envelopes: list[Envelope]) -> list[Appended]:
         """Append all or nothing, in one transaction. Blocking: call it from a worker thread."""
         producer = self._producer
-        if producer is None:
+        if self.retired is not None:
+            raise WriterRetired(self.retired)
+        if producer is None or self.halt is not None:
             raise StoreUnavailable("the event store is not open")
         try:
             producer.begin_transaction()
@@ -152,10 +283,19 @@ class KafkaEventStore:
                 producer.send(self.topic, key=e.stream_id.encode(), value=to_bytes(e))
                 for e in envelopes
             ]
+            producer.flush(timeout=APPEND_TIMEOUT_MS / 1000)
+            if not all(f.is_done for f in futures):
+                raise StoreUnavailable(
+                    f"append to {self.topic}: not acknowledged within {APPEND_TIMEOUT_MS} ms"
+                )
             producer.commit_transaction()
-        except KafkaError as exc:
+        except _FENCED as exc:
+            self._retire(f"fenced by a newer writer: {type(exc).__name__}")
+        except (KafkaError, StoreUnavailable) as exc:
             log.error("append to %s failed: %r", self.topic, exc)
             self._abandon()
+            if isinstance(exc, StoreUnavailable):
+                raise
             raise StoreUnavailable(f"append to {self.topic} failed: {exc!r}") from exc
         appended = []
         for envelope, future in zip(envelopes, futures, strict=True):
@@ -163,11 +303,13 @@ class KafkaEventStore:
             appended.append(Appended(envelope, Position(meta.topic, meta.partition, meta.offset)))
             head = self._heads.setdefault(envelope.stream_id, _StreamHead())
             head.seq, head.hash = envelope.stream_seq, envelope.hash
+        # One commit marker follows the transaction's records.
+        self._expected_end = appended[-1].position.offset + 2
         return appended
 
     def _abandon(self) -> None:
         # The outcome of a failed commit is unknown; the next writer's init_transactions and
-        # catch-up settle it. This instance stops writing.
+        # catch-up settle it. This instance stops writing until it is opened again.
         producer, self._producer = self._producer, None
         if producer is not None:
             try:
@@ -181,3 +323,6 @@ class KafkaEventStore:
 
     def close(self) -> None:
         self._abandon()
+        if self._watermarks is not None:
+            self._watermarks.close()
+            self._watermarks = None

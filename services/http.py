@@ -3,8 +3,10 @@ and the mapping of domain errors to 4xx. No trial rule lives here."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -13,11 +15,11 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from events.envelope import Actor
+from events.envelope import Actor, Idempotency
 from services.auth import UserDirectory
 from services.errors import DomainError
 from services.eventstore import StoreUnavailable
-from services.runtime import CommandHandler, Signature
+from services.runtime import COMMAND_DEADLINE_SECONDS, CommandHandler, Signature
 from services.validation import (
     BusinessTimeWindow,
     Problem,
@@ -73,7 +75,7 @@ def json_errors(max_body_bytes: int = MAX_BODY_BYTES):
 def authentication(users: UserDirectory):
     @web.middleware
     async def middleware(request: web.Request, handler):
-        if request.path == "/health":
+        if request.path in ("/health", "/ready"):
             return await handler(request)
         header = request.headers.get("Authorization")
         if header is None:
@@ -148,8 +150,8 @@ def command_endpoint(
     Besides the model's shape, every string of the body, the envelope's ``reason`` and every
     business time within ``window`` are checked (``services.validation``)."""
 
-
     async def endpoint(request: web.Request) -> web.Response:
+        arrived = time.monotonic()
         actor: Actor = request["actor"]
         if actor.role not in roles:
             return problem(
@@ -167,6 +169,9 @@ def command_endpoint(
             )
             if isinstance(signature, web.Response):
                 return signature
+        idempotency = _idempotency(request, body)
+        if isinstance(idempotency, web.Response):
+            return idempotency
         smuggled = [name for name in SERVER_FIELDS if name in body]
         if smuggled:
             fields = [
@@ -200,11 +205,19 @@ def command_endpoint(
         if window is not None and (bad := window.problems(command, clock())):
             return refused(bad)
         try:
-            appended = await handler.handle(command, actor, reason=reason, signature=signature)
+            appended = await handler.handle(
+                command,
+                actor,
+                reason=reason,
+                signature=signature,
+                deadline=arrived + COMMAND_DEADLINE_SECONDS,
+                still_wanted=lambda: not _client_gone(request),
+                idempotency=idempotency,
+            )
         except DomainError as exc:
             return problem(exc.status, exc.rule, exc.message, details=exc.details)
         except StoreUnavailable as exc:
-            return problem(503, "event-store-unavailable", str(exc))
+            return problem(503, exc.rule, str(exc), details=exc.details())
         return ok(201, {"events": [summarise(a) for a in appended]})
 
     return endpoint
@@ -216,6 +229,25 @@ def refused(problems: list[Problem], error: str | None = None) -> web.Response:
     error = error or (rules.pop() if len(rules) == 1 else "invalid-command")
     summary = "; ".join(p.message for p in problems)
     return problem(422, error, summary, fields=[p.as_dict() for p in problems])
+
+
+def _idempotency(request: web.Request, body: dict[str, Any]) -> Idempotency | web.Response | None:
+    """The request's ``Idempotency-Key`` with the digest of what it asks (path and body, the
+    signature block left out: it holds a token), or None without the header."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    digest = hashlib.sha256(
+        orjson.dumps({"path": request.path, "body": body}, option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
+    try:
+        return Idempotency(key=key, request_sha256=digest)
+    except ValidationError:
+        return problem(
+            400,
+            "invalid-idempotency-key",
+            "Idempotency-Key must be 1 to 128 visible ASCII characters (a UUID, for example)",
+        )
 
 
 def _signature(block, actor: Actor, meaning: str, users: UserDirectory | None, clock):
@@ -258,3 +290,21 @@ def summarise(appended) -> Mapping[str, Any]:
 
 async def health(_request: web.Request) -> web.Response:
     return ok(200, {"status": "ok"})
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def readiness(handlers: Mapping[str, CommandHandler]):
+    """``/ready``: 200 when every context takes commands (store open and caught up, no
+    unreadable record in the way, not retired); 503 naming each context that does not, and
+    why. ``/health`` only says the process answers."""
+
+    async def ready(_request: web.Request) -> web.Response:
+        contexts = {name: handler.readiness() for name, handler in handlers.items()}
+        ready = all(c["ready"] for c in contexts.values())
+        return ok(200 if ready else 503, {"ready": ready, "contexts": contexts})
+
+    return ready

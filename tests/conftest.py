@@ -83,6 +83,7 @@ def kafka_bootstrap() -> Iterator[str]:
         yield bootstrap
     finally:
         broker.stop()
+        broker.wipe()  # the session's broker is throwaway: its data goes with it
 
 
 @pytest.fixture

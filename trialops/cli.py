@@ -65,6 +65,21 @@ def _mount_audit() -> None:
 _mount_audit()
 
 
+def report_reading(stats) -> None:
+    """On stderr: where reading stopped at an unreadable record, quarantined records passed
+    over, events a fold could not take (replay and audit; the live worker does the same)."""
+    for halt in stats.halts:
+        typer.echo(f"warning: halted: {halt.describe()}", err=True)
+    if stats.quarantined:
+        typer.echo(
+            f"note: {len(stats.quarantined)} quarantined record(s) passed over: "
+            + ", ".join(str(w) for w in stats.quarantined[:10]),
+            err=True,
+        )
+    for error in stats.fold_errors[:10]:
+        typer.echo(f"warning: {error}", err=True)
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
@@ -200,10 +215,10 @@ def replay(
     seconds = stats.seconds
     typer.echo(
         f"replayed {stats.applied} of {stats.events} events in {seconds:.2f}s "
-        f"({stats.events / max(seconds, 1e-9):,.0f} events/s)"
-        + (f"; {len(stats.unreadable)} unreadable" if stats.unreadable else ""),
+        f"({stats.events / max(seconds, 1e-9):,.0f} events/s)",
         err=True,
     )
+    report_reading(stats)
 
 
 @app.command()
@@ -237,6 +252,13 @@ def verify(
         )
         for topic, count in sorted(report.topics.items()):
             typer.echo(f"  {topic}: {count} events")
+        for where in report.quarantined:
+            typer.echo(f"  quarantined (readers pass over it): {where}")
+        for halt in report.halts:
+            typer.echo(
+                f"  readers halt at {halt['topic']}@{halt['partition']}:{halt['offset']} "
+                f"({halt['kind']}); record sha256 {halt['record_sha256']}"
+            )
         if topic_problems:
             typer.echo(f"{len(topic_problems)} topic setting(s) could lose events:")
             for topic_problem in topic_problems:

@@ -124,7 +124,9 @@ def trail(
         f"({stats.events} records read)",
         err=True,
     )
-    _report_unreadable(stats.unreadable)
+    from trialops.cli import report_reading
+
+    report_reading(stats)
     if flagged:
         typer.echo(f"warning: {flagged} event(s) carry a signature problem (see flags)", err=True)
     for problem in found.problems:

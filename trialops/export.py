@@ -41,6 +41,7 @@ CSV_COLUMNS = (
     "prev_hash",
     "hash",
     "payload",
+    "idempotency",
 )
 PROGRESS_EVERY = 10_000
 
@@ -102,7 +103,9 @@ def csv_row(envelope: Envelope) -> list[str]:
     body = envelope.model_dump(mode="json")
     actor = body.pop("actor")
     body |= {"actor_user_id": actor["user_id"], "actor_role": actor["role"]}
-    body["payload"] = orjson.dumps(body["payload"], option=orjson.OPT_SORT_KEYS).decode()
+    for name in ("payload", "idempotency"):
+        if body[name] is not None:
+            body[name] = orjson.dumps(body[name], option=orjson.OPT_SORT_KEYS).decode()
     return ["" if body[name] is None else str(body[name]) for name in CSV_COLUMNS]
 
 
@@ -124,6 +127,8 @@ def envelope_from_csv(row: dict[str, str]) -> Envelope:
     fields: dict = {name: (value if value != "" else None) for name, value in row.items()}
     fields["actor"] = {"user_id": fields.pop("actor_user_id"), "role": fields.pop("actor_role")}
     fields["payload"] = orjson.loads(fields["payload"])
+    if fields.get("idempotency") is not None:
+        fields["idempotency"] = orjson.loads(fields["idempotency"])
     return Envelope.model_validate(fields)
 
 

@@ -1,54 +1,25 @@
-"""Kafka plumbing shared by services, replay and tools: topics, and reading a topic to its end."""
+"""Kafka plumbing shared by services, replay and tools: reading a topic to its end
+through the one reading rule (events/reading.py), the quarantine, and following a topic."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError
 
-from events.topics import TopicSpec, catalogue
+from events.quarantine import RecordQuarantined
+from events.reading import LogReader, Quarantine, Where
+from events.registry import Recorded
+from events.topics import QUARANTINE, event_topic
 
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    topic: str
-    partition: int
-    offset: int
-
-    def as_dict(self) -> dict[str, str | int]:
-        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+Position = Where
+"""A record's topic, partition and offset."""
 
 
-def ensure_topics(bootstrap_servers: str, namespace: str, replication_factor: int = 1) -> list[str]:
-    """Create the event topics that are missing; return the names created."""
-    specs: list[TopicSpec] = catalogue(namespace)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="trialops-admin")
-    try:
-        existing = set(admin.list_topics())
-        missing = [s for s in specs if s.name not in existing]
-        created = []
-        for spec in missing:
-            try:
-                admin.create_topics(
-                    [
-                        NewTopic(
-                            spec.name,
-                            spec.partitions,
-                            replication_factor,
-                            topic_configs=spec.configs,
-                        )
-                    ]
-                )
-                created.append(spec.name)
-            except TopicAlreadyExistsError:
-                pass  # another process created it between list and create
-        return created
-    finally:
-        admin.close()
+class BrokerTimeout(RuntimeError):
+    """The broker did not answer within the deadline: nothing may be decided on what was read."""
 
 
 def read_to_end(
@@ -93,17 +64,92 @@ def read_to_end(
         consumer.close()
 
 
-class Tail:
-    """Follows topics another context writes: each ``read_new`` returns what was committed since
-    the last call, up to the end offsets at the moment of the call (read-only)."""
+def read_log(
+    bootstrap_servers: str,
+    topics: list[str],
+    reader: LogReader,
+    *,
+    client_id: str = "trialops-reader",
+    on_record=None,
+) -> Iterator[tuple[Where, Recorded]]:
+    """The events of ``topics`` that ``reader``'s rule applies, in offset order per partition;
+    a partition's halt (an unreadable record) is left in ``reader.halts``. ``on_record`` is
+    called with each record's position, applied or not (progress, counts)."""
+    for where, _key, value in read_to_end(bootstrap_servers, topics, client_id=client_id):
+        if on_record is not None:
+            on_record(where)
+        recorded = reader.admit(where, value)
+        if recorded is not None:
+            yield where, recorded
 
-    def __init__(self, bootstrap_servers: str, topics: list[str], *, client_id: str):
+
+def read_range(
+    bootstrap_servers: str, where: Where, end: int, *, client_id: str, timeout_s: float = 10.0
+) -> Iterator[tuple[Where, bytes | None]]:
+    """The committed records of one partition from ``where.offset`` up to ``end``; raises
+    ``BrokerTimeout`` when they cannot be read within ``timeout_s``."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        client_id=client_id,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        request_timeout_ms=int(timeout_s * 1000),
+    )
+    deadline = time.monotonic() + timeout_s
+    try:
+        tp = TopicPartition(where.topic, where.partition)
+        consumer.assign([tp])
+        consumer.seek(tp, where.offset)
+        while consumer.position(tp) < end:
+            if time.monotonic() >= deadline:
+                raise BrokerTimeout(f"{where.topic}:{where.partition} not read up to {end} in time")
+            for record in consumer.poll(timeout_ms=200, max_records=500).get(tp, []):
+                if record.offset < end:
+                    yield Where(tp.topic, tp.partition, record.offset), record.value
+    except KafkaError as exc:
+        raise BrokerTimeout(f"reading {where.topic}:{where.partition}: {exc!r}") from exc
+    finally:
+        consumer.close()
+
+
+def load_quarantine(bootstrap_servers: str, namespace: str) -> Quarantine:
+    """Every record set aside on the quarantine topic (none when it does not exist yet)."""
+    reader = LogReader()
+    try:
+        decided = [
+            recorded.payload
+            for _where, recorded in read_log(
+                bootstrap_servers,
+                [event_topic(QUARANTINE, namespace)],
+                reader,
+                client_id="trialops-quarantine-reader",
+            )
+        ]
+    except LookupError:
+        return Quarantine()
+    return Quarantine.of(
+        (p.where, p.record_sha256) for p in decided if isinstance(p, RecordQuarantined)
+    )
+
+
+class Tail:
+    """Follows topics from their start through the reading rule: each ``read_new`` returns the
+    events committed since the last call, up to the end offsets at the moment of the call.
+
+    At an unreadable record the partition halts: the consumer is put back on that record, so the
+    next call reads it again (skipping it only once it is quarantined, see ``resume``), and no
+    later record of that partition is returned before then."""
+
+    def __init__(self, bootstrap_servers: str, topics: list[str], *, client_id: str,
+                 reader: LogReader | None = None):
+        self.reader = reader if reader is not None else LogReader()
         self._consumer = KafkaConsumer(
             bootstrap_servers=bootstrap_servers,
             client_id=client_id,
             enable_auto_commit=False,
             isolation_level="read_committed",
             auto_offset_reset="earliest",
+            request_timeout_ms=10_000,
         )
         partitions = []
         for topic in topics:
@@ -120,40 +166,81 @@ class Tail:
             client_id=f"{client_id}-watermarks",
             enable_auto_commit=False,
             isolation_level="read_uncommitted",
+            request_timeout_ms=10_000,
         )
 
-    def _settled_ends(self, settle_seconds: float) -> dict[TopicPartition, int]:
+    @property
+    def halts(self):
+        return list(self.reader.halts.values())
+
+    def resume(self, quarantine: Quarantine) -> None:
+        """Read on with a newer quarantine: halted partitions are read again from the record
+        they halted at (the consumer already stands there)."""
+        self.reader.resume(quarantine)
+
+    def _settled_ends(self, deadline: float) -> dict[TopicPartition, int]:
         """End offsets once every transaction already writing when we asked has settled.
 
         A writer's commit returns before the broker has placed the commit markers, so for a
-        moment its records are neither readable nor aborted. Waiting (briefly) until the
-        committed end reaches the high watermark seen at the start gives a command every fact
-        whose append had completed before the command arrived."""
-        wanted = self._watermarks.end_offsets(self._partitions)
-        deadline = time.monotonic() + settle_seconds
-        while True:
-            ends = self._consumer.end_offsets(self._partitions)
-            if all(ends[tp] >= wanted[tp] for tp in self._partitions):
-                return ends
-            if time.monotonic() >= deadline:
-                return ends
-            time.sleep(0.02)
+        moment its records are neither readable nor aborted. Waiting until the committed end
+        reaches the high watermark seen at the start gives a command every fact whose append
+        had completed before the command arrived; past the deadline it is ``BrokerTimeout``,
+        never a stale answer."""
+        try:
+            wanted = self._watermarks.end_offsets(self._partitions)
+            while True:
+                ends = self._consumer.end_offsets(self._partitions)
+                if all(ends[tp] >= wanted[tp] for tp in self._partitions):
+                    return ends
+                if time.monotonic() >= deadline:
+                    late = [f"{tp.topic}:{tp.partition}" for tp in self._partitions
+                            if ends[tp] < wanted[tp]]
+                    raise BrokerTimeout(
+                        f"transactions on {', '.join(late)} did not settle before the deadline"
+                    )
+                time.sleep(0.02)
+        except KafkaError as exc:
+            raise BrokerTimeout(f"end offsets of followed topics: {exc!r}") from exc
 
-    def read_new(self, settle_seconds: float = 2.0) -> list[tuple[Position, bytes]]:
+    def read_new(self, deadline: float) -> list[tuple[Where, Recorded]]:
+        """New events up to the committed end, by ``deadline`` (``time.monotonic``) or
+        ``BrokerTimeout``."""
         consumer = self._consumer
-        ends = self._settled_ends(settle_seconds)
-        records: list[tuple[Position, bytes]] = []
-        behind = [tp for tp in self._partitions if consumer.position(tp) < ends[tp]]
+        ends = self._settled_ends(deadline)
+        events: list[tuple[Where, Recorded]] = []
+
+        def open_partitions() -> list[TopicPartition]:
+            return [
+                tp for tp in self._partitions
+                if self.reader.halt_of(tp.topic, tp.partition) is None
+            ]
+
+        behind = [tp for tp in open_partitions() if consumer.position(tp) < ends[tp]]
         while behind:
-            batch = consumer.poll(timeout_ms=1000, max_records=2000)
-            for tp, batch_records in batch.items():
-                for record in batch_records:
-                    if record.offset < ends[tp]:
-                        records.append(
-                            (Position(tp.topic, tp.partition, record.offset), record.value)
-                        )
-            behind = [tp for tp in self._partitions if consumer.position(tp) < ends[tp]]
-        return records
+            if time.monotonic() >= deadline:
+                raise BrokerTimeout(
+                    "followed topics were not read to their end before the deadline: "
+                    + ", ".join(f"{tp.topic}:{tp.partition}" for tp in behind)
+                )
+            try:
+                batch = consumer.poll(timeout_ms=200, max_records=2000)
+            except KafkaError as exc:
+                raise BrokerTimeout(f"reading followed topics: {exc!r}") from exc
+            for tp, records in batch.items():
+                for record in records:
+                    if record.offset >= ends[tp]:
+                        break
+                    where = Where(tp.topic, tp.partition, record.offset)
+                    recorded = self.reader.admit(where, record.value)
+                    halt = self.reader.halt_of(tp.topic, tp.partition)
+                    if halt is not None:
+                        # Stand on the unreadable record: the next read starts there.
+                        consumer.seek(tp, halt.where.offset)
+                        break
+                    if recorded is not None:
+                        events.append((where, recorded))
+            behind = [tp for tp in open_partitions() if consumer.position(tp) < ends[tp]]
+        return events
 
     def close(self) -> None:
         self._consumer.close()

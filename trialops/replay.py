@@ -9,14 +9,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import ValidationError
-
-from events.envelope import from_bytes
-from events.registry import Recorded, UnknownEventType, read
+from events.reading import Halt, LogReader, Where
+from events.registry import Recorded
 from events.topics import event_topic
 from projections.base import fold
 from projections.catalog import get
-from trialops.kafka_io import Position, read_to_end
+from trialops.kafka_io import load_quarantine, read_log
 from trialops.settings import Settings
 
 TimeAxis = Literal["recorded", "occurred"]
@@ -26,7 +24,12 @@ TimeAxis = Literal["recorded", "occurred"]
 class ReplayStats:
     events: int = 0
     applied: int = 0
-    unreadable: list[str] = field(default_factory=list)
+    halts: list[Halt] = field(default_factory=list)
+    """Where reading stopped at an unreadable record (nothing after it in its partition is
+    applied, as in every reader)."""
+    quarantined: list[Where] = field(default_factory=list)
+    """Unreadable records passed over because they were quarantined."""
+    fold_errors: list[str] = field(default_factory=list)
     progress: Callable[[int, float], None] | None = None
     """Called every 10,000 events read with the count and the seconds since the start."""
     started: float = field(default_factory=time.monotonic)
@@ -34,6 +37,11 @@ class ReplayStats:
     @property
     def seconds(self) -> float:
         return time.monotonic() - self.started
+
+    def count(self, _where: Where) -> None:
+        self.events += 1
+        if self.progress is not None and self.events % 10_000 == 0:
+            self.progress(self.events, self.seconds)
 
 
 def recorded_events(
@@ -43,30 +51,23 @@ def recorded_events(
     as_of: datetime | None = None,
     axis: TimeAxis = "recorded",
 ) -> Iterator[Recorded]:
-    """Every readable event of ``contexts`` once, each topic in offset order, topics merged by
-    recorded time (the order a live worker roughly sees them in)."""
-    per_topic: dict[str, list[tuple[Position, Recorded]]] = {}
-    for position, _key, value in read_to_end(
-        settings.bootstrap_servers, [event_topic(c, settings.namespace) for c in contexts]
+    """Every event of ``contexts`` that the reading rule applies (events/reading.py), once,
+    each topic in offset order, topics merged by recorded time (the order a live worker roughly
+    sees them in). A partition stops at an unreadable record that is not quarantined."""
+    reader = LogReader(load_quarantine(settings.bootstrap_servers, settings.namespace))
+    per_topic: dict[str, list[tuple[Where, Recorded]]] = {}
+    for where, recorded in read_log(
+        settings.bootstrap_servers,
+        [event_topic(c, settings.namespace) for c in contexts],
+        reader,
+        on_record=stats.count,
     ):
-        stats.events += 1
-        if stats.progress is not None and stats.events % 10_000 == 0:
-            stats.progress(stats.events, stats.seconds)
-        try:
-            recorded = read(from_bytes(value))
-        except (ValueError, ValidationError, UnknownEventType) as exc:
-            stats.unreadable.append(f"{position.topic}@{position.offset}: {type(exc).__name__}")
-            continue
-        per_topic.setdefault(position.topic, []).append((position, recorded))
+        per_topic.setdefault(where.topic, []).append((where, recorded))
+    stats.halts = sorted(reader.halts.values(), key=lambda h: h.where)
+    stats.quarantined = list(reader.skipped)
     merged = heapq.merge(*per_topic.values(), key=lambda item: item[1].envelope.recorded_at)
-    seen: dict[tuple[str, str], int] = {}
-    for position, recorded in merged:
+    for _where, recorded in merged:
         envelope = recorded.envelope
-        # The same at-most-once rule as the live worker, so a duplicate never counts twice.
-        stream = (position.topic, envelope.stream_id)
-        if envelope.stream_seq <= seen.get(stream, 0):
-            continue
-        seen[stream] = envelope.stream_seq
         if as_of is not None:
             moment = envelope.recorded_at if axis == "recorded" else envelope.occurred_at
             if moment > as_of:
@@ -88,5 +89,9 @@ def replay(
     depends on the time it is read at (what is overdue) is read at ``as_of``, or ``now``."""
     projection = get(name)
     stats = stats if stats is not None else ReplayStats()
-    states = fold(projection, recorded_events(settings, projection.contexts, stats, as_of, axis))
+    states = fold(
+        projection,
+        recorded_events(settings, projection.contexts, stats, as_of, axis),
+        errors=stats.fold_errors,
+    )
     return projection.document(states, as_of or now or datetime.now(UTC))

@@ -40,7 +40,7 @@ from events.dosing import BedsideCoiVerified, ConditioningDayRecorded, InfusionR
 from events.enrollment import Route, SubjectId
 from events.envelope import Actor
 from events.manufacturing import LotId
-from services.decider import NewEvent
+from services.decider import Decider, NewEvent
 from services.dosing.bsa import (
     conditioning_doses,
     deviation_percent,
@@ -58,7 +58,6 @@ from services.dosing.preconditions import (
 from services.dosing.state import DosingState, evolve, initial_state
 from services.errors import NotFound, RuleViolated
 from services.fields import identifier
-from services.runtime import Decider
 from trialops.trial_config import TrialConfig
 
 # ---------------------------------------------------------------- commands

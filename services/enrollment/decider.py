@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from services.decider import NewEvent
+from services.decider import Decider, NewEvent
 from services.enrollment import cohorts, screening, slots
 from services.enrollment.commands import (
     COMMANDS,
@@ -34,7 +34,6 @@ from services.enrollment.commands import (
 )
 from services.enrollment.guards import subject_stream
 from services.enrollment.state import EnrollmentState, evolve, fold, initial_state
-from services.runtime import Decider
 from trialops.trial_config import TrialConfig
 
 __all__ = [

@@ -34,7 +34,7 @@ from events.manufacturing import (
     ManufacturingStepStarted,
 )
 from events.registry import EventPayload
-from services.decider import NewEvent
+from services.decider import Decider, NewEvent
 from services.errors import NotFound, RuleViolated
 from services.manufacturing import custody, release
 from services.manufacturing.commands import (
@@ -70,7 +70,6 @@ from services.manufacturing.state import (
     evolve,
     initial_state,
 )
-from services.runtime import Decider
 from trialops.trial_config import ReleaseSpecification, TrialConfig
 
 

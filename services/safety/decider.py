@@ -36,9 +36,8 @@ from events.safety import (
     IcansFindings,
     IcansGraded,
 )
-from services.decider import NewEvent
+from services.decider import Decider, NewEvent
 from services.errors import NotFound, RuleViolated
-from services.runtime import Decider
 from services.safety import adjudication, expedited
 from services.safety.checks import (
     STOPPING_RULE_STREAM,

@@ -10,6 +10,7 @@ from typing import Any
 from uuid import uuid4
 
 from events.envelope import Actor, Envelope, from_bytes
+from events.reading import Quarantine
 from events.registry import EventPayload
 from events.topics import event_topic
 from services.decider import NewEvent
@@ -134,7 +135,7 @@ def append_upstream(
         writer_id=f"{settings.namespace}.{context}.test-writer-{uuid4().hex[:8]}",
     )
     try:
-        store.open()
+        store.open(Quarantine())
         envelopes = store.seal_all(
             [NewEvent(stream_id, payload, datetime.now(UTC))],
             actor=Actor(user_id=f"test-{role}", role=role),

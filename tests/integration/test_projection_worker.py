@@ -1,5 +1,6 @@
 """The Faust projection worker on a real broker: at-most-once application under redelivery,
-poison events to the dead-letter topic, read-your-writes, and recovery after SIGKILL.
+poison events to the dead-letter topic and a halt until their quarantine, read-your-writes,
+and recovery after SIGKILL.
 
 Events are written straight onto the topic (tests/integration/raw_events.py) so these tests
 exercise the worker alone, whatever the services' rules."""
@@ -20,6 +21,7 @@ from events.envelope import to_bytes
 from events.topics import dead_letter_topic
 from tests.integration.helpers import eventually
 from tests.integration.raw_events import RawWriter
+from tests.integration.test_unreadable_records import quarantine
 from trialops.http_client import call, get_bytes
 
 pytestmark = pytest.mark.kafka
@@ -60,7 +62,14 @@ def test_a_redelivered_event_is_applied_once(stack, settings):
     )
 
 
-def test_a_poison_event_goes_to_the_dead_letter_topic_and_the_worker_goes_on(stack, settings):
+def halted_at(stack) -> dict | None:
+    status, body = call("GET", f"{stack.projections_url}/ready")
+    return None if status == 200 else next(iter(body["halted"].values()))
+
+
+def test_a_poison_event_is_dead_lettered_once_and_the_worker_goes_on_after_its_quarantine(
+    stack, settings
+):
     writer = RawWriter(settings)
     writer.append("cohort-DL2-IP", cohort("DL2-IP"))
     garbage = writer.send_bytes("subject-MSK-0002", b"{not json")
@@ -73,6 +82,14 @@ def test_a_poison_event_goes_to_the_dead_letter_topic_and_the_worker_goes_on(sta
         "subject-MSK-0004", SubjectEnrolled(subject_id="MSK-0004", cohort_id="DL2-IP", slot=1)
     )
 
+    # The worker stands at each poison event until it is quarantined, then goes on
+    for offset in (garbage.offset, garbage.offset + 1):
+        halt = eventually(
+            lambda offset=offset: (h := halted_at(stack)) and h["offset"] == offset and h,
+            timeout=30,
+        )
+        assert occupancy(stack)["cohorts"][0]["enrolled"] == []
+        assert quarantine(stack, halt)[0] == 201
     document = occupancy(stack, wait_for=f"{last.topic}:{last.partition}:{last.offset}")
     assert document["cohorts"][0]["enrolled"] == ["MSK-0004"]
 
@@ -98,10 +115,11 @@ def test_a_poison_event_goes_to_the_dead_letter_topic_and_the_worker_goes_on(sta
         f"{last.topic}:{last.partition}:{last.offset - 1}",
     }
     reasons = " ".join(h["reason"].decode() for h in headers)
-    assert "hash does not match" in reasons and "JSONDecodeError" in reasons
+    assert "hash-mismatch" in reasons and "unreadable" in reasons
     assert dead_letter_count == 2  # each poison event once, however many projections read it
     status, body = call("GET", f"{stack.projections_url}/projections")
     assert status == 200 and body["dead_lettered"] == {last.topic: 2}
+    assert body["halted"] == {}
 
 
 def test_a_query_waits_for_a_position_and_says_so_when_it_times_out(stack, settings):

@@ -28,7 +28,7 @@ from events.registry import (
     upcaster,
 )
 from events.schemas import DIALECT, export, schemas
-from events.topics import CONTEXTS, SHARED
+from events.topics import SHARED, WRITERS
 
 from .builders import sealed
 
@@ -75,7 +75,7 @@ def test_the_enrollment_event_types_are_registered():
 def test_every_event_type_belongs_to_a_known_bounded_context(name):
     model = all_types()[name]
 
-    assert model.context in (*CONTEXTS, SHARED)
+    assert model.context in (*WRITERS, SHARED)
     assert model.event_type == name
     assert model.schema_version >= 1
 

@@ -16,17 +16,17 @@ DESIGNED_TOPICS = {
 }
 
 
-def test_the_catalogue_holds_the_four_designed_event_topics():
+def test_the_catalogue_holds_the_four_designed_event_topics_and_the_quarantine():
     names = [spec.name for spec in catalogue()]
 
-    assert sorted(names) == sorted(DESIGNED_TOPICS)
+    assert sorted(names) == sorted([*DESIGNED_TOPICS, "trialops.quarantine.events"])
 
 
 @pytest.mark.parametrize("namespace", ["trialops", "staging", "site-audit-2025"])
 def test_one_topic_per_context_named_namespace_context_events(namespace):
     names = [spec.name for spec in catalogue(namespace)]
 
-    assert names == [f"{namespace}.{context}.events" for context in CONTEXTS]
+    assert names == [f"{namespace}.{context}.events" for context in (*CONTEXTS, "quarantine")]
 
 
 @pytest.mark.parametrize("context", CONTEXTS)

@@ -1,0 +1,209 @@
+"""One rule for every reader: whether a record on a trialops topic is an event to apply.
+
+The services (their own topic and the topics they follow), the Faust worker, replay, verify and
+audit all call :func:`decode` and :func:`next_in_stream` on each record, in offset order per
+partition, so they agree on what the log says, including when it holds something unreadable.
+
+A record is applied when its bytes are an envelope, its payload validates (after upcasting),
+its hash matches its content and it is the next event of its stream (``stream_seq`` one past
+the stream's head, ``prev_hash`` the head's hash). An event already applied (``stream_seq`` not
+above the head: a producer retry, a copy) is skipped. Anything else is *unreadable*, and the
+policy for it is the same everywhere (decision 17 of docs/decisions.md):
+
+* a reader never moves past it: nothing after it in its partition is applied, so nothing is
+  decided on a view with a hole in it; a service answers 503 for its context naming the record;
+* an authorised person may record a signed quarantine of exactly that record (topic, partition,
+  offset and the SHA-256 of its bytes); every reader then skips exactly that record and goes on.
+  A quarantine never hides a readable event: a record is skipped only when it is unreadable
+  and quarantined.
+
+Pure: no I/O; the adapters pass the bytes and the quarantine they loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from events.envelope import GENESIS_HASH, Envelope, from_bytes
+from events.registry import Recorded, UnknownEventType, read
+
+KINDS = ("unreadable", "schema-invalid", "hash-mismatch", "broken-chain")
+"""Why a record cannot be applied: not an envelope; a payload its schema refuses; content that
+does not match its hash; an event that does not follow its stream's head."""
+
+
+class Unreadable(ValueError):
+    """A record no reader may apply; ``kind`` is one of :data:`KINDS`."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+def digest(value: bytes | None) -> str:
+    """SHA-256 of a record's bytes: what a quarantine names, so it covers those bytes only."""
+    return hashlib.sha256(value or b"").hexdigest()
+
+
+def decode(value: bytes | None) -> Recorded:
+    """The recorded event in ``value``, or :class:`Unreadable`."""
+    if value is None:
+        raise Unreadable("unreadable", "the record has no value")
+    try:
+        envelope = from_bytes(value)
+    except (orjson.JSONDecodeError, ValidationError, TypeError) as exc:
+        raise Unreadable("unreadable", _first_line(exc)) from None
+    try:
+        recorded = read(envelope)
+    except (ValidationError, UnknownEventType) as exc:
+        raise Unreadable("schema-invalid", _first_line(exc)) from None
+    if not envelope.hash_is_valid():
+        raise Unreadable("hash-mismatch", f"{envelope.event_type} content does not match its hash")
+    return recorded
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The last event applied of one stream."""
+
+    seq: int = 0
+    hash: str = GENESIS_HASH
+
+
+def next_in_stream(head: Head | None, envelope: Envelope) -> bool:
+    """True when ``envelope`` is the next event of its stream; False when it was applied
+    already (a copy: ``stream_seq`` not above the head); :class:`Unreadable` when it skips an
+    event or does not chain to the head."""
+    head = head or Head()
+    if envelope.stream_seq <= head.seq:
+        return False
+    if envelope.stream_seq != head.seq + 1:
+        raise Unreadable(
+            "broken-chain",
+            f"stream {envelope.stream_id}: seq {envelope.stream_seq} follows seq {head.seq} "
+            f"(seq {head.seq + 1} is missing)",
+        )
+    if envelope.prev_hash != head.hash:
+        raise Unreadable(
+            "broken-chain",
+            f"stream {envelope.stream_id}: seq {envelope.stream_seq} does not chain to seq "
+            f"{head.seq} (prev_hash {envelope.prev_hash[:12]}..., head {head.hash[:12]}...)",
+        )
+    return True
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Where:
+    """A record's position: topic, partition, offset."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}@{self.partition}:{self.offset}"
+
+    def as_dict(self) -> dict[str, str | int]:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+
+@dataclass(frozen=True, slots=True)
+class Halt:
+    """Where a reader stopped: the unreadable record, why, and the digest a quarantine needs."""
+
+    where: Where
+    kind: str
+    detail: str
+    sha256: str
+
+    def describe(self) -> str:
+        return (
+            f"{self.where} is unreadable ({self.kind}: {self.detail}); nothing after it is "
+            f"applied until it is quarantined (record sha256 {self.sha256})"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "topic": self.where.topic,
+            "partition": self.where.partition,
+            "offset": self.where.offset,
+            "kind": self.kind,
+            "detail": self.detail,
+            "record_sha256": self.sha256,
+        }
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    """Records an authorised person set aside: position and the digest of the bytes there."""
+
+    entries: frozenset[tuple[Where, str]] = frozenset()
+
+    @classmethod
+    def of(cls, entries: Iterable[tuple[Where, str]]) -> Quarantine:
+        return cls(frozenset(entries))
+
+    def covers(self, where: Where, value: bytes | None) -> bool:
+        return (where, digest(value)) in self.entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+NO_QUARANTINE = Quarantine()
+
+
+@dataclass
+class LogReader:
+    """The rule applied by a reader that reads each partition from its start, in offset order
+    (services' catch-up and tails, replay, audit, verify's view of what readers apply)."""
+
+    quarantine: Quarantine = NO_QUARANTINE
+    heads: dict[tuple[str, str], Head] = field(default_factory=dict)
+    halts: dict[tuple[str, int], Halt] = field(default_factory=dict)
+    skipped: list[Where] = field(default_factory=list)
+    """Quarantined records passed over."""
+    copies: int = 0
+
+    def admit(self, where: Where, value: bytes | None) -> Recorded | None:
+        """The event at ``where`` when it is to be applied; None when it is a copy, a
+        quarantined record, or past a halt. A new halt is in ``halts``."""
+        partition = (where.topic, where.partition)
+        if partition in self.halts:
+            return None
+        try:
+            recorded = decode(value)
+            envelope = recorded.envelope
+            stream = (where.topic, envelope.stream_id)
+            fresh = next_in_stream(self.heads.get(stream), envelope)
+        except Unreadable as exc:
+            if self.quarantine.covers(where, value):
+                self.skipped.append(where)
+                return None
+            self.halts[partition] = Halt(where, exc.kind, exc.detail, digest(value))
+            return None
+        if not fresh:
+            self.copies += 1
+            return None
+        self.heads[stream] = Head(envelope.stream_seq, envelope.hash)
+        return recorded
+
+    def halt_of(self, topic: str, partition: int) -> Halt | None:
+        return self.halts.get((topic, partition))
+
+    def resume(self, quarantine: Quarantine) -> None:
+        """Forget the halts and read on with ``quarantine`` (a newer one): the caller reads the
+        halted partitions again from their halted offsets."""
+        self.quarantine = quarantine
+        self.halts.clear()
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:300]
