@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,6 +37,10 @@ from trialops.trial_config import TrialConfig
 
 log = logging.getLogger(__name__)
 
+ASSIGNMENT_CHECK_SECONDS = 10.0
+UNASSIGNED_CHECKS_BEFORE_EXIT = 4
+"""A worker left without its event topics for this many checks in a row exits (and is
+started again by ``trialops worker``)."""
 QUARANTINE_POLL_SECONDS = 2.0
 """How often a halted agent looks for the quarantine of the record it stopped at."""
 
@@ -153,15 +158,39 @@ def create_app(
     for projection in projections.values():
         _serve(app, projection, tables[projection.name], positions)
 
+    unassigned_checks = [0]
+
+    def unassigned() -> list[str]:
+        assigned = {tp.topic for tp in app.consumer.assignment()}
+        return sorted(topic for topic in readers if topic not in assigned)
+
+    @app.timer(interval=ASSIGNMENT_CHECK_SECONDS)
+    async def watch_assignment():
+        """A worker whose group assigned it no event topic applies nothing, silently: this
+        happened when the group's assignment ran on the metadata of a broker still starting
+        (its topics not yet known) and was never redone. Such a worker exits; ``trialops
+        worker`` starts it again, and its tables come back from their changelogs."""
+        missing = unassigned()
+        unassigned_checks[0] = unassigned_checks[0] + 1 if missing else 0
+        if unassigned_checks[0] >= UNASSIGNED_CHECKS_BEFORE_EXIT:
+            log.critical("no partition of %s assigned for %.0f s: exiting to start afresh",
+                         ", ".join(missing),
+                         ASSIGNMENT_CHECK_SECONDS * UNASSIGNED_CHECKS_BEFORE_EXIT)
+            os._exit(3)
+
     @app.page("/ready", name="ready")
     async def ready(web, request):
-        """200 when no agent stands at an unreadable record; 503 naming each one that does."""
+        """200 when every event topic is assigned and no agent stands at an unreadable
+        record; 503 naming what is not."""
+        problems = [halt.describe() for _source, halt in sorted(halts.items())]
+        if missing := unassigned():
+            problems.append(f"no partition assigned yet of {', '.join(missing)}")
         body = {
-            "ready": not halts,
+            "ready": not problems,
             "halted": {source: halt.as_dict() for source, halt in sorted(halts.items())},
-            "problems": [halt.describe() for _source, halt in sorted(halts.items())],
+            "problems": problems,
         }
-        return web.json(body, status=200 if not halts else 503)
+        return web.json(body, status=200 if not problems else 503)
 
     @app.page("/", name="dashboard")
     async def dashboard(web, request):

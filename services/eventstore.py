@@ -33,7 +33,7 @@ from events.envelope import GENESIS_HASH, Actor, Envelope, Idempotency, seal, to
 from events.reading import Halt, Head, LogReader, Quarantine, Where
 from events.registry import Recorded
 from services.decider import NewEvent
-from trialops.kafka_io import BrokerTimeout, Position, read_log, read_range
+from trialops.kafka_io import BOOTSTRAP_TIMEOUT_MS, BrokerTimeout, Position, read_log, read_range
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,7 @@ class KafkaEventStore:
                 transaction_timeout_ms=30_000,
                 max_block_ms=APPEND_TIMEOUT_MS,
                 request_timeout_ms=APPEND_TIMEOUT_MS,
+                bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
             )
             # Fences a previous instance and aborts its open transaction before we read, so
             # what we read is everything that can ever be committed before our first write.
@@ -164,6 +165,7 @@ class KafkaEventStore:
                 enable_auto_commit=False,
                 isolation_level="read_uncommitted",
                 request_timeout_ms=APPEND_TIMEOUT_MS,
+                bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
             )
         tp = TopicPartition(self.topic, 0)
         return self._watermarks.end_offsets([tp])[tp]

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID, uuid4
 
+from kafka.errors import KafkaError
+
 from events.envelope import Actor, Idempotency
 from events.reading import Quarantine
 from events.registry import EventPayload, Recorded
@@ -117,7 +119,7 @@ class CommandHandler(Generic[S]):
             try:
                 count = await self._open()
                 await self._follow_upstream(time.monotonic() + START_DEADLINE_SECONDS)
-            except StoreUnavailable as exc:
+            except (StoreUnavailable, KafkaError, BrokerTimeout) as exc:
                 self.problem = str(exc)
                 log.error("%s is not ready: %s", self.context, exc)
                 return 0
@@ -134,7 +136,7 @@ class CommandHandler(Generic[S]):
                 if not self.store.is_open or self.store.halt is not None:
                     await self._open()
                 await self._follow_upstream(time.monotonic() + COMMAND_DEADLINE_SECONDS)
-            except StoreUnavailable as exc:
+            except (StoreUnavailable, KafkaError, BrokerTimeout) as exc:
                 self.problem = str(exc)
                 return
             self.problem = None
@@ -246,6 +248,12 @@ class CommandHandler(Generic[S]):
                 appended = await self._decide_and_append(
                     command, actor, correlation_id, reason, signature, deadline, idempotency
                 )
+            except (KafkaError, BrokerTimeout) as exc:
+                # Whatever the client raised on the way (a broker gone, a bootstrap that timed
+                # out): nothing was decided, the command gets 503.
+                self.problem = f"{self.context}: the broker did not answer: {exc!r}"
+                self.store.close()
+                raise StoreUnavailable(self.problem) from exc
             except StoreUnavailable as exc:
                 self.problem = str(exc)
                 raise

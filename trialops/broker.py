@@ -81,9 +81,12 @@ def _free_ports(count: int) -> list[int]:
 
 
 def _ports_free(ports: list[int]) -> bool:
-    """True if every one of ``ports`` can be bound on 127.0.0.1 right now."""
+    """True if every one of ``ports`` can be bound on 127.0.0.1 right now, as the broker binds
+    them: with SO_REUSEADDR, so the connections a killed broker left in TIME_WAIT do not move a
+    restarted broker to other ports (its clients know the old ones)."""
     for port in ports:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind((HOST, port))
             except OSError:

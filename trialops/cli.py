@@ -148,8 +148,22 @@ def worker(
     web_host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     data_dir: Annotated[Path, typer.Option(help="Faust's local state.")] = Path(".trialops"),
     loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug.")] = "warn",
+    once: Annotated[
+        bool, typer.Option("--once", help="Run the worker once; do not start it again if it dies.")
+    ] = False,
 ):
-    """Run the Faust worker that folds events into the projections and serves them."""
+    """Run the Faust worker that folds events into the projections and serves them; it is
+    started again if it dies (a broker that went away while it started, for example)."""
+    if not once:
+        from trialops.supervise import supervise
+
+        raise typer.Exit(
+            supervise(
+                [sys.executable, "-m", "trialops", "worker", "--once", "--web-port",
+                 str(web_port), "--web-host", web_host, "--data-dir", str(data_dir),
+                 "--loglevel", loglevel]
+            )
+        )
     import faust
 
     from projections.worker import create_app
@@ -159,10 +173,28 @@ def worker(
         trial = load_trial()
     except TrialConfigError as exc:
         raise fail(str(exc)) from None
+    settings = Settings.from_env()
+    _wait_for_broker(settings.bootstrap_servers)
     faust_app = create_app(
-        Settings.from_env(), trial=trial, web_port=web_port, web_host=web_host, data_dir=data_dir
+        settings, trial=trial, web_port=web_port, web_host=web_host, data_dir=data_dir
     )
     faust.Worker(faust_app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+def _wait_for_broker(bootstrap_servers: str) -> None:
+    """Faust exits when the broker does not answer at start; a worker started while the broker
+    is down (after a power cut, or before it in a compose file) waits for it instead."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    while True:
+        try:
+            KafkaAdminClient(
+                bootstrap_servers=bootstrap_servers, bootstrap_timeout_ms=5_000
+            ).close()
+            return
+        except KafkaError as exc:
+            typer.echo(f"worker: waiting for Kafka at {bootstrap_servers} ({exc!r})", err=True)
 
 
 def _progress(events: int, seconds: float) -> None:

@@ -18,6 +18,10 @@ Position = Where
 """A record's topic, partition and offset."""
 
 
+BOOTSTRAP_TIMEOUT_MS = 10_000
+"""How long a new client waits for the broker before giving up (kafka-python's default: 30 s)."""
+
+
 class BrokerTimeout(RuntimeError):
     """The broker did not answer within the deadline: nothing may be decided on what was read."""
 
@@ -34,6 +38,7 @@ def read_to_end(
         isolation_level="read_committed",
         auto_offset_reset="earliest",
         consumer_timeout_ms=10_000,
+        bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
     )
     try:
         partitions = []
@@ -94,6 +99,7 @@ def read_range(
         enable_auto_commit=False,
         isolation_level="read_committed",
         request_timeout_ms=int(timeout_s * 1000),
+        bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
     )
     deadline = time.monotonic() + timeout_s
     try:

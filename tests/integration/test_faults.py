@@ -30,7 +30,7 @@ from projections.base import to_json
 from tests.conftest import free_port
 from tests.integration.helpers import events_of, eventually
 from trialops.broker import LocalKafka
-from trialops.http_client import get_bytes
+from trialops.http_client import get_bytes, wait_until_up
 from trialops.replay import replay
 from trialops.settings import Settings
 from trialops.stack import Stack
@@ -128,7 +128,12 @@ def live_equals_replay(stack: Stack, settings: Settings) -> None:
     topic = event_topic("enrollment", settings.namespace)
     last = _end(settings, topic) - 1
     url = f"{stack.projections_url}/projections/patient-timeline"
-    eventually(lambda: _applied(url, topic, last), timeout=120, interval=1)
+    try:
+        eventually(lambda: _applied(url, topic, last), timeout=120, interval=1)
+    except AssertionError:
+        status = get_bytes(f"{stack.projections_url}/projections").decode()
+        log = (stack.work_dir / "projections.log").read_text(errors="replace")[-3000:]
+        raise AssertionError(f"the worker did not reach offset {last}: {status}\n{log}") from None
     live = get_bytes(url)
     assert to_json(replay(settings, "patient-timeline")) == live
 
@@ -172,9 +177,11 @@ def own_broker(request) -> LocalKafka:
 
 def stack_on(kafka: LocalKafka, tmp_path: Path) -> Stack:
     settings = Settings(
-        bootstrap_servers=kafka.bootstrap_servers(),
+        bootstrap_servers=kafka.bootstrap_servers,
         namespace=f"f{uuid.uuid4().hex[:8]}",
         trial_id="NCT06623396",
+        # The worker's changelogs too: on a cluster, no topic may hang on the node killed.
+        replication_factor=min(3, kafka.nodes),
     )
     stack = Stack(settings, tmp_path, service_port=free_port(), web_port=free_port(),
                   say=lambda _m: None)
@@ -183,14 +190,18 @@ def stack_on(kafka: LocalKafka, tmp_path: Path) -> Stack:
 
 
 def restart(stack: Stack, name: str) -> None:
+    """SIGKILL one part and start it again; the faults come one at a time, so the next one
+    waits until this part answers again."""
     stack.kill(name)
     if name == "services":
         stack.spawn("services", ["serve", "--port", str(stack.service_port)])
+        wait_until_up(f"{stack.service_url}/health", 120, "services", stack.check_alive)
     else:
         stack.spawn(
             "projections",
             ["worker", "--web-port", str(stack.web_port), "--data-dir", str(stack.work_dir)],
         )
+        wait_until_up(f"{stack.projections_url}/projections", 120, "worker", stack.check_alive)
 
 
 def test_sigkills_of_the_services_the_worker_and_the_broker_lose_and_duplicate_nothing(
@@ -239,7 +250,7 @@ def test_killing_the_partition_leader_of_a_three_node_cluster_loses_nothing(
         client = threading.Thread(target=load.run, daemon=True)
         client.start()
         load.wait_for_acks(15)
-        leader = _leader(own_broker.bootstrap_servers(), topic)
+        leader = _leader(own_broker.bootstrap_servers, topic)
         own_broker.kill_node(leader)
         faults = [f"SIGKILL leader node {leader} of {topic}"]
         client.join(timeout=COMMAND_RETRY_SECONDS * 2)
@@ -261,6 +272,8 @@ def _leader(bootstrap: str, topic: str) -> int:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         [described] = admin.describe_topics([topic])
-        return next(p["leader"] for p in described["partitions"] if p["partition"] == 0)
+        return next(
+            p["leader_id"] for p in described["partitions"] if p["partition_index"] == 0
+        )
     finally:
         admin.close()
