@@ -111,9 +111,12 @@ def create_app(
 
     async def quarantined(where: Where, value: bytes | None) -> bool:
         if not quarantine[0].covers(where, value):
-            quarantine[0] = await asyncio.to_thread(
-                load_quarantine, settings.bootstrap_servers, settings.namespace
-            )
+            try:
+                quarantine[0] = await asyncio.to_thread(
+                    load_quarantine, settings.bootstrap_servers, settings.namespace
+                )
+            except Exception as exc:  # the broker away: stay halted, look again later
+                log.warning("cannot read the quarantine yet: %r", exc)
         return quarantine[0].covers(where, value)
 
     def agent_for(topic: str):
@@ -189,8 +192,22 @@ def create_app(
             "ready": not problems,
             "halted": {source: halt.as_dict() for source, halt in sorted(halts.items())},
             "problems": problems,
+            "lag": lag(),
         }
         return web.json(body, status=200 if not problems else 503)
+
+    def lag() -> dict[str, int]:
+        """Per assigned event partition: records between what is applied and the end (commit
+        markers included, so an idle partition shows 1 after a transactional append)."""
+        behind = {}
+        for tp in sorted(app.consumer.assignment()):
+            if tp.topic in readers:
+                source = f"{tp.topic}:{tp.partition}"
+                try:
+                    behind[source] = max(app.consumer.highwater(tp) - positions[source], 0)
+                except Exception:  # no highwater known yet for this partition
+                    continue
+        return behind
 
     @app.page("/", name="dashboard")
     async def dashboard(web, request):

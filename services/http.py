@@ -29,7 +29,8 @@ from services.validation import (
 
 log = logging.getLogger(__name__)
 
-ACTOR = web.AppKey("actor", Actor)
+ACTOR = web.RequestKey("actor", Actor)
+"""The authenticated actor of a request."""
 
 
 def problem(status: int, error: str, message: str, **extra: Any) -> web.Response:
@@ -92,7 +93,7 @@ def authentication(users: UserDirectory):
         actor = users.authenticate(well_formed.group(1))
         if actor is None:
             return problem(401, "unauthenticated", "the bearer token authenticates nobody")
-        request["actor"] = actor
+        request[ACTOR] = actor
         return await handler(request)
 
     return middleware
@@ -152,7 +153,7 @@ def command_endpoint(
 
     async def endpoint(request: web.Request) -> web.Response:
         arrived = time.monotonic()
-        actor: Actor = request["actor"]
+        actor: Actor = request[ACTOR]
         if actor.role not in roles:
             return problem(
                 403,

@@ -193,22 +193,27 @@ class CommandHandler(Generic[S]):
         return state if payload.context == SHARED else self.decider.evolve(state, payload)
 
     async def _follow_upstream(self, deadline: float) -> None:
+        """Evolve what the followed topics committed since the last call. At an unreadable
+        record the quarantine is read once more (it may have been set aside since); if it still
+        stands there, nothing is decided (``ContextHalted``)."""
         if self.upstream is None:
             return
-        if self.upstream.halts:
-            self.upstream.resume(await asyncio.to_thread(self.load_quarantine))
-        try:
-            new = [recorded for _where, recorded in
-                   await asyncio.to_thread(self.upstream.read_new, deadline)]
-        except BrokerTimeout as exc:
-            raise StoreUnavailable(f"{self.context}: {exc}") from exc
-        self._upstream_seen += new
-        state = self.state
-        for recorded in new:
-            state = self._evolve(state, recorded.payload)
-        self.state = state
-        if self.upstream.halts:
-            raise ContextHalted(self.context, self.upstream.halts[0])
+        for attempt in range(2):
+            if attempt:
+                self.upstream.resume(await asyncio.to_thread(self.load_quarantine))
+            try:
+                new = [recorded for _where, recorded in
+                       await asyncio.to_thread(self.upstream.read_new, deadline)]
+            except BrokerTimeout as exc:
+                raise StoreUnavailable(f"{self.context}: {exc}") from exc
+            self._upstream_seen += new
+            state = self.state
+            for recorded in new:
+                state = self._evolve(state, recorded.payload)
+            self.state = state
+            if not self.upstream.halts:
+                return
+        raise ContextHalted(self.context, self.upstream.halts[0])
 
     def readiness(self) -> dict[str, Any]:
         """Whether the context takes commands, and why not."""
