@@ -51,6 +51,7 @@ from bench.common import (
     say,
 )
 from events.topics import event_topic
+from trialops.http_client import DEMO_READER
 from trialops.settings import Settings
 
 CONTEXT = "enrollment"
@@ -140,6 +141,7 @@ class Worker:
                 "-m",
                 "trialops",
                 "worker",
+                "--demo",  # the bench reads as the demo auditor
                 "--web-port",
                 str(self.port),
                 "--data-dir",
@@ -181,7 +183,9 @@ class Worker:
         if self._connection is None:
             self._connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
-            self._connection.request("GET", path)
+            self._connection.request(
+                "GET", path, headers={"Authorization": f"Bearer {DEMO_READER}"}
+            )
             response = self._connection.getresponse()
             return response.status, response.read()
         except (OSError, http.client.HTTPException):

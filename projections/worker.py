@@ -31,6 +31,7 @@ from projections.applying import (
 from projections.base import Projection, to_json
 from projections.catalog import build
 from projections.faust_kafka import ReadCommittedTransport
+from services.auth import READ_ROLES, UserDirectory, bearer_token
 from trialops.kafka_io import load_quarantine
 from trialops.settings import Settings
 from trialops.trial_config import TrialConfig
@@ -61,6 +62,7 @@ def create_app(
     web_host: str = "127.0.0.1",
     data_dir: Path = Path(".trialops"),
     store: str = "memory://",
+    users: UserDirectory,
 ) -> TrialopsApp:
     group = f"{settings.namespace}-projections"
     (data_dir / "faust").mkdir(parents=True, exist_ok=True)
@@ -72,6 +74,12 @@ def create_app(
         web_host=web_host,
         web_port=web_port,
         web_bind=web_host,
+        # Faust's own views would serve every table's raw data and the cluster's layout to
+        # anyone who asks, with no token: only the views below are served (decision 20).
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
         topic_partitions=1,
         topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
@@ -159,7 +167,7 @@ def create_app(
         source = app.topic(topic, key_serializer="raw", value_serializer="raw")
         app.agent(source, name=f"fold-{context}")(agent_for(topic))
     for projection in projections.values():
-        _serve(app, projection, tables[projection.name], positions)
+        _serve(app, projection, tables[projection.name], positions, users)
 
     unassigned_checks = [0]
 
@@ -211,10 +219,13 @@ def create_app(
 
     @app.page("/", name="dashboard")
     async def dashboard(web, request):
+        # The page holds no data and asks for a token; every request for data sends it.
         return web.bytes(DASHBOARD.read_bytes(), content_type="text/html")
 
     @app.page("/projections", name="projections-status")
     async def status(web, request):
+        if refused := _unauthorized(web, request, users):
+            return refused
         applied_up_to = {
             f"{p.name}|{topic_partition}": offset
             for topic_partition, offset in sorted(positions.items())
@@ -232,8 +243,28 @@ def create_app(
     return app
 
 
-def _serve(app, projection: Projection, table, positions) -> None:
+def _unauthorized(web, request, users: UserDirectory):
+    """A 401 answer unless the request carries the bearer token of a user with a read role;
+    the token is never repeated."""
+    token = bearer_token(request.headers.get("Authorization"))
+    actor = None if token is None else users.authenticate(token)
+    if actor is not None and actor.role in READ_ROLES:
+        return None
+    if actor is not None:
+        return web.json({"error": "role-not-permitted",
+                         "message": f"role {actor.role} may not read the projections"}, status=403)
+    return web.json(
+        {"error": "unauthenticated",
+         "message": "send 'Authorization: Bearer <token>' of a user with a read role"},
+        status=401,
+        headers={"WWW-Authenticate": 'Bearer realm="trialops"'},
+    )
+
+
+def _serve(app, projection: Projection, table, positions, users: UserDirectory) -> None:
     async def view(web, request):
+        if refused := _unauthorized(web, request, users):
+            return refused
         wanted = request.query.get("wait_for")
         if wanted:
             problem = await _wait_for(positions, projection.name, wanted, request.query)

@@ -1,18 +1,23 @@
 """Who is calling: bearer tokens mapped to users and their trial roles.
 
-Tokens are stored only as SHA-256 digests. The actor recorded in an event always comes from
-here, never from the request body.
+Tokens are stored only as salted scrypt hashes (RFC 7914), one user per line of the users file
+(``TRIALOPS_USERS_FILE``); ``trialops users hash-token`` writes such a line. Without a users
+file nobody is let in, unless the demo is asked for explicitly (``--demo``). The actor recorded
+in an event always comes from here, never from the request body.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
+import re
+import stat
 from pathlib import Path
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from events.envelope import Actor
 
@@ -25,60 +30,214 @@ ROLES = (
     "auditor",
 )
 
+READ_ROLES = ROLES
+"""Who may read the projections and the dashboard: every role of the trial, the auditor
+included. Commands are permitted per role by the trial file; reading is not narrowed, because
+every role works from the same operational picture (decision 20)."""
+
+USERS_FILE_ENV = "TRIALOPS_USERS_FILE"
+MIN_TOKEN_LENGTH = 20
+"""``hash-token`` refuses shorter tokens: a token is a password that is never typed by hand."""
+
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+"""scrypt's interactive-login cost (RFC 7914 section 2; about 50 ms and 16 MiB per check)."""
+_SCRYPT_N_RANGE = (2**14, 2**20)
+_TOKEN_HASH = re.compile(
+    r"scrypt\$(?P<n>[0-9]+)\$(?P<r>[0-9]+)\$(?P<p>[0-9]+)\$(?P<salt>[0-9a-f]{32,128})"
+    r"\$(?P<key>[0-9a-f]{64})"
+)
+_MISSES_KEPT = 1024
+_BEARER = re.compile(r"Bearer ([A-Za-z0-9._~+/-]+=*)", re.IGNORECASE)
+"""RFC 6750 section 2.1: the b64token syntax of a bearer credential."""
+
+log = logging.getLogger(__name__)
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    found = _BEARER.fullmatch(header or "")
+    return None if found is None else found.group(1)
+
+
+def hash_token(token: str, *, salt: bytes | None = None) -> str:
+    """``scrypt$N$r$p$<salt hex>$<key hex>``: what a users file keeps instead of a token."""
+    salt = os.urandom(16) if salt is None else salt
+    key = _scrypt(token, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${key.hex()}"
+
+
+def token_matches(token: str, token_hash: str) -> bool:
+    parts = _TOKEN_HASH.fullmatch(token_hash)
+    if parts is None:
+        return False
+    n, r, p = int(parts["n"]), int(parts["r"]), int(parts["p"])
+    key = _scrypt(token, bytes.fromhex(parts["salt"]), n, r, p)
+    return hmac.compare_digest(key, bytes.fromhex(parts["key"]))
+
+
+def _scrypt(token: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(
+        token.encode(), salt=salt, n=n, r=r, p=p, dklen=32, maxmem=130 * n * r * max(p, 1)
+    )
+
 
 class User(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    user_id: str = Field(min_length=1)
+    user_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
     role: str
-    token_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    token_hash: str = Field(description="scrypt$N$r$p$salt$key, from 'trialops users hash-token'")
     printed_name: str | None = Field(
         default=None, description="Name shown with the user's electronic signatures"
     )
 
+    @field_validator("role")
+    @classmethod
+    def _known_role(cls, role: str) -> str:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; known roles: {', '.join(ROLES)}")
+        return role
+
+    @field_validator("token_hash")
+    @classmethod
+    def _salted_slow_hash(cls, value: str) -> str:
+        parts = _TOKEN_HASH.fullmatch(value)
+        if parts is None:
+            raise ValueError("not scrypt$N$r$p$<salt hex>$<key hex>; write it with "
+                             "'trialops users hash-token'")
+        n, r, p = int(parts["n"]), int(parts["r"]), int(parts["p"])
+        low, high = _SCRYPT_N_RANGE
+        if n & (n - 1) or not low <= n <= high or not 8 <= r <= 32 or not 1 <= p <= 16:
+            raise ValueError(f"scrypt cost N={n} r={r} p={p} is outside N 2^14..2^20 (a power "
+                             "of two), r 8..32, p 1..16")
+        return value
+
 
 class UserDirectory:
-    def __init__(self, users: list[User]):
-        unknown = sorted({u.role for u in users} - set(ROLES))
-        if unknown:
-            raise ValueError(f"users: unknown role(s) {unknown}; known roles: {list(ROLES)}")
+    """The users who may call, each found by its token. Refuses two users with one id and two
+    users with one token (a copied hash line at load; a token that two salted hashes accept at
+    its first use), naming the lines."""
+
+    def __init__(self, users: list[User], lines: list[int] | None = None, source: str = "users"):
         self._users = users
+        self._lines = lines or list(range(1, len(users) + 1))
+        self._source = source
+        for kind, key in (("user id", lambda u: u.user_id), ("token hash", lambda u: u.token_hash)):
+            seen: dict[str, int] = {}
+            for user, line in zip(users, self._lines, strict=True):
+                if key(user) in seen:
+                    raise ValueError(
+                        f"{source} line {line}: the same {kind} as line {seen[key(user)]}"
+                        + (f" ({user.user_id})" if kind == "user id" else "")
+                    )
+                seen[key(user)] = line
+        # A token checked once is found again by a keyed digest, so only its first use pays for
+        # scrypt; the key lives in this process only, so the cache says nothing if leaked.
+        self._cache_key = os.urandom(32)
+        self._known: dict[bytes, int] = {}
+        self._misses: set[bytes] = set()
 
     @classmethod
     def from_file(cls, path: Path) -> UserDirectory:
-        data = orjson.loads(path.read_bytes())
-        return cls([User.model_validate(u) for u in data["users"]])
+        """One JSON object per line (``user_id``, ``role``, ``token_hash``, ``printed_name``);
+        blank lines and lines starting with ``#`` are skipped. The file must be open to its
+        owner only (a token hash is still a secret worth guarding)."""
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:
+            raise ValueError(f"users file {path}: {exc.strerror or exc}") from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ValueError(
+                f"users file {path} is open to group or others (mode {stat.filemode(mode)}); "
+                f"allow its owner only: chmod 600 {path}"
+            )
+        users, lines = [], []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            users.append(_parse_line(path, number, line))
+            lines.append(number)
+        if not users:
+            raise ValueError(f"users file {path} holds no user (one JSON object per line)")
+        return cls(users, lines, source=f"users file {path}")
 
     @classmethod
-    def from_env(cls) -> UserDirectory:
-        path = os.environ.get("TRIALOPS_USERS_FILE")
-        return cls.from_file(Path(path)) if path else cls.demo()
+    def from_env(cls, *, demo: bool = False) -> UserDirectory:
+        """The users file named by ``TRIALOPS_USERS_FILE``, or the demo users when asked for;
+        never the demo users by default."""
+        path = os.environ.get(USERS_FILE_ENV)
+        if demo and path:
+            raise ValueError(f"--demo and {USERS_FILE_ENV} are both given: the demo tokens or "
+                             "the users file, not both")
+        if demo:
+            return cls.demo()
+        if not path:
+            raise ValueError(
+                f"no users: set {USERS_FILE_ENV} to a users file (lines from 'trialops users "
+                "hash-token'), or pass --demo to accept the well-known demo-<role> tokens"
+            )
+        return cls.from_file(Path(path))
 
     @classmethod
     def demo(cls) -> UserDirectory:
         """One user per role, token ``demo-<role>``: for the demo and tests, never production."""
-        return cls(
-            [
-                User(
-                    user_id=f"demo-{role.replace('_', '-')}",
-                    role=role,
-                    token_sha256=digest(f"demo-{role}"),
-                    printed_name=f"Demo {role.replace('_', ' ').title()}",
-                )
-                for role in ROLES
-            ]
-        )
+        global _DEMO
+        if _DEMO is None:
+            _DEMO = cls(
+                [
+                    User(
+                        user_id=f"demo-{role.replace('_', '-')}",
+                        role=role,
+                        token_hash=hash_token(f"demo-{role}"),
+                        printed_name=f"Demo {role.replace('_', ' ').title()}",
+                    )
+                    for role in ROLES
+                ],
+                source="demo users",
+            )
+        return _DEMO
 
     def authenticate(self, token: str) -> Actor | None:
         user = self.user_for(token)
         return None if user is None else Actor(user_id=user.user_id, role=user.role)
 
     def user_for(self, token: str) -> User | None:
-        wanted = digest(token)
-        for user in self._users:
-            if hmac.compare_digest(user.token_sha256, wanted):
-                return user
+        seen = hmac.new(self._cache_key, token.encode(), hashlib.sha256).digest()
+        if seen in self._known:
+            return self._users[self._known[seen]]
+        if seen in self._misses:
+            return None
+        # Every hash is checked, so a token two lines accept is found, not the first one used.
+        matches = [i for i, user in enumerate(self._users) if token_matches(token, user.token_hash)]
+        if len(matches) == 1:
+            self._known[seen] = matches[0]
+            return self._users[matches[0]]
+        if len(matches) > 1:
+            log.error("%s: one token is accepted by lines %s; it authenticates nobody",
+                      self._source, ", ".join(str(self._lines[i]) for i in matches))
+        if len(self._misses) >= _MISSES_KEPT:
+            self._misses.clear()
+        self._misses.add(seen)
         return None
 
 
-def digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+_DEMO: UserDirectory | None = None
+
+
+def _parse_line(path: Path, number: int, line: str) -> User:
+    where = f"users file {path} line {number}"
+    try:
+        entry = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        raise ValueError(f"{where}: not a JSON object on one line") from None
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where}: not a JSON object on one line")
+    if "token_sha256" in entry:
+        raise ValueError(f"{where}: token_sha256 (unsalted) is no longer accepted; write a "
+                         "token_hash with 'trialops users hash-token'")
+    try:
+        return User.model_validate(entry)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(line)"
+        message = first["msg"].removeprefix("Value error, ")
+        raise ValueError(f"{where}: {field}: {message}") from None

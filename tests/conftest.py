@@ -103,9 +103,14 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def stack(settings: Settings, tmp_path: Path):
-    """The enrollment service and the Faust worker as real processes on the real broker."""
+def stack(settings: Settings, tmp_path: Path, monkeypatch):
+    """The enrollment service and the Faust worker as real processes on the real broker, with
+    the demo users; the test's readers of the projections (``get_bytes``, ``trialops show``)
+    send the demo auditor's token through ``TRIALOPS_TOKEN``."""
+    from trialops.http_client import DEMO_READER, TOKEN_ENV
     from trialops.stack import Stack
+
+    monkeypatch.setenv(TOKEN_ENV, DEMO_READER)
 
     running = Stack(
         settings, tmp_path, service_port=free_port(), web_port=free_port(), say=lambda _m: None

@@ -60,6 +60,9 @@ def _mount_audit() -> None:
     from trialops.cli_simulate import simulate
 
     app.command("simulate")(simulate)
+    from trialops.cli_users import app as users_app
+
+    app.add_typer(users_app, name="users")
 
 
 _mount_audit()
@@ -125,6 +128,11 @@ def serve(
     ] = None,
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8081,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    demo: Annotated[
+        bool,
+        typer.Option("--demo", help="Accept the well-known demo-<role> tokens (never for a "
+                     "real trial); without it TRIALOPS_USERS_FILE must name the users file."),
+    ] = False,
 ):
     """Run the command services, each the single writer of its context's topic."""
     from services import serving
@@ -134,11 +142,14 @@ def serve(
 
     try:
         trial = load_trial()
-        application = build_app(Settings.from_env(), UserDirectory.from_env(), trial, contexts)
+        users = UserDirectory.from_env(demo=demo)
+        application = build_app(Settings.from_env(), users, trial, contexts)
     except (TrialConfigError, ValueError) as exc:
         raise fail(str(exc)) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    if demo:
+        typer.echo("services: demo tokens are active (demo-<role>): not for a real trial")
     serving.run(application, host=host, port=port, say=lambda msg: typer.echo(f"services: {msg}"))
 
 
@@ -151,9 +162,20 @@ def worker(
     once: Annotated[
         bool, typer.Option("--once", help="Run the worker once; do not start it again if it dies.")
     ] = False,
+    demo: Annotated[
+        bool,
+        typer.Option("--demo", help="Let the demo-<role> tokens read the projections; without "
+                     "it TRIALOPS_USERS_FILE must name the users file."),
+    ] = False,
 ):
     """Run the Faust worker that folds events into the projections and serves them; it is
     started again if it dies (a broker that went away while it started, for example)."""
+    from services.auth import UserDirectory
+
+    try:
+        users = UserDirectory.from_env(demo=demo)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     if not once:
         from trialops.supervise import supervise
 
@@ -161,7 +183,7 @@ def worker(
             supervise(
                 [sys.executable, "-m", "trialops", "worker", "--once", "--web-port",
                  str(web_port), "--web-host", web_host, "--data-dir", str(data_dir),
-                 "--loglevel", loglevel]
+                 "--loglevel", loglevel, *(["--demo"] if demo else [])]
             )
         )
     import faust
@@ -176,7 +198,8 @@ def worker(
     settings = Settings.from_env()
     _wait_for_broker(settings.bootstrap_servers)
     faust_app = create_app(
-        settings, trial=trial, web_port=web_port, web_host=web_host, data_dir=data_dir
+        settings, trial=trial, users=users, web_port=web_port, web_host=web_host,
+        data_dir=data_dir,
     )
     faust.Worker(faust_app, loglevel=loglevel, quiet=True).execute_from_commandline()
 

@@ -10,7 +10,7 @@ import orjson
 import typer
 
 from trialops import tables
-from trialops.http_client import call
+from trialops.http_client import TOKEN_ENV, call, reader_token
 
 app = typer.Typer(
     help="Show a projection as a table (from the Faust worker).", no_args_is_help=True
@@ -29,12 +29,19 @@ DEFAULT_URL = os.environ.get("TRIALOPS_PROJECTIONS_URL", "http://127.0.0.1:6066"
 
 
 def fetch(url: str, name: str, **query: str | None) -> dict:
+    """``name``'s document, read with the bearer token in ``TRIALOPS_TOKEN``."""
     params = urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+    token = reader_token()
     try:
-        status, body = call("GET", f"{url}/projections/{name}" + (f"?{params}" if params else ""))
+        status, body = call(
+            "GET", f"{url}/projections/{name}" + (f"?{params}" if params else ""), token=token
+        )
     except OSError as exc:
         typer.echo(f"error: the projections worker at {url} does not answer ({exc})", err=True)
         raise typer.Exit(2) from None
+    if status == 401 and token is None:
+        typer.echo(f"error: {name}: set {TOKEN_ENV} to a bearer token of any trial role", err=True)
+        raise typer.Exit(1)
     if status != 200:
         typer.echo(f"error: {name}: {body.get('message', body)}", err=True)
         raise typer.Exit(1)

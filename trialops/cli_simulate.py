@@ -46,7 +46,7 @@ def simulate(
     """Drive a simulated phase I trial (screening, enrollment, manufacturing, infusions,
     adverse events, DLTs and the dose-escalation review) through the public command API, on
     a simulated calendar, into a fresh namespace; print progress and a closing summary."""
-    from trialops.http_client import wait_until_up
+    from trialops.http_client import DEMO_READER, wait_until_up
     from trialops.journey import JourneyStepRefused
     from trialops.simulate import PlanError, SimulationError
     from trialops.simulate import simulate as run
@@ -61,7 +61,8 @@ def simulate(
         ladder(load_trial(), patients)  # refuse a bad --patients before waiting for anything
         wait_until_up(f"{service_url}/health", timeout, "the command services")
         wait_until_up(
-            f"{projections_url}/projections/cohort-occupancy", timeout, "the projections worker"
+            f"{projections_url}/projections/cohort-occupancy", timeout, "the projections worker",
+            token=DEMO_READER,
         )
         report = run(patients, seed, service_url, projections_url, speed=speed, say=say)
     except (PlanError, TrialConfigError) as exc:

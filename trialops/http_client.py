@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import urllib.error
 import urllib.request
@@ -9,6 +10,15 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+
+DEMO_READER = "demo-auditor"
+"""The token the demo's own readers send to the projections (``trialops up``, the simulation)."""
+TOKEN_ENV = "TRIALOPS_TOKEN"
+"""The bearer token the CLI's readers of the projections send (``trialops show``, ``status``)."""
+
+
+def reader_token() -> str | None:
+    return os.environ.get(TOKEN_ENV) or None
 
 
 def call(
@@ -28,21 +38,36 @@ def call(
     return status, (orjson.loads(raw) if raw else None)
 
 
-def get_bytes(url: str, timeout: float = 30) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return response.read()
+def get_bytes(url: str, timeout: float = 30, *, token: str | None = None) -> bytes:
+    """GET ``url``'s body; sends ``token``, else ``TRIALOPS_TOKEN`` if set, as a bearer token."""
+    with urllib.request.urlopen(_request(url, token or reader_token()), timeout=timeout) as answer:
+        return answer.read()
+
+
+def _request(url: str, token: str | None) -> urllib.request.Request:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    return request
 
 
 def wait_until_up(
-    url: str, timeout: float = 90, what: str = "", still_starting: Callable[[], None] = lambda: None
+    url: str,
+    timeout: float = 90,
+    what: str = "",
+    still_starting: Callable[[], None] = lambda: None,
+    *,
+    token: str | None = None,
 ) -> None:
-    """Poll ``url`` until it answers; ``still_starting`` may raise to give up early."""
+    """Poll ``url`` until it answers 2xx or 3xx (with ``token``, else ``TRIALOPS_TOKEN`` if set);
+    ``still_starting`` may raise to give up early."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         still_starting()
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
+            request = _request(url, token or reader_token())
+            with urllib.request.urlopen(request, timeout=5) as response:
                 if response.status < 500:
                     return
         except (OSError, urllib.error.URLError) as exc:

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 
-from trialops.http_client import call
+from trialops.http_client import DEMO_READER, call
 from trialops.simulate_steps import TRIAL_START
 from trialops.trial_config import TrialConfig
 
@@ -26,10 +26,13 @@ class SimulationError(RuntimeError):
 class WorkerView:
     """The projections worker's JSON, read once it has applied given topic positions."""
 
-    def __init__(self, projections_url: str, trial: TrialConfig, timeout: float = 30):
+    def __init__(
+        self, projections_url: str, trial: TrialConfig, timeout: float = 30,
+        token: str = DEMO_READER,
+    ):
         from projections.catalog import build
 
-        self.url, self.timeout = projections_url.rstrip("/"), timeout
+        self.url, self.timeout, self.token = projections_url.rstrip("/"), timeout, token
         self.contexts = {name: p.contexts for name, p in build(trial).items()}
 
     def document(self, name: str, positions: dict[str, tuple[int, int]]) -> dict:
@@ -43,7 +46,11 @@ class WorkerView:
         for wanted in [*waits, None]:
             query = {"wait_for": wanted, "timeout": f"{self.timeout:g}"} if wanted else {}
             url = f"{self.url}/projections/{name}"
-            status, body = call("GET", url + ("?" + urllib.parse.urlencode(query) if query else ""))
+            status, body = call(
+                "GET",
+                url + ("?" + urllib.parse.urlencode(query) if query else ""),
+                token=self.token,
+            )
             if status != 200:
                 message = body.get("message", body) if isinstance(body, dict) else body
                 raise SimulationError(f"{name}: the worker answered {status}: {message}")

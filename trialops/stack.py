@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trialops.http_client import get_bytes, wait_until_up
+from trialops.http_client import DEMO_READER, get_bytes, wait_until_up
 from trialops.settings import Settings
 from trialops.topic_admin import check_event_topics, configured_replication_factor, ensure_topics
 
@@ -49,10 +49,12 @@ class Stack:
         self.say(f"topics: created {len(created)}, namespace '{self.settings.namespace}'")
         for problem in check_event_topics(self.settings.bootstrap_servers, self.settings.namespace):
             self.say(f"warning: {problem}")
-        self.spawn("services", ["serve", "--port", str(self.service_port)])
+        # The demo users, asked for explicitly: a real trial runs `serve` with a users file.
+        self.spawn("services", ["serve", "--demo", "--port", str(self.service_port)])
         self.spawn(
             "projections",
-            ["worker", "--web-port", str(self.web_port), "--data-dir", str(self.work_dir)],
+            ["worker", "--demo", "--web-port", str(self.web_port), "--data-dir",
+             str(self.work_dir)],
         )
         try:
             wait_until_up(
@@ -64,6 +66,7 @@ class Stack:
                 timeout,
                 "the Faust worker",
                 self.check_alive,
+                token=DEMO_READER,
             )
             self.say(f"projections ready at {self.projections_url}/projections/cohort-occupancy")
         except (TimeoutError, RuntimeError):
@@ -109,7 +112,7 @@ class Stack:
         self.processes.clear()
 
     def occupancy(self) -> bytes:
-        return get_bytes(f"{self.projections_url}/projections/cohort-occupancy")
+        return get_bytes(f"{self.projections_url}/projections/cohort-occupancy", token=DEMO_READER)
 
 
 def run_stack(
@@ -141,7 +144,10 @@ def run_stack(
         stack.start()
         print(
             f"\ntrialops is up. Kafka {settings.bootstrap_servers}\n"
-            f"  dashboard:   {stack.projections_url}/   (open it to watch the trial)\n"
+            f"  dashboard:   {stack.projections_url}/#token={DEMO_READER}   (open it to watch "
+            "the trial)\n"
+            "  demo tokens are active: demo-<role> (demo-site_coordinator, ..., demo-auditor); "
+            "not for a real trial\n"
             f"  commands:    {stack.service_url}/enrollment|manufacturing|dosing|safety/...\n"
             f"  projections: {stack.projections_url}/projections/<name>\n"
             f"  replay:      KAFKA_BOOTSTRAP_SERVERS={settings.bootstrap_servers} "
@@ -172,7 +178,7 @@ def _demo(stack: Stack, speed: float, settings: Settings) -> None:
             f"demo not run: the trial in namespace '{settings.namespace}' already holds "
             f"{records} records from an earlier run (kept; 'trialops up --fresh' starts over)"
         )
-        print(f"\nthe trial is on the dashboard: {stack.projections_url}/")
+        print(f"\nthe trial is on the dashboard: {stack.projections_url}/#token={DEMO_READER}")
         return
 
     print(f"demo: simulating the trial at {speed:g} s per command (trialops simulate)...")
@@ -182,4 +188,4 @@ def _demo(stack: Stack, speed: float, settings: Settings) -> None:
         print(f"demo not run: {exc}")
         return
     print(report.summary())
-    print(f"\nthe trial is on the dashboard: {stack.projections_url}/")
+    print(f"\nthe trial is on the dashboard: {stack.projections_url}/#token={DEMO_READER}")

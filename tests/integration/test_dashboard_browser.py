@@ -1,6 +1,8 @@
 """The operations dashboard in a real browser: after a short simulated trial on the real broker,
 headless Chromium (driven by selenium with the system's chromedriver; nothing is downloaded)
-opens the worker's page, and every number it shows is compared with the projections' JSON
+opens the worker's page (with no token it shows nothing and asks for one; the auditor's token
+handed over as ``/#token=...`` is kept in sessionStorage and taken out of the address bar),
+and every number it shows is compared with the projections' JSON
 fetched by the test: cohorts taken/free, DLTs per level, the recommendation, lots, AEs, overdue
 reports, and a subject's timeline after a click. A screenshot goes to
 test-artifacts/dashboard.png.
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from trialops.http_client import call
+from trialops.http_client import DEMO_READER, call
 from trialops.simulate import Simulation, WorkerView, plan
 from trialops.trial_config import load_trial
 
@@ -103,9 +105,21 @@ def test_the_dashboard_shows_what_the_projections_say(browser, stack):
             testid,
         )
 
+    # Given no token, the page shows nothing and asks for one
     browser.get(f"{stack.projections_url}/")
+    WebDriverWait(browser, 30).until(lambda _d: "enter a bearer token" in text("error"))
+    assert text("updated") == "never" and rows("cohort-rows") == 0
+    # When a wrong token is typed into the field, the page says it was refused
+    browser.find_element(By.CSS_SELECTOR, '[data-testid="token"]').send_keys("demo-courier\n")
+    WebDriverWait(browser, 30).until(lambda _d: "refused (HTTP 401)" in text("error"))
+    assert text("updated") == "never"
+    # When the auditor's token is handed over in the fragment, the page keeps it for the tab
+    # only, takes it out of the address bar, and shows the trial
+    browser.get(f"{stack.projections_url}/#token={DEMO_READER}")
     WebDriverWait(browser, 30).until(lambda _d: text("updated") != "never")
     assert text("error") == ""
+    assert "token" not in browser.current_url
+    assert browser.execute_script("return sessionStorage.getItem('trialops.token')") == DEMO_READER
 
     # cohorts: taken and free per cohort
     assert rows("cohort-rows") == len(cohorts["cohorts"]) >= 2
@@ -135,7 +149,9 @@ def test_the_dashboard_shows_what_the_projections_say(browser, stack):
     (oos,) = [lot for lot in lots["lots"] if lot["out_of_specification"]]
     subject = oos["subject_id"]
     query = urllib.parse.urlencode({"subject_id": subject})
-    status, timeline = call("GET", f"{stack.projections_url}/projections/patient-timeline?{query}")
+    status, timeline = call(
+        "GET", f"{stack.projections_url}/projections/patient-timeline?{query}", token=DEMO_READER
+    )
     assert status == 200
     entries = timeline["subjects"][0]["entries"]
     button = browser.find_element(

@@ -189,7 +189,7 @@ def test_restarted_service_catches_up_and_still_refuses_a_full_cohort(stack, set
 
     # When the service is killed and started again
     stack.kill("services")
-    stack.spawn("services", ["serve", "--port", str(stack.service_port)])
+    stack.spawn("services", ["serve", "--demo", "--port", str(stack.service_port)])
     eventually(lambda: _health(stack), timeout=60)
 
     # Then its state came back from the topic: the cohort is still full

@@ -194,12 +194,13 @@ def restart(stack: Stack, name: str) -> None:
     waits until this part answers again."""
     stack.kill(name)
     if name == "services":
-        stack.spawn("services", ["serve", "--port", str(stack.service_port)])
+        stack.spawn("services", ["serve", "--demo", "--port", str(stack.service_port)])
         wait_until_up(f"{stack.service_url}/health", 120, "services", stack.check_alive)
     else:
         stack.spawn(
             "projections",
-            ["worker", "--web-port", str(stack.web_port), "--data-dir", str(stack.work_dir)],
+            ["worker", "--demo", "--web-port", str(stack.web_port), "--data-dir",
+             str(stack.work_dir)],
         )
         wait_until_up(f"{stack.projections_url}/projections", 120, "worker", stack.check_alive)
 

@@ -29,7 +29,7 @@ def test_a_fenced_instance_stays_retired_while_the_new_one_accepts_every_command
     old = stack.service_url
     # When a second instance starts for the same contexts
     port = free_port()
-    stack.spawn("services-2", ["serve", "--port", str(port)])
+    stack.spawn("services-2", ["serve", "--demo", "--port", str(port)])
     new = f"http://127.0.0.1:{port}"
     wait_until_up(f"{new}/health", timeout=90, still_starting=stack.check_alive)
 

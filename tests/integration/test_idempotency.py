@@ -52,7 +52,7 @@ def test_the_same_key_twice_appends_one_event_and_answers_the_same(stack, settin
 
     # After a restart the key is known again: it is rebuilt from the log
     stack.kill("services")
-    stack.spawn("services", ["serve", "--port", str(stack.service_port)])
+    stack.spawn("services", ["serve", "--demo", "--port", str(stack.service_port)])
     wait_until_up(f"{stack.service_url}/health", timeout=60)
     assert register(stack, body, "3f6d0c1e-retry-1") == first
     assert len(enrollment_events(settings)) == 1

@@ -16,7 +16,7 @@ from tests.integration.helpers import (
     post,
     posted,
 )
-from trialops.http_client import call
+from trialops.http_client import DEMO_READER, call
 
 pytestmark = pytest.mark.kafka
 
@@ -79,7 +79,8 @@ def test_bad_reasons_times_and_characters_are_refused_and_nothing_is_appended(st
     # and the worker is up, its timeline showing the accepted prescreening with its reason
     def prescreened():
         status, timeline = call(
-            "GET", f"{stack.projections_url}/projections/patient-timeline?subject_id=MSK-0901"
+            "GET", f"{stack.projections_url}/projections/patient-timeline?subject_id=MSK-0901",
+            token=DEMO_READER,
         )
         if status != 200:
             return None

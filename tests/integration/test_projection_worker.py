@@ -22,7 +22,7 @@ from events.topics import dead_letter_topic
 from tests.integration.helpers import eventually
 from tests.integration.raw_events import RawWriter
 from tests.integration.test_unreadable_records import quarantine
-from trialops.http_client import call, get_bytes
+from trialops.http_client import DEMO_READER, call, get_bytes
 
 pytestmark = pytest.mark.kafka
 
@@ -117,7 +117,7 @@ def test_a_poison_event_is_dead_lettered_once_and_the_worker_goes_on_after_its_q
     reasons = " ".join(h["reason"].decode() for h in headers)
     assert "hash-mismatch" in reasons and "unreadable" in reasons
     assert dead_letter_count == 2  # each poison event once, however many projections read it
-    status, body = call("GET", f"{stack.projections_url}/projections")
+    status, body = call("GET", f"{stack.projections_url}/projections", token=DEMO_READER)
     assert status == 200 and body["dead_lettered"] == {last.topic: 2}
     assert body["halted"] == {}
 
@@ -128,18 +128,22 @@ def test_a_query_waits_for_a_position_and_says_so_when_it_times_out(stack, setti
     future = f"{last.topic}:{last.partition}:{last.offset + 100}"
 
     status, body = call(
-        "GET", f"{stack.projections_url}/projections/cohort-occupancy?wait_for={future}&timeout=0.5"
+        "GET",
+        f"{stack.projections_url}/projections/cohort-occupancy?wait_for={future}&timeout=0.5",
+        token=DEMO_READER,
     )
 
     assert status == 504
     assert body["error"] == "projection-behind"
     assert f"not yet {last.offset + 100}" in body["message"]
     status, body = call(
-        "GET", f"{stack.projections_url}/projections/cohort-occupancy?wait_for=nonsense"
+        "GET", f"{stack.projections_url}/projections/cohort-occupancy?wait_for=nonsense",
+        token=DEMO_READER,
     )
     assert status == 400 and "TOPIC:PARTITION:OFFSET" in body["message"]
     status, body = call(
-        "GET", f"{stack.projections_url}/projections/cohort-occupancy?cohort_id=DL9-IP"
+        "GET", f"{stack.projections_url}/projections/cohort-occupancy?cohort_id=DL9-IP",
+        token=DEMO_READER,
     )
     assert status == 404 and "DL9-IP" in body["message"]
 
@@ -162,7 +166,8 @@ def test_a_worker_killed_mid_stream_recovers_to_the_replay(stack, settings):
     writer.producer.flush()
     stack.spawn(
         "projections",
-        ["worker", "--web-port", str(stack.web_port), "--data-dir", str(stack.work_dir)],
+        ["worker", "--demo", "--web-port", str(stack.web_port), "--data-dir",
+         str(stack.work_dir)],
     )
 
     # Then, restarted, it converges to exactly what a replay from scratch computes

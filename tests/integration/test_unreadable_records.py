@@ -112,7 +112,7 @@ def test_garbage_then_a_withdrawal_never_lets_the_withdrawn_subject_be_infused(s
 
     # When the services are restarted, they start (no crash in catch-up) and still refuse
     stack.kill("services")
-    stack.spawn("services", ["serve", "--port", str(stack.service_port)])
+    stack.spawn("services", ["serve", "--demo", "--port", str(stack.service_port)])
     wait_until_up(f"{stack.service_url}/health", timeout=60)
     assert withdraw(stack, "MSK-0701")[0] == 503
 

@@ -45,3 +45,18 @@ def test_compose_commands_are_real_trialops_commands(compose, name):
     assert result.exit_code == 0, result.output
     for option in options:
         assert option in result.output, f"{name}: {option} is not an option of {path}"
+
+
+def test_compose_publishes_ports_on_the_loopback_interface_only(compose):
+    published = {
+        name: service.get("ports", []) for name, service in compose["services"].items()
+    }
+    assert published["services"] and published["projections"]
+    for name, ports in published.items():
+        for port in ports:
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+@pytest.mark.parametrize("name", ["services", "projections"])
+def test_compose_asks_for_the_demo_users_explicitly(compose, name):
+    assert "--demo" in compose["services"][name]["command"]

@@ -101,7 +101,7 @@ def test_a_file_that_is_not_json_or_not_there_is_refused(tmp_path):
         load_trial(tmp_path / "missing.json")
 
 
-@pytest.mark.parametrize("command", [["serve"], ["worker"]])
+@pytest.mark.parametrize("command", [["serve", "--demo"], ["worker", "--demo"]])
 def test_the_services_and_the_worker_refuse_to_start_on_a_bad_trial_file(tmp_path, command):
     path = write(tmp_path, edited(lambda d: d["conditioning"].pop("days")))
 
