@@ -6,21 +6,48 @@ of spaces is refused here, at the edge, and the event types stay as they were.
 
 Characters that are never accepted in any string of a request (control and bidirectional
 formatting characters) are refused before a command is built (``services.validation``).
+
+Free text (``Reason`` and every ``free_text`` type) is capped and never identifies a patient:
+text with an obvious identifier (a birth-date or record-number label, an e-mail address, a
+telephone number) is refused with rule ``identifying-data`` (``services.phi``).
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
+from pydantic_core import PydanticCustomError
+
+from services.phi import identifying_data
 
 REASON_MAX_LENGTH = 2000
 """The longest reason, rationale or summary a command may carry. The full text goes on the
 topic; projections keep a shortened copy (``projections.bounded``)."""
 
+
+
+def _identifies_nobody(text: str) -> str:
+    kind = identifying_data(text)
+    if kind is not None:
+        # The text is not repeated: it is what must not be kept, in the log or anywhere.
+        raise PydanticCustomError(
+            "identifying-data",
+            "holds what looks like {kind}: free text is kept forever and must never identify "
+            "a patient (no name, birth date, record number, e-mail or telephone number; use "
+            "the subject's code)",
+            {"kind": kind},
+        )
+    return text
+
+
+NoIdentifyingData = AfterValidator(_identifies_nobody)
+"""Refuses free text that holds an obvious identifier (``services.phi``)."""
+
 Reason = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=REASON_MAX_LENGTH),
+    NoIdentifyingData,
 ]
 """A reason that says something: surrounding blanks are dropped, blank or whitespace-only is
 refused. The envelope's ``reason`` of every route is checked against this type too."""
@@ -53,4 +80,5 @@ def free_text(min_length: int, max_length: int):
     return Annotated[
         str,
         StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
+        NoIdentifyingData,
     ]
