@@ -75,7 +75,7 @@ def create_app(
         web_port=web_port,
         web_bind=web_host,
         # Faust's own views would serve every table's raw data and the cluster's layout to
-        # anyone who asks, with no token: only the views below are served (decision 20).
+        # anyone who asks, with no token: only the views below are served (decision 22).
         web_tables_enabled=False,
         web_router_enabled=False,
         web_graph_enabled=False,

@@ -33,7 +33,7 @@ ROLES = (
 READ_ROLES = ROLES
 """Who may read the projections and the dashboard: every role of the trial, the auditor
 included. Commands are permitted per role by the trial file; reading is not narrowed, because
-every role works from the same operational picture (decision 20)."""
+every role works from the same operational picture (decision 22)."""
 
 USERS_FILE_ENV = "TRIALOPS_USERS_FILE"
 MIN_TOKEN_LENGTH = 20
