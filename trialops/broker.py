@@ -12,12 +12,23 @@ Layout under the home directory (``default_home()``)::
     clusters/<name>/state.json   pids and ports of a running cluster
     clusters/<name>/cluster.json the cluster id, node count and last ports of its storage
     clusters/<name>/node-<id>/   server.properties, data/, broker.log
+    clusters/<name>/kafka-client.json  a secure cluster's client configuration (mode 0600)
 
 A cluster started by one process can be inspected and stopped by another one through
 ``state.json``. The data is kept: stopping a cluster and starting it again under the same
 name reuses its storage and its cluster id (and its ports when they are still free). Only a
 cluster whose storage is new is formatted, with a new cluster id; ``wipe()`` (``trialops
 broker wipe``, ``trialops broker start --fresh``) deletes the storage, and says what it deleted.
+
+A cluster started with ``secure=True`` (``trialops broker start --secure``) stays secure for the
+life of its storage: clients authenticate with SASL/SCRAM-SHA-512 (no TLS: the listeners are on
+loopback), the brokers authorize every request with Kafka's StandardAuthorizer, and only
+``User:admin`` is a super user. The SCRAM credentials of every principal of
+``trialops.kafka_security.PRINCIPALS`` are created when the storage is formatted, with random
+passwords kept in ``kafka-client.json``, the file ``TRIALOPS_KAFKA_CONFIG`` points at. The
+controller listener authenticates the brokers with SASL/PLAIN as admin (SCRAM credentials live
+in the metadata log, which the controllers must be able to read first). ACLs are per namespace:
+``trialops.topic_admin.grant``.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -50,10 +62,13 @@ from trialops.broker_jars import (
     fetch_jars,
     find_java,
 )
+from trialops.kafka_security import ADMIN, PRINCIPALS, kafka_python_settings, load, write_config
 
 __all__ = ["KAFKA_VERSION", "BrokerError", "LocalKafka", "default_home", "fetch_jars", "find_java"]
 
 HOST = "127.0.0.1"
+SCRAM = "SCRAM-SHA-512"
+CLIENT_CONFIG = "kafka-client.json"
 
 
 def new_cluster_id() -> str:
@@ -143,17 +158,53 @@ def _is_our_broker(pid: int, properties: str) -> bool:
     return properties.encode() in cmdline
 
 
+def _jaas(module: str, username: str, password: str, **users: str) -> str:
+    extra = "".join(f' user_{name}="{secret}"' for name, secret in users.items())
+    return f'{module} required username="{username}" password="{password}"{extra};'
+
+
+def _security_properties(admin_password: str) -> dict[str, Any]:
+    """Listeners, SASL and authorizer settings of a secure node: SCRAM for clients and
+    brokers, PLAIN (admin only) between brokers and controllers, no ACL means no access."""
+    return {
+        "inter.broker.listener.name": "SASL_PLAINTEXT",
+        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": SCRAM,
+        "sasl.mechanism.inter.broker.protocol": SCRAM,
+        f"listener.name.sasl_plaintext.{SCRAM.lower()}.sasl.jaas.config": _jaas(
+            "org.apache.kafka.common.security.scram.ScramLoginModule", ADMIN, admin_password
+        ),
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config": _jaas(
+            "org.apache.kafka.common.security.plain.PlainLoginModule",
+            ADMIN,
+            admin_password,
+            **{ADMIN: admin_password},
+        ),
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{ADMIN}",
+        "allow.everyone.if.no.acl.found": "false",
+    }
+
+
 def _node_properties(
-    node_id: int, nodes: list[dict[str, Any]], data_dir: Path, single: bool
+    node_id: int,
+    nodes: list[dict[str, Any]],
+    data_dir: Path,
+    single: bool,
+    admin_password: str | None = None,
 ) -> str:
+    """A node's server.properties; ``admin_password`` makes it a secure node."""
     me = next(n for n in nodes if n["node_id"] == node_id)
     voters = ",".join(f"{n['node_id']}@{HOST}:{n['controller_port']}" for n in nodes)
+    listener = "PLAINTEXT" if admin_password is None else "SASL_PLAINTEXT"
     props: dict[str, Any] = {
         "process.roles": "broker,controller",
         "node.id": node_id,
         "controller.quorum.voters": voters,
-        "listeners": f"PLAINTEXT://{HOST}:{me['port']},CONTROLLER://{HOST}:{me['controller_port']}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{me['port']}",
+        "listeners": f"{listener}://{HOST}:{me['port']},CONTROLLER://{HOST}:{me['controller_port']}",
+        "advertised.listeners": f"{listener}://{HOST}:{me['port']}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
@@ -161,6 +212,8 @@ def _node_properties(
         "num.partitions": 1,
         "group.initial.rebalance.delay.ms": 0,
     }
+    if admin_password is not None:
+        props.update(_security_properties(admin_password))
     if single:
         props.update(
             {
@@ -207,6 +260,7 @@ class LocalKafka:
         version: str = KAFKA_VERSION,
         heap: str = "384m",
         *,
+        secure: bool | None = None,
         progress: Progress = _stderr,
     ) -> None:
         if nodes is not None and nodes < 1:
@@ -224,6 +278,10 @@ class LocalKafka:
         self.state_file = self.cluster_dir / "state.json"
         self.layout_file = self.cluster_dir / "cluster.json"
         self.lock_file = self.cluster_dir / ".lock"  # serialises start/stop of this cluster
+        self.client_config = self.cluster_dir / CLIENT_CONFIG
+        """A secure cluster's client configuration (``TRIALOPS_KAFKA_CONFIG``)."""
+        self.requested_secure = secure
+        """Security asked for; None: as the kept storage was formatted (plain for new storage)."""
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         stored = self._stored_nodes_or_none()
         self.nodes = nodes if nodes is not None else (stored or 1)
@@ -276,6 +334,7 @@ class LocalKafka:
             "nodes": count,
             "ports": ports if isinstance(ports, list) and len(ports) == 2 * count else None,
             "dir": str(self.cluster_dir),
+            "secure": layout.get("secure") is True,
         }
 
     def wipe(self) -> list[tuple[Path, int]]:
@@ -291,7 +350,9 @@ class LocalKafka:
                     "stop it before wiping its data"
                 )
             doomed = sorted(self.cluster_dir.glob("node-*"))
-            doomed += [f for f in (self.layout_file, self.state_file) if f.exists()]
+            doomed += [
+                f for f in (self.layout_file, self.state_file, self.client_config) if f.exists()
+            ]
             deleted = []
             for path in doomed:
                 size = _size(path)
@@ -343,6 +404,8 @@ class LocalKafka:
                 "nodes": [],
                 "storage": kept["dir"] if kept else None,
                 "cluster_id": kept["cluster_id"] if kept else None,
+                "secure": bool(kept and kept["secure"]),
+                "client_config": self._client_config_if(bool(kept and kept["secure"])),
             }
         nodes = [
             {
@@ -362,8 +425,13 @@ class LocalKafka:
             "bootstrap_servers": state["bootstrap_servers"],
             "version": state.get("version"),
             "cluster_id": state.get("cluster_id"),
+            "secure": state.get("secure", False),
+            "client_config": self._client_config_if(state.get("secure", False)),
             "nodes": nodes,
         }
+
+    def _client_config_if(self, secure: bool) -> str | None:
+        return self.client_config.as_posix() if secure else None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -397,6 +465,7 @@ class LocalKafka:
                 )
             else:
                 self.nodes = stored["nodes"]
+            admin_password = self._security(stored)
             log4j = self.cluster_dir / "log4j.properties"
             log4j.write_bytes(
                 resources.files("trialops").joinpath("kafka/log4j.properties").read_bytes()
@@ -422,10 +491,15 @@ class LocalKafka:
             for node in nodes:
                 node_dir = Path(node["dir"])
                 node_dir.mkdir(exist_ok=True)
-                Path(node["properties"]).write_text(
+                _write_private(
+                    Path(node["properties"]),
                     _node_properties(
-                        node["node_id"], nodes, node_dir / "data", single=self.nodes == 1
-                    )
+                        node["node_id"],
+                        nodes,
+                        node_dir / "data",
+                        single=self.nodes == 1,
+                        admin_password=admin_password,
+                    ),
                 )
             jvm_common = [
                 java,
@@ -437,13 +511,18 @@ class LocalKafka:
             if stored is None:
                 cluster_id = new_cluster_id()
                 self.progress(f"broker '{self.name}': formatting new storage ({cluster_id})")
-                self._format(jvm_common, nodes, cluster_id)
+                self._format(jvm_common, nodes, cluster_id, secure=admin_password is not None)
             else:
                 cluster_id = stored["cluster_id"]
                 self.progress(
                     f"broker '{self.name}': reusing its data ({cluster_id}, {self.cluster_dir})"
                 )
-            layout = {"cluster_id": cluster_id, "nodes": self.nodes, "ports": ports}
+            layout = {
+                "cluster_id": cluster_id,
+                "nodes": self.nodes,
+                "ports": ports,
+                "secure": admin_password is not None,
+            }
             tmp = self.layout_file.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(layout, indent=2) + "\n")
             os.replace(tmp, self.layout_file)
@@ -454,6 +533,7 @@ class LocalKafka:
                 "cluster_id": cluster_id,
                 "bootstrap_servers": bootstrap,
                 "started_at": time.time(),
+                "secure": admin_password is not None,
                 "nodes": nodes,
             }
             try:
@@ -470,8 +550,45 @@ class LocalKafka:
         )
         return bootstrap
 
-    def _format(self, jvm_common: list[str], nodes: list[dict[str, Any]], cluster_id: str) -> None:
-        """Format every node's storage (in parallel: each run is a JVM start-up)."""
+    def _security(self, stored: dict[str, Any] | None) -> str | None:
+        """The admin password of a secure cluster (None: a plain one). New secure storage gets
+        new random passwords for every principal, written to ``client_config``; kept storage
+        stays as it was formatted."""
+        secure = bool(stored["secure"]) if stored is not None else bool(self.requested_secure)
+        if stored is not None and self.requested_secure not in (None, secure):
+            kind = "secure (SASL/SCRAM and ACLs)" if secure else "plain (no authentication)"
+            raise BrokerError(
+                f"broker '{self.name}' keeps the data of a {kind} cluster; start it as it was, "
+                f"or delete its data with 'trialops broker wipe --name {self.name}'"
+            )
+        if not secure:
+            return None
+        if stored is None:
+            write_config(self.client_config, {p: secrets.token_hex(24) for p in PRINCIPALS})
+        try:
+            security = load(self.client_config)
+        except ValueError as exc:
+            raise BrokerError(f"broker '{self.name}': {exc}") from None
+        if security is None or ADMIN not in security.credentials:
+            raise BrokerError(f"broker '{self.name}': no admin credentials in {self.client_config}")
+        return security.credentials[ADMIN][1]
+
+    def _format(
+        self,
+        jvm_common: list[str],
+        nodes: list[dict[str, Any]],
+        cluster_id: str,
+        *,
+        secure: bool = False,
+    ) -> None:
+        """Format every node's storage (in parallel: each run is a JVM start-up); a secure
+        cluster's storage gets the SCRAM credentials of every principal."""
+        scram: list[str] = []
+        if secure:
+            security = load(self.client_config)
+            assert security is not None
+            for username, password in security.credentials.values():
+                scram += ["--add-scram", f'{SCRAM}=[name={username},password="{password}"]']
         running = []
         for node in nodes:
             cmd = [
@@ -483,6 +600,7 @@ class LocalKafka:
                 cluster_id,
                 "-c",
                 node["properties"],
+                *scram,
             ]
             running.append(
                 subprocess.Popen(
@@ -551,6 +669,8 @@ class LocalKafka:
         probe_config = {
             k: v for k, v in probe_config.items() if k in KafkaAdminClient.DEFAULT_CONFIG
         }
+        if self.client_config.exists() and (self._read_state() or {}).get("secure"):
+            probe_config.update(kafka_python_settings(ADMIN, self.client_config))
         last_problem = "no broker port open yet"
         while True:
             for node in nodes:
@@ -646,6 +766,14 @@ class LocalKafka:
 
     def __repr__(self) -> str:
         return f"LocalKafka(name={self.name!r}, nodes={self.nodes}, version={self.version!r})"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by its owner only (it may hold passwords)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -78,19 +78,46 @@ def start(
         bool,
         typer.Option("--fresh", help="Delete the cluster's kept data first (prints what)."),
     ] = False,
+    secure: Annotated[
+        bool | None,
+        typer.Option(
+            "--secure/--plain",
+            help="New storage: SASL/SCRAM authentication and ACLs (--secure) or none (the "
+            "default). Kept storage starts as it was formatted.",
+        ),
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            help="Secure cluster: the namespace whose ACLs are granted at start "
+            "(default: $TRIALOPS_NAMESPACE, else trialops)."
+        ),
+    ] = None,
 ) -> None:
     """Start a cluster in the background and print its bootstrap servers.
 
     A cluster keeps its data between stop and start; only new storage is formatted."""
-    kafka = _run(lambda: LocalKafka(name=name, nodes=nodes, progress=_err))
+    kafka = _run(lambda: LocalKafka(name=name, nodes=nodes, secure=secure, progress=_err))
     if fresh:
         _wipe(kafka)
     bootstrap = _run(lambda: kafka.start(timeout=timeout))
     typer.echo(bootstrap)
-    _err(
-        f"use it with:  export KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n"
-        f"stop it with: trialops broker stop --name {name}"
-    )
+    hint = f"use it with:  export KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n"
+    if kafka.status().get("secure"):
+        from trialops.settings import Settings
+        from trialops.topic_admin import grant
+
+        ns = namespace or Settings.from_env(bootstrap_servers=bootstrap).namespace
+        def granted() -> int:
+            try:
+                return grant(bootstrap, ns, kafka.client_config)
+            except Exception as exc:  # a refused ACL or a broker gone: one line, not a trace
+                raise BrokerError(f"granting the ACLs of '{ns}' failed: {exc!r}") from exc
+
+        count = _run(granted)
+        _err(f"broker '{name}': SASL/SCRAM and ACLs on; {count} ACLs of namespace '{ns}' in place")
+        hint += f"              export TRIALOPS_KAFKA_CONFIG={kafka.client_config}\n"
+    _err(hint + f"stop it with: trialops broker stop --name {name}")
 
 
 @app.command()
@@ -121,7 +148,8 @@ def wipe(
 
 @app.command()
 def status(name: NameOption = "default") -> None:
-    """Print the cluster's state as JSON; exit code 1 if it is not running."""
+    """Print the cluster's state as JSON; exit code 1 if it is not running. A secure
+    cluster's ``client_config`` is the file for ``TRIALOPS_KAFKA_CONFIG``."""
     info = _run(lambda: LocalKafka(name=name).status())
     typer.echo(json.dumps(info, indent=2))
     if not info["running"]:

@@ -17,6 +17,10 @@ Event topics are the system of record, so their configuration is part of the rec
 ``ensure_topics`` creates the missing topics that way and never alters an existing one;
 ``check_event_topics`` reports every existing topic that deviates (``trialops verify`` and
 ``trialops topics create`` print them and exit 1).
+
+On a secured broker (``TRIALOPS_KAFKA_CONFIG`` set, see ``trialops.kafka_security``) these
+clients act as ``admin``, and ``ensure_topics`` also grants the namespace's ACLs
+(``grant``): the only way to write an event topic is to be its context's writer.
 """
 
 from __future__ import annotations
@@ -24,11 +28,22 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
-from kafka.admin import ConfigResource, KafkaAdminClient
+from kafka.admin import (
+    ACL,
+    ACLOperation,
+    ACLPermissionType,
+    ACLResourcePatternType,
+    ConfigResource,
+    KafkaAdminClient,
+    ResourcePattern,
+    ResourceType,
+)
 from kafka.errors import TopicAlreadyExistsError
 
-from events.topics import EVENT_TOPIC_CONFIG, catalogue
+from events.topics import EVENT_TOPIC_CONFIG, WRITERS, catalogue, dead_letter_topic, event_topic
+from trialops.kafka_security import ADMIN, AUDITOR, WORKER, kafka_python_settings, load
 
 REPLICATION_ENV = "TRIALOPS_REPLICATION_FACTOR"
 _MISSING_RETRIES = 3
@@ -88,12 +103,88 @@ def event_topic_configs(replication_factor: int) -> dict[str, str]:
     return configs
 
 
-def _admin(bootstrap_servers: str) -> KafkaAdminClient:
+def _admin(bootstrap_servers: str, config: Path | None = None) -> KafkaAdminClient:
+    """An admin client, as ``admin`` on a secured broker (``config``: the client
+    configuration file, default ``TRIALOPS_KAFKA_CONFIG``)."""
     return KafkaAdminClient(
         bootstrap_servers=bootstrap_servers,
         client_id="trialops-admin",
         request_timeout_ms=30000,
+        **kafka_python_settings(ADMIN, config),
     )
+
+
+def worker_group(namespace: str) -> str:
+    """The projection worker's consumer group, also the prefix of its internal topics
+    (Faust names changelogs ``<group>-<table>-changelog``)."""
+    return f"{namespace}-projections"
+
+
+def namespace_acls(namespace: str) -> list[ACL]:
+    """Every ACL of ``namespace``; nothing else is allowed (the broker refuses what no ACL
+    allows, and only admin is a super user):
+
+    - each context's writer: write (transactionally, with its own transactional id
+      ``<namespace>.<context>.writer``) only its own event topic; read every event topic (a
+      service follows other contexts' topics);
+    - the worker: read the event topics; its consumer group; create, read and write its own
+      topics (changelogs ``<namespace>-projections-*``, dead letters ``<namespace>.dlq.*``);
+    - the auditor: read and describe the event topics and their configuration; write the
+      checkpoint topic ``<namespace>.checkpoints``.
+
+    "The event topics" are every topic of ``events.topics.catalogue``.
+    """
+    allow = ACLPermissionType.ALLOW
+    op = ACLOperation
+
+    def acl(
+        principal: str,
+        operation: ACLOperation,
+        kind: ResourceType,
+        name: str,
+        prefixed: bool = False,
+    ) -> ACL:
+        pattern = ACLResourcePatternType.PREFIXED if prefixed else ACLResourcePatternType.LITERAL
+        return ACL(f"User:{principal}", "*", operation, allow, ResourcePattern(kind, name, pattern))
+
+    topic, group, txn = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID
+    events = [spec.name for spec in catalogue(namespace)]
+    acls = []
+    for context in WRITERS:
+        own = event_topic(context, namespace)
+        acls += [acl(context, op.WRITE, topic, own)]
+        acls += [acl(context, o, topic, name) for name in events for o in (op.READ, op.DESCRIBE)]
+        writer_id = f"{namespace}.{context}.writer"
+        acls += [acl(context, o, txn, writer_id) for o in (op.WRITE, op.DESCRIBE)]
+        acls += [acl(context, op.IDEMPOTENT_WRITE, ResourceType.CLUSTER, "kafka-cluster")]
+    acls += [acl(WORKER, o, topic, name) for name in events for o in (op.READ, op.DESCRIBE)]
+    prefixes = (worker_group(namespace), dead_letter_topic("", namespace))
+    own_ops = (op.CREATE, op.READ, op.WRITE, op.DESCRIBE, op.DESCRIBE_CONFIGS)
+    acls += [acl(WORKER, o, topic, prefix, True) for prefix in prefixes for o in own_ops]
+    acls += [
+        acl(WORKER, o, group, worker_group(namespace), True) for o in (op.READ, op.DESCRIBE)
+    ]
+    audit_ops = (op.READ, op.DESCRIBE, op.DESCRIBE_CONFIGS)
+    acls += [acl(AUDITOR, o, topic, name) for name in events for o in audit_ops]
+    # The auditor keeps the signed checkpoints of the log (DESIGN 4b) on their own topic.
+    acls += [acl(AUDITOR, op.WRITE, topic, f"{namespace}.checkpoints")]
+    return acls
+
+
+def grant(bootstrap_servers: str, namespace: str, config: Path | None = None) -> int:
+    """Create the ACLs of ``namespace`` as admin (creating an existing ACL changes nothing);
+    return how many. Raises on a refused ACL. ``config``: the client configuration file,
+    default ``TRIALOPS_KAFKA_CONFIG``."""
+    acls = namespace_acls(namespace)
+    admin = _admin(bootstrap_servers, config)
+    try:
+        result = admin.create_acls(acls)
+    finally:
+        admin.close()
+    failed = result.get("failed") or []
+    if failed:
+        raise RuntimeError(f"the broker refused {len(failed)} ACL(s) of {namespace}: {failed[:3]}")
+    return len(acls)
 
 
 def _broker_count(admin: KafkaAdminClient) -> int:
@@ -138,9 +229,11 @@ def ensure_topics(
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass  # another process created it between list and create
-        return created
     finally:
         admin.close()
+    if load() is not None:
+        grant(bootstrap_servers, namespace)
+    return created
 
 
 def topic_problems(
@@ -252,7 +345,11 @@ def record_counts(bootstrap_servers: str, namespace: str) -> dict[str, int]:
     zero means the topic never held anything)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        enable_auto_commit=False,
+        **kafka_python_settings(ADMIN),
+    )
     try:
         counts = {}
         existing = consumer.topics()

@@ -1,0 +1,282 @@
+"""``trialops broker start --secure`` on a real broker: SASL/SCRAM authentication and ACLs.
+
+Every refusal asserted here is the broker's: an authentication failure recorded in its log, or
+an authorization error code in its answer (kafka.errors.*AuthorizationFailedError), with raw
+kafka-python clients whose only trialops part is ``trialops.kafka_security``. One single-node
+secure broker serves the whole module; it is stopped and deleted afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import (
+    KafkaError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailedError,
+)
+
+from events.topics import catalogue, dead_letter_topic, event_topic
+from trialops.broker import LocalKafka
+from trialops.kafka_security import (
+    CONFIG_ENV,
+    PRINCIPALS,
+    faust_credentials,
+    kafka_python_settings,
+    load,
+)
+from trialops.topic_admin import check_event_topics, ensure_topics
+
+pytestmark = pytest.mark.kafka
+
+NS = "sec"
+ENROLLMENT = event_topic("enrollment", NS)
+MANUFACTURING = event_topic("manufacturing", NS)
+GROUP = f"{NS}-projections"
+
+
+@dataclass
+class Secure:
+    kafka: LocalKafka
+    bootstrap: str
+    config: Path
+    start_output: str
+
+    def settings(self, principal: str) -> dict:
+        return kafka_python_settings(principal, self.config)
+
+    def broker_log(self) -> str:
+        return Path(self.kafka.status()["nodes"][0]["log"]).read_text(errors="replace")
+
+
+def trialops(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != CONFIG_ENV}
+    return subprocess.run(
+        [sys.executable, "-m", "trialops", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+@pytest.fixture(scope="module")
+def secure() -> Iterator[Secure]:
+    kafka = LocalKafka(name=f"test-secure-{uuid.uuid4().hex[:8]}")
+    try:
+        started = trialops("broker", "start", "--name", kafka.name, "--secure", "--namespace", NS)
+        assert started.returncode == 0, started.stderr
+        with pytest.MonkeyPatch.context() as env:
+            # ensure_topics acts as admin, and grants the namespace's ACLs again (a no-op).
+            env.setenv(CONFIG_ENV, str(kafka.client_config))
+            created = ensure_topics(started.stdout.strip(), NS)
+            assert sorted(created) == sorted(spec.name for spec in catalogue(NS))
+            assert check_event_topics(started.stdout.strip(), NS) == []
+        yield Secure(kafka, started.stdout.strip(), kafka.client_config, started.stderr)
+    finally:
+        kafka.stop()
+        shutil.rmtree(kafka.cluster_dir, ignore_errors=True)
+
+
+def end_offset(secure: Secure, topic: str) -> int:
+    consumer = KafkaConsumer(
+        bootstrap_servers=secure.bootstrap, enable_auto_commit=False, **secure.settings("auditor")
+    )
+    try:
+        partition = TopicPartition(topic, 0)
+        return consumer.end_offsets([partition])[partition]
+    finally:
+        consumer.close()
+
+
+def writer(secure: Secure, principal: str, transactional_id: str) -> KafkaProducer:
+    """A producer as the services build theirs: transactional, idempotent, acks=all."""
+    return KafkaProducer(
+        bootstrap_servers=secure.bootstrap,
+        transactional_id=transactional_id,
+        enable_idempotence=True,
+        acks="all",
+        max_block_ms=10_000,
+        **secure.settings(principal),
+    )
+
+
+def test_start_says_where_the_client_configuration_is_and_keeps_it_private(secure: Secure):
+    assert f"export {CONFIG_ENV}={secure.config}" in secure.start_output
+    status = trialops("broker", "status", "--name", secure.kafka.name)
+    assert status.returncode == 0, status.stderr
+    info = json.loads(status.stdout)
+    assert info["secure"] is True
+    assert info["client_config"] == secure.config.as_posix()
+    assert stat.S_IMODE(secure.config.stat().st_mode) == 0o600
+    properties = Path(info["nodes"][0]["log"]).with_name("server.properties")
+    assert stat.S_IMODE(properties.stat().st_mode) == 0o600  # it holds the admin password
+    security = load(secure.config)
+    assert security is not None and set(security.credentials) == set(PRINCIPALS)
+    assert len({password for _, password in security.credentials.values()}) == len(PRINCIPALS)
+
+
+def test_a_client_without_credentials_cannot_produce(secure: Secure):
+    before = end_offset(secure, ENROLLMENT)
+    with pytest.raises(KafkaError):
+        producer = KafkaProducer(
+            bootstrap_servers=secure.bootstrap, max_block_ms=3_000, bootstrap_timeout_ms=3_000
+        )
+        try:
+            producer.send(ENROLLMENT, b"forged").get(timeout=10)
+        finally:
+            producer.close(timeout=5)
+    assert end_offset(secure, ENROLLMENT) == before
+    assert "Unexpected Kafka request of type METADATA during SASL handshake" in secure.broker_log()
+
+
+def test_a_wrong_password_is_refused_by_the_broker(secure: Secure):
+    settings = {**secure.settings("enrollment"), "sasl_plain_password": "guessed"}
+    with pytest.raises(KafkaError):
+        KafkaProducer(
+            bootstrap_servers=secure.bootstrap,
+            max_block_ms=3_000,
+            bootstrap_timeout_ms=3_000,
+            **settings,
+        )
+    assert "invalid credentials with SASL mechanism SCRAM-SHA-512" in secure.broker_log()
+
+
+@pytest.mark.parametrize("principal", ["worker", "auditor"])
+def test_readers_cannot_write_an_event_topic(secure: Secure, principal: str):
+    before = end_offset(secure, ENROLLMENT)
+    producer = KafkaProducer(
+        bootstrap_servers=secure.bootstrap, max_block_ms=10_000, **secure.settings(principal)
+    )
+    try:
+        with pytest.raises(TopicAuthorizationFailedError):
+            producer.send(ENROLLMENT, b"forged").get(timeout=10)
+    finally:
+        producer.close(timeout=5)
+    assert end_offset(secure, ENROLLMENT) == before
+
+
+def test_a_writer_writes_its_own_topic_transactionally(secure: Secure):
+    before = end_offset(secure, ENROLLMENT)
+    producer = writer(secure, "enrollment", f"{NS}.enrollment.writer")
+    try:
+        producer.init_transactions()
+        producer.begin_transaction()
+        written = producer.send(ENROLLMENT, key=b"S-1", value=b"event").get(timeout=10)
+        producer.commit_transaction()
+    finally:
+        producer.close(timeout=5)
+    assert written.topic == ENROLLMENT
+    assert end_offset(secure, ENROLLMENT) == before + 2  # the event and the commit marker
+
+
+def test_a_writer_is_refused_on_another_contexts_topic(secure: Secure):
+    before = end_offset(secure, MANUFACTURING)
+    producer = writer(secure, "enrollment", f"{NS}.enrollment.writer")
+    try:
+        producer.init_transactions()
+        producer.begin_transaction()
+        with pytest.raises(TopicAuthorizationFailedError):
+            producer.send(MANUFACTURING, key=b"L-1", value=b"forged").get(timeout=10)
+        producer.abort_transaction()
+    finally:
+        producer.close(timeout=5)
+    assert end_offset(secure, MANUFACTURING) == before
+
+
+def test_a_writer_cannot_take_another_writers_transactional_id(secure: Secure):
+    producer = writer(secure, "enrollment", f"{NS}.manufacturing.writer")
+    try:
+        with pytest.raises(TransactionalIdAuthorizationFailedError):
+            producer.init_transactions()
+    finally:
+        producer.close(timeout=5)
+
+
+def test_the_worker_reads_in_its_group_and_writes_its_own_topics(secure: Secure):
+    producer = writer(secure, "enrollment", f"{NS}.enrollment.writer")
+    try:
+        producer.init_transactions()
+        producer.begin_transaction()
+        producer.send(ENROLLMENT, key=b"S-2", value=b"for-the-worker").get(timeout=10)
+        producer.commit_transaction()
+    finally:
+        producer.close(timeout=5)
+
+    consumer = KafkaConsumer(
+        ENROLLMENT,
+        bootstrap_servers=secure.bootstrap,
+        group_id=GROUP,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        **secure.settings("worker"),
+    )
+    try:
+        values: list[bytes] = []
+        for _ in range(30):  # polls, not a time limit: each returns what has arrived
+            for records in consumer.poll(timeout_ms=1000).values():
+                values += [r.value for r in records]
+            if b"for-the-worker" in values:
+                break
+        assert b"for-the-worker" in values
+        consumer.commit()
+        assert consumer.committed(TopicPartition(ENROLLMENT, 0)) == end_offset(secure, ENROLLMENT)
+    finally:
+        consumer.close()
+
+    changelog = f"{GROUP}-applied-seq-changelog"
+    dead_letters = dead_letter_topic(GROUP, NS)
+    admin = KafkaAdminClient(bootstrap_servers=secure.bootstrap, **secure.settings("worker"))
+    try:
+        admin.create_topics([NewTopic(t, 1, 1) for t in (changelog, dead_letters)])
+        with pytest.raises(TopicAuthorizationFailedError):
+            admin.create_topics([NewTopic(f"{NS}.enrollment.events-shadow", 1, 1)])
+    finally:
+        admin.close()
+    worker = KafkaProducer(
+        bootstrap_servers=secure.bootstrap, acks="all", **secure.settings("worker")
+    )
+    try:
+        for topic in (changelog, dead_letters):
+            assert worker.send(topic, key=b"k", value=b"v").get(timeout=10).topic == topic
+    finally:
+        worker.close(timeout=5)
+
+
+def test_faust_credentials_reach_aiokafka(secure: Secure):
+    """The worker's Faust credentials, turned into aiokafka settings by Faust itself, read an
+    event topic; without them aiokafka is refused."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka import TopicPartition as AIOPartition
+    from aiokafka.errors import KafkaError as AIOKafkaError
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    async def end(**auth: object) -> int:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=secure.bootstrap, request_timeout_ms=5_000, **auth
+        )
+        try:
+            await consumer.start()
+            partition = AIOPartition(ENROLLMENT, 0)
+            return (await consumer.end_offsets([partition]))[partition]
+        finally:
+            await consumer.stop()
+
+    auth = credentials_to_aiokafka_auth(faust_credentials("worker", secure.config))
+    assert auth["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert asyncio.run(end(**auth)) == end_offset(secure, ENROLLMENT)
+    with pytest.raises(AIOKafkaError):
+        asyncio.run(end())
