@@ -9,5 +9,8 @@ COPY trialops ./trialops
 RUN pip install --no-cache-dir .
 RUN useradd --create-home trialops
 USER trialops
+# The writers' keys live in a named volume mounted here; made by the image so the volume is the
+# trialops user's.
+RUN mkdir -p /home/trialops/keys
 WORKDIR /home/trialops
 ENTRYPOINT ["trialops"]

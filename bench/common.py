@@ -18,11 +18,13 @@ the waiting list, and that projection's one per-trial state, grow with every sub
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing
 import os
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -31,6 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
+from pathlib import Path
 from queue import Empty
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -45,7 +48,9 @@ from events.enrollment import (
 )
 from events.envelope import GENESIS_HASH, Actor, Envelope, from_bytes, seal, to_bytes
 from events.registry import EventPayload, read
+from events.signing import Signer
 from events.topics import event_topic
+from trialops.keys import init_keys, load_keyring, load_signer
 from trialops.settings import Settings
 from trialops.topic_admin import configured_replication_factor, ensure_topics
 
@@ -104,8 +109,21 @@ def kafka_broker() -> Iterator[str]:
         broker.stop()
 
 
+@functools.cache
+def enrollment_signer() -> Signer:
+    """The enrollment writer's key the generated events are signed with; a benchmark run
+    without keys of its own makes a set (the worker it starts finds them in the environment)."""
+    if not os.environ.get("TRIALOPS_KEYRING"):
+        keyring, writers = init_keys(Path(tempfile.mkdtemp(prefix="trialops-bench-keys-")))
+        os.environ["TRIALOPS_KEYRING"] = str(keyring)
+        os.environ["TRIALOPS_WRITER_KEYS"] = str(writers)
+    keyring = load_keyring(os.environ["TRIALOPS_KEYRING"])
+    return load_signer(os.environ.get("TRIALOPS_WRITER_KEYS"), "enrollment", keyring)
+
+
 def fresh_settings(bootstrap_servers: str) -> Settings:
     """Settings with a namespace no other run uses; its event topics are created."""
+    enrollment_signer()
     settings = Settings(
         bootstrap_servers=bootstrap_servers,
         namespace=f"bench-{uuid.uuid4().hex[:8]}",
@@ -260,6 +278,10 @@ class Workload:
     ) -> Envelope:
         moment = START + timedelta(seconds=self.events)
         self.events += 1
+        return enrollment_signer().sign(self._sealed(stream_id, seq, prev_hash, event, reason,
+                                                     moment))
+
+    def _sealed(self, stream_id, seq, prev_hash, event, reason, moment) -> Envelope:
         return seal(
             event_id=uuid.uuid4(),
             event_type=event.event_type,

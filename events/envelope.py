@@ -96,7 +96,15 @@ class Idempotency(Frozen):
     request_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
-_OPTIONAL = ("idempotency",)
+class WriterSignature(Frozen):
+    """The writer's Ed25519 signature of the event's ``hash`` and the id of the key that made
+    it (events/signing.py). Outside the hash: it signs the hash."""
+
+    key_id: str = Field(min_length=1, max_length=128)
+    signature: str = Field(min_length=1, max_length=200, description="base64")
+
+
+_OPTIONAL = ("idempotency", "writer_signature")
 """Fields added after the first events were written: left out of the wire form and the hash
 when empty, so events written before them keep their bytes and their hash."""
 
@@ -118,6 +126,7 @@ class Envelope(Frozen):
     hash: str = Field(pattern=r"^[0-9a-f]{64}$")
     payload: dict[str, Any]
     idempotency: Idempotency | None = None
+    writer_signature: WriterSignature | None = None
 
     @field_validator("payload")
     @classmethod
@@ -132,9 +141,11 @@ class Envelope(Frozen):
         return value.astimezone(UTC)
 
     def body(self) -> dict[str, Any]:
-        """Every field but ``hash``, in its JSON form: what the hash covers."""
+        """Every field but ``hash`` and the writer's signature (which signs the hash), in its
+        JSON form: what the hash covers."""
         body = self.wire()
         del body["hash"]
+        body.pop("writer_signature", None)
         return body
 
     def wire(self) -> dict[str, Any]:

@@ -5,7 +5,8 @@ audit all call :func:`decode` and :func:`next_in_stream` on each record, in offs
 partition, so they agree on what the log says, including when it holds something unreadable.
 
 A record is applied when its bytes are an envelope, its payload validates (after upcasting),
-its hash matches its content and it is the next event of its stream (``stream_seq`` one past
+its hash matches its content, it is signed by the writer of its topic (events/signing.py) and it
+is the next event of its stream (``stream_seq`` one past
 the stream's head, ``prev_hash`` the head's hash). An event already applied (``stream_seq`` not
 above the head: a producer retry, a copy) is skipped. Anything else is *unreadable*, and the
 policy for it is the same everywhere (decision 17 of docs/decisions.md):
@@ -32,10 +33,13 @@ from pydantic import ValidationError
 
 from events.envelope import GENESIS_HASH, Envelope, from_bytes
 from events.registry import Recorded, UnknownEventType, read
+from events.signing import SIGNATURE_KINDS, Keyring, SignatureProblem, check_writer_signature
+from events.topics import context_of
 
-KINDS = ("unreadable", "schema-invalid", "hash-mismatch", "broken-chain")
+KINDS = ("unreadable", "schema-invalid", "hash-mismatch", *SIGNATURE_KINDS, "broken-chain")
 """Why a record cannot be applied: not an envelope; a payload its schema refuses; content that
-does not match its hash; an event that does not follow its stream's head."""
+does not match its hash; no valid signature of the topic's writer (events/signing.py); an event
+that does not follow its stream's head."""
 
 
 class Unreadable(ValueError):
@@ -52,8 +56,8 @@ def digest(value: bytes | None) -> str:
     return hashlib.sha256(value or b"").hexdigest()
 
 
-def decode(value: bytes | None) -> Recorded:
-    """The recorded event in ``value``, or :class:`Unreadable`."""
+def decode(value: bytes | None, keyring: Keyring, topic: str) -> Recorded:
+    """The recorded event in ``value``, read on ``topic``, or :class:`Unreadable`."""
     if value is None:
         raise Unreadable("unreadable", "the record has no value")
     try:
@@ -66,6 +70,10 @@ def decode(value: bytes | None) -> Recorded:
         raise Unreadable("schema-invalid", _first_line(exc)) from None
     if not envelope.hash_is_valid():
         raise Unreadable("hash-mismatch", f"{envelope.event_type} content does not match its hash")
+    try:
+        check_writer_signature(envelope, keyring, context_of(topic) or topic)
+    except SignatureProblem as exc:
+        raise Unreadable(exc.kind, exc.detail) from None
     return recorded
 
 
@@ -165,6 +173,7 @@ class LogReader:
     """The rule applied by a reader that reads each partition from its start, in offset order
     (services' catch-up and tails, replay, audit, verify's view of what readers apply)."""
 
+    keyring: Keyring
     quarantine: Quarantine = NO_QUARANTINE
     heads: dict[tuple[str, str], Head] = field(default_factory=dict)
     halts: dict[tuple[str, int], Halt] = field(default_factory=dict)
@@ -179,7 +188,7 @@ class LogReader:
         if partition in self.halts:
             return None
         try:
-            recorded = decode(value)
+            recorded = decode(value, self.keyring, where.topic)
             envelope = recorded.envelope
             stream = (where.topic, envelope.stream_id)
             fresh = next_in_stream(self.heads.get(stream), envelope)

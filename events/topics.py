@@ -34,6 +34,19 @@ def event_topic(context: str, namespace: str = DEFAULT_NAMESPACE) -> str:
     return f"{namespace}.{context}.events"
 
 
+def checkpoint_topic(namespace: str = DEFAULT_NAMESPACE) -> str:
+    """Where the auditor's signed checkpoints of the log are kept (trialops/checkpoint.py)."""
+    return f"{namespace}.checkpoints"
+
+
+def context_of(topic: str) -> str | None:
+    """The context whose writer owns ``topic`` (``<namespace>.<context>.events``), or None."""
+    parts = topic.rsplit(".", 2)
+    if len(parts) == 3 and parts[2] == "events" and parts[1] in WRITERS:
+        return parts[1]
+    return None
+
+
 def dead_letter_topic(consumer_group: str, namespace: str = DEFAULT_NAMESPACE) -> str:
     return f"{namespace}.dlq.{consumer_group}"
 
@@ -42,7 +55,9 @@ def catalogue(namespace: str = DEFAULT_NAMESPACE) -> list[TopicSpec]:
     # One partition per context: a phase I trial writes a few thousand events, and a single
     # partition gives every projection one total order per context. Streams are still keyed
     # by stream_id, so more partitions later keep each stream's order.
+    # The checkpoints are kept like the events: they prove what the log held.
     return [
-        TopicSpec(event_topic(context, namespace), 1, dict(EVENT_TOPIC_CONFIG))
-        for context in WRITERS
+        *(TopicSpec(event_topic(context, namespace), 1, dict(EVENT_TOPIC_CONFIG))
+          for context in WRITERS),
+        TopicSpec(checkpoint_topic(namespace), 1, dict(EVENT_TOPIC_CONFIG)),
     ]

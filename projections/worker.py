@@ -33,6 +33,8 @@ from projections.catalog import build
 from projections.faust_kafka import ReadCommittedTransport
 from services.auth import READ_ROLES, UserDirectory, bearer_token
 from trialops.kafka_io import load_quarantine
+from trialops.kafka_security import faust_credentials
+from trialops.keys import load_keyring
 from trialops.settings import Settings
 from trialops.trial_config import TrialConfig
 
@@ -42,6 +44,8 @@ ASSIGNMENT_CHECK_SECONDS = 10.0
 UNASSIGNED_CHECKS_BEFORE_EXIT = 4
 """A worker left without its event topics for this many checks in a row exits (and is
 started again by ``trialops worker``)."""
+WORKER = "worker"
+"""The worker's principal on a secured broker: reads the event topics, writes its own."""
 QUARANTINE_POLL_SECONDS = 2.0
 """How often a halted agent looks for the quarantine of the record it stopped at."""
 
@@ -69,6 +73,8 @@ def create_app(
     app = TrialopsApp(
         group,
         broker=[f"kafka://{hp.strip()}" for hp in settings.bootstrap_servers.split(",")],
+        # On a secured broker the worker reads as "worker" (trialops/kafka_security.py).
+        broker_credentials=faust_credentials(WORKER),
         store=store,
         datadir=str(data_dir / "faust"),
         web_host=web_host,
@@ -113,6 +119,7 @@ def create_app(
         ]
         for context in CONTEXTS
     }
+    keyring = load_keyring(settings.keyring)
     halts: dict[str, Halt] = {}
     """Per source partition: the unreadable record its agent stands at."""
     quarantine = [Quarantine()]
@@ -121,7 +128,8 @@ def create_app(
         if not quarantine[0].covers(where, value):
             try:
                 quarantine[0] = await asyncio.to_thread(
-                    load_quarantine, settings.bootstrap_servers, settings.namespace
+                    load_quarantine, settings.bootstrap_servers, settings.namespace, keyring,
+                    WORKER,
                 )
             except Exception as exc:  # the broker away: stay halted, look again later
                 log.warning("cannot read the quarantine yet: %r", exc)
@@ -138,7 +146,7 @@ def create_app(
                 while True:
                     errors: list[str] = []
                     try:
-                        recorded = decode(event.value)
+                        recorded = decode(event.value, keyring, topic)
                         if not apply_once(readers[topic], tables, applied, source,
                                           message.offset, recorded, errors):
                             log.info("skipping a copy %s", where)

@@ -10,6 +10,8 @@ from functools import partial
 
 from aiohttp import web
 
+from events.reading import LogReader
+from events.signing import Keyring
 from events.topics import event_topic
 from services.auth import UserDirectory
 from services.catalog import ServiceSpec, services
@@ -25,33 +27,41 @@ from services.http import (
 from services.runtime import CommandHandler
 from services.validation import BusinessTimeWindow
 from trialops.kafka_io import Tail, load_quarantine
+from trialops.keys import load_keyring, load_signer
 from trialops.settings import Settings
 from trialops.trial_config import TrialConfig
 
 
 def handler_for(spec: ServiceSpec, settings: Settings, trial: TrialConfig) -> CommandHandler:
+    keyring = load_keyring(settings.keyring)
     store = KafkaEventStore(
         settings.bootstrap_servers,
         event_topic(spec.context, settings.namespace),
         trial.trial_id,
         writer_id=f"{settings.namespace}.{spec.context}.writer",
+        keyring=keyring,
+        signer=load_signer(settings.writer_keys, spec.context, keyring),
     )
     return CommandHandler(
         spec.make_decider(trial),
         store,
-        upstream_factory(spec, settings),
+        upstream_factory(spec, settings, keyring),
         context=spec.context,
-        quarantine=partial(load_quarantine, settings.bootstrap_servers, settings.namespace),
+        quarantine=partial(
+            load_quarantine, settings.bootstrap_servers, settings.namespace, keyring, spec.context
+        ),
     )
 
 
-def upstream_factory(spec: ServiceSpec, settings: Settings):
+def upstream_factory(spec: ServiceSpec, settings: Settings, keyring: Keyring):
     if not spec.upstream:
         return None
     return Tail(
         settings.bootstrap_servers,
         [event_topic(c, settings.namespace) for c in spec.upstream],
         client_id=f"{settings.namespace}.{spec.context}.upstream",
+        reader=LogReader(keyring),
+        principal=spec.context,
     )
 
 

@@ -32,8 +32,11 @@ from kafka.errors import (
 from events.envelope import GENESIS_HASH, Actor, Envelope, Idempotency, seal, to_bytes
 from events.reading import Halt, Head, LogReader, Quarantine, Where
 from events.registry import Recorded
+from events.signing import Keyring, Signer
+from events.topics import context_of
 from services.decider import NewEvent
 from trialops.kafka_io import BOOTSTRAP_TIMEOUT_MS, BrokerTimeout, Position, read_log, read_range
+from trialops.kafka_security import kafka_python_settings
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +95,21 @@ APPEND_TIMEOUT_MS = 10_000
 
 
 class KafkaEventStore:
-    def __init__(self, bootstrap_servers: str, topic: str, trial_id: str, writer_id: str):
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        trial_id: str,
+        writer_id: str,
+        *,
+        keyring: Keyring,
+        signer: Signer,
+    ):
         self.bootstrap_servers = bootstrap_servers
+        self.keyring = keyring
+        self.signer = signer
+        self.principal = context_of(topic) or topic
+        """Who writes, on a secured broker: the context's writer (trialops/kafka_security.py)."""
         self.topic = topic
         self.trial_id = trial_id
         self.writer_id = writer_id
@@ -115,6 +131,7 @@ class KafkaEventStore:
         self._abandon()
         try:
             self._producer = KafkaProducer(
+                **kafka_python_settings(self.principal),
                 bootstrap_servers=self.bootstrap_servers,
                 client_id=self.writer_id,
                 transactional_id=self.writer_id,
@@ -137,11 +154,11 @@ class KafkaEventStore:
             raise StoreUnavailable(f"opening {self.topic} failed: {exc!r}") from exc
 
     def catch_up(self, quarantine: Quarantine) -> list[tuple[Position, Recorded]]:
-        reader = LogReader(quarantine)
+        reader = LogReader(self.keyring, quarantine)
         history = list(
             read_log(
                 self.bootstrap_servers, [self.topic], reader,
-                client_id=f"{self.writer_id}-catch-up",
+                client_id=f"{self.writer_id}-catch-up", principal=self.principal,
             )
         )
         self._heads = {
@@ -160,6 +177,7 @@ class KafkaEventStore:
         """The topic's high watermark (records of open transactions included)."""
         if self._watermarks is None:
             self._watermarks = KafkaConsumer(
+                **kafka_python_settings(self.principal),
                 bootstrap_servers=self.bootstrap_servers,
                 client_id=f"{self.writer_id}-watermark",
                 enable_auto_commit=False,
@@ -198,6 +216,7 @@ class KafkaEventStore:
                 "writer's last append left it: the log was truncated or re-created"
             )
         reader = LogReader(
+            self.keyring,
             heads={(self.topic, sid): Head(h.seq, h.hash) for sid, h in self._heads.items()}
         )
         try:
@@ -205,7 +224,7 @@ class KafkaEventStore:
                 where
                 for where, value in read_range(
                     self.bootstrap_servers, Where(self.topic, 0, self._expected_end), end,
-                    client_id=f"{self.writer_id}-check",
+                    client_id=f"{self.writer_id}-check", principal=self.principal,
                 )
                 if reader.admit(where, value) is not None
             ]
@@ -266,6 +285,7 @@ class KafkaEventStore:
                 idempotency=idempotency,
                 payload=new.payload.model_dump(mode="json"),
             )
+            envelope = self.signer.sign(envelope)
             heads[new.stream_id] = (envelope.stream_seq, envelope.hash)
             sealed.append(envelope)
             if follow_up is not None and new.payload.context != "shared":

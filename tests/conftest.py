@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,18 @@ def _docker_answers() -> bool:
         return True
     except Exception:
         return False
+
+
+def pytest_configure(config) -> None:
+    """Every event is signed by its writer (events/signing.py): the session makes one key per
+    writer and the keyring, unless the environment names a set, for the services it starts,
+    the readers it runs and the raw writers of the tests."""
+    if not os.environ.get("TRIALOPS_KEYRING"):
+        from trialops.keys import init_keys
+
+        keyring, writers = init_keys(Path(tempfile.mkdtemp(prefix="trialops-keys-")))
+        os.environ["TRIALOPS_KEYRING"] = str(keyring)
+        os.environ["TRIALOPS_WRITER_KEYS"] = str(writers)
 
 
 _BROKER: dict[str, str] = {}

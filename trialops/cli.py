@@ -68,6 +68,16 @@ def _mount_audit() -> None:
 _mount_audit()
 
 
+def _mount_trust() -> None:
+    from trialops.cli_trust import checkpoint_command, keys_app
+
+    app.add_typer(keys_app, name="keys")
+    app.command("checkpoint")(checkpoint_command)
+
+
+_mount_trust()
+
+
 def report_reading(stats) -> None:
     """On stderr: where reading stopped at an unreadable record, quarantined records passed
     over, events a fold could not take (replay and audit; the live worker does the same)."""
@@ -195,12 +205,17 @@ def worker(
         trial = load_trial()
     except TrialConfigError as exc:
         raise fail(str(exc)) from None
+    from trialops.keys import KeysError
+
     settings = Settings.from_env()
     _wait_for_broker(settings.bootstrap_servers)
-    faust_app = create_app(
-        settings, trial=trial, users=users, web_port=web_port, web_host=web_host,
-        data_dir=data_dir,
-    )
+    try:
+        faust_app = create_app(
+            settings, trial=trial, users=users, web_port=web_port, web_host=web_host,
+            data_dir=data_dir,
+        )
+    except KeysError as exc:
+        raise fail(str(exc)) from None
     faust.Worker(faust_app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
@@ -210,10 +225,14 @@ def _wait_for_broker(bootstrap_servers: str) -> None:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    from trialops.kafka_security import kafka_python_settings
+
     while True:
         try:
             KafkaAdminClient(
-                bootstrap_servers=bootstrap_servers, bootstrap_timeout_ms=5_000
+                **kafka_python_settings("worker"),
+                bootstrap_servers=bootstrap_servers,
+                bootstrap_timeout_ms=5_000,
             ).close()
             return
         except KafkaError as exc:
@@ -266,6 +285,8 @@ def replay(
         )
     except LookupError as exc:
         raise fail(f"{exc}; create the topics with 'trialops topics create'") from None
+    except ValueError as exc:  # no keyring, or an unusable one
+        raise fail(str(exc)) from None
     sys.stdout.buffer.write(to_json(document))
     seconds = stats.seconds
     typer.echo(
@@ -279,20 +300,30 @@ def replay(
 @app.command()
 def verify(
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option("--checkpoint", help="A checkpoint file: prove the log still holds it."),
+    ] = None,
 ):
-    """Check every event topic: hashes, hash chains, gap-free sequences, duplicates, order and
-    schemas, and the topic's configuration (kept forever, never compacted, replicated).
-    Exits 1 when anything is wrong."""
+    """Check every event topic: hashes, writers' signatures, hash chains, gap-free sequences,
+    duplicates, order and schemas, and the topic's configuration (kept forever, never
+    compacted, replicated); with --checkpoint, that nothing the checkpoint covered was cut,
+    wiped or rewritten since. Exits 1 when anything is wrong."""
     import orjson
 
+    from trialops.cli_trust import read_checkpoint
     from trialops.topic_admin import check_event_topics
     from trialops.verify import verify as run_verify
 
     settings = Settings.from_env()
     try:
-        report = run_verify(settings, progress=_progress)
+        report = run_verify(
+            settings, progress=_progress, checkpoint=read_checkpoint(checkpoint)
+        )
     except LookupError as exc:
         raise fail(f"{exc}; create the topics with 'trialops topics create'") from None
+    except ValueError as exc:  # no keyring, or an unusable one
+        raise fail(str(exc)) from None
     topic_problems = check_event_topics(settings.bootstrap_servers, settings.namespace)
     if json_output:
         document = report.as_dict()

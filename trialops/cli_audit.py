@@ -101,6 +101,8 @@ def trail(
         found = trails.read_trail(settings, selection, stats)
     except LookupError as exc:
         raise _fail(f"{exc}; create the topics with 'trialops topics create'") from None
+    except ValueError as exc:  # no keyring, or an unusable one
+        raise _fail(str(exc)) from None
     if output_format is TrailFormat.table:
         sys.stdout.write(trails.to_table(found.rows))
     elif output_format is TrailFormat.csv:
@@ -179,6 +181,8 @@ def export(
             partial.replace(output)
     except LookupError as exc:
         raise _fail(f"{exc}; create the topics with 'trialops topics create'") from None
+    except ValueError as exc:  # no keyring, or an unusable one
+        raise _fail(str(exc)) from None
     except OSError as exc:
         raise _fail(f"--output: {exc}") from None
     finally:

@@ -12,7 +12,12 @@ from kafka.errors import KafkaError
 from events.quarantine import RecordQuarantined
 from events.reading import LogReader, Quarantine, Where
 from events.registry import Recorded
+from events.signing import Keyring
 from events.topics import QUARANTINE, event_topic
+from trialops.kafka_security import kafka_python_settings
+
+AUDITOR = "auditor"
+"""The principal of the audit tools (replay, verify, audit, export, checkpoints): reads only."""
 
 Position = Where
 """A record's topic, partition and offset."""
@@ -27,11 +32,17 @@ class BrokerTimeout(RuntimeError):
 
 
 def read_to_end(
-    bootstrap_servers: str, topics: list[str], *, client_id: str = "trialops-reader"
+    bootstrap_servers: str,
+    topics: list[str],
+    *,
+    client_id: str = "trialops-reader",
+    principal: str = AUDITOR,
 ) -> Iterator[tuple[Position, bytes | None, bytes]]:
     """Every committed record of ``topics`` from the beginning to the end offsets taken at the
-    start, partition by partition in offset order: ``(position, key, value)``."""
+    start, partition by partition in offset order: ``(position, key, value)``. ``principal``
+    is who reads, on a secured broker (trialops/kafka_security.py)."""
     consumer = KafkaConsumer(
+        **kafka_python_settings(principal),
         bootstrap_servers=bootstrap_servers,
         client_id=client_id,
         enable_auto_commit=False,
@@ -76,11 +87,14 @@ def read_log(
     *,
     client_id: str = "trialops-reader",
     on_record=None,
+    principal: str = AUDITOR,
 ) -> Iterator[tuple[Where, Recorded]]:
     """The events of ``topics`` that ``reader``'s rule applies, in offset order per partition;
     a partition's halt (an unreadable record) is left in ``reader.halts``. ``on_record`` is
     called with each record's position, applied or not (progress, counts)."""
-    for where, _key, value in read_to_end(bootstrap_servers, topics, client_id=client_id):
+    for where, _key, value in read_to_end(
+        bootstrap_servers, topics, client_id=client_id, principal=principal
+    ):
         if on_record is not None:
             on_record(where)
         recorded = reader.admit(where, value)
@@ -89,11 +103,18 @@ def read_log(
 
 
 def read_range(
-    bootstrap_servers: str, where: Where, end: int, *, client_id: str, timeout_s: float = 10.0
+    bootstrap_servers: str,
+    where: Where,
+    end: int,
+    *,
+    client_id: str,
+    principal: str,
+    timeout_s: float = 10.0,
 ) -> Iterator[tuple[Where, bytes | None]]:
     """The committed records of one partition from ``where.offset`` up to ``end``; raises
     ``BrokerTimeout`` when they cannot be read within ``timeout_s``."""
     consumer = KafkaConsumer(
+        **kafka_python_settings(principal),
         bootstrap_servers=bootstrap_servers,
         client_id=client_id,
         enable_auto_commit=False,
@@ -118,9 +139,11 @@ def read_range(
         consumer.close()
 
 
-def load_quarantine(bootstrap_servers: str, namespace: str) -> Quarantine:
+def load_quarantine(
+    bootstrap_servers: str, namespace: str, keyring: Keyring, principal: str = AUDITOR
+) -> Quarantine:
     """Every record set aside on the quarantine topic (none when it does not exist yet)."""
-    reader = LogReader()
+    reader = LogReader(keyring)
     try:
         decided = [
             recorded.payload
@@ -129,6 +152,7 @@ def load_quarantine(bootstrap_servers: str, namespace: str) -> Quarantine:
                 [event_topic(QUARANTINE, namespace)],
                 reader,
                 client_id="trialops-quarantine-reader",
+                principal=principal,
             )
         ]
     except LookupError:
@@ -147,9 +171,10 @@ class Tail:
     later record of that partition is returned before then."""
 
     def __init__(self, bootstrap_servers: str, topics: list[str], *, client_id: str,
-                 reader: LogReader | None = None):
-        self.reader = reader if reader is not None else LogReader()
+                 reader: LogReader, principal: str):
+        self.reader = reader
         self._consumer = KafkaConsumer(
+            **kafka_python_settings(principal),
             bootstrap_servers=bootstrap_servers,
             client_id=client_id,
             enable_auto_commit=False,
@@ -168,6 +193,7 @@ class Tail:
         self._consumer.seek_to_beginning(*partitions)
         # Sees records of transactions still in flight: how far the committed end must reach.
         self._watermarks = KafkaConsumer(
+            **kafka_python_settings(principal),
             bootstrap_servers=bootstrap_servers,
             client_id=f"{client_id}-watermarks",
             enable_auto_commit=False,

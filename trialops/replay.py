@@ -15,6 +15,7 @@ from events.topics import event_topic
 from projections.base import fold
 from projections.catalog import get
 from trialops.kafka_io import load_quarantine, read_log
+from trialops.keys import load_keyring
 from trialops.settings import Settings
 
 TimeAxis = Literal["recorded", "occurred"]
@@ -54,7 +55,10 @@ def recorded_events(
     """Every event of ``contexts`` that the reading rule applies (events/reading.py), once,
     each topic in offset order, topics merged by recorded time (the order a live worker roughly
     sees them in). A partition stops at an unreadable record that is not quarantined."""
-    reader = LogReader(load_quarantine(settings.bootstrap_servers, settings.namespace))
+    keyring = load_keyring(settings.keyring)
+    reader = LogReader(
+        keyring, load_quarantine(settings.bootstrap_servers, settings.namespace, keyring)
+    )
     per_topic: dict[str, list[tuple[Where, Recorded]]] = {}
     for where, recorded in read_log(
         settings.bootstrap_servers,

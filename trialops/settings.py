@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from events.topics import DEFAULT_NAMESPACE
 
@@ -14,6 +14,12 @@ class Settings:
     namespace: str = DEFAULT_NAMESPACE
     trial_id: str = "NCT06623396"
     replication_factor: int = 1
+    keyring: str | None = field(default_factory=lambda: os.environ.get("TRIALOPS_KEYRING"))
+    """The writers' public keys (events/signing.py): every reader needs it."""
+    writer_keys: str | None = field(
+        default_factory=lambda: os.environ.get("TRIALOPS_WRITER_KEYS")
+    )
+    """The folder of the writers' private keys: the services need it."""
 
     @classmethod
     def from_env(cls, **overrides: str | int | None) -> Settings:
@@ -33,4 +39,6 @@ class Settings:
             "TRIALOPS_NAMESPACE": self.namespace,
             "TRIALOPS_TRIAL_ID": self.trial_id,
             "TRIALOPS_REPLICATION_FACTOR": str(self.replication_factor),
+            **({"TRIALOPS_KEYRING": self.keyring} if self.keyring else {}),
+            **({"TRIALOPS_WRITER_KEYS": self.writer_keys} if self.writer_keys else {}),
         }

@@ -13,10 +13,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from trialops.http_client import DEMO_READER, get_bytes, wait_until_up
+from trialops.keys import init_keys
 from trialops.settings import Settings
 from trialops.topic_admin import check_event_topics, configured_replication_factor, ensure_topics
 
@@ -41,6 +42,11 @@ class Stack:
     def start(self, timeout: float = 120) -> None:
         self.work_dir = self.work_dir.resolve()
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        if self.settings.keyring is None:
+            # A demo without keys of its own: one key per writer, kept with the stack's state.
+            keyring, writers = init_keys(self.work_dir / "keys")
+            self.settings = replace(self.settings, keyring=str(keyring), writer_keys=str(writers))
+            self.say(f"writers' keys: {writers} (keyring {keyring})")
         created = ensure_topics(
             self.settings.bootstrap_servers,
             self.settings.namespace,
@@ -151,7 +157,7 @@ def run_stack(
             f"  commands:    {stack.service_url}/enrollment|manufacturing|dosing|safety/...\n"
             f"  projections: {stack.projections_url}/projections/<name>\n"
             f"  replay:      KAFKA_BOOTSTRAP_SERVERS={settings.bootstrap_servers} "
-            "trialops replay dose-escalation\n"
+            f"TRIALOPS_KEYRING={stack.settings.keyring} trialops replay dose-escalation\n"
             "Ctrl-C stops everything.\n"
         )
         if demo:

@@ -42,7 +42,14 @@ from kafka.admin import (
 )
 from kafka.errors import TopicAlreadyExistsError
 
-from events.topics import EVENT_TOPIC_CONFIG, WRITERS, catalogue, dead_letter_topic, event_topic
+from events.topics import (
+    EVENT_TOPIC_CONFIG,
+    WRITERS,
+    catalogue,
+    checkpoint_topic,
+    dead_letter_topic,
+    event_topic,
+)
 from trialops.kafka_security import ADMIN, AUDITOR, WORKER, kafka_python_settings, load
 
 REPLICATION_ENV = "TRIALOPS_REPLICATION_FACTOR"
@@ -167,7 +174,7 @@ def namespace_acls(namespace: str) -> list[ACL]:
     audit_ops = (op.READ, op.DESCRIBE, op.DESCRIBE_CONFIGS)
     acls += [acl(AUDITOR, o, topic, name) for name in events for o in audit_ops]
     # The auditor keeps the signed checkpoints of the log (DESIGN 4b) on their own topic.
-    acls += [acl(AUDITOR, op.WRITE, topic, f"{namespace}.checkpoints")]
+    acls += [acl(AUDITOR, op.WRITE, topic, checkpoint_topic(namespace))]
     return acls
 
 

@@ -1,6 +1,7 @@
 """Integrity verification of the event log: every topic, every stream.
 
-Checks, per stream (a stream is a topic's ``stream_id``): each event's hash matches its content;
+Checks, per stream (a stream is a topic's ``stream_id``): each event's hash matches its content
+and is signed by the writer of its topic (events/signing.py);
 sequence numbers run 1, 2, 3 ... without gaps or repeats; they appear in that order on the topic;
 each event's ``prev_hash`` is the hash of the event before it; every event validates against its
 schema after upcasting; no event id appears twice.
@@ -22,20 +23,28 @@ from pydantic import ValidationError
 from events.envelope import Envelope
 from events.reading import LogReader
 from events.registry import UnknownEventType, read
-from events.topics import WRITERS, event_topic
+from events.signing import SIGNATURE_KINDS, Keyring, SignatureProblem, check_writer_signature
+from events.topics import WRITERS, context_of, event_topic
+from trialops.checkpoint import SignedCheckpoint, compare, end_offsets, signature_problem
 from trialops.kafka_io import Position, load_quarantine, read_to_end
+from trialops.keys import load_keyring
 from trialops.settings import Settings
 
 KINDS = (
     "unreadable",
     "schema-invalid",
     "hash-mismatch",
+    *SIGNATURE_KINDS,
     "missing",
     "duplicate",
     "conflicting-duplicate",
     "reordered",
     "broken-chain",
     "duplicate-event-id",
+    "checkpoint-signature",
+    "checkpoint-truncated",
+    "checkpoint-missing",
+    "checkpoint-rewritten",
 )
 
 
@@ -87,7 +96,10 @@ def verify(
     settings: Settings,
     contexts: tuple[str, ...] = WRITERS,
     progress: Callable[[int, float], None] | None = None,
+    checkpoint: SignedCheckpoint | None = None,
 ) -> Report:
+    """Check every record of ``contexts``' topics; with ``checkpoint``, also that the log still
+    holds, unchanged, everything the checkpoint covered (trialops/checkpoint.py)."""
     report = Report()
     started = time.monotonic()
     streams: dict[tuple[str, str], list[tuple[Position, Envelope]]] = defaultdict(list)
@@ -95,7 +107,10 @@ def verify(
     topics = [event_topic(c, settings.namespace) for c in contexts]
     # What the readers make of the log, by the rule they share: where they halt, and which
     # records a quarantine lets them pass over (those are left out of the checks below).
-    readers = LogReader(load_quarantine(settings.bootstrap_servers, settings.namespace))
+    keyring = load_keyring(settings.keyring)
+    readers = LogReader(
+        keyring, load_quarantine(settings.bootstrap_servers, settings.namespace, keyring)
+    )
     for position, _key, value in read_to_end(settings.bootstrap_servers, topics):
         readers.admit(position, value)
         if readers.skipped and readers.skipped[-1] == position:
@@ -106,7 +121,7 @@ def verify(
         if progress and report.events % 10_000 == 0:
             progress(report.events, time.monotonic() - started)
         where = f"{position.topic}@{position.partition}:{position.offset}"
-        envelope = _check_event(value, where, report)
+        envelope = _check_event(value, where, report, keyring, position.topic)
         if envelope is None:
             continue
         stream = (position.topic, envelope.stream_id)
@@ -122,13 +137,17 @@ def verify(
         streams[stream].append((position, envelope))
     for (topic, stream_id), events in streams.items():
         _check_stream(topic, stream_id, events, report)
+    if checkpoint is not None:
+        _check_checkpoint(settings, checkpoint, keyring, topics, streams, report)
     report.halts = [halt.as_dict() for halt in readers.halts.values()]
     report.streams = len(streams)
     report.seconds = time.monotonic() - started
     return report
 
 
-def _check_event(value: bytes, where: str, report: Report) -> Envelope | None:
+def _check_event(
+    value: bytes, where: str, report: Report, keyring: Keyring, topic: str
+) -> Envelope | None:
     try:
         envelope = Envelope.model_validate(orjson.loads(value))
     except (orjson.JSONDecodeError, ValidationError) as exc:
@@ -144,7 +163,28 @@ def _check_event(value: bytes, where: str, report: Report) -> Envelope | None:
                 "hash-mismatch", where, f"{envelope.event_type} content does not match its hash"
             )
         )
+    try:
+        check_writer_signature(envelope, keyring, context_of(topic) or topic)
+    except SignatureProblem as exc:
+        report.problems.append(Problem(exc.kind, where, exc.detail))
     return envelope
+
+
+def _check_checkpoint(settings, checkpoint, keyring, topics, streams, report: Report) -> None:
+    where = f"checkpoint of {checkpoint.statement.taken_at.isoformat()}"
+    if (problem := signature_problem(checkpoint, keyring)) is not None:
+        report.problems.append(Problem("checkpoint-signature", where, problem))
+        return
+    if checkpoint.statement.namespace != settings.namespace:
+        report.problems.append(Problem(
+            "checkpoint-signature", where,
+            f"taken of namespace {checkpoint.statement.namespace}, not {settings.namespace}",
+        ))
+        return
+    held = {stream: [e for _p, e in events] for stream, events in streams.items()}
+    ends = end_offsets(settings.bootstrap_servers, topics)
+    for kind, place, detail in compare(checkpoint.statement, ends, held):
+        report.problems.append(Problem(kind, place, detail))
 
 
 def _check_stream(topic: str, stream_id: str, events, report: Report) -> None:

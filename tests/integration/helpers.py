@@ -17,6 +17,7 @@ from services.decider import NewEvent
 from services.eventstore import KafkaEventStore
 from trialops.http_client import call
 from trialops.kafka_io import read_to_end
+from trialops.keys import load_keyring, load_signer
 from trialops.settings import Settings
 
 INVESTIGATOR = "demo-investigator"
@@ -128,11 +129,14 @@ def append_upstream(
     chained like the service would, under a writer id of its own (so a running service of that
     context is not fenced). Used only where a test needs an upstream fact (a lot released, the
     stopping rule) without driving that context's whole workflow."""
+    keyring = load_keyring(settings.keyring)
     store = KafkaEventStore(
         settings.bootstrap_servers,
         event_topic(context, settings.namespace),
         settings.trial_id,
         writer_id=f"{settings.namespace}.{context}.test-writer-{uuid4().hex[:8]}",
+        keyring=keyring,
+        signer=load_signer(settings.writer_keys, context, keyring),
     )
     try:
         store.open(Quarantine())

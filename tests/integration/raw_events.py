@@ -10,8 +10,10 @@ from kafka import KafkaProducer
 
 from events.envelope import GENESIS_HASH, Actor, Envelope, seal, to_bytes
 from events.registry import EventPayload
+from events.signing import Signer
 from events.topics import event_topic
 from trialops.kafka_io import Position
+from trialops.keys import load_keyring, load_signer
 from trialops.settings import Settings
 
 WRITER = Actor(user_id="test-writer", role="investigator")
@@ -19,9 +21,22 @@ START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 class RawWriter:
-    def __init__(self, settings: Settings, context: str = "enrollment"):
+    """Stands in for a context's writer: seals, chains and signs with that writer's key (unless
+    ``signer`` says otherwise: None for unsigned records), but sends with a plain producer."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        context: str = "enrollment",
+        signer: Signer | str | None = "writer",
+    ):
         self.settings = settings
         self.topic = event_topic(context, settings.namespace)
+        self.signer = (
+            load_signer(settings.writer_keys, context, load_keyring(settings.keyring))
+            if signer == "writer"
+            else signer
+        )
         self.producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
         self.heads: dict[str, tuple[int, str]] = {}
         self.clock = START
@@ -46,6 +61,8 @@ class RawWriter:
             "payload": event.model_dump(mode="json"),
         }
         envelope = seal(**{**fields, **overrides})
+        if isinstance(self.signer, Signer):
+            envelope = self.signer.sign(envelope)
         self.heads[stream_id] = (envelope.stream_seq, envelope.hash)
         return envelope
 

@@ -280,3 +280,41 @@ def test_faust_credentials_reach_aiokafka(secure: Secure):
     assert asyncio.run(end(**auth)) == end_offset(secure, ENROLLMENT)
     with pytest.raises(AIOKafkaError):
         asyncio.run(end())
+
+
+
+def test_the_whole_stack_runs_on_the_secure_broker_each_part_as_its_principal(
+    secure: Secure, tmp_path, monkeypatch
+):
+    """Services (one writer principal per context), the worker (Faust, as "worker") and the
+    replay (as "auditor") each take their credentials from TRIALOPS_KAFKA_CONFIG."""
+    from projections.base import to_json
+    from tests.conftest import free_port
+    from trialops.http_client import call, get_bytes
+    from trialops.replay import replay
+    from trialops.settings import Settings
+    from trialops.stack import Stack
+
+    monkeypatch.setenv(CONFIG_ENV, str(secure.config))
+    settings = Settings(bootstrap_servers=secure.bootstrap, namespace="secstack")
+    stack = Stack(settings, tmp_path, service_port=free_port(), web_port=free_port(),
+                  say=lambda _m: None)
+    stack.start(timeout=120)
+    try:
+        status, answer = call(
+            "POST", f"{stack.service_url}/enrollment/subjects",
+            {"subject_id": "MSK-0401", "site_id": "MSK"}, token="demo-site_coordinator",
+        )
+        assert status == 201, answer
+        position = answer["events"][0]["position"]
+        url = f"{stack.projections_url}/projections/patient-timeline"
+        live = get_bytes(
+            f"{url}?wait_for={position['topic']}:0:{position['offset']}&timeout=60",
+            token="demo-auditor",
+        )
+        assert b"MSK-0401" in live
+        assert to_json(replay(settings, "patient-timeline")) == get_bytes(
+            url, token="demo-auditor"
+        )
+    finally:
+        stack.stop()

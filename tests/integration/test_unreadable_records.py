@@ -171,7 +171,8 @@ def test_the_worker_halts_at_an_unreadable_record_and_agrees_with_replay_after_q
 
     # Then the worker passes over it and applies what follows, and the replay agrees
     status, _ = call(
-        "GET", f"{occupancy}?wait_for={last.topic}:{last.partition}:{last.offset}&timeout=30"
+        "GET", f"{occupancy}?wait_for={last.topic}:{last.partition}:{last.offset}&timeout=30",
+        token="demo-auditor",
     )
     assert status == 200
     assert orjson.loads(get_bytes(occupancy))["cohorts"][0]["enrolled"] == ["MSK-0704"]

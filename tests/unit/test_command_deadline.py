@@ -7,8 +7,10 @@ import asyncio
 import time
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from events.envelope import Actor
+from events.signing import Keyring, Signer
 from services.eventstore import KafkaEventStore
 from services.quarantine.decider import QuarantineRecord, make_decider
 from services.runtime import CommandHandler, RequestExpired
@@ -29,7 +31,11 @@ SPONSOR = Actor(user_id="sp-1", role="sponsor")
 
 def handler() -> CommandHandler:
     # No broker at this address: reaching the store would fail with another error.
-    store = KafkaEventStore("127.0.0.1:9", "ns.quarantine.events", "T", writer_id="w")
+    signer = Signer("quarantine-1", Ed25519PrivateKey.generate())
+    store = KafkaEventStore(
+        "127.0.0.1:9", "ns.quarantine.events", "T", writer_id="w",
+        keyring=Keyring(keys=(signer.public("quarantine"),)), signer=signer,
+    )
     return CommandHandler(make_decider(), store, context="quarantine")
 
 

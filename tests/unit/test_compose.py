@@ -60,3 +60,15 @@ def test_compose_publishes_ports_on_the_loopback_interface_only(compose):
 @pytest.mark.parametrize("name", ["services", "projections"])
 def test_compose_asks_for_the_demo_users_explicitly(compose, name):
     assert "--demo" in compose["services"][name]["command"]
+
+
+def test_compose_makes_the_writers_keys_before_anything_writes(compose):
+    services = compose["services"]
+    assert services["keys"]["command"][:2] == ["keys", "init"]
+    assert services["topics"]["depends_on"]["keys"]["condition"] == (
+        "service_completed_successfully"
+    )
+    for name in ("services", "projections"):
+        environment = services[name]["environment"]
+        assert environment["TRIALOPS_KEYRING"].startswith(services["keys"]["command"][2])
+        assert any(v.endswith(":/home/trialops/keys") for v in services[name]["volumes"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from events.enrollment import SubjectRegistered, SubjectWithdrawn
 from events.envelope import to_bytes
@@ -20,11 +21,15 @@ from events.reading import (
     next_in_stream,
 )
 from events.registry import Recorded
+from events.signing import Keyring, Signer
 from services.decider import NewEvent
 
 from .builders import at, history
 
 TOPIC = "ns.enrollment.events"
+WRITER = Signer("enrollment-1", Ed25519PrivateKey.generate())
+OTHER_WRITER = Signer("dosing-1", Ed25519PrivateKey.generate())
+KEYRING = Keyring(keys=(WRITER.public("enrollment"), OTHER_WRITER.public("dosing")))
 
 
 def log_of_one_subject() -> list[bytes]:
@@ -38,11 +43,11 @@ def log_of_one_subject() -> list[bytes]:
             at(2),
         ),
     ]
-    return [to_bytes(r.envelope) for r in history(new)]
+    return [to_bytes(WRITER.sign(r.envelope)) for r in history(new)]
 
 
 def read_all(values: list[bytes | None], quarantine: Quarantine = NO_QUARANTINE):
-    reader = LogReader(quarantine)
+    reader = LogReader(KEYRING, quarantine)
     applied = [
         recorded
         for offset, value in enumerate(values)
@@ -66,7 +71,7 @@ def types(applied: list[Recorded]) -> list[str]:
 )
 def test_what_is_not_an_envelope_is_unreadable(value, kind):
     with pytest.raises(Unreadable) as caught:
-        decode(value)
+        decode(value, KEYRING, TOPIC)
 
     assert caught.value.kind == kind
 
@@ -76,7 +81,7 @@ def test_an_envelope_whose_payload_its_schema_refuses_is_schema_invalid():
     document["payload"]["subject_id"] = "John Smith"
 
     with pytest.raises(Unreadable) as caught:
-        decode(orjson.dumps(document))
+        decode(orjson.dumps(document), KEYRING, TOPIC)
 
     assert caught.value.kind == "schema-invalid"
 
@@ -86,7 +91,7 @@ def test_an_edited_event_is_a_hash_mismatch():
     document["payload"]["site_id"] = "S2"
 
     with pytest.raises(Unreadable) as caught:
-        decode(orjson.dumps(document))
+        decode(orjson.dumps(document), KEYRING, TOPIC)
 
     assert caught.value.kind == "hash-mismatch"
 
@@ -168,8 +173,8 @@ def test_a_missing_event_halts_the_reader_at_the_next_one_of_its_stream():
 
 
 def test_an_event_that_does_not_chain_to_its_head_breaks_the_chain():
-    first = decode(log_of_one_subject()[0]).envelope
-    third = decode(log_of_one_subject()[2]).envelope
+    first = decode(log_of_one_subject()[0], KEYRING, TOPIC).envelope
+    third = decode(log_of_one_subject()[2], KEYRING, TOPIC).envelope
 
     with pytest.raises(Unreadable) as caught:
         next_in_stream(Head(1, "f" * 64), third)
@@ -181,7 +186,7 @@ def test_an_event_that_does_not_chain_to_its_head_breaks_the_chain():
 
 def test_resuming_with_a_newer_quarantine_reads_on_from_the_halt():
     log = log_of_one_subject()
-    reader = LogReader()
+    reader = LogReader(KEYRING)
     values = [log[0], b"garbage", log[1], log[2]]
     first = [reader.admit(Where(TOPIC, 0, o), v) for o, v in enumerate(values)]
     assert [r is not None for r in first] == [True, False, False, False]
@@ -194,10 +199,46 @@ def test_resuming_with_a_newer_quarantine_reads_on_from_the_halt():
 
 def test_a_halt_in_one_partition_does_not_stop_another():
     log = log_of_one_subject()
-    reader = LogReader()
+    reader = LogReader(KEYRING)
 
     reader.admit(Where(TOPIC, 0, 0), b"garbage")
-    other = reader.admit(Where("ns.dosing.events", 0, 0), log[0])
+    other = reader.admit(Where(TOPIC, 1, 0), log[0])
 
     assert other is not None
     assert list(reader.halts) == [(TOPIC, 0)]
+
+
+def resigned(value: bytes, signer: Signer | None) -> bytes:
+    envelope = decode(value, KEYRING, TOPIC).envelope.model_copy(update={"writer_signature": None})
+    return to_bytes(signer.sign(envelope) if signer is not None else envelope)
+
+
+@pytest.mark.parametrize(
+    ("signer", "kind"),
+    [
+        (None, "unsigned"),
+        (Signer("enrollment-9", Ed25519PrivateKey.generate()), "unknown-key"),
+        (OTHER_WRITER, "wrong-writer"),
+        (Signer("enrollment-1", Ed25519PrivateKey.generate()), "bad-signature"),
+    ],
+    ids=["unsigned", "unknown-key", "another-topics-writer", "forged-with-a-known-key-id"],
+)
+def test_an_event_not_signed_by_its_topics_writer_is_unreadable(signer, kind):
+    # A correctly hashed and chained event, appended by someone who is not the writer
+    forged = resigned(log_of_one_subject()[0], signer)
+
+    with pytest.raises(Unreadable) as caught:
+        decode(forged, KEYRING, TOPIC)
+
+    assert caught.value.kind == kind
+    reader, applied = read_all([forged])
+    assert applied == [] and reader.halt_of(TOPIC, 0).kind == kind
+
+
+def test_the_writer_signature_is_outside_the_hash_and_survives_the_wire():
+    value = log_of_one_subject()[0]
+    recorded = decode(value, KEYRING, TOPIC)
+
+    assert recorded.envelope.writer_signature is not None
+    assert recorded.envelope.hash_is_valid()
+    assert to_bytes(recorded.envelope) == value

@@ -19,14 +19,19 @@ DESIGNED_TOPICS = {
 def test_the_catalogue_holds_the_four_designed_event_topics_and_the_quarantine():
     names = [spec.name for spec in catalogue()]
 
-    assert sorted(names) == sorted([*DESIGNED_TOPICS, "trialops.quarantine.events"])
+    assert sorted(names) == sorted(
+        [*DESIGNED_TOPICS, "trialops.quarantine.events", "trialops.checkpoints"]
+    )
 
 
 @pytest.mark.parametrize("namespace", ["trialops", "staging", "site-audit-2025"])
 def test_one_topic_per_context_named_namespace_context_events(namespace):
     names = [spec.name for spec in catalogue(namespace)]
 
-    assert names == [f"{namespace}.{context}.events" for context in (*CONTEXTS, "quarantine")]
+    assert names == [
+        *(f"{namespace}.{context}.events" for context in (*CONTEXTS, "quarantine")),
+        f"{namespace}.checkpoints",
+    ]
 
 
 @pytest.mark.parametrize("context", CONTEXTS)

@@ -1,0 +1,102 @@
+"""Writers' signatures: who wrote an event, proved with the writer's Ed25519 key.
+
+The hash chain proves order and integrity, not authorship: anyone who reaches Kafka could
+append a correctly hashed event. Each writer (one per context) therefore signs every event's
+hash with its own private key; the envelope carries the key id and the signature. Readers check
+it against the keyring the trial's deployment supplies: the key must be known, belong to the
+writer of the topic the event is on, and the signature must verify. A record that fails is
+unreadable, like any other (events/reading.py).
+
+This is not a person's Part 11 signature (``RecordSigned``): that one records a person's intent
+(review, approval, responsibility); this one proves which program wrote the bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import Field
+
+from events.envelope import Envelope, Frozen, WriterSignature
+
+KeyId = str
+
+
+class WriterKey(Frozen):
+    """A writer's public key, as the keyring lists it."""
+
+    key_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+    context: str = Field(min_length=1, max_length=64, description="The topic it may write")
+    public_key: str = Field(description="Raw 32-byte Ed25519 public key, base64")
+
+
+class Keyring(Frozen):
+    """Every writer key the deployment trusts. A retired key stays listed: old events keep
+    verifying under it."""
+
+    keys: tuple[WriterKey, ...] = ()
+
+    def key(self, key_id: str) -> WriterKey | None:
+        return next((k for k in self.keys if k.key_id == key_id), None)
+
+
+class SignatureProblem(ValueError):
+    """Why an event's writer signature does not hold: ``kind`` names it."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+SIGNATURE_KINDS = ("unsigned", "unknown-key", "wrong-writer", "bad-signature")
+
+
+def check_writer_signature(envelope: Envelope, keyring: Keyring, context: str) -> None:
+    """Raise ``SignatureProblem`` unless ``envelope`` is signed by a key of ``keyring`` that
+    belongs to ``context``'s writer and the signature verifies over the event's hash."""
+    signed = envelope.writer_signature
+    if signed is None:
+        raise SignatureProblem("unsigned", f"{envelope.event_type} carries no writer signature")
+    key = keyring.key(signed.key_id)
+    if key is None:
+        raise SignatureProblem("unknown-key", f"key {signed.key_id!r} is not in the keyring")
+    if key.context != context:
+        raise SignatureProblem(
+            "wrong-writer",
+            f"key {signed.key_id!r} belongs to the {key.context} writer, not to {context}'s",
+        )
+    try:
+        public = Ed25519PublicKey.from_public_bytes(base64.b64decode(key.public_key))
+        public.verify(base64.b64decode(signed.signature), envelope.hash.encode())
+    except (InvalidSignature, ValueError):
+        raise SignatureProblem(
+            "bad-signature", f"{envelope.event_type}'s signature does not verify"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A writer's private key, to sign the events it seals."""
+
+    key_id: str
+    private_key: Ed25519PrivateKey
+
+    def sign(self, envelope: Envelope) -> Envelope:
+        signature = self.private_key.sign(envelope.hash.encode())
+        return envelope.model_copy(
+            update={
+                "writer_signature": WriterSignature(
+                    key_id=self.key_id, signature=base64.b64encode(signature).decode()
+                )
+            }
+        )
+
+    def public(self, context: str) -> WriterKey:
+        raw = self.private_key.public_key().public_bytes_raw()
+        return WriterKey(
+            key_id=self.key_id, context=context, public_key=base64.b64encode(raw).decode()
+        )
