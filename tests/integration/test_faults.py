@@ -166,7 +166,9 @@ def report(capsys, title: str, numbers: dict) -> None:
 
 
 @pytest.fixture
-def own_broker(request) -> LocalKafka:
+def own_broker(request, monkeypatch) -> LocalKafka:
+    # The projections answer readers with a token only; the demo auditor reads them here.
+    monkeypatch.setenv("TRIALOPS_TOKEN", "demo-auditor")
     nodes = getattr(request, "param", 1)
     kafka = LocalKafka(name=f"faults-{uuid.uuid4().hex[:8]}", nodes=nodes, heap="320m")
     kafka.start(timeout=120)
