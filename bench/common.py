@@ -18,13 +18,11 @@ the waiting list, and that projection's one per-trial state, grow with every sub
 from __future__ import annotations
 
 import contextlib
-import functools
 import multiprocessing
 import os
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -33,12 +31,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from pathlib import Path
 from queue import Empty
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
+from bench.keys import enrollment_signer
 from events.enrollment import (
     CohortOpened,
     SubjectEnrolled,
@@ -48,9 +46,7 @@ from events.enrollment import (
 )
 from events.envelope import GENESIS_HASH, Actor, Envelope, from_bytes, seal, to_bytes
 from events.registry import EventPayload, read
-from events.signing import Signer
 from events.topics import event_topic
-from trialops.keys import init_keys, load_keyring, load_signer
 from trialops.settings import Settings
 from trialops.topic_admin import configured_replication_factor, ensure_topics
 
@@ -107,18 +103,6 @@ def kafka_broker() -> Iterator[str]:
         yield broker.start()
     finally:
         broker.stop()
-
-
-@functools.cache
-def enrollment_signer() -> Signer:
-    """The enrollment writer's key the generated events are signed with; a benchmark run
-    without keys of its own makes a set (the worker it starts finds them in the environment)."""
-    if not os.environ.get("TRIALOPS_KEYRING"):
-        keyring, writers = init_keys(Path(tempfile.mkdtemp(prefix="trialops-bench-keys-")))
-        os.environ["TRIALOPS_KEYRING"] = str(keyring)
-        os.environ["TRIALOPS_WRITER_KEYS"] = str(writers)
-    keyring = load_keyring(os.environ["TRIALOPS_KEYRING"])
-    return load_signer(os.environ.get("TRIALOPS_WRITER_KEYS"), "enrollment", keyring)
 
 
 def fresh_settings(bootstrap_servers: str) -> Settings:
@@ -278,11 +262,7 @@ class Workload:
     ) -> Envelope:
         moment = START + timedelta(seconds=self.events)
         self.events += 1
-        return enrollment_signer().sign(self._sealed(stream_id, seq, prev_hash, event, reason,
-                                                     moment))
-
-    def _sealed(self, stream_id, seq, prev_hash, event, reason, moment) -> Envelope:
-        return seal(
+        return enrollment_signer().sign(seal(
             event_id=uuid.uuid4(),
             event_type=event.event_type,
             schema_version=event.schema_version,
@@ -297,7 +277,7 @@ class Workload:
             causation_id=None,
             prev_hash=prev_hash,
             payload=event.model_dump(mode="json"),
-        )
+        ))
 
     @property
     def sample_cohort(self) -> str:

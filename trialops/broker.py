@@ -21,31 +21,19 @@ cluster whose storage is new is formatted, with a new cluster id; ``wipe()`` (``
 broker wipe``, ``trialops broker start --fresh``) deletes the storage, and says what it deleted.
 
 A cluster started with ``secure=True`` (``trialops broker start --secure``) stays secure for the
-life of its storage: clients authenticate with SASL/SCRAM-SHA-512 (no TLS: the listeners are on
-loopback), the brokers authorize every request with Kafka's StandardAuthorizer, and only
-``User:admin`` is a super user. The SCRAM credentials of every principal of
-``trialops.kafka_security.PRINCIPALS`` are created when the storage is formatted, with random
-passwords kept in ``kafka-client.json``, the file ``TRIALOPS_KAFKA_CONFIG`` points at. The
-controller listener authenticates the brokers with SASL/PLAIN as admin (SCRAM credentials live
-in the metadata log, which the controllers must be able to read first). ACLs are per namespace:
-``trialops.topic_admin.grant``.
+life of its storage; ``trialops.broker_node`` says how (SASL/SCRAM, ACLs, the client file).
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
-import logging
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -62,187 +50,27 @@ from trialops.broker_jars import (
     fetch_jars,
     find_java,
 )
+from trialops.broker_node import (
+    HOST,
+    SCRAM,
+    _formatted_cluster_id,
+    _free_ports,
+    _is_our_broker,
+    _node_properties,
+    _pid_alive,
+    _port_open,
+    _ports_free,
+    _quiet_kafka_logs,
+    _signal_group,
+    _size,
+    _write_private,
+    new_cluster_id,
+)
 from trialops.kafka_security import ADMIN, PRINCIPALS, kafka_python_settings, load, write_config
 
 __all__ = ["KAFKA_VERSION", "BrokerError", "LocalKafka", "default_home", "fetch_jars", "find_java"]
 
-HOST = "127.0.0.1"
-SCRAM = "SCRAM-SHA-512"
 CLIENT_CONFIG = "kafka-client.json"
-
-
-def new_cluster_id() -> str:
-    """A random KRaft cluster id: a UUID in URL-safe base64 without padding (22 characters),
-    never one that begins with ``-``: the storage tool's command line would read it as an
-    option and refuse to format (one start in 64 failed that way)."""
-    while True:
-        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not candidate.startswith("-"):
-            return candidate
-
-
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct ports that are free on 127.0.0.1 right now."""
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((HOST, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def _ports_free(ports: list[int]) -> bool:
-    """True if every one of ``ports`` can be bound on 127.0.0.1 right now, as the broker binds
-    them: with SO_REUSEADDR, so the connections a killed broker left in TIME_WAIT do not move a
-    restarted broker to other ports (its clients know the old ones)."""
-    for port in ports:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind((HOST, port))
-            except OSError:
-                return False
-    return True
-
-
-def _formatted_cluster_id(data_dir: Path) -> str | None:
-    """The cluster id in ``data_dir/meta.properties``: None if that storage is unformatted."""
-    try:
-        text = (data_dir / "meta.properties").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.strip() == "cluster.id" and value.strip():
-            return value.strip()
-    return None
-
-
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def _port_open(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
-        return True
-    return False
-
-
-def _pid_alive(pid: int) -> bool:
-    """True if ``pid`` runs and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no procfs: trust kill(0)
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def _is_our_broker(pid: int, properties: str) -> bool:
-    """Guard against pid reuse: the process must be the JVM started with ``properties``."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return _pid_alive(pid)  # no procfs: best effort
-    return properties.encode() in cmdline
-
-
-def _jaas(module: str, username: str, password: str, **users: str) -> str:
-    extra = "".join(f' user_{name}="{secret}"' for name, secret in users.items())
-    return f'{module} required username="{username}" password="{password}"{extra};'
-
-
-def _security_properties(admin_password: str) -> dict[str, Any]:
-    """Listeners, SASL and authorizer settings of a secure node: SCRAM for clients and
-    brokers, PLAIN (admin only) between brokers and controllers, no ACL means no access."""
-    return {
-        "inter.broker.listener.name": "SASL_PLAINTEXT",
-        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
-        "sasl.enabled.mechanisms": SCRAM,
-        "sasl.mechanism.inter.broker.protocol": SCRAM,
-        f"listener.name.sasl_plaintext.{SCRAM.lower()}.sasl.jaas.config": _jaas(
-            "org.apache.kafka.common.security.scram.ScramLoginModule", ADMIN, admin_password
-        ),
-        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
-        "sasl.mechanism.controller.protocol": "PLAIN",
-        "listener.name.controller.plain.sasl.jaas.config": _jaas(
-            "org.apache.kafka.common.security.plain.PlainLoginModule",
-            ADMIN,
-            admin_password,
-            **{ADMIN: admin_password},
-        ),
-        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-        "super.users": f"User:{ADMIN}",
-        "allow.everyone.if.no.acl.found": "false",
-    }
-
-
-def _node_properties(
-    node_id: int,
-    nodes: list[dict[str, Any]],
-    data_dir: Path,
-    single: bool,
-    admin_password: str | None = None,
-) -> str:
-    """A node's server.properties; ``admin_password`` makes it a secure node."""
-    me = next(n for n in nodes if n["node_id"] == node_id)
-    voters = ",".join(f"{n['node_id']}@{HOST}:{n['controller_port']}" for n in nodes)
-    listener = "PLAINTEXT" if admin_password is None else "SASL_PLAINTEXT"
-    props: dict[str, Any] = {
-        "process.roles": "broker,controller",
-        "node.id": node_id,
-        "controller.quorum.voters": voters,
-        "listeners": f"{listener}://{HOST}:{me['port']},CONTROLLER://{HOST}:{me['controller_port']}",
-        "advertised.listeners": f"{listener}://{HOST}:{me['port']}",
-        "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "log.dirs": str(data_dir),
-        "num.partitions": 1,
-        "group.initial.rebalance.delay.ms": 0,
-    }
-    if admin_password is not None:
-        props.update(_security_properties(admin_password))
-    if single:
-        props.update(
-            {
-                "offsets.topic.replication.factor": 1,
-                "transaction.state.log.replication.factor": 1,
-                "transaction.state.log.min.isr": 1,
-                # A lone node has no replica to fall back on: fsync every message so an
-                # acknowledged event survives a power loss, not just a process crash.
-                "log.flush.interval.messages": 1,
-            }
-        )
-    else:
-        rf = min(3, len(nodes))
-        min_isr = max(1, rf - 1)
-        props.update(
-            {
-                "default.replication.factor": rf,
-                "min.insync.replicas": min_isr,
-                "offsets.topic.replication.factor": rf,
-                "transaction.state.log.replication.factor": rf,
-                "transaction.state.log.min.isr": min_isr,
-                # No per-message fsync: an acks=all write already sits in the page cache
-                # of min.insync.replicas processes, and fsync on every message would make
-                # a multi-node cluster on one small host very slow.
-            }
-        )
-    lines = [f"# Generated by trialops.broker for node {node_id}; rewritten on every start."]
-    lines += [f"{key}={value}" for key, value in props.items()]
-    return "\n".join(lines) + "\n"
 
 
 class LocalKafka:
@@ -768,32 +596,3 @@ class LocalKafka:
         return f"LocalKafka(name={self.name!r}, nodes={self.nodes}, version={self.version!r})"
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path``, readable by its owner only (it may hold passwords)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    # start_new_session=True made each JVM the leader of its own process group.
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
-    except PermissionError:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-
-
-@contextlib.contextmanager
-def _quiet_kafka_logs() -> Iterator[None]:
-    """kafka-python logs connection errors while a broker boots; they are expected here."""
-    logger = logging.getLogger("kafka")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
