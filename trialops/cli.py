@@ -187,13 +187,19 @@ def worker(
     except ValueError as exc:
         raise fail(str(exc)) from None
     if not once:
+        from trialops.projection_reset import reset_projections
         from trialops.supervise import supervise
+
+        def rebuild() -> None:
+            for item in reset_projections(Settings.from_env(), data_dir):
+                typer.echo(f"worker: deleted {item}; the projections are folded anew", err=True)
 
         raise typer.Exit(
             supervise(
                 [sys.executable, "-m", "trialops", "worker", "--once", "--web-port",
                  str(web_port), "--web-host", web_host, "--data-dir", str(data_dir),
-                 "--loglevel", loglevel, *(["--demo"] if demo else [])]
+                 "--loglevel", loglevel, *(["--demo"] if demo else [])],
+                on_crash=rebuild,
             )
         )
     import faust

@@ -22,10 +22,12 @@ def supervise(
     *,
     say: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
     backoff: tuple[float, float] = (1.0, 30.0),
+    on_crash: Callable[[], None] = lambda: None,
 ) -> int:
     """Run ``command`` until it exits 0 or with ``CONFIG_ERROR``, or until we are asked to
     stop; return its last exit code. A child that dies otherwise is started again, after a
-    delay that doubles while it keeps dying within a minute (``backoff``: first, largest)."""
+    delay that doubles while it keeps dying within a minute (``backoff``: first, largest), and
+    after ``on_crash``."""
     stopping: list[int] = []
     child: subprocess.Popen | None = None
 
@@ -46,6 +48,10 @@ def supervise(
             delay = backoff[0] if time.monotonic() - started > 60 else min(delay * 2, backoff[1])
             say(f"worker exited with code {code}; starting it again in {delay:.0f} s")
             time.sleep(delay)
+            try:
+                on_crash()
+            except Exception as exc:  # the restart itself must go on
+                say(f"could not prepare the restart: {exc!r}")
             if stopping:
                 return code
     finally:

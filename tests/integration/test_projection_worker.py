@@ -186,3 +186,37 @@ def test_a_worker_killed_mid_stream_recovers_to_the_replay(stack, settings):
     assert replay(settings, "patient-timeline") == get_bytes(
         f"{stack.projections_url}/projections/patient-timeline"
     )
+
+
+def test_a_worker_that_dies_by_itself_is_started_again_and_folds_the_log_anew(stack, settings):
+    # Given events the worker applied
+    writer = RawWriter(settings)
+    writer.append("cohort-DL4-IP", cohort("DL4-IP"))
+    first = writer.append(
+        "subject-MSK-0041", SubjectEnrolled(subject_id="MSK-0041", cohort_id="DL4-IP", slot=1)
+    )
+    occupancy(stack, wait_for=f"{first.topic}:{first.partition}:{first.offset}")
+    # When the Faust process dies on its own (its supervisor, `trialops worker`, stays)
+    found = subprocess.run(
+        ["pgrep", "-f", f"worker --once .*--data-dir {stack.work_dir}"],
+        capture_output=True, text=True, check=True,
+    )
+    [child] = found.stdout.split()
+    os.kill(int(child), 9)
+    last = writer.append(
+        "subject-MSK-0042", SubjectEnrolled(subject_id="MSK-0042", cohort_id="DL4-IP", slot=2)
+    )
+
+    # Then it is started again, rebuilds its projections from the log, and equals the replay
+    def caught_up():
+        try:
+            return occupancy(stack, wait_for=f"{last.topic}:{last.partition}:{last.offset}")
+        except OSError:
+            return None
+    document = eventually(caught_up, timeout=120, interval=1)
+    assert document["cohorts"][0]["enrolled"] == ["MSK-0041", "MSK-0042"]
+    log = (stack.work_dir / "projections.log").read_text(errors="replace")
+    assert "the projections are folded anew" in log
+    assert replay(settings, "cohort-occupancy") == get_bytes(
+        f"{stack.projections_url}/projections/cohort-occupancy"
+    )

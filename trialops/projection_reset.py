@@ -1,0 +1,66 @@
+"""Rebuilding the projections from the log after the worker died on its own.
+
+The worker's tables live in Faust changelogs, its position in the consumer group's committed
+offsets. A worker killed from outside recovers from both (decision 5). A worker that crashed or
+gave up by itself (a broker restart left it without partitions, Faust failed) may have done so
+in a state where the two disagree: the fault suite caught a projection missing an event after
+such a restart. For a trial's log (thousands of events, read in seconds) the safe answer is to
+trust neither: forget the group's offsets and the changelogs, and fold the log again.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from kafka.admin import KafkaAdminClient
+from kafka.errors import GroupIdNotFoundError
+
+from trialops.kafka_security import kafka_python_settings
+from trialops.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def reset_projections(settings: Settings, data_dir: Path, timeout: float = 60.0) -> list[str]:
+    """Delete the worker group's committed offsets, its changelog and assignor topics and its
+    local state; return what was deleted. The event topics and the dead-letter topic stay."""
+    group = f"{settings.namespace}-projections"
+    admin = KafkaAdminClient(
+        **kafka_python_settings("admin"),
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id="trialops-projection-reset",
+    )
+    try:
+        internal = sorted(t for t in admin.list_topics() if t.startswith(f"{group}-"))
+        deleted = []
+        deadline = time.monotonic() + timeout
+        while True:
+            # A member that died stays in the group until its session times out (20 s).
+            outcome = admin.delete_groups([group]).get(group)  # "OK" or an error's name
+            if outcome == "OK":
+                deleted.append(f"consumer group {group}")
+                break
+            if outcome == GroupIdNotFoundError.__name__:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"consumer group {group} not deleted: {outcome}")
+            time.sleep(1)
+        if internal:
+            deadline = time.monotonic() + timeout
+            admin.delete_topics(internal)
+            deleted += internal
+            deadline = time.monotonic() + timeout
+            while set(internal) & set(admin.list_topics()):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"topics still being deleted after {timeout:.0f} s")
+                time.sleep(0.5)
+    finally:
+        admin.close()
+    state = data_dir / "faust"
+    if state.exists():
+        shutil.rmtree(state)
+        deleted.append(str(state))
+    return deleted
