@@ -40,7 +40,7 @@ from kafka.admin import (
     ResourcePattern,
     ResourceType,
 )
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import NodeNotReadyError, TopicAlreadyExistsError, UnknownBrokerIdError
 
 from events.topics import (
     EVENT_TOPIC_CONFIG,
@@ -198,6 +198,10 @@ def _broker_count(admin: KafkaAdminClient) -> int:
     return len(admin.describe_cluster().get("brokers", []))
 
 
+CLUSTER_SETTLE_SECONDS = 30.0
+"""How long topic creation waits for a cluster that just started to know all its brokers."""
+
+
 def ensure_topics(
     bootstrap_servers: str, namespace: str, replication_factor: int | None = None
 ) -> list[str]:
@@ -222,20 +226,28 @@ def ensure_topics(
         for spec in catalogue(namespace):
             if spec.name in existing:
                 continue
-            try:
-                admin.create_topics(
-                    {
-                        spec.name: {
-                            "num_partitions": spec.partitions,
-                            "replication_factor": factor,
-                            "configs": {**spec.configs, **configs},
-                        }
-                    },
-                    wait_for_metadata=True,
-                )
-                created.append(spec.name)
-            except TopicAlreadyExistsError:
-                pass  # another process created it between list and create
+            deadline = time.monotonic() + CLUSTER_SETTLE_SECONDS
+            while True:
+                try:
+                    admin.create_topics(
+                        {
+                            spec.name: {
+                                "num_partitions": spec.partitions,
+                                "replication_factor": factor,
+                                "configs": {**spec.configs, **configs},
+                            }
+                        },
+                        wait_for_metadata=True,
+                    )
+                    created.append(spec.name)
+                    break
+                except TopicAlreadyExistsError:
+                    break  # another process created it between list and create
+                except (UnknownBrokerIdError, NodeNotReadyError):
+                    # A cluster just started: the controller is not in the metadata yet.
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
     finally:
         admin.close()
     if load() is not None:

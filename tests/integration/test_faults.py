@@ -181,6 +181,7 @@ def own_broker(request, monkeypatch) -> LocalKafka:
     nodes = getattr(request, "param", 1)
     kafka = LocalKafka(name=f"faults-{uuid.uuid4().hex[:8]}", nodes=nodes, heap="320m")
     kafka.start(timeout=120)
+    eventually(lambda: _brokers_seen(kafka.bootstrap_servers) == nodes, timeout=60)
     yield kafka
     kafka.stop()
     shutil.rmtree(kafka.cluster_dir, ignore_errors=True)
@@ -264,6 +265,14 @@ def test_killing_the_partition_leader_of_a_three_node_cluster_loses_nothing(
         nothing_lost(stack, load, faults, "three nodes", capsys)
     finally:
         stack.stop()
+
+
+def _brokers_seen(bootstrap: str) -> int:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return len(admin.describe_cluster()["brokers"])
+    finally:
+        admin.close()
 
 
 def _leader(bootstrap: str, topic: str) -> int:
