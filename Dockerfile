@@ -5,6 +5,11 @@ COPY pyproject.toml README.md ./
 COPY events ./events
 COPY services ./services
 COPY projections ./projections
+COPY trial ./trial
+COPY infra ./infra
+COPY audit ./audit
+COPY broker ./broker
+COPY clients ./clients
 COPY trialops ./trialops
 RUN pip install --no-cache-dir .
 RUN useradd --create-home trialops

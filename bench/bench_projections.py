@@ -50,9 +50,9 @@ from bench.common import (
     run,
     say,
 )
+from clients.http import DEMO_READER
 from events.topics import event_topic
-from trialops.http_client import DEMO_READER
-from trialops.settings import Settings
+from infra.settings import Settings
 
 CONTEXT = "enrollment"
 

@@ -3,12 +3,12 @@ checks the log, against reading the same topics raw with kafka-python.
 
 For each size (``--sizes``; each in a namespace of its own), after producing N events:
 
-a. raw consumption with kafka-python: ``trialops.kafka_io.read_to_end`` over every context's
+a. raw consumption with kafka-python: ``infra.kafka_io.read_to_end`` over every context's
    topic, counting bytes (what replay and verify read through); and the same read with the
    consumer's CRC check off, to show what the checksum costs;
-b. ``trialops.replay.replay(settings, name)`` for every projection of the catalogue, one after
+b. ``audit.replay.replay(settings, name)`` for every projection of the catalogue, one after
    the other, each reading the topics itself: events/s per projection and for all together;
-c. ``trialops.verify.verify(settings)``.
+c. ``audit.verify.verify(settings)``.
 
 Run from the repository root:  python -m bench.bench_replay [--quick] [--sizes 100000,1000000]
 """
@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 from kafka import KafkaConsumer, TopicPartition
 
+from audit.replay import ReplayStats, replay
+from audit.verify import verify
 from bench.common import (
     Produced,
     Ticker,
@@ -42,11 +44,9 @@ from bench.common import (
     say,
 )
 from events.topics import CONTEXTS, event_topic
+from infra.kafka_io import read_to_end
+from infra.settings import Settings
 from projections.base import to_json
-from trialops.kafka_io import read_to_end
-from trialops.replay import ReplayStats, replay
-from trialops.settings import Settings
-from trialops.verify import verify
 
 PROJECTIONS = projection_catalog()
 

@@ -47,8 +47,8 @@ from events.enrollment import (
 from events.envelope import GENESIS_HASH, Actor, Envelope, from_bytes, seal, to_bytes
 from events.registry import EventPayload, read
 from events.topics import event_topic
-from trialops.settings import Settings
-from trialops.topic_admin import configured_replication_factor, ensure_topics
+from infra.settings import Settings
+from infra.topic_admin import configured_replication_factor, ensure_topics
 
 ACTOR = Actor(user_id="bench-writer", role="investigator")
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -92,7 +92,7 @@ def kafka_broker() -> Iterator[str]:
         say(f"using the Kafka at {bootstrap} (KAFKA_BOOTSTRAP_SERVERS)")
         yield bootstrap
         return
-    from trialops.broker import LocalKafka
+    from broker.cluster import LocalKafka
 
     say("KAFKA_BOOTSTRAP_SERVERS not set: starting the project's own broker 'bench'")
     broker = LocalKafka(name="bench")

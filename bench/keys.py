@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from events.signing import Signer
-from trialops.keys import init_keys, load_keyring, load_signer
+from infra.keys import init_keys, load_keyring, load_signer
 
 
 @functools.cache

@@ -35,7 +35,7 @@ def event_topic(context: str, namespace: str = DEFAULT_NAMESPACE) -> str:
 
 
 def checkpoint_topic(namespace: str = DEFAULT_NAMESPACE) -> str:
-    """Where the auditor's signed checkpoints of the log are kept (trialops/checkpoint.py)."""
+    """Where the auditor's signed checkpoints of the log are kept (audit/checkpoint.py)."""
     return f"{namespace}.checkpoints"
 
 

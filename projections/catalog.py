@@ -10,7 +10,7 @@ from projections import (
     safety_overview,
 )
 from projections.base import Projection
-from trialops.trial_config import TrialConfig, load_trial
+from trial.config import TrialConfig, load_trial
 
 
 def build(trial: TrialConfig | None = None) -> dict[str, Projection]:

@@ -21,7 +21,7 @@ from events.safety import DltEvaluationCompleted
 from projections.base import Projection, State, ordered_insert, stamp
 from projections.bounded import shorten
 from projections.escalation.engine import LevelOutcomes, Recommendation, recommend
-from trialops.trial_config import TrialConfig
+from trial.config import TrialConfig
 
 NAME = "dose-escalation"
 

@@ -30,7 +30,7 @@ from events.safety import (
 from projections.base import Projection, State, ordered_insert, stamp
 from projections.bounded import bounded
 from services.safety.reporting import SafetyCase, reports_due
-from trialops.trial_config import TrialConfig
+from trial.config import TrialConfig
 
 NAME = "safety"
 

@@ -21,6 +21,10 @@ import faust
 
 from events.reading import Halt, Quarantine, Unreadable, Where, decode, digest
 from events.topics import CONTEXTS, dead_letter_topic, event_topic
+from infra.kafka_io import load_quarantine
+from infra.kafka_security import faust_credentials
+from infra.keys import load_keyring
+from infra.settings import Settings
 from projections.applying import (
     apply_once,
     count_dead_letter,
@@ -32,11 +36,7 @@ from projections.base import Projection, to_json
 from projections.catalog import build
 from projections.faust_kafka import ReadCommittedTransport
 from services.auth import READ_ROLES, UserDirectory, bearer_token
-from trialops.kafka_io import load_quarantine
-from trialops.kafka_security import faust_credentials
-from trialops.keys import load_keyring
-from trialops.settings import Settings
-from trialops.trial_config import TrialConfig
+from trial.config import TrialConfig
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def create_app(
     app = TrialopsApp(
         group,
         broker=[f"kafka://{hp.strip()}" for hp in settings.bootstrap_servers.split(",")],
-        # On a secured broker the worker reads as "worker" (trialops/kafka_security.py).
+        # On a secured broker the worker reads as "worker" (infra/kafka_security.py).
         broker_credentials=faust_credentials(WORKER),
         store=store,
         datadir=str(data_dir / "faust"),

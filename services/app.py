@@ -13,6 +13,9 @@ from aiohttp import web
 from events.reading import LogReader
 from events.signing import Keyring
 from events.topics import event_topic
+from infra.kafka_io import Tail, load_quarantine
+from infra.keys import load_keyring, load_signer
+from infra.settings import Settings
 from services.auth import UserDirectory
 from services.catalog import ServiceSpec, services
 from services.eventstore import KafkaEventStore
@@ -26,10 +29,7 @@ from services.http import (
 )
 from services.runtime import CommandHandler
 from services.validation import BusinessTimeWindow
-from trialops.kafka_io import Tail, load_quarantine
-from trialops.keys import load_keyring, load_signer
-from trialops.settings import Settings
-from trialops.trial_config import TrialConfig
+from trial.config import TrialConfig
 
 
 def handler_for(spec: ServiceSpec, settings: Settings, trial: TrialConfig) -> CommandHandler:

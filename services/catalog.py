@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from services.decider import Decider
-from trialops.trial_config import TrialConfig
+from trial.config import TrialConfig
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,9 @@ from events.reading import Halt, Head, LogReader, Quarantine, Where
 from events.registry import Recorded
 from events.signing import Keyring, Signer
 from events.topics import context_of
+from infra.kafka_io import BOOTSTRAP_TIMEOUT_MS, BrokerTimeout, Position, read_log, read_range
+from infra.kafka_security import kafka_python_settings
 from services.decider import NewEvent
-from trialops.kafka_io import BOOTSTRAP_TIMEOUT_MS, BrokerTimeout, Position, read_log, read_range
-from trialops.kafka_security import kafka_python_settings
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class KafkaEventStore:
         self.keyring = keyring
         self.signer = signer
         self.principal = context_of(topic) or topic
-        """Who writes, on a secured broker: the context's writer (trialops/kafka_security.py)."""
+        """Who writes, on a secured broker: the context's writer (infra/kafka_security.py)."""
         self.topic = topic
         self.trial_id = trial_id
         self.writer_id = writer_id

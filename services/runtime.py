@@ -22,6 +22,7 @@ from events.reading import Quarantine
 from events.registry import EventPayload, Recorded
 from events.signatures import RecordSigned
 from events.topics import SHARED
+from infra.kafka_io import BrokerTimeout, Position, Tail
 from services.decider import Decider, NewEvent
 from services.errors import DomainError
 from services.eventstore import (
@@ -31,7 +32,6 @@ from services.eventstore import (
     StoreUnavailable,
     WriterRetired,
 )
-from trialops.kafka_io import BrokerTimeout, Position, Tail
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from trialops.settings import Settings
+from infra.settings import Settings
 
 
 def _docker_answers() -> bool:
@@ -31,7 +31,7 @@ def pytest_configure(config) -> None:
     writer and the keyring, unless the environment names a set, for the services it starts,
     the readers it runs and the raw writers of the tests."""
     if not os.environ.get("TRIALOPS_KEYRING"):
-        from trialops.keys import init_keys
+        from infra.keys import init_keys
 
         keyring, writers = init_keys(Path(tempfile.mkdtemp(prefix="trialops-keys-")))
         os.environ["TRIALOPS_KEYRING"] = str(keyring)
@@ -81,7 +81,7 @@ def kafka_bootstrap() -> Iterator[str]:
                            bootstrap=container.get_bootstrap_server())
             yield container.get_bootstrap_server()
         return
-    from trialops.broker import BrokerError, LocalKafka
+    from broker.cluster import BrokerError, LocalKafka
 
     broker = LocalKafka(name=f"pytest-{uuid.uuid4().hex[:8]}")
     try:
@@ -120,7 +120,7 @@ def stack(settings: Settings, tmp_path: Path, monkeypatch):
     """The enrollment service and the Faust worker as real processes on the real broker, with
     the demo users; the test's readers of the projections (``get_bytes``, ``trialops show``)
     send the demo auditor's token through ``TRIALOPS_TOKEN``."""
-    from trialops.http_client import DEMO_READER, TOKEN_ENV
+    from clients.http import DEMO_READER, TOKEN_ENV
     from trialops.stack import Stack
 
     monkeypatch.setenv(TOKEN_ENV, DEMO_READER)

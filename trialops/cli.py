@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from trialops.settings import Settings
+from infra.settings import Settings
 
 app = typer.Typer(
     help="trialops: event-sourced operations backend for a phase I CAR T-cell trial.",
@@ -112,7 +112,7 @@ def topics_create():
     """Create the event topics that are missing: kept forever, never compacted, on
     min(3, brokers) replicas (or TRIALOPS_REPLICATION_FACTOR), min.insync.replicas=2 when
     replicated. Exits 1 when an event topic, new or existing, could lose events."""
-    from trialops.topic_admin import (
+    from infra.topic_admin import (
         check_event_topics,
         configured_replication_factor,
         ensure_topics,
@@ -148,7 +148,7 @@ def serve(
     from services import serving
     from services.app import build_app
     from services.auth import UserDirectory
-    from trialops.trial_config import TrialConfigError, load_trial
+    from trial.config import TrialConfigError, load_trial
 
     try:
         trial = load_trial()
@@ -205,13 +205,13 @@ def worker(
     import faust
 
     from projections.worker import create_app
-    from trialops.trial_config import TrialConfigError, load_trial
+    from trial.config import TrialConfigError, load_trial
 
     try:
         trial = load_trial()
     except TrialConfigError as exc:
         raise fail(str(exc)) from None
-    from trialops.keys import KeysError
+    from infra.keys import KeysError
 
     settings = Settings.from_env()
     _wait_for_broker(settings.bootstrap_servers)
@@ -231,7 +231,7 @@ def _wait_for_broker(bootstrap_servers: str) -> None:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
-    from trialops.kafka_security import kafka_python_settings
+    from infra.kafka_security import kafka_python_settings
 
     while True:
         try:
@@ -275,10 +275,10 @@ def replay(
     ] = "recorded",
 ):
     """Rebuild PROJECTION from the topics and print the JSON the live view serves."""
+    from audit.replay import ReplayStats
+    from audit.replay import replay as run_replay
     from projections.base import to_json
     from projections.catalog import NAMES
-    from trialops.replay import ReplayStats
-    from trialops.replay import replay as run_replay
 
     if projection not in NAMES:
         raise fail(f"unknown projection {projection!r}; known: {', '.join(sorted(NAMES))}")
@@ -317,9 +317,9 @@ def verify(
     wiped or rewritten since. Exits 1 when anything is wrong."""
     import orjson
 
+    from audit.verify import verify as run_verify
+    from infra.topic_admin import check_event_topics
     from trialops.cli_trust import read_checkpoint
-    from trialops.topic_admin import check_event_topics
-    from trialops.verify import verify as run_verify
 
     settings = Settings.from_env()
     try:

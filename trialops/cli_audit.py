@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from trialops.settings import Settings
+from infra.settings import Settings
 
 audit_app = typer.Typer(
     help="Audit trails read from the event log (21 CFR 11.10(e), 11.50).",
@@ -83,8 +83,8 @@ def trail(
     Every event naming the subject, lot or cohort (all given must match) in recorded order;
     a correction with what it changed, beside the original; each signature on the record it
     signs, flagged when it does not match it."""
-    from trialops import audit as trails
-    from trialops.replay import ReplayStats
+    from audit import trail as trails
+    from audit.replay import ReplayStats
 
     if subject is None and lot is None and cohort is None:
         raise _fail("choose what to audit: --subject ID, --lot ID or --cohort ID")
@@ -110,7 +110,7 @@ def trail(
     elif output_format is TrailFormat.json:
         sys.stdout.buffer.write(trails.to_json(found.rows))
     else:
-        from trialops.odm import to_odm
+        from audit.odm import to_odm
 
         document = to_odm(
             found,
@@ -152,7 +152,7 @@ def export(
 
     JSON Lines: one envelope per line exactly as on the wire, so its hash verifies. CSV: the
     envelope's fields in columns, the payload as JSON. Progress and counts go to stderr."""
-    from trialops import export as exporting
+    from audit import export as exporting
 
     def progress(stats: exporting.ExportStats) -> None:
         rate = stats.read / max(stats.seconds, 1e-9)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from trialops.broker import KAFKA_VERSION, BrokerError, LocalKafka, default_home, fetch_jars
+from broker.cluster import KAFKA_VERSION, BrokerError, LocalKafka, default_home, fetch_jars
 
 app = typer.Typer(
     help=(
@@ -104,8 +104,8 @@ def start(
     typer.echo(bootstrap)
     hint = f"use it with:  export KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n"
     if kafka.status().get("secure"):
-        from trialops.settings import Settings
-        from trialops.topic_admin import grant
+        from infra.settings import Settings
+        from infra.topic_admin import grant
 
         ns = namespace or Settings.from_env(bootstrap_servers=bootstrap).namespace
         def granted() -> int:

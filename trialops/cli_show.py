@@ -9,8 +9,8 @@ from typing import Annotated
 import orjson
 import typer
 
+from clients.http import TOKEN_ENV, call, reader_token
 from trialops import tables
-from trialops.http_client import TOKEN_ENV, call, reader_token
 
 app = typer.Typer(
     help="Show a projection as a table (from the Faust worker).", no_args_is_help=True

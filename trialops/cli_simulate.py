@@ -46,12 +46,12 @@ def simulate(
     """Drive a simulated phase I trial (screening, enrollment, manufacturing, infusions,
     adverse events, DLTs and the dose-escalation review) through the public command API, on
     a simulated calendar, into a fresh namespace; print progress and a closing summary."""
-    from trialops.http_client import DEMO_READER, wait_until_up
-    from trialops.journey import JourneyStepRefused
-    from trialops.simulate import PlanError, SimulationError
-    from trialops.simulate import simulate as run
-    from trialops.simulate_plan import ladder
-    from trialops.trial_config import TrialConfigError, load_trial
+    from clients.http import DEMO_READER, wait_until_up
+    from clients.journey import JourneyStepRefused
+    from clients.simulate import PlanError, SimulationError
+    from clients.simulate import simulate as run
+    from clients.simulate_plan import ladder
+    from trial.config import TrialConfigError, load_trial
 
     def say(line: str) -> None:
         if not quiet:

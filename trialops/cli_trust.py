@@ -1,5 +1,5 @@
 """``trialops keys`` and ``trialops checkpoint``: the writers' keys and the auditor's signed
-checkpoints of the log (events/signing.py, trialops/checkpoint.py)."""
+checkpoints of the log (events/signing.py, audit/checkpoint.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from trialops.settings import Settings
+from infra.settings import Settings
 
 keys_app = typer.Typer(help="The writers' signing keys and the keyring.", no_args_is_help=True)
 
@@ -23,7 +23,7 @@ def keys_init(directory: Annotated[Path, typer.Argument(help="Folder to keep the
     """Make a signing key per writer (kept if present) and the keyring listing them; print the
     two settings that point at them. For a demo or a test: a real trial's keys come from its
     deployment, the private ones readable by the services only."""
-    from trialops.keys import init_keys
+    from infra.keys import init_keys
 
     keyring, writers = init_keys(directory.resolve())
     typer.echo(f"export TRIALOPS_KEYRING={keyring}")
@@ -33,7 +33,7 @@ def keys_init(directory: Annotated[Path, typer.Argument(help="Folder to keep the
 def read_checkpoint(path: Path | None):
     from pydantic import ValidationError
 
-    from trialops.checkpoint import SignedCheckpoint
+    from audit.checkpoint import SignedCheckpoint
 
     if path is None:
         return None
@@ -55,8 +55,8 @@ def checkpoint_command(
 
     import orjson
 
-    from trialops.checkpoint import SIGNER, publish, take
-    from trialops.keys import load_keyring, load_signer
+    from audit.checkpoint import SIGNER, publish, take
+    from infra.keys import load_keyring, load_signer
 
     settings = Settings.from_env()
     try:

@@ -18,8 +18,8 @@ from pathlib import Path
 from kafka.admin import KafkaAdminClient
 from kafka.errors import GroupIdNotFoundError
 
-from trialops.kafka_security import kafka_python_settings
-from trialops.settings import Settings
+from infra.kafka_security import kafka_python_settings
+from infra.settings import Settings
 
 log = logging.getLogger(__name__)
 

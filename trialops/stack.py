@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from trialops.http_client import DEMO_READER, get_bytes, wait_until_up
-from trialops.keys import init_keys
-from trialops.settings import Settings
-from trialops.topic_admin import check_event_topics, configured_replication_factor, ensure_topics
+from clients.http import DEMO_READER, get_bytes, wait_until_up
+from infra.keys import init_keys
+from infra.settings import Settings
+from infra.topic_admin import check_event_topics, configured_replication_factor, ensure_topics
 
 
 @dataclass
@@ -124,7 +124,7 @@ class Stack:
 def run_stack(
     *, service_port: int, web_port: int, demo: bool, speed: float = 0.05, fresh: bool = False
 ) -> None:
-    from trialops.broker import LocalKafka
+    from broker.cluster import LocalKafka
 
     broker = None
     if "KAFKA_BOOTSTRAP_SERVERS" in os.environ:
@@ -174,9 +174,9 @@ def run_stack(
 def _demo(stack: Stack, speed: float, settings: Settings) -> None:
     """A whole simulated trial (18 patients, seed 7) through the public command API, into a
     trial that has no events yet."""
-    from trialops.journey import JourneyStepRefused
-    from trialops.simulate import SimulationError, simulate
-    from trialops.topic_admin import record_counts
+    from clients.journey import JourneyStepRefused
+    from clients.simulate import SimulationError, simulate
+    from infra.topic_admin import record_counts
 
     records = sum(record_counts(settings.bootstrap_servers, settings.namespace).values())
     if records:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 from projections.escalation import boin, three_plus_three
-from trialops.trial_config import EscalationDesign
+from trial.config import EscalationDesign
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ from services.dosing.preconditions import (
 from services.dosing.state import DosingState, evolve, initial_state
 from services.errors import NotFound, RuleViolated
 from services.fields import identifier
-from trialops.trial_config import TrialConfig
+from trial.config import TrialConfig
 
 # ---------------------------------------------------------------- commands
 

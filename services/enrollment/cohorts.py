@@ -19,7 +19,7 @@ from services.enrollment.commands import CloseCohort, ExpandCohort, OpenCohort
 from services.enrollment.guards import cohort_stream
 from services.enrollment.state import Cohort, EnrollmentState
 from services.errors import NotFound, RuleViolated
-from trialops.trial_config import TrialConfig
+from trial.config import TrialConfig
 
 
 def open_cohort(cmd: OpenCohort, state: EnrollmentState, trial: TrialConfig) -> list[NewEvent]:

@@ -34,7 +34,7 @@ from services.enrollment.commands import (
 )
 from services.enrollment.guards import subject_stream
 from services.enrollment.state import EnrollmentState, evolve, fold, initial_state
-from trialops.trial_config import TrialConfig
+from trial.config import TrialConfig
 
 __all__ = [
     "COMMANDS",

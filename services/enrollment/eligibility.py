@@ -13,7 +13,7 @@ from __future__ import annotations
 from events.enrollment import CriterionResult
 from services.enrollment.commands import AssessEligibility
 from services.enrollment.state import Consent
-from trialops.trial_config import Eligibility
+from trial.config import Eligibility
 
 
 def msln_ihc(percent: float, rules: Eligibility, source: str = "") -> CriterionResult:

@@ -31,7 +31,7 @@ from services.enrollment.commands import (
 from services.enrollment.guards import consented, in_study, registered, subject_stream
 from services.enrollment.state import EnrollmentState
 from services.errors import RuleViolated
-from trialops.trial_config import TrialConfig
+from trial.config import TrialConfig
 
 
 def register(cmd: RegisterSubject, state: EnrollmentState) -> list[NewEvent]:

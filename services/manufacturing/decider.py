@@ -70,7 +70,7 @@ from services.manufacturing.state import (
     evolve,
     initial_state,
 )
-from trialops.trial_config import ReleaseSpecification, TrialConfig
+from trial.config import ReleaseSpecification, TrialConfig
 
 
 def make_decider(trial: TrialConfig) -> Decider:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from events.manufacturing import QcTest
-from trialops.trial_config import ReleaseSpecification
+from trial.config import ReleaseSpecification
 
 REQUIRED_TESTS: tuple[str, ...] = get_args(QcTest)
 """Every test disposition needs, in the order failures are reported."""

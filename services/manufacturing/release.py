@@ -32,7 +32,7 @@ from services.manufacturing.stages import (
     require_stage,
 )
 from services.manufacturing.state import Lot, ManufacturingState
-from trialops.trial_config import ReleaseSpecification
+from trial.config import ReleaseSpecification
 
 
 def qc_result(lot: Lot, cmd: RecordQcResult, spec: ReleaseSpecification) -> list[EventPayload]:

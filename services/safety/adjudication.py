@@ -24,7 +24,7 @@ from services.safety.checks import STOPPING_RULE_STREAM, ae_stream, known_ae
 from services.safety.commands import AdjudicateDlt, RecordSafetyReview
 from services.safety.dlt import DltFacts, assess_dlt
 from services.safety.state import SafetyState
-from trialops.trial_config import DltRule
+from trial.config import DltRule
 
 
 def adjudicate(cmd: AdjudicateDlt, state: SafetyState, rule: DltRule) -> list[NewEvent]:

@@ -62,7 +62,7 @@ from services.safety.commands import (
 from services.safety.evaluation import close_evaluation
 from services.safety.grading import grade_crs, grade_icans
 from services.safety.state import AdverseEvent, SafetyState, evolve, initial_state, is_serositis
-from trialops.trial_config import TrialConfig
+from trial.config import TrialConfig
 
 STOPPING_RULE_MIN_ATTRIBUTION: Attribution = "possible"
 """DOMAIN.md section 3, stopping rules (default): any grade 5 event at least possibly related."""

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from events.safety import ATTRIBUTION_ORDER, Attribution
-from trialops.trial_config import DltRule
+from trial.config import DltRule
 
 Syndrome = Literal["crs", "icans", "other"]
 RuleVerdict = Literal["dlt", "not-dlt", "pending"]

@@ -16,7 +16,7 @@ from services.decider import NewEvent
 from services.errors import NotFound, RuleViolated
 from services.safety.commands import RecordDltEvaluation
 from services.safety.state import SafetyState
-from trialops.trial_config import DltRule
+from trial.config import DltRule
 
 
 def evaluation_stream(subject_id: str) -> str:

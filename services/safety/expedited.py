@@ -22,7 +22,7 @@ from services.safety.checks import ae_stream, known_ae, not_in_future
 from services.safety.commands import DetermineExpeditedReport, SubmitExpeditedReport
 from services.safety.reporting import SafetyCase, follow_up_due, reports_due
 from services.safety.state import AdverseEvent, SafetyState
-from trialops.trial_config import Reporting
+from trial.config import Reporting
 
 
 def case_of(ae: AdverseEvent) -> SafetyCase:

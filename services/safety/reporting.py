@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from events.safety import ATTRIBUTION_ORDER, Attribution, ReportDue, SeriousnessCriterion
-from trialops.trial_config import Reporting
+from trial.config import Reporting
 
 SUSPECTED_FROM: Attribution = "possible"
 """A suspected adverse reaction: a reasonable possibility that the product caused it."""

@@ -9,16 +9,16 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
+from clients.http import call
 from events.envelope import Actor, Envelope, from_bytes
 from events.reading import Quarantine
 from events.registry import EventPayload
 from events.topics import event_topic
+from infra.kafka_io import read_to_end
+from infra.keys import load_keyring, load_signer
+from infra.settings import Settings
 from services.decider import NewEvent
 from services.eventstore import KafkaEventStore
-from trialops.http_client import call
-from trialops.kafka_io import read_to_end
-from trialops.keys import load_keyring, load_signer
-from trialops.settings import Settings
 
 INVESTIGATOR = "demo-investigator"
 COORDINATOR = "demo-site_coordinator"

@@ -12,9 +12,9 @@ from events.envelope import GENESIS_HASH, Actor, Envelope, seal, to_bytes
 from events.registry import EventPayload
 from events.signing import Signer
 from events.topics import event_topic
-from trialops.kafka_io import Position
-from trialops.keys import load_keyring, load_signer
-from trialops.settings import Settings
+from infra.kafka_io import Position
+from infra.keys import load_keyring, load_signer
+from infra.settings import Settings
 
 WRITER = Actor(user_id="test-writer", role="investigator")
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

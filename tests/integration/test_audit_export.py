@@ -19,10 +19,12 @@ import orjson
 import pytest
 from lxml import etree
 
+from audit.export import envelope_from_csv
 from events.envelope import Envelope, from_bytes
 from events.registry import EventPayload
 from events.signatures import RecordSigned
 from events.topics import CONTEXTS
+from infra.topic_admin import ensure_topics
 from tests.integration.raw_events import START, RawWriter
 from tests.unit.test_audit_trail import (
     ae_regraded,
@@ -32,8 +34,6 @@ from tests.unit.test_audit_trail import (
     registered,
 )
 from tests.unit.test_odm import official_odm_schema
-from trialops.export import envelope_from_csv
-from trialops.topic_admin import ensure_topics
 
 pytestmark = pytest.mark.kafka
 

@@ -1,4 +1,4 @@
-"""The project's own Kafka launcher (trialops.broker) against real broker JVMs.
+"""The project's own Kafka launcher (broker.cluster) against real broker JVMs.
 
 Jars are cached in the default home, so only the first run on a machine downloads them;
 every test uses its own uniquely named cluster and stops it, pass or fail.
@@ -16,8 +16,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 
+from broker.cluster import LocalKafka
 from tests.integration.helpers import eventually
-from trialops.broker import LocalKafka
 
 
 def _unique(prefix: str) -> str:

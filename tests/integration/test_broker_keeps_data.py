@@ -17,12 +17,12 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, KafkaAdminClient
 
+from broker.cluster import LocalKafka
 from events.enrollment import CohortOpened, SubjectEnrolled, SubjectRegistered
 from events.topics import event_topic
+from infra.settings import Settings
+from infra.topic_admin import ensure_topics
 from tests.integration.raw_events import RawWriter
-from trialops.broker import LocalKafka
-from trialops.settings import Settings
-from trialops.topic_admin import ensure_topics
 
 pytestmark = pytest.mark.kafka
 

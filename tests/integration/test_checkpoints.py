@@ -16,9 +16,9 @@ from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 from events.enrollment import CohortOpened, SubjectRegistered
 from events.envelope import to_bytes
 from events.topics import event_topic
+from infra.topic_admin import ensure_topics
 from tests.integration.helpers import eventually
 from tests.integration.raw_events import RawWriter
-from trialops.topic_admin import ensure_topics
 
 pytestmark = pytest.mark.kafka
 

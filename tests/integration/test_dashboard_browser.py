@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from trialops.http_client import DEMO_READER, call
-from trialops.simulate import Simulation, WorkerView, plan
-from trialops.trial_config import load_trial
+from clients.http import DEMO_READER, call
+from clients.simulate import Simulation, WorkerView, plan
+from trial.config import load_trial
 
 pytestmark = pytest.mark.kafka
 

@@ -12,6 +12,7 @@ from itertools import pairwise
 import orjson
 import pytest
 
+from clients.http import call, get_bytes
 from events.envelope import GENESIS_HASH
 from tests.integration.helpers import (
     COORDINATOR,
@@ -22,7 +23,6 @@ from tests.integration.helpers import (
     open_cohort,
     register,
 )
-from trialops.http_client import call, get_bytes
 
 pytestmark = pytest.mark.kafka
 

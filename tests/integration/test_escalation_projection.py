@@ -16,12 +16,12 @@ from datetime import timedelta
 import orjson
 import pytest
 
+from clients.http import get_bytes
 from events.dosing import InfusionRecorded
 from events.enrollment import CohortOpened
 from events.safety import DltEvaluationCompleted
 from tests.integration.helpers import eventually
 from tests.integration.raw_events import START, RawWriter
-from trialops.http_client import get_bytes
 
 pytestmark = pytest.mark.kafka
 

@@ -25,16 +25,16 @@ import orjson
 import pytest
 from kafka.admin import KafkaAdminClient
 
+from audit.replay import replay
+from audit.verify import verify
+from broker.cluster import LocalKafka
+from clients.http import get_bytes, wait_until_up
 from events.topics import event_topic
+from infra.settings import Settings
 from projections.base import to_json
 from tests.conftest import free_port
 from tests.integration.helpers import events_of, eventually
-from trialops.broker import LocalKafka
-from trialops.http_client import get_bytes, wait_until_up
-from trialops.replay import replay
-from trialops.settings import Settings
 from trialops.stack import Stack
-from trialops.verify import verify
 
 pytestmark = pytest.mark.kafka
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from clients.http import call, wait_until_up
 from tests.conftest import free_port
 from tests.integration.helpers import enrollment_events, post
-from trialops.http_client import call, wait_until_up
 
 pytestmark = pytest.mark.kafka
 

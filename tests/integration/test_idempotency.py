@@ -7,8 +7,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from clients.http import wait_until_up
 from tests.integration.helpers import enrollment_events
-from trialops.http_client import wait_until_up
 
 pytestmark = pytest.mark.kafka
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import requests
 
+from clients.http import DEMO_READER, call
 from tests.integration.helpers import (
     INVESTIGATOR,
     enrollment_events,
@@ -16,7 +17,6 @@ from tests.integration.helpers import (
     post,
     posted,
 )
-from trialops.http_client import DEMO_READER, call
 
 pytestmark = pytest.mark.kafka
 

@@ -1,5 +1,5 @@
 """One patient's whole path through the four command services on the real broker, driven only
-through the public HTTP command API (trialops.journey): consent, eligibility, enrollment,
+through the public HTTP command API (clients.journey): consent, eligibility, enrollment,
 apheresis, manufacturing and release, conditioning, the two-person bedside check, the infusion,
 a grade 3 CRS that does not improve within 72 hours, its DLT adjudication and the DLT
 evaluation. Then two refusals: the infusion of a lot that is not released (still in QC, or out
@@ -15,13 +15,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from audit.verify import verify
+from clients.journey import Journey, JourneyStepRefused, open_cohort
+from clients.journey_steps import moment
 from events.envelope import GENESIS_HASH, Envelope, from_bytes
 from events.topics import CONTEXTS, event_topic
-from trialops.journey import Journey, JourneyStepRefused, open_cohort
-from trialops.journey_steps import moment
-from trialops.kafka_io import read_to_end
-from trialops.settings import Settings
-from trialops.verify import verify
+from infra.kafka_io import read_to_end
+from infra.settings import Settings
 
 pytestmark = pytest.mark.kafka
 

@@ -10,8 +10,8 @@ import urllib.request
 
 import pytest
 
+from clients.http import call
 from services.auth import ROLES
-from trialops.http_client import call
 
 pytestmark = pytest.mark.kafka
 

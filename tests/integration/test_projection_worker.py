@@ -16,13 +16,13 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from clients.http import DEMO_READER, call, get_bytes
 from events.enrollment import CohortOpened, SubjectEnrolled, SubjectWaitlisted
 from events.envelope import to_bytes
 from events.topics import dead_letter_topic
 from tests.integration.helpers import eventually
 from tests.integration.raw_events import RawWriter
 from tests.integration.test_unreadable_records import quarantine
-from trialops.http_client import DEMO_READER, call, get_bytes
 
 pytestmark = pytest.mark.kafka
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from audit.replay import ReplayStats, replay
 from events.enrollment import SubjectRegistered
+from infra.topic_admin import ensure_topics
 from tests.integration.raw_events import RawWriter
-from trialops.replay import ReplayStats, replay
-from trialops.topic_admin import ensure_topics
 
 pytestmark = pytest.mark.kafka
 

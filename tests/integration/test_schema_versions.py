@@ -9,12 +9,12 @@ from datetime import datetime
 import orjson
 import pytest
 
+from audit.replay import replay
+from audit.verify import verify
+from clients.http import get_bytes
 from events.safety import AdverseEventReported
 from tests.integration.helpers import eventually
 from tests.integration.raw_events import START, RawWriter
-from trialops.http_client import get_bytes
-from trialops.replay import replay
-from trialops.verify import verify
 
 pytestmark = pytest.mark.kafka
 

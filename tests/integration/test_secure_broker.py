@@ -2,7 +2,7 @@
 
 Every refusal asserted here is the broker's: an authentication failure recorded in its log, or
 an authorization error code in its answer (kafka.errors.*AuthorizationFailedError), with raw
-kafka-python clients whose only trialops part is ``trialops.kafka_security``. One single-node
+kafka-python clients whose only trialops part is ``infra.kafka_security``. One single-node
 secure broker serves the whole module; it is stopped and deleted afterwards."""
 
 from __future__ import annotations
@@ -28,16 +28,16 @@ from kafka.errors import (
     TransactionalIdAuthorizationFailedError,
 )
 
+from broker.cluster import LocalKafka
 from events.topics import catalogue, dead_letter_topic, event_topic
-from trialops.broker import LocalKafka
-from trialops.kafka_security import (
+from infra.kafka_security import (
     CONFIG_ENV,
     PRINCIPALS,
     faust_credentials,
     kafka_python_settings,
     load,
 )
-from trialops.topic_admin import check_event_topics, ensure_topics
+from infra.topic_admin import check_event_topics, ensure_topics
 
 pytestmark = pytest.mark.kafka
 
@@ -288,11 +288,11 @@ def test_the_whole_stack_runs_on_the_secure_broker_each_part_as_its_principal(
 ):
     """Services (one writer principal per context), the worker (Faust, as "worker") and the
     replay (as "auditor") each take their credentials from TRIALOPS_KAFKA_CONFIG."""
+    from audit.replay import replay
+    from clients.http import call, get_bytes
+    from infra.settings import Settings
     from projections.base import to_json
     from tests.conftest import free_port
-    from trialops.http_client import call, get_bytes
-    from trialops.replay import replay
-    from trialops.settings import Settings
     from trialops.stack import Stack
 
     monkeypatch.setenv(CONFIG_ENV, str(secure.config))

@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
+from clients.http import call
+from clients.journey import Journey, open_cohort
 from events.envelope import from_bytes
 from events.topics import event_topic
-from trialops.http_client import call
-from trialops.journey import Journey, open_cohort
-from trialops.kafka_io import read_to_end
+from infra.kafka_io import read_to_end
 
 pytestmark = pytest.mark.kafka
 

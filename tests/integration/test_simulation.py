@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from trialops.journey_steps import lot_id_of
-from trialops.simulate import Simulation, WorkerView, plan
-from trialops.simulate_steps import CRS_TERM, ICANS_TERM
-from trialops.trial_config import load_trial
-from trialops.verify import verify
+from audit.verify import verify
+from clients.journey_steps import lot_id_of
+from clients.simulate import Simulation, WorkerView, plan
+from clients.simulate_steps import CRS_TERM, ICANS_TERM
+from trial.config import load_trial
 
 pytestmark = pytest.mark.kafka
 

@@ -17,13 +17,13 @@ import orjson
 import pytest
 from kafka.admin import ConfigResource, KafkaAdminClient
 
+from broker.cluster import LocalKafka
 from events.enrollment import SubjectRegistered
 from events.topics import catalogue, event_topic
+from infra.settings import Settings
+from infra.topic_admin import check_event_topics, ensure_topics
 from tests.integration.helpers import eventually
 from tests.integration.raw_events import RawWriter
-from trialops.broker import LocalKafka
-from trialops.settings import Settings
-from trialops.topic_admin import check_event_topics, ensure_topics
 
 pytestmark = pytest.mark.kafka
 

@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
+from clients.http import call, get_bytes, wait_until_up
+from clients.journey import Journey, JourneyStepRefused, open_cohort
 from events.reading import digest
 from tests.integration.helpers import events_of, eventually
 from tests.integration.raw_events import RawWriter
-from trialops.http_client import call, get_bytes, wait_until_up
-from trialops.journey import Journey, JourneyStepRefused, open_cohort
 
 pytestmark = pytest.mark.kafka
 

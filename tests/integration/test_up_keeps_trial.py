@@ -7,10 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from clients import simulate
 from events.enrollment import SubjectRegistered
+from infra.topic_admin import ensure_topics, record_counts
 from tests.integration.raw_events import RawWriter
-from trialops import simulate, stack
-from trialops.topic_admin import ensure_topics, record_counts
+from trialops import stack
 
 pytestmark = pytest.mark.kafka
 

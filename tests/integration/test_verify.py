@@ -10,11 +10,11 @@ import sys
 import orjson
 import pytest
 
+from audit.verify import verify
 from events.enrollment import CohortOpened, SubjectEnrolled, SubjectRegistered
 from events.envelope import to_bytes
+from infra.topic_admin import ensure_topics
 from tests.integration.raw_events import RawWriter
-from trialops.topic_admin import ensure_topics
-from trialops.verify import verify
 
 pytestmark = pytest.mark.kafka
 

@@ -12,11 +12,11 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from clients.http import call, get_bytes
 from events.enrollment import SubjectEnrolled
 from events.signing import Signer
 from tests.integration.helpers import eventually, open_cohort
 from tests.integration.raw_events import RawWriter
-from trialops.http_client import call, get_bytes
 
 pytestmark = pytest.mark.kafka
 

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from services.auth import UserDirectory
 from services.catalog import services
 from services.errors import DomainError
-from trialops.trial_config import load_trial
+from trial.config import load_trial
 
 URL = "http://in-process"
 

@@ -17,14 +17,9 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from events.dosing import InfusionRecorded
-from events.enrollment import CohortOpened, SubjectEnrolled, SubjectRegistered
-from events.envelope import GENESIS_HASH, Actor, seal, to_bytes
-from events.manufacturing import LotReleased
-from events.registry import EventPayload, Recorded, read
-from events.safety import AdverseEventRegraded, AdverseEventReported, Assessment
-from events.signatures import RecordSigned
-from trialops.audit import (
+from audit.export import CSV_COLUMNS as EXPORT_COLUMNS
+from audit.export import ExportStats, csv_row, envelope_from_csv, jsonl_line, select
+from audit.trail import (
     CSV_COLUMNS,
     SIGNATURE_MISMATCH,
     Selection,
@@ -34,9 +29,14 @@ from trialops.audit import (
     to_json,
     to_table,
 )
+from events.dosing import InfusionRecorded
+from events.enrollment import CohortOpened, SubjectEnrolled, SubjectRegistered
+from events.envelope import GENESIS_HASH, Actor, seal, to_bytes
+from events.manufacturing import LotReleased
+from events.registry import EventPayload, Recorded, read
+from events.safety import AdverseEventRegraded, AdverseEventReported, Assessment
+from events.signatures import RecordSigned
 from trialops.cli_audit import audit_app, export_app
-from trialops.export import CSV_COLUMNS as EXPORT_COLUMNS
-from trialops.export import ExportStats, csv_row, envelope_from_csv, jsonl_line, select
 
 TRIAL = "NCT06623396"
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -1,11 +1,11 @@
-"""The local broker's KRaft cluster id (trialops.broker_node.new_cluster_id)."""
+"""The local broker's KRaft cluster id (broker.node.new_cluster_id)."""
 
 from __future__ import annotations
 
 import base64
 import uuid
 
-from trialops import broker_node as broker
+from broker import node as broker
 
 
 def test_a_cluster_id_never_begins_with_a_dash(monkeypatch):

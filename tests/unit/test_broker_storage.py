@@ -1,4 +1,4 @@
-"""The local broker's kept storage (trialops.broker.LocalKafka.storage, wipe) and its node
+"""The local broker's kept storage (broker.cluster.LocalKafka.storage, wipe) and its node
 settings, without starting a JVM."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from trialops.broker import BrokerError, LocalKafka, _node_properties
+from broker.cluster import BrokerError, LocalKafka, _node_properties
 
 
 def formatted(kafka: LocalKafka, node_id: int, cluster_id: str = "Abc123") -> None:

@@ -37,7 +37,7 @@ from events.safety import EnrollmentPaused
 from services.dosing.decider import RecordConditioningDay, RecordInfusion, make_decider
 from services.dosing.state import fold, initial_state
 from services.errors import DomainError, RuleViolated
-from trialops.trial_config import load_trial
+from trial.config import load_trial
 
 TRIAL = load_trial()
 """The shipped trial file (NCT06623396): fludarabine 30 and cyclophosphamide 300 mg/m^2/day for

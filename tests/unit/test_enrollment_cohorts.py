@@ -24,7 +24,7 @@ from services.enrollment.decider import (
     make_decider,
 )
 from services.errors import NotFound, RuleViolated
-from trialops.trial_config import SHIPPED, load_trial
+from trial.config import SHIPPED, load_trial
 
 from .builders import (
     MONDAY_9AM,

@@ -31,7 +31,7 @@ from services.enrollment.decider import (
 )
 from services.errors import NotFound, RuleViolated
 from services.http import describe_validation
-from trialops.trial_config import SHIPPED, load_trial
+from trial.config import SHIPPED, load_trial
 
 from .builders import MONDAY_9AM, SITE_ID, at, cohort_opened, eligible_subject, subject_enrolled
 from .builders import subject_registered as registered

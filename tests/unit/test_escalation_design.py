@@ -19,7 +19,7 @@ import pytest
 
 from projections.escalation import boin
 from projections.escalation.engine import LevelOutcomes, recommend
-from trialops.trial_config import EscalationDesign
+from trial.config import EscalationDesign
 
 PUBLISHED_LAMBDAS = {0.25: (0.197, 0.298), 0.30: (0.236, 0.358)}
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from clients.journey import Journey, JourneyStepRefused, open_cohort
+from clients.journey_steps import CALENDAR, identifiers
 from services.manufacturing.identifiers import check_character
-from trialops.journey import Journey, JourneyStepRefused, open_cohort
-from trialops.journey_steps import CALENDAR, identifiers
 
 from .in_process import URL, InProcess
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from kafka.admin import ACLOperation, ResourceType
 
+from broker.cluster import _node_properties
 from events.topics import WRITERS, catalogue, event_topic
-from trialops.broker import _node_properties
-from trialops.kafka_security import (
+from infra.kafka_security import (
     CONFIG_ENV,
     PRINCIPALS,
     KafkaSecurityError,
@@ -21,7 +21,7 @@ from trialops.kafka_security import (
     load,
     write_config,
 )
-from trialops.topic_admin import namespace_acls
+from infra.topic_admin import namespace_acls
 
 
 @pytest.fixture

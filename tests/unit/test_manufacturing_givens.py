@@ -37,7 +37,7 @@ from services.manufacturing.commands import (
 from services.manufacturing.decider import make_decider
 from services.manufacturing.identifiers import with_check_character
 from services.manufacturing.state import ManufacturingState, fold
-from trialops.trial_config import SHIPPED, load_trial
+from trial.config import SHIPPED, load_trial
 
 from .builders import at
 

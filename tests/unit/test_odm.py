@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from audit.odm import MDV_OID, ODM_NS, SYSTEM_LOCATION, to_odm
+from audit.trail import Selection, build_trail
 from events.envelope import Actor
 from tests.unit.test_audit_trail import (
     QA,
@@ -25,8 +27,6 @@ from tests.unit.test_audit_trail import (
     registered,
     two_subjects,
 )
-from trialops.audit import Selection, build_trail
-from trialops.odm import MDV_OID, ODM_NS, SYSTEM_LOCATION, to_odm
 
 NS = {"odm": ODM_NS}
 CREATED = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)

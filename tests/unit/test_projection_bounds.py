@@ -23,7 +23,7 @@ from projections.base import fold
 from projections.bounded import TEXT_LIMIT, bounded, shorten
 from projections.catalog import build
 from services.fields import REASON_MAX_LENGTH
-from trialops.trial_config import load_trial
+from trial.config import load_trial
 
 from .builders import sealed
 

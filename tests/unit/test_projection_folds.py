@@ -23,7 +23,7 @@ from events.registry import read
 from events.safety import AdverseEventReported, DltEvaluationCompleted, ExpeditedReportSubmitted
 from projections.base import fold, to_json
 from projections.catalog import build
-from trialops.trial_config import load_trial
+from trial.config import load_trial
 
 from .builders import sealed
 

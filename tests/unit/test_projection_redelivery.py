@@ -19,7 +19,7 @@ from events.topics import event_topic
 from projections.applying import apply_once, count_dead_letter, dead_letter_counts, states
 from projections.base import fold
 from projections.catalog import build
-from trialops.trial_config import load_trial
+from trial.config import load_trial
 
 from .builders import sealed
 from .test_simulate_plan import run_in_process

@@ -24,7 +24,7 @@ from services.safety.commands import (
 )
 from services.safety.decider import make_decider
 from services.safety.state import SafetyState, fold
-from trialops.trial_config import load_trial
+from trial.config import load_trial
 
 TRIAL = load_trial()
 DECIDER = make_decider(TRIAL)

@@ -10,14 +10,14 @@ from datetime import date
 
 import pytest
 
+from clients.simulate import PlanError, Simulation, SimulationError, plan
+from clients.simulate_plan import design_path
+from clients.simulate_steps import TRIAL_START, Step
 from events.dosing import InfusionRecorded
 from events.enrollment import CohortExpanded, CohortOpened
 from events.safety import DltEvaluationCompleted
 from projections.escalation.engine import LevelOutcomes, recommend
-from trialops.simulate import PlanError, Simulation, SimulationError, plan
-from trialops.simulate_plan import design_path
-from trialops.simulate_steps import TRIAL_START, Step
-from trialops.trial_config import load_trial
+from trial.config import load_trial
 
 from .in_process import URL, InProcess
 

@@ -1,10 +1,10 @@
-"""What makes an event topic able to lose events (trialops.topic_admin), without a broker."""
+"""What makes an event topic able to lose events (infra.topic_admin), without a broker."""
 
 from __future__ import annotations
 
 import pytest
 
-from trialops.topic_admin import (
+from infra.topic_admin import (
     configured_replication_factor,
     event_topic_configs,
     topic_problems,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from trialops.trial_config import SHIPPED, TrialConfigError, load_trial
+from trial.config import SHIPPED, TrialConfigError, load_trial
 
 RECORD = json.loads(Path(SHIPPED).read_text())
 

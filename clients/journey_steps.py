@@ -15,7 +15,7 @@ from typing import Any
 
 from services.dosing.bsa import conditioning_doses, mosteller_bsa_m2
 from services.manufacturing.identifiers import with_check_character
-from trialops.trial_config import TrialConfig
+from trial.config import TrialConfig
 
 # Bearer tokens of the demo users (services/auth.py: one user per role).
 COORDINATOR = "demo-site_coordinator"
@@ -171,7 +171,7 @@ def qc_body(test: str, result: Any) -> dict[str, Any]:
 
 class ProductSteps:
     """The product's path, apheresis to infusion: the manufacturing and dosing steps of a
-    ``trialops.journey.Journey`` (which provides ``_send``, ``when`` and the subject's facts)."""
+    ``clients.journey.Journey`` (which provides ``_send``, ``when`` and the subject's facts)."""
 
     # ------------------------------------------------------------------ manufacturing
 

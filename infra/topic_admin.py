@@ -18,7 +18,7 @@ Event topics are the system of record, so their configuration is part of the rec
 ``check_event_topics`` reports every existing topic that deviates (``trialops verify`` and
 ``trialops topics create`` print them and exit 1).
 
-On a secured broker (``TRIALOPS_KAFKA_CONFIG`` set, see ``trialops.kafka_security``) these
+On a secured broker (``TRIALOPS_KAFKA_CONFIG`` set, see ``infra.kafka_security``) these
 clients act as ``admin``, and ``ensure_topics`` also grants the namespace's ACLs
 (``grant``): the only way to write an event topic is to be its context's writer.
 """
@@ -50,7 +50,7 @@ from events.topics import (
     dead_letter_topic,
     event_topic,
 )
-from trialops.kafka_security import ADMIN, AUDITOR, WORKER, kafka_python_settings, load
+from infra.kafka_security import ADMIN, AUDITOR, WORKER, kafka_python_settings, load
 
 REPLICATION_ENV = "TRIALOPS_REPLICATION_FACTOR"
 _MISSING_RETRIES = 3

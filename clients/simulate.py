@@ -1,6 +1,6 @@
 """Scenario simulator: a whole phase I trial driven through the public command API only.
 
-``trialops simulate --patients 18 --seed 7`` plans the trial (``trialops.simulate_plan``: a
+``trialops simulate --patients 18 --seed 7`` plans the trial (``clients.simulate_plan``: a
 pure function of the patients to treat and the seed) and sends its steps one after another,
 as the demo user of each role, with the business times of the simulated calendar; it never
 writes to a topic. It plays the dose-escalation review: after a cohort's last DLT evaluation
@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from trialops.http_client import call
-from trialops.journey import Journey, JourneyStepRefused, Transport, open_cohort, send
-from trialops.journey_steps import COORDINATOR, ELIGIBLE, INVESTIGATOR, MANUFACTURING_QA
-from trialops.simulate_plan import PlanError, plan
-from trialops.simulate_report import SimulationError, SimulationReport, WorkerView
-from trialops.simulate_steps import CRS_TERM, ICANS_TERM, Step
-from trialops.trial_config import TrialConfig, load_trial
+from clients.http import call
+from clients.journey import Journey, JourneyStepRefused, Transport, open_cohort, send
+from clients.journey_steps import COORDINATOR, ELIGIBLE, INVESTIGATOR, MANUFACTURING_QA
+from clients.simulate_plan import PlanError, plan
+from clients.simulate_report import SimulationError, SimulationReport, WorkerView
+from clients.simulate_steps import CRS_TERM, ICANS_TERM, Step
+from trial.config import TrialConfig, load_trial
 
 __all__ = ["PlanError", "Simulation", "SimulationError", "SimulationReport", "WorkerView", "plan"]
 

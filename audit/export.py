@@ -134,7 +134,7 @@ def envelope_from_csv(row: dict[str, str]) -> Envelope:
 
 def wire_records(settings) -> Iterator[tuple[str, bytes | None]]:
     """Every record of every event topic, each topic read to its end in offset order."""
-    from trialops.kafka_io import read_to_end
+    from infra.kafka_io import read_to_end
 
     topics = [event_topic(context, settings.namespace) for context in CONTEXTS]
     for position, _key, value in read_to_end(settings.bootstrap_servers, topics):

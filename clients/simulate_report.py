@@ -14,9 +14,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 
-from trialops.http_client import DEMO_READER, call
-from trialops.simulate_steps import TRIAL_START
-from trialops.trial_config import TrialConfig
+from clients.http import DEMO_READER, call
+from clients.simulate_steps import TRIAL_START
+from trial.config import TrialConfig
 
 
 class SimulationError(RuntimeError):

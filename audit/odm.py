@@ -39,7 +39,7 @@ from typing import Any
 
 import orjson
 
-from trialops.audit import SignatureMark, Trail, TrailRow, iso
+from audit.trail import SignatureMark, Trail, TrailRow, iso
 
 ODM_NS = "http://www.cdisc.org/ns/odm/v1.3"
 MDV_OID = "MDV.TRIALOPS.1"

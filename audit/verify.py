@@ -20,15 +20,15 @@ from dataclasses import dataclass, field
 import orjson
 from pydantic import ValidationError
 
+from audit.checkpoint import SignedCheckpoint, compare, end_offsets, signature_problem
 from events.envelope import Envelope
 from events.reading import LogReader
 from events.registry import UnknownEventType, read
 from events.signing import SIGNATURE_KINDS, Keyring, SignatureProblem, check_writer_signature
 from events.topics import WRITERS, context_of, event_topic
-from trialops.checkpoint import SignedCheckpoint, compare, end_offsets, signature_problem
-from trialops.kafka_io import Position, load_quarantine, read_to_end
-from trialops.keys import load_keyring
-from trialops.settings import Settings
+from infra.kafka_io import Position, load_quarantine, read_to_end
+from infra.keys import load_keyring
+from infra.settings import Settings
 
 KINDS = (
     "unreadable",
@@ -99,7 +99,7 @@ def verify(
     checkpoint: SignedCheckpoint | None = None,
 ) -> Report:
     """Check every record of ``contexts``' topics; with ``checkpoint``, also that the log still
-    holds, unchanged, everything the checkpoint covered (trialops/checkpoint.py)."""
+    holds, unchanged, everything the checkpoint covered (audit/checkpoint.py)."""
     report = Report()
     started = time.monotonic()
     streams: dict[tuple[str, str], list[tuple[Position, Envelope]]] = defaultdict(list)

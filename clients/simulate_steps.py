@@ -1,10 +1,10 @@
 """The simulation's steps and one treated subject's path, apheresis to the end of follow-up.
 
-Times come from the journey's calendar (``trialops.journey_steps.CALENDAR``: apheresis on day
+Times come from the journey's calendar (``clients.journey_steps.CALENDAR``: apheresis on day
 7, release on day 27, conditioning on days 30-32, infusion on day 35) and from the offsets
 below after the infusion; a re-collected lot runs the same calendar ``RECOLLECTION_DAYS``
 later. Nothing here reads a clock or draws a random number: ``Patient`` carries what the seed
-decided (``trialops.simulate_plan``).
+decided (``clients.simulate_plan``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from trialops.journey_steps import PASSING_QC, QC_SPACING, Cohort, lot_id_of, moment
-from trialops.trial_config import TrialConfig
+from clients.journey_steps import PASSING_QC, QC_SPACING, Cohort, lot_id_of, moment
+from trial.config import TrialConfig
 
 TRIAL_START = datetime(2025, 1, 6, tzinfo=UTC)
 """Day 0 of the simulated calendar (a Monday, at midnight UTC)."""

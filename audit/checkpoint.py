@@ -22,10 +22,10 @@ from events.envelope import Envelope, Frozen
 from events.reading import LogReader
 from events.signing import Keyring, Signer
 from events.topics import WRITERS, checkpoint_topic, event_topic
-from trialops.kafka_io import AUDITOR, load_quarantine, read_log
-from trialops.kafka_security import kafka_python_settings
-from trialops.keys import CHECKPOINT_SIGNER, load_keyring
-from trialops.settings import Settings
+from infra.kafka_io import AUDITOR, load_quarantine, read_log
+from infra.kafka_security import kafka_python_settings
+from infra.keys import CHECKPOINT_SIGNER, load_keyring
+from infra.settings import Settings
 
 SIGNER = CHECKPOINT_SIGNER
 

@@ -18,7 +18,7 @@ from events.signing import Keyring, Signer
 from events.topics import WRITERS
 
 CHECKPOINT_SIGNER = "auditor"
-"""The key that signs checkpoints (trialops/checkpoint.py): the auditor's, not a writer's."""
+"""The key that signs checkpoints (audit/checkpoint.py): the auditor's, not a writer's."""
 
 
 class KeysError(ValueError):

@@ -14,7 +14,7 @@ from events.reading import LogReader, Quarantine, Where
 from events.registry import Recorded
 from events.signing import Keyring
 from events.topics import QUARANTINE, event_topic
-from trialops.kafka_security import kafka_python_settings
+from infra.kafka_security import kafka_python_settings
 
 AUDITOR = "auditor"
 """The principal of the audit tools (replay, verify, audit, export, checkpoints): reads only."""
@@ -40,7 +40,7 @@ def read_to_end(
 ) -> Iterator[tuple[Position, bytes | None, bytes]]:
     """Every committed record of ``topics`` from the beginning to the end offsets taken at the
     start, partition by partition in offset order: ``(position, key, value)``. ``principal``
-    is who reads, on a secured broker (trialops/kafka_security.py)."""
+    is who reads, on a secured broker (infra/kafka_security.py)."""
     consumer = KafkaConsumer(
         **kafka_python_settings(principal),
         bootstrap_servers=bootstrap_servers,

@@ -410,7 +410,7 @@ def _cut(text: str, width: int) -> str:
 
 def read_trail(settings, selection: Selection, stats) -> Trail:
     """The trail of ``selection`` from every event topic (kafka-python, read to the end).
-    ``stats`` (a ``trialops.replay.ReplayStats``) counts what was read and what was unreadable."""
-    from trialops.replay import recorded_events
+    ``stats`` (a ``audit.replay.ReplayStats``) counts what was read and what was unreadable."""
+    from audit.replay import recorded_events
 
     return build_trail(recorded_events(settings, CONTEXTS, stats), selection)

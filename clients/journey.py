@@ -2,7 +2,7 @@
 
 A ``Journey`` sends one command per step, as the demo user whose role the trial file permits
 for it, with the step's business time (``occurred_at``) taken from a calendar that starts at
-``clock_start`` (see ``trialops.journey_steps``); it never writes to a topic and never reads a
+``clock_start`` (see ``clients.journey_steps``); it never writes to a topic and never reads a
 clock. Each step returns the service's 201 answer (the appended events and their positions)
 or raises ``JourneyStepRefused`` naming the step, the status and the refusal.
 
@@ -21,19 +21,19 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from trialops import journey_steps as plan
-from trialops.http_client import call
-from trialops.journey_steps import (
+from clients import journey_steps as plan
+from clients.http import call
+from clients.journey_steps import (
     COORDINATOR,
     INVESTIGATOR,
     Cohort,
     ProductSteps,
     cohort_of,
 )
-from trialops.trial_config import TrialConfig, load_trial
+from trial.config import TrialConfig, load_trial
 
 Transport = Callable[..., tuple[int, Any]]
-"""``call(method, url, body, token=...)`` -> ``(status, answer)``: trialops.http_client.call."""
+"""``call(method, url, body, token=...)`` -> ``(status, answer)``: clients.http.call."""
 
 
 class JourneyStepRefused(Exception):

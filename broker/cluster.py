@@ -21,7 +21,7 @@ cluster whose storage is new is formatted, with a new cluster id; ``wipe()`` (``
 broker wipe``, ``trialops broker start --fresh``) deletes the storage, and says what it deleted.
 
 A cluster started with ``secure=True`` (``trialops broker start --secure``) stays secure for the
-life of its storage; ``trialops.broker_node`` says how (SASL/SCRAM, ACLs, the client file).
+life of its storage; ``broker.node`` says how (SASL/SCRAM, ACLs, the client file).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from trialops.broker_jars import (
+from broker.jars import (
     KAFKA_VERSION,
     BrokerError,
     Progress,
@@ -50,7 +50,7 @@ from trialops.broker_jars import (
     fetch_jars,
     find_java,
 )
-from trialops.broker_node import (
+from broker.node import (
     HOST,
     SCRAM,
     _formatted_cluster_id,
@@ -66,7 +66,7 @@ from trialops.broker_node import (
     _write_private,
     new_cluster_id,
 )
-from trialops.kafka_security import ADMIN, PRINCIPALS, kafka_python_settings, load, write_config
+from infra.kafka_security import ADMIN, PRINCIPALS, kafka_python_settings, load, write_config
 
 __all__ = ["KAFKA_VERSION", "BrokerError", "LocalKafka", "default_home", "fetch_jars", "find_java"]
 
@@ -296,7 +296,7 @@ class LocalKafka:
             admin_password = self._security(stored)
             log4j = self.cluster_dir / "log4j.properties"
             log4j.write_bytes(
-                resources.files("trialops").joinpath("kafka/log4j.properties").read_bytes()
+                resources.files("broker").joinpath("kafka/log4j.properties").read_bytes()
             )
             if stored is not None and stored["ports"] and _ports_free(stored["ports"]):
                 ports = stored["ports"]

@@ -3,7 +3,7 @@
 ``plan(patients, seed)`` lists every command of a whole phase I trial as ``Step``s in business-
 time order, on a simulated calendar that starts on ``TRIAL_START`` (never the wall clock): the
 same arguments give the same subjects, the same outcomes and the same business times. The
-runner (``trialops.simulate``) sends them through the public command API, one after another.
+runner (``clients.simulate``) sends them through the public command API, one after another.
 
 What the plan contains (DOMAIN.md sections 1-4):
 - ``patients`` is the number of patients to *treat*: a multiple of the 3+3 cohort size (3),
@@ -11,7 +11,7 @@ What the plan contains (DOMAIN.md sections 1-4):
   failures (MSLN below the threshold at pre-screening, ECOG 3; in longer trials also platelets
   below the limit and a declined consent) and a subject who withdraws consent after enrolment,
   before apheresis (the slot is released and taken by the next patient).
-- Each treated subject follows the journey's calendar (``trialops.simulate_steps``). One lot
+- Each treated subject follows the journey's calendar (``clients.simulate_steps``). One lot
   fails in expansion and its subject is collected again (lot B); one lot is out of
   specification (viability below the release minimum) and is infused after an exceptional
   release decided by the investigator and the sponsor. That is the simulator's documented
@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from trialops.journey_steps import ELIGIBLE, cohort_of, moment
-from trialops.simulate_steps import SITE, TRIAL_START, Patient, Step, sci, treated_steps
-from trialops.trial_config import TrialConfig, load_trial
+from clients.journey_steps import ELIGIBLE, cohort_of, moment
+from clients.simulate_steps import SITE, TRIAL_START, Patient, Step, sci, treated_steps
+from trial.config import TrialConfig, load_trial
 
 MIN_PATIENTS = 6
 DLT_KINDS = ("crs-3-not-improved", "crs-4", "icans-4")

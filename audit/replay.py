@@ -12,11 +12,11 @@ from typing import Literal
 from events.reading import Halt, LogReader, Where
 from events.registry import Recorded
 from events.topics import event_topic
+from infra.kafka_io import load_quarantine, read_log
+from infra.keys import load_keyring
+from infra.settings import Settings
 from projections.base import fold
 from projections.catalog import get
-from trialops.kafka_io import load_quarantine, read_log
-from trialops.keys import load_keyring
-from trialops.settings import Settings
 
 TimeAxis = Literal["recorded", "occurred"]
 
