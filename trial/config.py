@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Annotated, Literal
 
 import orjson
@@ -116,6 +117,10 @@ class TrialConfig(Strict):
     trial_id: str = Field(min_length=1)
     title: str
     product: str
+    time_zone: str = "America/New_York"
+    """The sponsor's IANA time zone. Regulatory clocks and the protocol's day counts (expedited
+    reports, the DLT window, conditioning days) count calendar days in it, so the same instant
+    gives the same due date whatever UTC offset its timestamp was written with."""
     dose_levels: tuple[DoseLevel, ...] = Field(min_length=1)
     escalation: EscalationDesign
     dlt: DltRule
@@ -132,6 +137,18 @@ class TrialConfig(Strict):
         default_factory=dict,
         description="key -> why the value is the project's default, not the trial's record",
     )
+
+    @model_validator(mode="after")
+    def _time_zone_is_known(self):
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"time_zone {self.time_zone!r} is not an IANA time zone") from None
+        return self
+
+    def zone(self) -> ZoneInfo:
+        """The sponsor's time zone, in which the trial's calendar days are counted."""
+        return ZoneInfo(self.time_zone)
 
     @model_validator(mode="after")
     def _levels_are_consistent(self):

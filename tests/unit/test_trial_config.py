@@ -115,3 +115,12 @@ def test_the_services_and_the_worker_refuse_to_start_on_a_bad_trial_file(tmp_pat
     assert result.returncode == 2
     assert "conditioning.days" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_time_zone_is_refused_naming_the_key(tmp_path):
+    data = json.loads(SHIPPED.read_text())
+    data["time_zone"] = "Mars/Olympus_Mons"
+    path = tmp_path / "trial.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(TrialConfigError, match="time_zone"):
+        load_trial(path)
