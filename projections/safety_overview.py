@@ -2,18 +2,22 @@
 open DLT windows; the expedited-reporting clock (due, submitted, overdue) as of the time of the
 query; and the stopping rule's state (DOMAIN.md section 3).
 
-The clock uses the safety service's own rule (services/safety/reporting.py), so the projection
-and the service cannot disagree on a deadline. Facts are kept per AE; the AE's current
-assessment is its report overlaid by its regrades in business-time order.
+One truth with the safety service (decision 26): the board keeps the safety facts it is given
+and folds them, at render time, with the service's own ``evolve`` (services/safety/state.py),
+so every derived fact (an AE's worst grade and seriousness criteria, its determination, the
+follow-ups) is the service's; the clock comes from the function the service checks a
+submission against (``services.safety.expedited.due_for``). Recorded facts that the service's
+state does not keep (when a report was submitted, a subject's evaluation and its cohort) are
+read from the events as they were recorded. No rule of the safety context is written here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import date, datetime, timedelta
 
 from events.dosing import InfusionRecorded
-from events.registry import Recorded
+from events.registry import EventPayload, Recorded, payload_type
 from events.safety import (
     AdverseEventImproved,
     AdverseEventRegraded,
@@ -27,9 +31,10 @@ from events.safety import (
     ExpeditedReportSubmitted,
     IcansGraded,
 )
-from projections.base import Projection, State, ordered_insert, stamp
+from projections.base import Projection, State, stamp
 from projections.bounded import bounded
-from services.safety.reporting import SafetyCase, reports_due
+from services.safety import state as safety
+from services.safety.expedited import due_for
 from trial.config import TrialConfig
 
 NAME = "safety"
@@ -48,6 +53,11 @@ _FACTS = (
     EnrollmentResumed,
     InfusionRecorded,
 )
+
+_FOLD_ORDER = ("ae:", "stopping-rule", "subject:")
+"""The order in which keys are folded: an AE is known before the pause that names it. Within a
+key the facts keep their stream's order; facts of different keys do not depend on each other's
+order in ``evolve``."""
 
 
 def key_of(recorded: Recorded) -> str | None:
@@ -68,111 +78,92 @@ def initial(key: str) -> State:
 
 
 def apply(state: State, recorded: Recorded) -> State:
+    e = recorded.envelope
     fact = {
         **stamp(recorded),
-        "type": recorded.envelope.event_type,
+        "stream_id": e.stream_id,
+        "stream_seq": e.stream_seq,
+        "type": e.event_type,
         "payload": bounded(recorded.payload.model_dump(mode="json")),
     }
-    return {**state, "facts": ordered_insert(state["facts"], fact)}
+    facts = sorted([*state["facts"], fact], key=lambda f: (f["stream_id"], f["stream_seq"]))
+    return {**state, "facts": facts}
+
+
+def _in_fold_order(states: Mapping[str, State]) -> Iterator[dict]:
+    def rank(key: str) -> tuple[int, str]:
+        return next(i for i, p in enumerate(_FOLD_ORDER) if key.startswith(p)), key
+
+    for key in sorted(states, key=rank):
+        yield from states[key]["facts"]
+
+
+def _payload(fact: dict) -> EventPayload:
+    return payload_type(fact["type"]).model_validate(fact["payload"])
+
+
+def service_state(states: Mapping[str, State]) -> safety.SafetyState:
+    """The safety service's state, folded by the service's ``evolve`` from the board's facts."""
+    return safety.fold([_payload(f) for f in _in_fold_order(states)])
 
 
 def make(trial: TrialConfig) -> Projection:
     def render_at(states: Mapping[str, State], as_of: datetime) -> dict:
-        facts = sorted(
-            (f for s in states.values() for f in s["facts"]),
-            key=lambda f: (f["occurred_at"], f["recorded_at"], f["event_id"]),
-        )
-        aes: dict[str, dict] = {}
-        infusions: dict[str, dict] = {}
-        evaluations: dict[str, dict] = {}
-        adjudications: dict[str, str] = {}
-        determinations: dict[str, dict] = {}
-        follow_ups: dict[str, list] = {}
-        submitted: dict[tuple[str, str], dict] = {}
-        pausing: list[str] = []
-        for f in facts:
-            p = f["payload"]
-            match f["type"]:
-                case "AdverseEventReported":
-                    aes[p["ae_id"]] = {**p, "worst_grade": p["grade"], "improved": None}
-                case "AdverseEventRegraded":
-                    if p["ae_id"] in aes:
-                        ae = aes[p["ae_id"]]
-                        aes[p["ae_id"]] = {
-                            **ae,
-                            **p["new"],
-                            "worst_grade": max(ae["worst_grade"], p["new"]["grade"]),
-                        }
-                case "CrsGraded" | "IcansGraded":
-                    if p["ae_id"] in aes:
-                        ae = aes[p["ae_id"]]
-                        aes[p["ae_id"]] = {**ae, "worst_grade": max(ae["worst_grade"], p["grade"])}
-                case "AdverseEventImproved":
-                    if p["ae_id"] in aes:
-                        aes[p["ae_id"]] = {**aes[p["ae_id"]], "improved": p["outcome"]}
-                case "DltAdjudicated":
-                    adjudications[p["ae_id"]] = p["verdict"]
-                case "InfusionRecorded":
-                    infusions[p["subject_id"]] = p
-                case "DltEvaluationCompleted":
-                    evaluations[p["subject_id"]] = p
-                case "ExpeditedReportDetermined":
-                    if p["basis"] == "initial":
-                        determinations[p["ae_id"]] = p
-                    else:
-                        follow_ups.setdefault(p["ae_id"], []).extend(p["reports_due"])
-                case "ExpeditedReportSubmitted":
-                    submitted[(p["ae_id"], p["report"])] = p
-                case "EnrollmentPaused":
-                    pausing.append(p["ae_id"])
-                case "EnrollmentResumed":
-                    pausing = []
+        state = service_state(states)
+        facts = list(_in_fold_order(states))
+        submitted = {
+            (f["payload"]["ae_id"], f["payload"]["report"]): f["payload"]
+            for f in facts
+            if f["type"] == "ExpeditedReportSubmitted"
+        }
+        improved = {
+            f["payload"]["ae_id"]: f["payload"]["outcome"]
+            for f in facts
+            if f["type"] == "AdverseEventImproved"
+        }
+        evaluations = {
+            f["payload"]["subject_id"]: f["payload"]
+            for f in facts
+            if f["type"] == "DltEvaluationCompleted"
+        }
         today = as_of.date()
+        aes = sorted(state.adverse_events.values(), key=lambda a: a.ae_id)
         reports = []
-        for ae_id, ae in sorted(aes.items()):
-            case = SafetyCase(
-                serious_criteria=tuple(ae["serious_criteria"]),
-                attribution=ae["attribution"],
-                expected=ae["expected"],
-                sponsor_received_at=datetime.fromisoformat(ae["sponsor_received_at"]),
-                determined_at=datetime.fromisoformat(determinations[ae_id]["determined_at"])
-                if ae_id in determinations
-                else None,
-            )
-            due = [d.model_dump(mode="json") for d in reports_due(case, trial.reporting)]
-            for d in [*due, *follow_ups.get(ae_id, [])]:
-                done = submitted.get((ae_id, d["report"]))
-                due_on = date.fromisoformat(d["due_on"])
-                status = "submitted" if done else "overdue" if today > due_on else "due"
+        for ae in aes:
+            for d in due_for(ae, trial.reporting):
+                done = submitted.get((ae.ae_id, d.report))
+                status = "submitted" if done else "overdue" if today > d.due_on else "due"
                 reports.append(
                     {
-                        "ae_id": ae_id,
-                        "subject_id": ae["subject_id"],
-                        "report": d["report"],
-                        "day_zero": d["day_zero"],
-                        "due_on": d["due_on"],
+                        "ae_id": ae.ae_id,
+                        "subject_id": ae.subject_id,
+                        "report": d.report,
+                        "day_zero": d.day_zero.isoformat(),
+                        "due_on": d.due_on.isoformat(),
                         "status": status,
-                        "days_left": None if done else (due_on - today).days,
+                        "days_left": None if done else (d.due_on - today).days,
                         "submitted_at": done["submitted_at"] if done else None,
-                        "late": bool(done) and done["submitted_at"][:10] > d["due_on"],
+                        "late": bool(done)
+                        and date.fromisoformat(done["submitted_at"][:10]) > d.due_on,
                     }
                 )
-        window = timedelta(days=trial.dlt.window_days)
         open_windows = []
-        for subject_id, inf in sorted(infusions.items()):
-            ends = datetime.fromisoformat(inf["infused_at"]) + window
-            if subject_id not in evaluations:
-                open_windows.append(
-                    {
-                        "subject_id": subject_id,
-                        "cohort_id": inf["cohort_id"],
-                        "dose_level": inf["dose_level"],
-                        "infused_at": inf["infused_at"],
-                        "window_ends_at": ends.isoformat(),
-                        "days_left": max((ends - as_of).days, 0),
-                        "window_over": as_of >= ends,
-                    }
-                )
+        for subject in sorted(state.subjects.values(), key=lambda s: s.subject_id):
+            inf = subject.infusion
+            if inf is None or subject.subject_id in evaluations:
+                continue
+            ends = inf.infused_at + timedelta(days=trial.dlt.window_days)
+            open_windows.append(
+                {
+                    "subject_id": subject.subject_id,
+                    "cohort_id": inf.cohort_id,
+                    "dose_level": inf.dose_level,
+                    "infused_at": inf.infused_at.isoformat(),
+                    "window_ends_at": ends.isoformat(),
+                    "days_left": max((ends - as_of).days, 0),
+                    "window_over": as_of >= ends,
+                }
+            )
         dlts_per_cohort: dict[str, dict] = {}
         for ev in evaluations.values():
             c = dlts_per_cohort.setdefault(
@@ -187,41 +178,38 @@ def make(trial: TrialConfig) -> Projection:
                 out[str(v)] = out.get(str(v), 0) + 1
             return dict(sorted(out.items()))
 
-        listed = list(aes.values())
         return {
             "projection": NAME,
             "as_of": as_of.isoformat(),
             "adverse_events": {
-                "total": len(listed),
-                "by_worst_grade": count(ae["worst_grade"] for ae in listed),
-                "serious": sum(1 for ae in listed if ae["serious_criteria"]),
-                "by_seriousness_criterion": count(
-                    c for ae in listed for c in ae["serious_criteria"]
-                ),
-                "by_attribution": count(ae["attribution"] for ae in listed),
-                "of_special_interest": sum(1 for ae in listed if ae.get("special_interest")),
+                "total": len(aes),
+                "by_worst_grade": count(ae.grade for ae in aes),
+                "serious": sum(1 for ae in aes if ae.serious_criteria),
+                "by_seriousness_criterion": count(c for ae in aes for c in ae.serious_criteria),
+                "by_attribution": count(ae.attribution for ae in aes),
+                "of_special_interest": sum(1 for ae in aes if ae.special_interest),
                 "list": [
                     {
-                        "ae_id": ae["ae_id"],
-                        "subject_id": ae["subject_id"],
-                        "term": ae["term"],
-                        "grade": ae["grade"],
-                        "worst_grade": ae["worst_grade"],
-                        "serious_criteria": ae["serious_criteria"],
-                        "attribution": ae["attribution"],
-                        "expected": ae["expected"],
-                        "improved": ae["improved"],
-                        "dlt": adjudications.get(ae["ae_id"]),
+                        "ae_id": ae.ae_id,
+                        "subject_id": ae.subject_id,
+                        "term": ae.term,
+                        "grade": ae.grade,
+                        "worst_grade": ae.grade,
+                        "serious_criteria": list(ae.serious_criteria),
+                        "attribution": ae.attribution,
+                        "expected": ae.expected,
+                        "improved": improved.get(ae.ae_id),
+                        "dlt": ae.verdict,
                     }
-                    for ae in sorted(listed, key=lambda a: a["ae_id"])
+                    for ae in aes
                 ],
             },
             "dlts_per_cohort": dict(sorted(dlts_per_cohort.items())),
             "open_dlt_windows": open_windows,
             "expedited_reports": reports,
             "overdue_reports": sum(1 for r in reports if r["status"] == "overdue"),
-            "enrollment_paused": bool(pausing),
-            "paused_by": pausing,
+            "enrollment_paused": state.enrollment_paused,
+            "paused_by": list(state.pausing),
         }
 
     def render(states: Mapping[str, State]) -> dict:

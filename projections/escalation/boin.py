@@ -3,7 +3,8 @@
 Source: Liu S, Yuan Y. Bayesian optimal interval designs for phase I clinical trials.
 J R Stat Soc C 2015;64:507-523 (boundaries lambda_e, lambda_d with phi1 = 0.6 phi and
 phi2 = 1.4 phi; dose elimination when n >= 3 and Pr(p > phi | data) > 0.95 under a Beta(1, 1)
-prior; the MTD chosen by isotonic regression at the end).
+prior; the MTD chosen by isotonic regression at the end). The MTD selection follows the BOIN R
+package's ``select.mtd`` (Yan, Zhang, Zhou, Pan, Liu, Yuan, J Stat Softw 2020;94(13):1-32).
 """
 
 from __future__ import annotations
@@ -109,13 +110,73 @@ def isotonic(rates: Sequence[float], weights: Sequence[float]) -> list[float]:
     return [value for value, _w, count in blocks for _ in range(int(count))]
 
 
-def select_mtd(counts: Sequence[tuple[int, int]], target: float) -> tuple[int | None, list[float]]:
-    """Index of the MTD among doses (lowest first) from ``(n, dlts)`` per dose, and the isotonic
-    estimates. Doses never tried and eliminated doses must be left out by the caller. Ties go to
-    the lower dose."""
-    tried = [(i, n, y) for i, (n, y) in enumerate(counts) if n > 0]
-    if not tried:
-        return None, []
-    estimates = isotonic([y / n for _i, n, y in tried], [n for _i, n, _y in tried])
-    best = min(range(len(tried)), key=lambda k: (abs(estimates[k] - target), k))
-    return tried[best][0], estimates
+MTD_PRIOR = 0.05
+"""Each of the Beta prior's two parameters in ``select.mtd``'s estimate (y + 0.05) / (n + 0.1)."""
+MTD_TIE_STEP = 1e-10
+"""``select.mtd`` adds k x 1e-10 to the k-th admissible dose's estimate before choosing."""
+
+
+def first_eliminated(counts: Sequence[tuple[int, int]], target: float) -> int | None:
+    """Index of the lowest dose eliminated by ``(n, dlts)`` per dose (lowest first): that dose and
+    every dose above it are out. None when no dose is.
+
+    Source: the BOIN R package's ``select.mtd`` (Yan, Zhang, Zhou, Pan, Liu, Yuan, J Stat Softw
+    2020;94(13)): going up from the lowest dose, the first with n >= 3 and
+    Pr(p > target | data) > 0.95 under Beta(1, 1) eliminates itself and all above.
+    """
+    for i, (n, dlts) in enumerate(counts):
+        cut = eliminate_at_least(n, target)
+        if cut is not None and dlts >= cut:
+            return i
+    return None
+
+
+@dataclass(frozen=True)
+class MtdSelection:
+    index: int | None
+    """The MTD among the doses given (lowest first); None when no dose is selected."""
+    estimates: tuple[float | None, ...]
+    """Isotonic estimate per dose; None for doses never given or eliminated."""
+    eliminated_from: int | None
+
+
+def select_mtd(counts: Sequence[tuple[int, int]], target: float) -> MtdSelection:
+    """The MTD at the end of a BOIN trial from ``(n, dlts)`` per dose, lowest dose first.
+
+    Source: ``select.mtd`` of the BOIN R package (CRAN; documentation and code) and Yan F,
+    Zhang L, Zhou Y, Pan H, Liu S, Yuan Y. BOIN: an R package for designing single-agent and
+    drug-combination dose-finding trials using Bayesian optimal interval designs. J Stat Softw
+    2020;94(13):1-32. The rule:
+
+    - doses are eliminated as in ``first_eliminated``; if the lowest dose is, or no patient was
+      treated at a dose not eliminated, no MTD is selected;
+    - the admissible doses are those given (n > 0) and not eliminated; a dose never given is
+      skipped, not counted as 0 of 0;
+    - each admissible dose's DLT rate is estimated as (y + 0.05) / (n + 0.1) (a Beta(0.05, 0.05)
+      prior), made non-decreasing by the pool-adjacent-violators algorithm with weights 1 / var,
+      var = (y + 0.05)(n - y + 0.05) / ((n + 0.1)^2 (n + 0.1 + 1));
+    - the MTD is the dose whose estimate is closest to the target; on ties the highest dose when
+      the tied estimate is below the target, the lowest when above. The package does this by
+      adding k x 1e-10 to the k-th admissible estimate before taking the closest (the first on
+      an exact tie), which this function does too.
+    """
+    eliminated = first_eliminated(counts, target)
+    usable = [
+        (i, n, y)
+        for i, (n, y) in enumerate(counts)
+        if n > 0 and (eliminated is None or i < eliminated)
+    ]
+    if eliminated == 0 or not usable:
+        return MtdSelection(None, tuple(None for _ in counts), eliminated)
+    a = MTD_PRIOR
+    rates = [(y + a) / (n + 2 * a) for _i, n, y in usable]
+    variances = [
+        (y + a) * (n - y + a) / ((n + 2 * a) ** 2 * (n + 2 * a + 1)) for _i, n, y in usable
+    ]
+    pooled = isotonic(rates, [1 / v for v in variances])
+    distance = [abs(p + (k + 1) * MTD_TIE_STEP - target) for k, p in enumerate(pooled)]
+    best = min(range(len(usable)), key=lambda k: (distance[k], k))
+    by_dose: list[float | None] = [None] * len(counts)
+    for (i, _n, _y), estimate in zip(usable, pooled, strict=True):
+        by_dose[i] = estimate
+    return MtdSelection(usable[best][0], tuple(by_dose), eliminated)

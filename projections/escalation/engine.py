@@ -106,14 +106,7 @@ def recommend(
 def _boin(design, levels, per_level, current, common) -> Recommendation:
     target = design.target_dlt_rate
     b = boin.boundaries(target)
-    eliminated_from = next(
-        (
-            i
-            for i, o in enumerate(per_level)
-            if (cut := boin.eliminate_at_least(o.evaluable, target)) is not None and o.dlts >= cut
-        ),
-        None,
-    )
+    eliminated_from = boin.first_eliminated([(o.evaluable, o.dlts) for o in per_level], target)
     eliminated = tuple(levels[eliminated_from:]) if eliminated_from is not None else ()
     total = sum(o.evaluable for o in per_level)
     bounds = f"lambda_e={b.lambda_e:.3f}, lambda_d={b.lambda_d:.3f}"
@@ -126,19 +119,19 @@ def _boin(design, levels, per_level, current, common) -> Recommendation:
             **common,
         )
     if total >= design.max_patients:
-        usable = [
-            (o.evaluable, o.dlts) if eliminated_from is None or i < eliminated_from else (0, 0)
-            for i, o in enumerate(per_level)
-        ]
-        mtd, estimates = boin.select_mtd(usable, target)
-        shown = ", ".join(f"{e:.3f}" for e in estimates)
+        selection = boin.select_mtd([(o.evaluable, o.dlts) for o in per_level], target)
+        shown = ", ".join(
+            f"{level} {e:.3f}"
+            for level, e in zip(levels, selection.estimates, strict=True)
+            if e is not None
+        )
         return Recommendation(
             decision="stop",
             next_level=None,
             eliminated_levels=eliminated,
-            mtd_level=None if mtd is None else levels[mtd],
+            mtd_level=None if selection.index is None else levels[selection.index],
             rule=f"BOIN: maximum of {design.max_patients} patients reached; isotonic estimates "
-            f"[{shown}], MTD closest to the target {target}",
+            f"[{shown}], MTD closest to the target {target} (select.mtd, BOIN R package)",
             **common,
         )
     now = per_level[current]

@@ -89,10 +89,77 @@ def test_isotonic_regression_pools_adjacent_violators():
     assert boin.isotonic([0.0, 0.5, 0.25], [2, 2, 4]) == pytest.approx([0.0, 1 / 3, 1 / 3])
 
 
-def test_boin_mtd_is_the_dose_whose_isotonic_estimate_is_closest_to_the_target():
-    # 0/3, 1/6, 2/6, 3/3: estimates 0, 1/6, 1/3, 1; 1/3 is closest to 0.30 -> the third dose
-    index, _estimates = boin.select_mtd([(3, 0), (6, 1), (6, 2), (3, 3)], 0.30)
-    assert index == 2
+# ---------------------------------------------------------------- BOIN's MTD selection
+# Source: select.mtd of the BOIN R package (CRAN, documentation and code; Yan, Zhang, Zhou, Pan,
+# Liu, Yuan, J Stat Softw 2020;94(13)). Estimate (y + 0.05) / (n + 0.1) over the doses given and
+# not eliminated, pooled by PAVA with weights 1 / var, var = (y + 0.05)(n - y + 0.05) /
+# ((n + 0.1)^2 (n + 0.1 + 1)); closest to the target; ties: the highest dose when below the
+# target, the lowest when above. Values below are worked by hand from that formula.
+
+
+def test_boin_mtd_of_the_packages_documented_example():
+    # select.mtd(target=0.3, npts=c(3,3,15,9,0), ntox=c(0,0,4,4,0)): estimates 0.05/3.1 = 0.0161,
+    # 0.0161, 4.05/15.1 = 0.2682, 4.05/9.1 = 0.4451, the fifth dose never given ("----").
+    selection = boin.select_mtd([(3, 0), (3, 0), (15, 4), (9, 4), (0, 0)], 0.30)
+    assert selection.index == 2
+    assert selection.estimates == pytest.approx([0.0161, 0.0161, 0.2682, 0.4451, None], abs=1e-4)
+    assert selection.eliminated_from is None
+
+
+def test_boin_mtd_tie_below_the_target_goes_to_the_higher_dose():
+    # 1/3 then 2/9 violate the order: 1.05/3.1 = 0.3387 (var 1.05 x 2.05 / (3.1^2 x 4.1) =
+    # 0.054631, weight 18.305) and 2.05/9.1 = 0.2253 (var 2.05 x 7.05 / (9.1^2 x 10.1) =
+    # 0.017280, weight 57.871) pool to 19.2369 / 76.176 = 0.2525 < 0.30: the higher dose.
+    selection = boin.select_mtd([(3, 1), (9, 2)], 0.30)
+    assert selection.estimates == pytest.approx([0.2525, 0.2525], abs=1e-4)
+    assert selection.index == 1
+
+
+def test_boin_mtd_tie_above_the_target_goes_to_the_lower_dose():
+    # 0/3 = 0.0161; 2/3 = 0.6613 and 1/3 = 0.3387 have equal variances and pool to 0.5 > 0.30,
+    # which is closer to 0.30 than 0.0161: of the tied doses, the lower one.
+    selection = boin.select_mtd([(3, 0), (3, 2), (3, 1)], 0.30)
+    assert selection.estimates == pytest.approx([0.0161, 0.5, 0.5], abs=1e-4)
+    assert selection.index == 1
+
+
+def test_boin_mtd_leaves_out_an_eliminated_dose_and_every_dose_above_it():
+    # 3/3 at the second dose: Pr(p > 0.3 | Beta(4, 1)) = 1 - 0.3^4 = 0.9919 > 0.95, so it and the
+    # third dose (0/3, which alone would be the closest after pooling) are out: only 1/6 is left.
+    selection = boin.select_mtd([(6, 1), (3, 3), (3, 0)], 0.30)
+    assert selection.eliminated_from == 1
+    assert selection.estimates == pytest.approx([1.05 / 6.1, None, None], abs=1e-4)
+    assert selection.index == 0
+
+
+def test_boin_mtd_closest_to_the_target_with_the_top_dose_eliminated():
+    # 0/3, 1/6, 2/6 give 0.0161, 0.1721, 0.3361; 3/3 at the top is eliminated: 0.3361 is closest.
+    selection = boin.select_mtd([(3, 0), (6, 1), (6, 2), (3, 3)], 0.30)
+    assert selection.estimates == pytest.approx([0.0161, 0.1721, 0.3361, None], abs=1e-4)
+    assert selection.index == 2
+
+
+def test_boin_mtd_skips_a_dose_never_given():
+    selection = boin.select_mtd([(3, 0), (0, 0), (6, 2)], 0.30)
+    assert selection.estimates == pytest.approx([0.0161, None, 0.3361], abs=1e-4)
+    assert selection.index == 2
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [[(3, 3), (3, 0)], [(0, 0), (0, 0)]],
+    ids=["the lowest dose eliminated", "nobody treated"],
+)
+def test_boin_selects_no_mtd(counts):
+    assert boin.select_mtd(counts, 0.30).index is None
+
+
+def test_boin_elimination_is_pr_above_target_over_095_under_a_uniform_prior():
+    # Pr(p > 0.3 | 3 of 3) = 1 - 0.3^4 = 0.9919; 2 of 3: P(Bin(4, 0.3) <= 2) = 0.9163, kept.
+    assert boin.prob_above_target(3, 3, 0.30) == pytest.approx(0.9919, abs=1e-4)
+    assert boin.prob_above_target(3, 2, 0.30) == pytest.approx(0.9163, abs=1e-4)
+    assert boin.first_eliminated([(3, 2), (2, 2)], 0.30) is None  # n >= 3 is required
+    assert boin.first_eliminated([(3, 2), (3, 3)], 0.30) == 1
 
 
 # ---------------------------------------------------------------- 3+3
@@ -200,6 +267,14 @@ def test_boin_stops_at_the_maximum_sample_size_and_selects_the_mtd():
     rec = recommend(BOIN_030, LEVELS, data, "DL3")
     # DL4 (3/3) is eliminated; estimates 0, 1/6, 1/3: DL3 is closest to 0.30
     assert (rec.decision, rec.mtd_level) == ("stop", "DL3")
+
+
+def test_boin_at_the_maximum_sample_size_breaks_a_tie_below_the_target_upwards():
+    # 1/3 at DL1 and 2/9 at DL2 pool to 0.2525 < 0.30 (worked above): DL2, not DL1.
+    data = {"DL-1": LevelOutcomes(6, 0), "DL1": LevelOutcomes(3, 1), "DL2": LevelOutcomes(9, 2)}
+    rec = recommend(BOIN_030, LEVELS, data, "DL2")
+    assert (rec.decision, rec.mtd_level) == ("stop", "DL2")
+    assert "DL1 0.253, DL2 0.253" in rec.rule
 
 
 def test_accelerated_titration_escalates_after_one_patient_without_toxicity():
