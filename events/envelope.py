@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 from uuid import UUID
 
 import orjson
@@ -43,49 +43,56 @@ class _Immutable:
     def _refuse(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("an event's payload is immutable: edit a copy (dict(...) or list(...))")
 
-    def _plain(self) -> dict | list:
+    def _plain(self) -> dict[str, Any] | list[Any]:
         raise NotImplementedError
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[_Immutable], tuple[dict[str, Any] | list[Any]]]:
         return (type(self), (self._plain(),))
 
-    def __copy__(self):
+    def __copy__(self) -> Self:
         return self
 
-    def __deepcopy__(self, memo: dict):
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
         return self
 
 
-class FrozenDict(_Immutable, dict):
+class FrozenDict(_Immutable, dict[str, Any]):
     """A JSON object that refuses to change: an event's payload, as read or sealed. It is a
     ``dict`` (comparisons, serialisation and ``dict(...)`` copies work as before)."""
 
     __slots__ = ()
+    # Each edit raises instead of returning, so dict's return types need not hold (ignored).
     __setitem__ = __delitem__ = __ior__ = _Immutable._refuse  # type: ignore[assignment]
     clear = pop = popitem = setdefault = update = _Immutable._refuse  # type: ignore[assignment]
 
-    def _plain(self) -> dict:
+    def _plain(self) -> dict[str, Any]:
         return dict(self)
 
 
-class FrozenList(_Immutable, list):
+class FrozenList(_Immutable, list[Any]):
     """A JSON array inside an event's payload that refuses to change; see ``FrozenDict``."""
 
     __slots__ = ()
+    # Each edit raises instead of returning, so list's return types need not hold (ignored).
     __setitem__ = __delitem__ = __iadd__ = __imul__ = _Immutable._refuse  # type: ignore[assignment]
-    append = extend = insert = pop = remove = clear = sort = reverse = _Immutable._refuse  # type: ignore[assignment]
+    append = extend = insert = pop = remove = clear = sort = reverse = _Immutable._refuse
 
-    def _plain(self) -> list:
+    def _plain(self) -> list[Any]:
         return list(self)
 
 
 def frozen(value: Any) -> Any:
     """``value`` with every JSON object and array in it made immutable."""
     if isinstance(value, dict):
-        return FrozenDict({k: frozen(v) for k, v in value.items()})
+        return frozen_object(value)
     if isinstance(value, list):
         return FrozenList(frozen(v) for v in value)
     return value
+
+
+def frozen_object(value: dict[str, Any]) -> FrozenDict:
+    """A JSON object made immutable, with every object and array in it."""
+    return FrozenDict({k: frozen(v) for k, v in value.items()})
 
 
 class Idempotency(Frozen):
@@ -132,7 +139,7 @@ class Envelope(Frozen):
     @classmethod
     def _immutable(cls, value: dict[str, Any]) -> dict[str, Any]:
         # A frozen model alone would still let ``envelope.payload[...] = ...`` edit a fact.
-        return frozen(value)
+        return frozen_object(value)
 
     @field_validator("occurred_at", "recorded_at")
     @classmethod

@@ -23,6 +23,8 @@ class EventPayload(Frozen):
 
 
 P = TypeVar("P", bound=type[EventPayload])
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+"""Turns a payload of one schema version into the next version's."""
 
 _TYPES: dict[str, type[EventPayload]] = {}
 _UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -43,10 +45,10 @@ def event_type(name: str, *, version: int, context: str) -> Callable[[P], P]:
     return register
 
 
-def upcaster(name: str, *, from_version: int):
+def upcaster(name: str, *, from_version: int) -> Callable[[Upcaster], Upcaster]:
     """Register a function turning a version-``from_version`` payload into the next version."""
 
-    def register(fn: Callable[[dict[str, Any]], dict[str, Any]]):
+    def register(fn: Upcaster) -> Upcaster:
         _UPCASTERS[(name, from_version)] = fn
         return fn
 
