@@ -23,6 +23,10 @@ Rules, with their sources:
   thawed; eligibility re-confirmed for it; every conditioning day given, for this lot; the
   bedside check done by two different people; the route is the cohort's; the product's actual
   cell count within the trial's ``infused_dose_tolerance_percent`` of cells/kg x weight.
+- Stopping-rule pause (DOMAIN.md 3): while a pause of the safety service's stopping rule
+  stands (default: a grade 5 event at least possibly related), no conditioning day and no
+  infusion are accepted, until the documented safety review resumes the trial. The bedside
+  check is not dosing and stays possible.
 - Time order (business times from the commands, kept in the payloads because deciders fold
   payloads only): each conditioning day after the one before; the infusion after the last
   conditioning day, with both bedside checks made at or before it.
@@ -50,6 +54,7 @@ from services.dosing.bsa import (
 from services.dosing.preconditions import (
     bedside_checked_by_two,
     conditioning_complete,
+    dosing_not_paused,
     eligibility_reconfirmed,
     lot_available,
     lot_of_subject,
@@ -154,6 +159,7 @@ def _record_conditioning_day(
     cmd: RecordConditioningDay, state: DosingState, rules: DosingRules
 ) -> list[NewEvent]:
     subject = treatable_subject(state, cmd.subject_id, "conditioning cannot be recorded")
+    dosing_not_paused(state, subject.subject_id, "conditioning cannot be given")
     lot = state.lot(cmd.lot_id)
     lot_of_subject(lot, subject)
     expected_day = len(subject.conditioning_days) + 1
@@ -304,6 +310,7 @@ def _verify_bedside_coi(cmd: VerifyBedsideCoi, state: DosingState) -> list[NewEv
 
 def _record_infusion(cmd: RecordInfusion, state: DosingState, rules: DosingRules) -> list[NewEvent]:
     subject = treatable_subject(state, cmd.subject_id, "no infusion can be recorded")
+    dosing_not_paused(state, subject.subject_id, "the product cannot be infused")
     cohort = state.cohorts.get(subject.cohort_id or "")
     if cohort is None:
         raise NotFound(

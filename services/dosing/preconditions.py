@@ -35,6 +35,25 @@ def treatable_subject(state: DosingState, subject_id: str, consequence: str) -> 
     return subject
 
 
+def dosing_not_paused(state: DosingState, subject_id: str, consequence: str) -> None:
+    """No stopping-rule pause stands: the default stopping rule (DOMAIN.md 3: a grade 5 event
+    at least possibly related) suspends enrollment and dosing until a documented safety review,
+    which the safety service records as ``EnrollmentResumed``."""
+    if not state.pauses:
+        return
+    first = state.pauses[0]
+    ae_ids = [pause.ae_id for pause in state.pauses]
+    raise RuleViolated(
+        "dosing-paused",
+        f"dosing is paused by the stopping rule {first.rule} after adverse event(s) "
+        f"{', '.join(ae_ids)} until a documented safety review; {consequence} for subject "
+        f"{subject_id}",
+        subject_id=subject_id,
+        ae_ids=ae_ids,
+        stopping_rule=first.rule,
+    )
+
+
 def lot_of_subject(lot: Lot, subject: Subject) -> None:
     if lot.subject_id is not None and lot.subject_id != subject.subject_id:
         raise RuleViolated(

@@ -1,6 +1,6 @@
 """HTTP routes of the dosing service. It follows enrollment (cohorts, enrollment, eligibility
-re-check, withdrawal) and manufacturing (release, out of specification, exceptional release,
-thaw) read-only."""
+re-check, withdrawal), manufacturing (release, out of specification, exceptional release,
+thaw) and safety (the stopping rule's pause and its lifting) read-only."""
 
 from __future__ import annotations
 
@@ -17,5 +17,5 @@ SERVICE = ServiceSpec(
         Route("/dosing/bedside-checks", "verify-bedside-coi", decider.VerifyBedsideCoi),
         Route("/dosing/infusions", "record-infusion", decider.RecordInfusion),
     ),
-    upstream=("enrollment", "manufacturing"),
+    upstream=("enrollment", "manufacturing", "safety"),
 )

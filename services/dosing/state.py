@@ -1,6 +1,7 @@
 """What dosing knows when it decides: its own facts and those it follows from enrollment
-(cohorts, enrollment, eligibility re-check, withdrawal) and manufacturing (release, out of
-specification, exceptional release, thaw).
+(cohorts, enrollment, eligibility re-check, withdrawal), manufacturing (release, out of
+specification, exceptional release, thaw) and safety (the stopping rule's pause and the review
+that lifts it).
 
 ``evolve`` is total: an upstream event may arrive before or after another context's (enrollment
 and manufacturing are separate topics, and on start-up the upstream history is folded before
@@ -31,6 +32,7 @@ from events.manufacturing import (
     LotThawed,
 )
 from events.registry import EventPayload
+from events.safety import EnrollmentPaused, EnrollmentResumed
 
 Release = Literal[
     "not-released",
@@ -105,10 +107,21 @@ class Subject:
 
 
 @dataclass(frozen=True, slots=True)
+class Pause:
+    """The stopping rule fired on ``ae_id``: enrollment and dosing wait for a safety review."""
+
+    ae_id: str
+    subject_id: str
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
 class DosingState:
     cohorts: Mapping[str, Cohort] = field(default_factory=dict)
     subjects: Mapping[str, Subject] = field(default_factory=dict)
     lots: Mapping[str, Lot] = field(default_factory=dict)
+    pauses: tuple[Pause, ...] = ()
+    """The stopping-rule pauses no safety review has lifted yet, in order (DOMAIN.md 3)."""
 
     def subject(self, subject_id: str) -> Subject:
         return self.subjects.get(subject_id) or Subject(subject_id)
@@ -157,6 +170,13 @@ def evolve(state: DosingState, event: EventPayload) -> DosingState:
             return _lot(state, event, release="exceptionally-released")
         case LotThawed():
             return _lot(state, event, thawed=True)
+        # ------------------------------------------------------------ safety
+        case EnrollmentPaused():
+            pause = Pause(event.ae_id, event.subject_id, event.rule)
+            return replace(state, pauses=(*state.pauses, pause))
+        case EnrollmentResumed():
+            # The safety service resumes only when its review covers every pausing event.
+            return replace(state, pauses=())
         # ------------------------------------------------------------ dosing
         case ConditioningDayRecorded():
             subject = state.subject(event.subject_id)

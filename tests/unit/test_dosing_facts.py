@@ -33,7 +33,7 @@ from events.manufacturing import (
     LotThawed,
 )
 from events.registry import EventPayload
-from events.safety import EnrollmentPaused
+from events.safety import AdverseEventReported
 from services.dosing.decider import RecordConditioningDay, RecordInfusion, make_decider
 from services.dosing.state import fold, initial_state
 from services.errors import DomainError, RuleViolated
@@ -330,7 +330,9 @@ def test_facts_of_other_contexts_that_dosing_does_not_use_change_nothing():
     after = fold(
         [
             SubjectRegistered(subject_id="MSK-0009", site_id="SITE-01"),
-            EnrollmentPaused(ae_id="AE-0007-01", subject_id=SUBJECT, rule="grade5-related"),
+            AdverseEventReported.model_validate(
+                AdverseEventReported.model_json_schema()["examples"][0]
+            ),
         ],
         state,
     )

@@ -133,7 +133,7 @@ def test_the_commands_are_the_ones_the_trial_file_permits():
     assert TRIAL.roles_for("record-infusion") == {"investigator"}
 
 
-def test_the_dosing_service_follows_enrollment_and_manufacturing():
+def test_the_dosing_service_follows_enrollment_manufacturing_and_safety():
     assert SERVICE.context == "dosing"
-    assert SERVICE.upstream == ("enrollment", "manufacturing")
+    assert SERVICE.upstream == ("enrollment", "manufacturing", "safety")
     assert all(route.path.startswith("/dosing/") for route in SERVICE.routes)
