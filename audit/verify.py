@@ -226,7 +226,8 @@ def _check_stream(topic: str, stream_id: str, events, report: Report) -> None:
 
 
 def _ranges(numbers: list[int]) -> str:
-    parts, start = [], numbers[0]
+    parts: list[str] = []
+    start: int | None = numbers[0]
     for a, b in zip(numbers, [*numbers[1:], None], strict=True):
         if b != a + 1:
             parts.append(str(start) if start == a else f"{start}-{a}")

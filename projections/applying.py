@@ -28,15 +28,26 @@ agent passes its tables.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
-from typing import Any
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any, TypedDict
 
 from events.reading import Head, next_in_stream
 from events.registry import Recorded
 from projections.base import FoldError, Projection, State, apply_to, keys
 
-Stored = dict[str, Any]
-"""A table value: ``{"state": <the projection's state>, "at": {"topic:partition": offset}}``."""
+
+class Stored(TypedDict):
+    """A table value: ``{"state": <the projection's state>, "at": {"topic:partition": offset}}``."""
+
+    state: State
+    at: dict[str, int]
+
+
+class DeadLettered(TypedDict):
+    """Poison events counted for one partition, and the offset of the last one counted."""
+
+    count: int
+    through: int
 
 
 def state_of(stored: Stored) -> State:
@@ -50,8 +61,8 @@ def states(table: MutableMapping[str, Stored]) -> dict[str, State]:
 
 def apply_once(
     projections: Iterable[Projection],
-    tables: MutableMapping[str, MutableMapping[str, Stored]],
-    applied: MutableMapping[str, list],
+    tables: Mapping[str, MutableMapping[str, Stored]],
+    applied: MutableMapping[str, list[Any]],
     source: str,
     offset: int,
     recorded: Recorded,
@@ -78,15 +89,15 @@ def apply_once(
                 continue  # this key's write survived the crash
             state = stored["state"] if stored is not None else projection.initial(key)
             try:
-                state = apply_to(projection, state, recorded)
+                applied_state = apply_to(projection, state, recorded)
             except FoldError as exc:
                 if errors is not None:
                     errors.append(str(exc))
                 continue
-            if state is not None:
+            if applied_state is not None:
                 marks = dict(stored["at"]) if stored is not None else {}
                 marks[source] = offset
-                table[key] = {"state": state, "at": marks}
+                table[key] = {"state": applied_state, "at": marks}
             elif key in table:
                 # The key's state is over. Should this deletion be lost in a crash, the events
                 # before it are redelivered too and end in the same deletion.
@@ -96,7 +107,7 @@ def apply_once(
     return True
 
 
-def _head(value: list | None) -> tuple[int, int, str]:
+def _head(value: list[Any] | None) -> tuple[int, int, str]:
     """The stream's last applied sequence, the offset that applied it and its hash."""
     if not value:
         return 0, -1, Head().hash
@@ -104,19 +115,21 @@ def _head(value: list | None) -> tuple[int, int, str]:
     return seq, at, (rest[0] if rest else Head().hash)
 
 
-def count_dead_letter(dead_lettered: MutableMapping[str, dict], source: str, offset: int) -> bool:
+def count_dead_letter(
+    dead_lettered: MutableMapping[str, DeadLettered], source: str, offset: int
+) -> bool:
     """Count the poison event at ``offset`` of ``source``; False when it was counted before (a
     redelivery after a crash). Count and offset share one value, so they survive together;
     had the count been lost and the dead letter sent, it is sent again: the dead-letter topic
     gets each poison event at least once."""
-    seen = dead_lettered.get(source) or {"count": 0, "through": -1}
+    seen = dead_lettered.get(source) or DeadLettered(count=0, through=-1)
     if offset <= seen["through"]:
         return False
     dead_lettered[source] = {"count": seen["count"] + 1, "through": offset}
     return True
 
 
-def dead_letter_counts(dead_lettered: MutableMapping[str, dict]) -> dict[str, int]:
+def dead_letter_counts(dead_lettered: Mapping[str, DeadLettered]) -> dict[str, int]:
     """Events dead-lettered per topic, from the per-partition counts."""
     counts: dict[str, int] = {}
     for source, seen in sorted(dead_lettered.items()):

@@ -6,7 +6,7 @@ functions, so a projection rebuilt for an audit is the live one, by construction
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -65,7 +65,7 @@ def apply_to(projection: Projection, state: State, recorded: Recorded) -> State 
 
 def fold(
     projection: Projection,
-    events,
+    events: Iterable[Recorded],
     states: dict[str, State] | None = None,
     errors: list[str] | None = None,
 ) -> dict[str, State]:
@@ -94,7 +94,7 @@ def keys(projection: Projection, recorded: Recorded) -> tuple[str, ...]:
     return (found,) if isinstance(found, str) else found
 
 
-def ordered_insert(items: list[dict], item: dict) -> list[dict]:
+def ordered_insert(items: list[dict[str, Any]], item: dict[str, Any]) -> list[dict[str, Any]]:
     """``items`` with ``item`` added, ordered by business time, then recorded time, then event
     id: events of several topics arrive interleaved in no fixed order, and a fold that keeps
     facts in this order gives the same document live and on replay."""

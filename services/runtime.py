@@ -166,7 +166,7 @@ class CommandHandler(Generic[S]):
             envelope = item.envelope
             if envelope.idempotency is not None:
                 key = (envelope.actor.user_id, envelope.idempotency.key)
-                first = (envelope.idempotency.request_sha256, [])
+                first: tuple[str, list[Appended]] = (envelope.idempotency.request_sha256, [])
                 request, earlier = self._answered.get(key, first)
                 self._answered[key] = (request, [*earlier, item])
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ValidationError, create_model
+from pydantic import BaseModel, ValidationError
 
 from services.fields import Reason
 
@@ -86,7 +86,8 @@ def _join(path: str, name: str) -> str:
 
 # ---------------------------------------------------------------- the envelope's reason
 
-_ReasonOnly = create_model("_ReasonOnly", reason=(Reason | None, None))
+class _ReasonOnly(BaseModel):
+    reason: Reason | None = None
 
 
 def checked_reason(value: Any) -> tuple[str | None, list[Problem]]:

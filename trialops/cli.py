@@ -275,19 +275,20 @@ def replay(
     ] = "recorded",
 ):
     """Rebuild PROJECTION from the topics and print the JSON the live view serves."""
-    from audit.replay import ReplayStats
+    from audit.replay import ReplayStats, TimeAxis
     from audit.replay import replay as run_replay
     from projections.base import to_json
     from projections.catalog import NAMES
 
     if projection not in NAMES:
         raise fail(f"unknown projection {projection!r}; known: {', '.join(sorted(NAMES))}")
-    if axis not in ("recorded", "occurred"):
+    axes: dict[str, TimeAxis] = {"recorded": "recorded", "occurred": "occurred"}
+    if axis not in axes:
         raise fail(f"--axis must be 'recorded' or 'occurred', not {axis!r}")
     stats = ReplayStats(progress=_progress)
     try:
         document = run_replay(
-            Settings.from_env(), projection, as_of=_parse_time(as_of), axis=axis, stats=stats
+            Settings.from_env(), projection, as_of=_parse_time(as_of), axis=axes[axis], stats=stats
         )
     except LookupError as exc:
         raise fail(f"{exc}; create the topics with 'trialops topics create'") from None

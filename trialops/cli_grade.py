@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
-from typing import Annotated, Any, get_args
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
 from pydantic import BaseModel, ValidationError
@@ -35,17 +35,27 @@ app = typer.Typer(
 )
 
 
-def _choices(name: str, literal: Any) -> type[enum.Enum]:
+def _choices(name: str, literal: Any) -> type[enum.StrEnum]:
     """A str enum of a Literal's values, so typer lists and checks the same choices as the model."""
-    return enum.Enum(name, {value: value for value in get_args(literal)}, type=str)
+    # The functional API returns a new enum class; mypy types the call as a member lookup.
+    return enum.StrEnum(name, [(v, v) for v in get_args(literal)])  # type: ignore[return-value]
 
 
-HypotensionChoice = _choices("HypotensionChoice", Hypotension)
-HypoxiaChoice = _choices("HypoxiaChoice", Hypoxia)
-ConsciousnessChoice = _choices("ConsciousnessChoice", Consciousness)
-SeizureChoice = _choices("SeizureChoice", Seizure)
-MotorChoice = _choices("MotorChoice", Motor)
-IcpChoice = _choices("IcpChoice", Icp)
+if TYPE_CHECKING:
+    # Members made at run time are unknown to mypy: to it, each choice is some str enum.
+    HypotensionChoice = enum.StrEnum
+    HypoxiaChoice = enum.StrEnum
+    ConsciousnessChoice = enum.StrEnum
+    SeizureChoice = enum.StrEnum
+    MotorChoice = enum.StrEnum
+    IcpChoice = enum.StrEnum
+else:
+    HypotensionChoice = _choices("HypotensionChoice", Hypotension)
+    HypoxiaChoice = _choices("HypoxiaChoice", Hypoxia)
+    ConsciousnessChoice = _choices("ConsciousnessChoice", Consciousness)
+    SeizureChoice = _choices("SeizureChoice", Seizure)
+    MotorChoice = _choices("MotorChoice", Motor)
+    IcpChoice = _choices("IcpChoice", Icp)
 
 _OPTION_OF_FIELD = {
     "temperature_c": "--temperature",
