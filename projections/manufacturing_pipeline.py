@@ -5,6 +5,11 @@ Every recorded hand-off was checked against both identifiers by the manufacturin
 mismatch is refused and never recorded), so the chain's status is read from what is present:
 a lot's chain is "complete" when it was collected, every hand-off carried its identifiers, and
 two different people verified it at the bedside.
+
+The lot's stage is the manufacturing service's: each of the lot's own events goes through the
+service's ``stage_after`` in its stream's order (one lot is one stream, so Kafka keeps that
+order), and the rule lives once. Infusion is dosing's fact, on another topic that arrives in no
+fixed order with manufacturing's: it is kept beside the stage and shown over it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from events.manufacturing import (
 )
 from events.registry import Recorded
 from projections.base import Projection, State, ordered_insert, stamp
+from services.manufacturing.state import stage_after
 
 NAME = "manufacturing-pipeline"
 
@@ -41,6 +47,7 @@ earlier ones are counted): a lot has fewer than a dozen of each, and a value mus
 whatever is posted (decisions 13). The complete chain of custody is on the topic."""
 
 STAGE_OF = {
+    # the history's entries; the current stage is the service's (``stage_after``)
     ApheresisCollected: "collected",
     ApheresisReceived: "received",
     ManufacturingStarted: "activation",
@@ -81,6 +88,8 @@ def initial(lot_id: str) -> State:
         "custody": [],
         "qc": [],
         "bedside_checks": [],
+        "lot_stage": None,
+        "infused": False,
     }
 
 
@@ -88,6 +97,10 @@ def apply(state: State, recorded: Recorded) -> State:
     event = recorded.payload
     state = {**state, "subject_id": event.subject_id}
     at = stamp(recorded)
+    if event.context == "manufacturing":
+        state = {**state, "lot_stage": stage_after(state.get("lot_stage") or "collected", event)}
+    elif isinstance(event, InfusionRecorded):
+        state = {**state, "infused": True}
     match event:
         case ApheresisCollected():
             state = {**state, "coi_id": event.coi_id, "din": event.din}
@@ -133,10 +146,9 @@ def _listed(state: State, name: str, item: dict) -> State:
 def _summary(state: State) -> dict:
     stages = state["stages"]
     reached = {s["stage"]: s for s in stages}
-    # QC results arrive after the lot's harvest and while it sits in QC: they do not move a lot
-    # that has moved on.
-    moves = [s for s in stages if s["stage"] != "qc-testing" or "released" not in reached]
-    current = moves[-1]["stage"] if moves else "unknown"
+    current = state.get("lot_stage") or "unknown"
+    if state.get("infused"):
+        current = "infused"
     collected, infused = reached.get("collected"), reached.get("infused")
     vein_to_vein = None
     if collected and infused:

@@ -163,30 +163,61 @@ def evolve(state: ManufacturingState, event: EventPayload) -> ManufacturingState
     return replace(state, lots={**state.lots, lot.lot_id: _evolve_lot(lot, event)})
 
 
+def stage_after(stage: Stage, event: EventPayload) -> Stage:
+    """The lot's stage once ``event`` (one of the lot's own, in its stream's order) is applied.
+
+    The one stage machine of DOMAIN.md section 2 item 3: the decider's state and the
+    manufacturing-pipeline projection both call it. A QC result moves a harvested lot into QC
+    testing and leaves any later stage as it is; an out-of-specification finding moves a lot
+    still in QC or just released to out of specification, while a late finding (a pending
+    sterility or mycoplasma test turned positive) on a lot already frozen, shipped, at the site
+    or thawed changes its disposition, not where the product physically is."""
+    match event:
+        case ApheresisCollected():
+            return "collected"
+        case ApheresisReceived():
+            return "received"
+        case ManufacturingStarted():
+            return "activation"
+        case ManufacturingStepStarted():
+            return event.step
+        case LotHarvested():
+            return "harvested"
+        case QcResultRecorded():
+            return "qc-testing" if stage == "harvested" else stage
+        case LotReleased():
+            return "released"
+        case LotOutOfSpecification():
+            return "out-of-specification" if stage in ("qc-testing", "released") else stage
+        case LotCryopreserved():
+            return "cryopreserved"
+        case LotShipped():
+            return "shipped"
+        case LotReceivedAtSite():
+            return "received-at-site"
+        case LotThawed():
+            return "thawed"
+        case ManufacturingFailed():
+            return "failed"
+    return stage
+
+
 def _evolve_lot(lot: Lot, event: EventPayload) -> Lot:
+    lot = replace(lot, stage=stage_after(lot.stage, event))
     match event:
         case CustodyTransferred():
             return replace(lot, custodian=event.to_party)
-        case ApheresisReceived():
-            return replace(lot, stage="received")
         case ManufacturingStarted():
-            return replace(lot, stage="activation", target_car_t_cells=event.target_car_t_cells)
-        case ManufacturingStepStarted():
-            return replace(lot, stage=event.step)
-        case LotHarvested():
-            return replace(lot, stage="harvested")
+            return replace(lot, target_car_t_cells=event.target_car_t_cells)
         case QcResultRecorded():
             results = {**lot.results, event.test: Result(event.value, event.outcome)}
-            stage = "qc-testing" if lot.stage == "harvested" else lot.stage
-            return replace(lot, results=results, stage=stage)
+            return replace(lot, results=results)
         case LotReleased():
-            return replace(lot, stage="released", disposition="released", ever_released=True)
+            return replace(lot, disposition="released", ever_released=True)
         case LotOutOfSpecification():
             failed = set(lot.failed_tests) | set(event.failed_tests)
-            stage = "out-of-specification" if lot.stage in ("qc-testing", "released") else lot.stage
             return replace(
                 lot,
-                stage=stage,
                 disposition="out-of-specification",
                 failed_tests=tuple(t for t in REQUIRED_TESTS if t in failed),
                 # decisions taken before this finding do not cover it
@@ -198,16 +229,8 @@ def _evolve_lot(lot: Lot, event: EventPayload) -> Lot:
             return replace(lot, decisions={**lot.decisions, event.role: decision})
         case ExceptionalReleaseApproved():
             return replace(lot, exceptional_release=True, ever_released=True)
-        case LotCryopreserved():
-            return replace(lot, stage="cryopreserved")
         case LotShipped():
-            return replace(lot, stage="shipped", destination_site=event.destination_site)
-        case LotReceivedAtSite():
-            return replace(lot, stage="received-at-site")
-        case LotThawed():
-            return replace(lot, stage="thawed")
-        case ManufacturingFailed():
-            return replace(lot, stage="failed")
+            return replace(lot, destination_site=event.destination_site)
     return lot
 
 
