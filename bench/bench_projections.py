@@ -247,8 +247,8 @@ class Applied:
 
     @property
     def done_at(self) -> float | None:
-        times = [p.done_at for p in self.projections.values()]
-        return None if None in times else max(times)  # type: ignore[type-var]
+        times = [p.done_at for p in self.projections.values() if p.done_at is not None]
+        return max(times) if len(times) == len(self.projections) else None
 
 
 def apply_with_worker(
@@ -306,7 +306,9 @@ def apply_with_worker(
         result.failure = str(exc)
         say(f"  the worker did not finish: {str(exc).splitlines()[0]}")
         return result
-    say(f"  all projections caught up after {result.done_at - worker.started_at:.1f}s")
+    caught_up = result.done_at
+    assert caught_up is not None, "finished means every projection has a done_at"
+    say(f"  all projections caught up after {caught_up - worker.started_at:.1f}s")
     return result
 
 
@@ -355,8 +357,9 @@ def applied_lines(applied: Applied, raw: RawRead | None) -> list[str]:
         lines.append(f"  {name:<18} events/s per tenth of the topic: {' '.join(rates)}")
     if applied.dead_lettered:
         lines.append(f"  dead-lettered (should be none): {applied.dead_lettered}")
-    if applied.finished and raw is not None and applied.first_at is not None:
-        warm = applied.done_at - applied.first_at
+    first_at, done_at = applied.first_at, applied.done_at
+    if applied.finished and raw is not None and first_at is not None and done_at is not None:
+        warm = done_at - first_at
         faust = (end - min(p.first_position for p in applied.projections.values())) / warm
         raw_rate = raw.events / raw.seconds
         lines.append(

@@ -142,8 +142,11 @@ def replay_one(settings: Settings, name: str, expected: int) -> Timing:
     t = time.perf_counter()
     size = len(to_json(document))
     serialise = time.perf_counter() - t
-    if stats.unreadable:
-        raise RuntimeError(f"replay {name}: {len(stats.unreadable)} unreadable events")
+    if stats.halts:
+        raise RuntimeError(
+            f"replay {name}: halted at unreadable records: "
+            + "; ".join(halt.describe() for halt in stats.halts)
+        )
     timing = Timing(
         stats.events,
         seconds=seconds,

@@ -17,6 +17,7 @@ the waiting list, and that projection's one per-trial state, grow with every sub
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import multiprocessing
 import os
@@ -39,6 +40,7 @@ from kafka.admin import KafkaAdminClient
 from bench.keys import enrollment_signer
 from events.enrollment import (
     CohortOpened,
+    Route,
     SubjectEnrolled,
     SubjectRegistered,
     SubjectWaitlisted,
@@ -53,7 +55,7 @@ from infra.topic_admin import configured_replication_factor, ensure_topics
 ACTOR = Actor(user_id="bench-writer", role="investigator")
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 TRIAL_ID = "NCT06623396"
-ROUTES = ("intraperitoneal", "intravenous")
+ROUTES: tuple[Route, Route] = ("intraperitoneal", "intravenous")
 
 _T0 = time.monotonic()
 
@@ -307,7 +309,7 @@ class Produced:
     seconds: float = 0.0
     """Wall time from the first event generated to the producer's final flush."""
     end_offset: int = 0
-    samples: list[bytes] = field(default_factory=list)
+    samples: list[builtins.bytes] = field(default_factory=list)
 
     @property
     def generate_rate(self) -> float:
