@@ -152,7 +152,9 @@ class Journey(ProductSteps):
     def when(self, step: str, at: datetime | None = None, *, days: int = 0) -> datetime:
         return at if at is not None else plan.moment(self.clock_start, step, days=days)
 
-    def _send(self, step: str, path: str, body: dict, token: str, at: datetime) -> dict:
+    def _send(
+        self, step: str, path: str, body: dict[str, Any], token: str, at: datetime
+    ) -> dict[str, Any]:
         answer = send(
             self.service_url,
             step,
@@ -170,7 +172,17 @@ class Journey(ProductSteps):
     def _lot(self) -> dict[str, str]:
         return {"lot_id": self.lot_id, "coi_id": self.coi_id, "din": self.din}
 
-    def _handoff(self, step, path, to_party, location, temperature_c, token, at, **extra):
+    def _handoff(
+        self,
+        step: str,
+        path: str,
+        to_party: str,
+        location: str,
+        temperature_c: float,
+        token: str,
+        at: datetime | None,
+        **extra: Any,
+    ) -> dict[str, Any]:
         body = {
             **self._lot(),
             "from_party": self.custodian,

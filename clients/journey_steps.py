@@ -70,7 +70,7 @@ QC_SPACING = timedelta(hours=12)
 RECORDED_AFTER = timedelta(hours=1)
 """How long after an observation (an improvement) it is recorded."""
 
-ELIGIBLE = {
+ELIGIBLE: dict[str, Any] = {
     "peritoneal_carcinomatosis_by": ["imaging", "cytology"],
     "prior_lines": 2,
     "recist_lesion": "measurable",
@@ -172,6 +172,53 @@ def qc_body(test: str, result: Any) -> dict[str, Any]:
 class ProductSteps:
     """The product's path, apheresis to infusion: the manufacturing and dosing steps of a
     ``clients.journey.Journey`` (which provides ``_send``, ``when`` and the subject's facts)."""
+
+    # The subject's facts, set by ``Journey``.
+    subject_id: str
+    site_id: str
+    lot_id: str
+    coi_id: str
+    collection_site: str
+    custodian: str
+    weight_kg: float
+    height_cm: float
+    trial: TrialConfig
+    cohort: Cohort | None
+    cell_dose: float | None
+    infused_at: datetime | None
+    done: list[str]
+
+    # The plumbing, provided by ``Journey``.
+    def when(self, step: str, at: datetime | None = None, *, days: int = 0) -> datetime:
+        raise NotImplementedError
+
+    def _send(
+        self, step: str, path: str, body: dict[str, Any], token: str, at: datetime
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _subject(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _lot(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _handoff(
+        self,
+        step: str,
+        path: str,
+        to_party: str,
+        location: str,
+        temperature_c: float,
+        token: str,
+        at: datetime | None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @property
+    def target_cells(self) -> float:
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ manufacturing
 

@@ -137,7 +137,7 @@ class Simulation:
     def _register(self, step: Step, *, site_id, clock_start, weight_kg=72.0, height_cm=170.0):
         j = Journey(
             self.service_url,
-            step.subject_id,
+            step.subject,
             site_id,
             clock_start,
             weight_kg=weight_kg,
@@ -145,23 +145,23 @@ class Simulation:
             trial=self.trial,
             transport=self.transport,
         )
-        self.journeys[(step.subject_id, "A")] = j
+        self.journeys[(step.subject, "A")] = j
         j.register(at=step.at)
         self.report.screened += 1
 
     def _screen_failed(self, step: Step, answer: dict, why: str) -> None:
         if any(e["event_type"] == "SubjectScreenFailed" for e in answer["events"]):
-            self.report.screen_failures.append((step.subject_id, why))
+            self.report.screen_failures.append((step.subject, why))
 
     def _prescreen(self, step: Step, *, msln_ihc_percent):
-        answer = self.journey(step.subject_id).prescreen(msln_ihc_percent, at=step.at)
+        answer = self.journey(step.subject).prescreen(msln_ihc_percent, at=step.at)
         self._screen_failed(step, answer, f"MSLN {msln_ihc_percent:g}%")
 
     def _consent(self, step: Step):
-        self.journey(step.subject_id).consent(at=step.at)
+        self.journey(step.subject).consent(at=step.at)
 
     def _assess_eligibility(self, step: Step, **evidence):
-        answer = self.journey(step.subject_id).assess_eligibility(at=step.at, **evidence)
+        answer = self.journey(step.subject).assess_eligibility(at=step.at, **evidence)
         why = [f"ECOG {evidence['ecog']}"] if "ecog" in evidence else []
         labs = evidence.get("labs", {})
         why += [
@@ -172,33 +172,33 @@ class Simulation:
         self._screen_failed(step, answer, ", ".join(why) or "criteria not met")
 
     def _screen_failure(self, step: Step, *, reason_code):
-        body = {"subject_id": step.subject_id, "reason_code": reason_code}
+        body = {"subject_id": step.subject, "reason_code": reason_code}
         self.post(step, "/enrollment/screen-failures", body, INVESTIGATOR)
-        self.report.screen_failures.append((step.subject_id, reason_code))
+        self.report.screen_failures.append((step.subject, reason_code))
 
     def _enroll(self, step: Step, *, cohort_id, dose_level):
-        self.journey(step.subject_id).enroll(cohort_id, dose_level=dose_level, at=step.at)
+        self.journey(step.subject).enroll(cohort_id, dose_level=dose_level, at=step.at)
         self.report.enrolled += 1
 
     def _withdraw(self, step: Step, *, reason_code):
-        body = {"subject_id": step.subject_id, "reason_code": reason_code}
+        body = {"subject_id": step.subject, "reason_code": reason_code}
         self.post(step, "/enrollment/withdrawals", body, INVESTIGATOR)
-        self.report.withdrawn.append((step.subject_id, reason_code))
+        self.report.withdrawn.append((step.subject, reason_code))
 
     # ---------------------------------------------------------------- the product
 
     def _apheresis(self, step: Step, *, lot):
-        self.journey(step.subject_id, lot).apheresis(at=step.at)
+        self.journey(step.subject, lot).apheresis(at=step.at)
         self.report.lots += 1
 
     def _custody_to_courier(self, step: Step, *, lot):
-        self.journey(step.subject_id, lot).custody_to_courier(at=step.at)
+        self.journey(step.subject, lot).custody_to_courier(at=step.at)
 
     def _receive_apheresis(self, step: Step, *, lot):
-        self.journey(step.subject_id, lot).receive_apheresis(at=step.at)
+        self.journey(step.subject, lot).receive_apheresis(at=step.at)
 
     def _manufacturing_step(self, step: Step, lot: str) -> None:
-        self.journey(step.subject_id, lot).start_step(step.action, at=step.at)
+        self.journey(step.subject, lot).start_step(step.action, at=step.at)
 
     def _activation(self, step: Step, *, lot):
         self._manufacturing_step(step, lot)
@@ -206,66 +206,66 @@ class Simulation:
     _gene_transfer = _expansion = _activation
 
     def _manufacturing_failure(self, step: Step, *, lot, reason_code):
-        j = self.journey(step.subject_id, lot)
+        j = self.journey(step.subject, lot)
         body = {"lot_id": j.lot_id, "reason_code": reason_code}
         self.post(step, "/manufacturing/failures", body, MANUFACTURING_QA)
         self.report.failed_lots.append(j.lot_id)
 
     def _harvest(self, step: Step, *, lot):
-        self.journey(step.subject_id, lot).harvest(at=step.at)
+        self.journey(step.subject, lot).harvest(at=step.at)
 
     def _qc(self, step: Step, *, lot, test, result):
-        self.journey(step.subject_id, lot).qc_result(test, result, at=step.at)
+        self.journey(step.subject, lot).qc_result(test, result, at=step.at)
 
     def _disposition(self, step: Step, *, lot):
-        j = self.journey(step.subject_id, lot)
+        j = self.journey(step.subject, lot)
         answer = j.disposition(at=step.at)
         if any(e["event_type"] == "LotOutOfSpecification" for e in answer["events"]):
             self.report.out_of_specification.append(j.lot_id)
 
     def _exceptional_release(self, step: Step, *, lot, role):
-        self.journey(step.subject_id, lot).decide_exceptional_release(role, at=step.at)
+        self.journey(step.subject, lot).decide_exceptional_release(role, at=step.at)
 
     def _cryopreserve(self, step: Step, *, lot):
-        self.journey(step.subject_id, lot).cryopreserve(at=step.at)
+        self.journey(step.subject, lot).cryopreserve(at=step.at)
 
     def _ship(self, step: Step, *, lot):
-        self.journey(step.subject_id, lot).ship(at=step.at)
+        self.journey(step.subject, lot).ship(at=step.at)
 
     def _receive_at_site(self, step: Step, *, lot):
-        self.journey(step.subject_id, lot).receive_at_site(at=step.at)
+        self.journey(step.subject, lot).receive_at_site(at=step.at)
 
     def _reconfirm_eligibility(self, step: Step, *, lot):
-        self.journey(step.subject_id, lot).reconfirm_eligibility(at=step.at)
+        self.journey(step.subject, lot).reconfirm_eligibility(at=step.at)
 
     def _conditioning(self, step: Step, *, lot, day):
-        self.journey(step.subject_id, lot).condition(day, at=step.at)
+        self.journey(step.subject, lot).condition(day, at=step.at)
 
     def _thaw(self, step: Step, *, lot):
-        self.journey(step.subject_id, lot).thaw(at=step.at)
+        self.journey(step.subject, lot).thaw(at=step.at)
 
     def _bedside(self, step: Step, *, lot, role):
         token = INVESTIGATOR if role == "investigator" else COORDINATOR
-        self.journey(step.subject_id, lot).verify_bedside_coi(token, at=step.at)
+        self.journey(step.subject, lot).verify_bedside_coi(token, at=step.at)
 
     def _infuse(self, step: Step, *, lot, cells_infused):
-        self.journey(step.subject_id, lot).infuse(cells_infused=cells_infused, at=step.at)
+        self.journey(step.subject, lot).infuse(cells_infused=cells_infused, at=step.at)
         self.report.treated += 1
 
     # ---------------------------------------------------------------- safety
 
     def _report_ae(self, step: Step, *, ae_id, term, grade, onset_at, **assessment):
-        j = self.latest(step.subject_id)
+        j = self.latest(step.subject)
         j.report_ae(term, grade, onset_at=onset_at, at=step.at, **assessment)
         if j.ae_ids[-1] != ae_id:
             raise SimulationError(
-                f"{step.subject_id}: the plan's {ae_id} was sent as {j.ae_ids[-1]}"
+                f"{step.subject}: the plan's {ae_id} was sent as {j.ae_ids[-1]}"
             )
         self.report.adverse_events[SHORT_TERMS.get(term, term)] += 1
         self.report.worst_grades[ae_id] = grade
 
     def _grade_crs(self, step: Step, *, ae_id, observation, grade):
-        self.latest(step.subject_id).grade_crs(ae_id, observation, at=step.at)
+        self.latest(step.subject).grade_crs(ae_id, observation, at=step.at)
         self._raise_grade(ae_id, grade)
 
     def _grade_icans(self, step: Step, *, ae_id, observation, grade):
@@ -286,11 +286,11 @@ class Simulation:
         self.post(step, "/safety/resolutions", body, COORDINATOR)
 
     def _adjudicate_dlt(self, step: Step, *, ae_id, verdict):
-        self.latest(step.subject_id).adjudicate_dlt(ae_id, verdict, at=step.at)
+        self.latest(step.subject).adjudicate_dlt(ae_id, verdict, at=step.at)
         self.report.dlts += verdict == "dlt"
 
     def _dlt_evaluation(self, step: Step):
-        self.latest(step.subject_id).close_dlt_evaluation(at=step.at)
+        self.latest(step.subject).close_dlt_evaluation(at=step.at)
 
     def _determine_expedited_report(self, step: Step, *, ae_id):
         self.post(step, "/safety/expedited-report-determinations", {"ae_id": ae_id}, SAFETY_OFFICER)

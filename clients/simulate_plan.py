@@ -322,6 +322,7 @@ class _Planner:
             return
         following = self.path[b + 1].level if b + 1 < len(self.path) else block.next_level
         assert following == block.next_level, (b, following, block)
+        assert following is not None, (b, block)  # only "stop" has no next level
         budget = "" if b + 1 < len(self.path) else "; the simulation's patients are all treated"
         if following != block.level:
             self.close(later, current, f"{seen}: the review moves to {following}")

@@ -75,6 +75,13 @@ class Step:
         """Day of the simulated calendar (``TRIAL_START`` is day 0)."""
         return (self.at.date() - TRIAL_START.date()).days
 
+    @property
+    def subject(self) -> str:
+        """The subject of a step that needs one; a planning error for a step without."""
+        if self.subject_id is None:
+            raise ValueError(f"step {self.action!r} at {self.at.isoformat()} names no subject")
+        return self.subject_id
+
 
 @dataclass
 class Patient:
