@@ -6,11 +6,14 @@ keep their names and fields.
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, ConfigDict, Field
+from contextlib import suppress
+from typing import Any
+
+from pydantic import AwareDatetime, ConfigDict, Field, model_validator
 
 from events.enrollment import CohortId, SubjectId
 from events.manufacturing import CoiId, LotId
-from events.registry import EventPayload, event_type
+from events.registry import EventPayload, event_type, upcaster
 
 CONTEXT = "dosing"
 
@@ -18,11 +21,20 @@ CONTEXT = "dosing"
 # ---------------------------------------------------------------- contract (read by safety)
 
 
-@event_type("InfusionRecorded", version=1, context=CONTEXT)
+@event_type("InfusionRecorded", version=2, context=CONTEXT)
 class InfusionRecorded(EventPayload):
     """Day 0: the product was given. ``infused_at`` (also the envelope's ``occurred_at``) opens
     the subject's DLT window; it is in the payload because deciders that follow this topic
-    (safety) fold payloads only."""
+    (safety) fold payloads only.
+
+    ``received_cells_per_kg`` is the dose the subject actually received (``cells_infused`` /
+    ``weight_kg``). ``counted_dose_level`` is the dose level the subject counts at for dose
+    escalation: the cohort's ``dose_level`` when the dose was within the trial's tolerance;
+    after an exceptional release of a lot whose cells fell short, the highest configured level
+    (of the cohort's route) whose cells/kg is at most the received dose, or null when the dose
+    is below the lowest level (docs/decisions.md, decision 27). Version 2 added both;
+    a version 1 infusion was always within tolerance and is upcast to count at its cohort's
+    level."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -37,6 +49,8 @@ class InfusionRecorded(EventPayload):
                     "cells_infused": 7.1e7,
                     "route": "intraperitoneal",
                     "infused_at": "2026-03-02T10:30:00Z",
+                    "received_cells_per_kg": 1.0142857e6,
+                    "counted_dose_level": "DL1",
                 }
             ]
         }
@@ -50,6 +64,34 @@ class InfusionRecorded(EventPayload):
     cells_infused: float = Field(gt=0, allow_inf_nan=False)
     route: str
     infused_at: AwareDatetime
+    received_cells_per_kg: float = Field(gt=0, allow_inf_nan=False)
+    counted_dose_level: str | None = Field(min_length=1, max_length=16)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _within_tolerance_unless_said(cls, data: Any) -> Any:
+        """Written without the two version 2 fields (as every version 1 infusion was), an
+        infusion is one within tolerance: it counts at its cohort's level."""
+        if isinstance(data, dict):
+            return _counted_at_cohort_level(data)
+        return data
+
+
+def _counted_at_cohort_level(payload: dict[str, Any]) -> dict[str, Any]:
+    filled = dict(payload)
+    if "received_cells_per_kg" not in filled:
+        # Where this fails, the fields' own validation names what is wrong.
+        with suppress(KeyError, TypeError, ZeroDivisionError):
+            filled["received_cells_per_kg"] = filled["cells_infused"] / filled["weight_kg"]
+    if "counted_dose_level" not in filled and "dose_level" in filled:
+        filled["counted_dose_level"] = filled["dose_level"]
+    return filled
+
+
+@upcaster("InfusionRecorded", from_version=1)
+def _infusion_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    # Version 1 refused every dose outside the tolerance: each counts at its cohort's level.
+    return _counted_at_cohort_level(payload)
 
 
 # ---------------------------------------------------------------- dosing's own facts

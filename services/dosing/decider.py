@@ -22,7 +22,9 @@ Rules, with their sources:
   specification since (a late positive sterility after a conditional release blocks it), and
   thawed; eligibility re-confirmed for it; every conditioning day given, for this lot; the
   bedside check done by two different people; the route is the cohort's; the product's actual
-  cell count within the trial's ``infused_dose_tolerance_percent`` of cells/kg x weight.
+  cell count within the trial's ``infused_dose_tolerance_percent`` of cells/kg x weight, or
+  below it for an exceptionally released lot, the subject then counting at the dose received
+  (``services.dosing.dose``).
 - Stopping-rule pause (DOMAIN.md 3): while a pause of the safety service's stopping rule
   stands (default: a grade 5 event at least possibly related), no conditioning day and no
   infusion are accepted, until the documented safety review resumes the trial. The bedside
@@ -51,6 +53,7 @@ from services.dosing.bsa import (
     mosteller_bsa_m2,
     within_tolerance,
 )
+from services.dosing.dose import Level, infused_dose
 from services.dosing.preconditions import (
     bedside_checked_by_two,
     conditioning_complete,
@@ -61,6 +64,7 @@ from services.dosing.preconditions import (
     treatable_subject,
 )
 from services.dosing.state import DosingState, evolve, initial_state
+from services.enrollment.washout import WashoutRules, require_washout
 from services.errors import NotFound, RuleViolated
 from services.fields import identifier
 from trial.config import TrialConfig
@@ -118,6 +122,9 @@ class DosingRules:
     conditioning_days: int
     conditioning_dose_tolerance_percent: float
     infused_dose_tolerance_percent: float
+    dose_levels: tuple[Level, ...] = ()
+    washout: WashoutRules | None = None
+    """The trial file's washout before the infusion; None: none checked."""
 
     @classmethod
     def of(cls, trial: TrialConfig) -> DosingRules:
@@ -128,6 +135,10 @@ class DosingRules:
             conditioning_days=conditioning.days,
             conditioning_dose_tolerance_percent=conditioning.dose_tolerance_percent,
             infused_dose_tolerance_percent=trial.infused_dose_tolerance_percent,
+            dose_levels=tuple(
+                Level(dose.level, dose.cells_per_kg, dose.route) for dose in trial.dose_levels
+            ),
+            washout=WashoutRules.of(trial),
         )
 
 
@@ -341,6 +352,9 @@ def _record_infusion(cmd: RecordInfusion, state: DosingState, rules: DosingRules
             last_conditioning_day_at=last_day.given_at.isoformat(),
         )
     bedside_checked_by_two(subject, lot, before=cmd.occurred_at)
+    if rules.washout is not None:
+        last_doses = state.last_doses.get(subject.subject_id, {})
+        require_washout(subject.subject_id, last_doses, "infusion", cmd.occurred_at, rules.washout)
     if cmd.route != cohort.route:
         raise RuleViolated(
             "route-must-match-cohort",
@@ -350,22 +364,15 @@ def _record_infusion(cmd: RecordInfusion, state: DosingState, rules: DosingRules
             cohort_route=cohort.route,
             route=cmd.route,
         )
-    target = cohort.cells_per_kg * cmd.weight_kg
-    tolerance = rules.infused_dose_tolerance_percent
-    if not within_tolerance(cmd.cells_infused, target, tolerance):
-        raise RuleViolated(
-            "infused-dose-within-tolerance",
-            f"{cmd.cells_infused:.3g} CAR T cells differ by "
-            f"{deviation_percent(cmd.cells_infused, target):.1f}% from the target {target:.3g} "
-            f"({cohort.cells_per_kg:.3g} cells/kg x {cmd.weight_kg:g} kg, cohort "
-            f"{cohort.cohort_id}); at most {tolerance:g}% allowed",
-            subject_id=subject.subject_id,
-            cells_infused=cmd.cells_infused,
-            target_cells=target,
-            cells_per_kg=cohort.cells_per_kg,
-            weight_kg=cmd.weight_kg,
-            tolerance_percent=tolerance,
-        )
+    dose = infused_dose(
+        subject_id=subject.subject_id,
+        cells_infused=cmd.cells_infused,
+        weight_kg=cmd.weight_kg,
+        cohort=cohort,
+        lot=lot,
+        tolerance_percent=rules.infused_dose_tolerance_percent,
+        levels=rules.dose_levels,
+    )
     payload = InfusionRecorded(
         subject_id=cmd.subject_id,
         lot_id=cmd.lot_id,
@@ -376,5 +383,7 @@ def _record_infusion(cmd: RecordInfusion, state: DosingState, rules: DosingRules
         cells_infused=cmd.cells_infused,
         route=cmd.route,
         infused_at=cmd.occurred_at,
+        received_cells_per_kg=dose.received_cells_per_kg,
+        counted_dose_level=dose.counted_dose_level,
     )
     return [NewEvent(subject_stream(cmd.subject_id), payload, cmd.occurred_at)]

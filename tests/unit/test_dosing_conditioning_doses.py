@@ -132,7 +132,10 @@ def test_the_mg_per_m2_come_from_the_trial_file():
         cyclophosphamide_mg=500.0,
         given_at=conditioning_time(1),
     )
-    assert DosingRules.of(TRIAL) == DosingRules(30, 300, 3, 10.0, 20)
+    rules = DosingRules.of(TRIAL)
+    assert (rules.fludarabine_mg_per_m2, rules.cyclophosphamide_mg_per_m2) == (30, 300)
+    assert (rules.conditioning_days, rules.conditioning_dose_tolerance_percent) == (3, 10.0)
+    assert rules.infused_dose_tolerance_percent == 20
 
 
 def test_the_tolerance_comes_from_the_trial_file():
