@@ -30,6 +30,7 @@ from clients.journey_steps import (
     ProductSteps,
     cohort_of,
 )
+from services.safety.dlt import window_ends_at
 from trial.config import TrialConfig, load_trial
 
 Transport = Callable[..., tuple[int, Any]]
@@ -334,12 +335,14 @@ class Journey(ProductSteps):
         return answer
 
     def close_dlt_evaluation(self, at: datetime | None = None) -> dict:
-        """At once after an adjudicated DLT, else an hour after the window (day 0 + 28) ends."""
+        """At once after an adjudicated DLT, else an hour after the window ends (the end of day
+        28 in the sponsor's time zone, ``services.safety.dlt.window_ends_at``)."""
         if at is None and self.dlt:
             at = self.when("dlt-evaluation-after-dlt")
         elif at is None:
             infused = self.infused_at or self.when("infuse")
-            at = infused + timedelta(days=self.trial.dlt.window_days) + plan.RECORDED_AFTER
+            ends = window_ends_at(infused, self.trial.dlt.window_days, self.trial.zone())
+            at = ends + plan.RECORDED_AFTER
         return self._send(
             "dlt-evaluation", "/safety/dlt-evaluations", self._subject(), INVESTIGATOR, at
         )

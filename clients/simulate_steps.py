@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from clients.journey_steps import PASSING_QC, QC_SPACING, Cohort, lot_id_of, moment
+from services.safety.dlt import window_ends_at
 from trial.config import TrialConfig
 
 TRIAL_START = datetime(2025, 1, 6, tzinfo=UTC)
@@ -296,7 +297,7 @@ def _adverse_events(add, trial, p: Patient, cohort: Cohort, infused: datetime) -
             attribution="possible",
         )
     if evaluation is None:
-        evaluation = infused + timedelta(days=trial.dlt.window_days) + HOUR
+        evaluation = window_ends_at(infused, trial.dlt.window_days, trial.zone()) + HOUR
         note = f"{s} DLT evaluation closed at {cohort.dose_level}: no DLT in the window"
     else:
         note = f"{s} DLT evaluation closed at {cohort.dose_level} with a DLT"

@@ -14,7 +14,7 @@ read from the events as they were recorded. No rule of the safety context is wri
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from events.dosing import InfusionRecorded
 from events.registry import EventPayload, Recorded, payload_type
@@ -34,6 +34,7 @@ from events.safety import (
 from projections.base import Projection, State, stamp
 from projections.bounded import bounded
 from services.safety import state as safety
+from services.safety.dlt import window_ends_at
 from services.safety.expedited import due_for
 from trial.config import TrialConfig
 
@@ -152,7 +153,7 @@ def make(trial: TrialConfig) -> Projection:
             inf = subject.infusion
             if inf is None or subject.subject_id in evaluations:
                 continue
-            ends = inf.infused_at + timedelta(days=trial.dlt.window_days)
+            ends = window_ends_at(inf.infused_at, trial.dlt.window_days, trial.zone())
             open_windows.append(
                 {
                     "subject_id": subject.subject_id,

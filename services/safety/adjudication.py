@@ -13,6 +13,8 @@ Rules (DOMAIN.md section 3 "DLT" and "Stopping rules"; ``TrialConfig.dlt``):
 
 from __future__ import annotations
 
+from datetime import tzinfo
+
 from events.safety import (
     DltAdjudicated,
     EnrollmentResumed,
@@ -27,7 +29,9 @@ from services.safety.state import SafetyState
 from trial.config import DltRule
 
 
-def adjudicate(cmd: AdjudicateDlt, state: SafetyState, rule: DltRule) -> list[NewEvent]:
+def adjudicate(
+    cmd: AdjudicateDlt, state: SafetyState, rule: DltRule, zone: tzinfo
+) -> list[NewEvent]:
     ae = known_ae(state, cmd.ae_id)
     subject = state.subjects.get(ae.subject_id)
     infusion = subject.infusion if subject else None
@@ -60,7 +64,7 @@ def adjudicate(cmd: AdjudicateDlt, state: SafetyState, rule: DltRule) -> list[Ne
         haematological=ae.haematological,
         conditioning_lab_effect=ae.conditioning_lab_effect,
     )
-    assessment = assess_dlt(facts, rule)
+    assessment = assess_dlt(facts, rule, zone)
     if assessment.verdict == "pending":
         raise RuleViolated(
             "dlt-verdict-pending",

@@ -80,7 +80,7 @@ def make_decider(trial: TrialConfig) -> Decider:
             case RecordAeResolution():
                 return _improve(command, state)
             case AdjudicateDlt():
-                return adjudication.adjudicate(command, state, trial.dlt)
+                return adjudication.adjudicate(command, state, trial.dlt, trial.zone())
             case RecordSafetyReview():
                 return adjudication.review(command, state)
             case DetermineExpeditedReport():
@@ -88,7 +88,7 @@ def make_decider(trial: TrialConfig) -> Decider:
             case SubmitExpeditedReport():
                 return expedited.submit(command, state, trial.reporting)
             case RecordDltEvaluation():
-                return close_evaluation(command, state, trial.dlt)
+                return close_evaluation(command, state, trial.dlt, trial.zone())
         raise TypeError(f"safety does not handle {type(command).__name__}")
 
     return Decider(initial_state, decide, evolve)

@@ -7,16 +7,19 @@ not improving to grade <= 2 within 72 hours; or other grade >= 3 non-haematologi
 not resolving to grade <= 2 within 7 days (expected laboratory effects of conditioning
 excluded). The verdict comes with the criterion that decided it and every finding checked on
 the way, so the adjudication records why. Day 0 starts at the infusion itself: an onset earlier
-on the day of the infusion is outside the window.
+on the day of the infusion is outside the window. The window counts calendar days in the
+sponsor's time zone (``TrialConfig.zone()``, trial/calendar.py) and ends when its last day ends
+there: an onset late on day ``window_days`` is inside it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Literal
 
 from events.safety import ATTRIBUTION_ORDER, Attribution
+from trial.calendar import calendar_day, days_after, end_of_day
 from trial.config import DltRule
 
 Syndrome = Literal["crs", "icans", "other"]
@@ -50,19 +53,28 @@ class DltAssessment:
     """Every check made, in order, with its values."""
 
 
-def study_day(moment: datetime, infused_at: datetime) -> int:
-    """Calendar days after the infusion (day 0), counted on the infusion's own clock (its UTC
-    offset), so an evening onset at the site is not pushed into the next day."""
-    local = moment.astimezone(infused_at.tzinfo)
-    return (local.date() - infused_at.date()).days
+def study_day(moment: datetime, infused_at: datetime, zone: tzinfo) -> int:
+    """Calendar days after the infusion (day 0), counted in the sponsor's time zone, so the
+    same instant is the same study day whatever UTC offset its timestamp was written with."""
+    return days_after(moment, infused_at, zone)
+
+
+def window_ends_at(infused_at: datetime, window_days: int, zone: tzinfo) -> datetime:
+    """The end of the DLT window: the end, in the sponsor's time zone, of study day
+    ``window_days`` (DOMAIN.md section 3; ``TrialConfig.dlt.window_days``). An onset at any
+    time on that day is in the window, so no evaluation closes before this instant. The one
+    computation of the window's end: the safety decider and every projection call it."""
+    last_day = calendar_day(infused_at, zone) + timedelta(days=window_days)
+    return end_of_day(last_day, zone)
 
 
 def at_least(attribution: Attribution, minimum: Attribution) -> bool:
     return ATTRIBUTION_ORDER.index(attribution) >= ATTRIBUTION_ORDER.index(minimum)
 
 
-def assess_dlt(facts: DltFacts, rule: DltRule) -> DltAssessment:
-    """Apply the trial's DLT rule to one AE (DOMAIN.md section 3, ``TrialConfig.dlt``)."""
+def assess_dlt(facts: DltFacts, rule: DltRule, zone: tzinfo) -> DltAssessment:
+    """Apply the trial's DLT rule to one AE (DOMAIN.md section 3, ``TrialConfig.dlt``); study
+    days are counted in ``zone``, the sponsor's time zone."""
     findings: list[str] = []
 
     def verdict(value: RuleVerdict, criterion: str, finding: str) -> DltAssessment:
@@ -76,7 +88,7 @@ def assess_dlt(facts: DltFacts, rule: DltRule) -> DltAssessment:
         )
     findings.append(f"attribution {facts.attribution} is at least {rule.min_attribution}")
 
-    day = study_day(facts.onset_at, facts.infused_at)
+    day = study_day(facts.onset_at, facts.infused_at, zone)
     window = f"the DLT window (day 0 to {rule.window_days})"
     if facts.onset_at < facts.infused_at:
         return verdict(

@@ -3,18 +3,20 @@ treated and followed through the window, or earlier with a DLT").
 
 Rules: the subject was infused; the evaluation is closed once; every AE of the subject that
 the DLT rule could count (grade >= 3, or grade 5) has been adjudicated; with a DLT among them
-the evaluation may close at once, otherwise only after the window (infusion day 0 plus the
-trial's ``dlt.window_days``) has ended.
+the evaluation may close at once, otherwise only after the window has ended: at the end of
+study day ``dlt.window_days`` in the sponsor's time zone (``services.safety.dlt.window_ends_at``),
+since an onset later on that last day still counts.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import tzinfo
 
 from events.safety import DltEvaluationCompleted
 from services.decider import NewEvent
 from services.errors import NotFound, RuleViolated
 from services.safety.commands import RecordDltEvaluation
+from services.safety.dlt import window_ends_at
 from services.safety.state import SafetyState
 from trial.config import DltRule
 
@@ -23,7 +25,9 @@ def evaluation_stream(subject_id: str) -> str:
     return f"dlt-evaluation-{subject_id}"
 
 
-def close_evaluation(cmd: RecordDltEvaluation, state: SafetyState, rule: DltRule) -> list[NewEvent]:
+def close_evaluation(
+    cmd: RecordDltEvaluation, state: SafetyState, rule: DltRule, zone: tzinfo
+) -> list[NewEvent]:
     subject = state.subjects.get(cmd.subject_id)
     if subject is None:
         raise NotFound(
@@ -60,7 +64,7 @@ def close_evaluation(cmd: RecordDltEvaluation, state: SafetyState, rule: DltRule
             pending=pending,
         )
     dlts = tuple(sorted(ae.ae_id for ae in aes if ae.verdict == "dlt"))
-    window_end = subject.infusion.infused_at + timedelta(days=rule.window_days)
+    window_end = window_ends_at(subject.infusion.infused_at, rule.window_days, zone)
     if not dlts and cmd.occurred_at < window_end:
         raise RuleViolated(
             "dlt-window-open",

@@ -7,6 +7,8 @@ window, or earlier with a DLT"; default window 28 days, the trial file's ``dlt.w
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from events.safety import DltEvaluationCompleted
@@ -39,10 +41,10 @@ def refused(state, command) -> RuleViolated | NotFound:
 
 
 def test_a_subject_without_dlt_is_evaluable_once_the_28_day_window_has_ended():
-    events, _state = run(given(treated()), evaluate(day(28)))
+    events, _state = run(given(treated()), evaluate(day(29)))
     [new] = events
     assert new.payload == DltEvaluationCompleted(
-        subject_id=SUBJECT, cohort_id="DL1-IP", dose_level="DL1", evaluated_at=day(28),
+        subject_id=SUBJECT, cohort_id="DL1-IP", dose_level="DL1", evaluated_at=day(29),
         window_days=28, dlt=False, dlt_ae_ids=(),
     )
 
@@ -50,7 +52,17 @@ def test_a_subject_without_dlt_is_evaluable_once_the_28_day_window_has_ended():
 def test_a_subject_without_dlt_is_not_evaluable_while_the_window_runs():
     error = refused(given(treated()), evaluate(day(27, hours=23)))
     assert error.rule == "dlt-window-open"
-    assert "2026-03-30T10:30:00+00:00" in error.message
+    # Infused on 2 March in New York: day 28 is 30 March and ends at midnight EDT (UTC-4)
+    assert "2026-03-31T00:00:00-04:00" in error.message
+
+
+def test_the_evaluation_cannot_close_on_day_28_in_new_york_since_an_onset_that_day_counts():
+    # 30 March 23:30 EDT is 31 March 03:30 UTC, yet still day 28 at the sponsor
+    late_on_day_28 = datetime(2026, 3, 31, 3, 30, tzinfo=UTC)
+    assert refused(given(treated()), evaluate(late_on_day_28)).rule == "dlt-window-open"
+    # At midnight in New York the window is over
+    events, _state = run(given(treated()), evaluate(datetime(2026, 3, 31, 4, 0, tzinfo=UTC)))
+    assert events[0].payload.dlt is False
 
 
 def test_a_subject_with_a_dlt_is_evaluable_at_once():
@@ -72,12 +84,12 @@ def test_an_unadjudicated_severe_ae_holds_the_evaluation():
 
 def test_a_mild_ae_does_not_hold_the_evaluation():
     _events, state = run(given(treated()), report(grade=1))
-    events, _state = run(state, evaluate(day(28)))
+    events, _state = run(state, evaluate(day(29)))
     assert events[0].payload.dlt is False
 
 
 def test_the_evaluation_closes_once():
-    _events, state = run(given(treated()), evaluate(day(28)))
+    _events, state = run(given(treated()), evaluate(day(29)))
     assert refused(state, evaluate(day(30))).rule == "dlt-evaluation-closed-once"
 
 

@@ -16,11 +16,12 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from services.safety.dlt import DltFacts, assess_dlt, study_day
+from services.safety.dlt import DltFacts, assess_dlt, study_day, window_ends_at
 
 from .test_safety_givens import INFUSED_AT, TRIAL, day
 
 RULE = TRIAL.dlt
+ZONE = TRIAL.zone()  # New York: the infusion (2 March, 05:30 EST) is on 2 March there
 H = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
 SEVERE = day(1)  # the AE is grade >= 3 from here
@@ -57,8 +58,14 @@ TABLE = [
     ("grade 5 on day 0 after the infusion", dict(grade=5, onset_at=day(0, 2)), "dlt", "grade5"),
     ("grade 5 on day 28", dict(grade=5, onset_at=day(28, 13)), "dlt", "grade5"),
     (
-        "grade 5 on day 29",
-        dict(grade=5, onset_at=day(29, -10)),  # 2026-03-31 00:30 UTC
+        "grade 5 late on day 28 in New York, already 31 March in UTC",
+        dict(grade=5, onset_at=day(29, -10)),  # 2026-03-31 00:30 UTC = 30 March 20:30 EDT
+        "dlt",
+        "grade5",
+    ),
+    (
+        "grade 5 on day 29 in New York",
+        dict(grade=5, onset_at=day(28, 18)),  # 2026-03-31 04:30 UTC = 31 March 00:30 EDT
         "not-dlt",
         "onset-outside-window",
     ),
@@ -191,14 +198,14 @@ TABLE = [
     [pytest.param(o, v, c, id=name) for name, o, v, c in TABLE],
 )
 def test_dlt_rule_table(overrides, verdict, criterion):
-    assessment = assess_dlt(facts(**overrides), RULE)
+    assessment = assess_dlt(facts(**overrides), RULE, ZONE)
 
     assert (assessment.verdict, assessment.criterion) == (verdict, criterion)
 
 
 def test_the_verdict_records_every_finding_with_its_values():
     # Given grade 3 CRS from day 1 that improved only after 80 h
-    assessment = assess_dlt(facts(syndrome="crs", improved_at=SEVERE + 80 * H), RULE)
+    assessment = assess_dlt(facts(syndrome="crs", improved_at=SEVERE + 80 * H), RULE, ZONE)
 
     # Then the findings say why, with the numbers of the rule
     assert assessment.findings == (
@@ -209,7 +216,7 @@ def test_the_verdict_records_every_finding_with_its_values():
 
 
 def test_a_pending_verdict_says_until_when():
-    assessment = assess_dlt(facts(syndrome="icans", as_of=SEVERE + 10 * H), RULE)
+    assessment = assess_dlt(facts(syndrome="icans", as_of=SEVERE + 10 * H), RULE, ZONE)
 
     assert assessment.findings[-1] == (
         "grade 3 ICANS since 2026-03-03T10:30:00+00:00 has until "
@@ -223,28 +230,35 @@ def test_the_rule_follows_the_trial_configuration():
 
     # Then day 22 is outside and "possible" is not enough
     late = facts(grade=5, attribution="probable", onset_at=day(22))
-    assert assess_dlt(late, stricter).criterion == ("onset-outside-window")
-    assert assess_dlt(facts(grade=5), stricter).criterion == "below-attribution"
-    assert assess_dlt(facts(grade=5, attribution="probable"), stricter).verdict == "dlt"
+    assert assess_dlt(late, stricter, ZONE).criterion == ("onset-outside-window")
+    assert assess_dlt(facts(grade=5), stricter, ZONE).criterion == "below-attribution"
+    assert assess_dlt(facts(grade=5, attribution="probable"), stricter, ZONE).verdict == "dlt"
 
 
 def test_grade_3_crs_is_a_dlt_outright_when_the_trial_says_grade_3():
     rule = RULE.model_copy(update={"crs_or_icans_min_grade": 3})
 
-    assert assess_dlt(facts(syndrome="crs", improved_at=SEVERE + H), rule).criterion == (
+    assert assess_dlt(facts(syndrome="crs", improved_at=SEVERE + H), rule, ZONE).criterion == (
         "crs-icans-grade"
     )
 
 
-def test_study_days_are_counted_on_the_clock_of_the_infusion():
-    # Given an infusion at 10:00 in New York (UTC-5) on 2 March
-    new_york = timezone(timedelta(hours=-5))
-    infused_at = datetime(2026, 3, 2, 10, 0, tzinfo=new_york)
-    # When the AE begins at 21:00 New York time on 30 March (02:00 UTC on 31 March)
-    onset = datetime(2026, 3, 30, 21, 0, tzinfo=new_york)
+def test_study_days_are_counted_in_the_sponsors_time_zone_whatever_the_offset_written():
+    # Given an infusion at 10:00 in New York (EST, UTC-5) on 2 March
+    infused_at = datetime(2026, 3, 2, 10, 0, tzinfo=timezone(timedelta(hours=-5)))
+    # When the AE begins at 21:00 in New York (EDT, UTC-4) on 30 March, 01:00 UTC on 31 March
+    onset = datetime(2026, 3, 30, 21, 0, tzinfo=timezone(timedelta(hours=-4)))
 
-    # Then it is day 28 at the site, inside the window (UTC dates would say day 29)
-    assert study_day(onset, infused_at) == 28
-    assert study_day(onset.astimezone(UTC), infused_at) == 28
-    verdict = assess_dlt(facts(grade=5, onset_at=onset, infused_at=infused_at), RULE)
+    # Then it is day 28 in the sponsor's calendar, inside the window, however it is written
+    assert study_day(onset, infused_at, ZONE) == 28
+    assert study_day(onset.astimezone(UTC), infused_at.astimezone(UTC), ZONE) == 28
+    verdict = assess_dlt(facts(grade=5, onset_at=onset.astimezone(UTC), infused_at=infused_at),
+                         RULE, ZONE)
     assert verdict.verdict == "dlt"
+
+
+def test_the_window_ends_when_day_28_ends_in_new_york():
+    # Given an infusion on 2 March (05:30 EST), day 28 is 30 March; EDT (UTC-4) from 8 March
+    ends = window_ends_at(INFUSED_AT, RULE.window_days, ZONE)
+    # Then the window ends at midnight in New York, 04:00 UTC on 31 March
+    assert ends == datetime(2026, 3, 31, 4, 0, tzinfo=UTC)
