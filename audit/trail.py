@@ -28,7 +28,7 @@ import orjson
 from events.enrollment import SubjectRegistered
 from events.registry import EventPayload, Recorded
 from events.signatures import RecordSigned
-from events.topics import CONTEXTS
+from events.topics import WRITERS
 
 SELECTION_FIELDS = ("subject_id", "lot_id", "cohort_id")
 SIGNATURE_MISMATCH = "signature does not match the record"
@@ -48,10 +48,12 @@ class Selection:
     cohort_id: str | None = None
     start: datetime | None = None
     end: datetime | None = None
+    user_id: str | None = None
+    """A user: every event they recorded, and every change to their access."""
 
     def __post_init__(self) -> None:
-        if not self.keys():
-            raise SelectionError("choose what to audit: a subject, a lot or a cohort")
+        if not self.keys() and self.user_id is None:
+            raise SelectionError("choose what to audit: a subject, a lot, a cohort or a user")
         for name, moment in (("start", self.start), ("end", self.end)):
             if moment is not None and moment.tzinfo is None:
                 raise SelectionError(f"the {name} of the window {moment} has no time zone")
@@ -65,6 +67,14 @@ class Selection:
     def names(self, payload: EventPayload) -> bool:
         return all(getattr(payload, name, None) == value for name, value in self.keys().items())
 
+    def selects(self, recorded: Recorded) -> bool:
+        if not self.names(recorded.payload):
+            return False
+        return self.user_id is None or self.user_id in (
+            recorded.envelope.actor.user_id,
+            getattr(recorded.payload, "user_id", None),
+        )
+
     def in_window(self, moment: datetime) -> bool:
         return (self.start is None or moment >= self.start) and not self.after_end(moment)
 
@@ -74,6 +84,8 @@ class Selection:
     def describe(self) -> str:
         keys = self.keys().items()
         text = ", ".join(f"{name.removesuffix('_id')} {value}" for name, value in keys)
+        if self.user_id is not None:
+            text = ", ".join(filter(None, (text, f"user {self.user_id}")))
         if self.start is not None:
             text += f", recorded from {iso(self.start)}"
         if self.end is not None:
@@ -186,7 +198,7 @@ def build_trail(events: Iterable[Recorded], selection: Selection) -> Trail:
     # sorted() is stable: events recorded at the same instant keep their order on the topic.
     for recorded in sorted(records, key=lambda r: r.envelope.recorded_at):
         envelope = recorded.envelope
-        if not (selection.names(recorded.payload) and selection.in_window(envelope.recorded_at)):
+        if not (selection.selects(recorded) and selection.in_window(envelope.recorded_at)):
             continue
         marks = tuple(
             _mark(signature, recorded)
@@ -276,6 +288,9 @@ def _mark(signature: Recorded, signed: Recorded) -> SignatureMark:
 def _row(recorded: Recorded, marks: tuple[SignatureMark, ...], omit: Collection[str]) -> TrailRow:
     envelope = recorded.envelope
     payload = recorded.payload.model_dump(mode="json")
+    if "token_hash" in payload:
+        # A trail is printed and shared; who got a token matters, not its hash.
+        payload["token_hash"] = "(kept on the access log)"
     changes = changes_of(payload)
     return TrailRow(
         recorded_at=envelope.recorded_at,
@@ -413,4 +428,4 @@ def read_trail(settings, selection: Selection, stats) -> Trail:
     ``stats`` (a ``audit.replay.ReplayStats``) counts what was read and what was unreadable."""
     from audit.replay import recorded_events
 
-    return build_trail(recorded_events(settings, CONTEXTS, stats), selection)
+    return build_trail(recorded_events(settings, WRITERS, stats), selection)

@@ -1,7 +1,15 @@
 """What happened: the event envelope, every event type, the topic catalogue."""
 
 # Importing the context modules registers their event types.
-from events import dosing, enrollment, manufacturing, quarantine, safety, signatures  # noqa: F401
+from events import (  # noqa: F401
+    access,
+    dosing,
+    enrollment,
+    manufacturing,
+    quarantine,
+    safety,
+    signatures,
+)
 from events.envelope import Actor, Envelope, from_bytes, seal, to_bytes
 from events.registry import EventPayload, Recorded, all_types, read
 

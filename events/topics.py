@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 CONTEXTS = ("enrollment", "manufacturing", "dosing", "safety")
 QUARANTINE = "quarantine"
 """The quarantine service's context: decisions to set an unreadable record aside."""
-WRITERS = (*CONTEXTS, QUARANTINE)
+ACCESS = "access"
+"""The access service's context: who may act in the trial, and every change to it."""
+WRITERS = (*CONTEXTS, QUARANTINE, ACCESS)
 """Every context with a writer and a topic of its own."""
 SHARED = "shared"
 """Context of event types any context may write (signatures)."""

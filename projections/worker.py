@@ -19,9 +19,9 @@ from pathlib import Path
 
 import faust
 
-from events.reading import Halt, Quarantine, Unreadable, Where, decode, digest
-from events.topics import CONTEXTS, dead_letter_topic, event_topic
-from infra.kafka_io import load_quarantine
+from events.reading import Halt, LogReader, Quarantine, Unreadable, Where, decode, digest
+from events.topics import ACCESS, CONTEXTS, dead_letter_topic, event_topic
+from infra.kafka_io import load_quarantine, read_log
 from infra.kafka_security import faust_credentials
 from infra.keys import load_keyring
 from infra.settings import Settings
@@ -35,7 +35,9 @@ from projections.applying import (
 from projections.base import Projection, to_json
 from projections.catalog import build
 from projections.faust_kafka import ReadCommittedTransport
-from services.auth import READ_ROLES, UserDirectory, bearer_token
+from services.access.decider import EMPTY, AccessState
+from services.access.decider import evolve as evolve_access
+from services.auth import READ_ROLES, LiveUsers, UserDirectory, bearer_token
 from trial.config import TrialConfig
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,8 @@ UNASSIGNED_CHECKS_BEFORE_EXIT = 4
 started again by ``trialops worker``)."""
 WORKER = "worker"
 """The worker's principal on a secured broker: reads the event topics, writes its own."""
+ACCESS_REFRESH_SECONDS = 5.0
+"""How often the worker reads the access log again: a revoked reader is refused within this."""
 QUARANTINE_POLL_SECONDS = 2.0
 """How often a halted agent looks for the quarantine of the record it stopped at."""
 
@@ -120,6 +124,18 @@ def create_app(
         for context in CONTEXTS
     }
     keyring = load_keyring(settings.keyring)
+    # Readers are authenticated against the access log, as the services authenticate commands;
+    # ``users`` (the users file or the demo users) answers only until that log holds a user.
+    access: list[AccessState] = [EMPTY]
+    readers_now = LiveUsers(lambda: access[0], seed=users)
+
+    @app.timer(interval=ACCESS_REFRESH_SECONDS)
+    async def refresh_access():
+        try:
+            access[0] = await asyncio.to_thread(load_access, settings, keyring)
+        except Exception as exc:  # the broker away: keep the access known so far
+            log.warning("cannot read the access log yet: %r", exc)
+
     halts: dict[str, Halt] = {}
     """Per source partition: the unreadable record its agent stands at."""
     quarantine = [Quarantine()]
@@ -175,7 +191,7 @@ def create_app(
         source = app.topic(topic, key_serializer="raw", value_serializer="raw")
         app.agent(source, name=f"fold-{context}")(agent_for(topic))
     for projection in projections.values():
-        _serve(app, projection, tables[projection.name], positions, users)
+        _serve(app, projection, tables[projection.name], positions, readers_now)
 
     unassigned_checks = [0]
 
@@ -232,7 +248,7 @@ def create_app(
 
     @app.page("/projections", name="projections-status")
     async def status(web, request):
-        if refused := _unauthorized(web, request, users):
+        if refused := _unauthorized(web, request, readers_now):
             return refused
         applied_up_to = {
             f"{p.name}|{topic_partition}": offset
@@ -251,7 +267,21 @@ def create_app(
     return app
 
 
-def _unauthorized(web, request, users: UserDirectory):
+def load_access(settings: Settings, keyring) -> AccessState:
+    """Who may read now: the access log folded by the access service's own ``evolve``."""
+    state = EMPTY
+    try:
+        for _where, recorded in read_log(
+            settings.bootstrap_servers, [event_topic(ACCESS, settings.namespace)],
+            LogReader(keyring), client_id="trialops-worker-access", principal=WORKER,
+        ):
+            state = evolve_access(state, recorded.payload)
+    except LookupError:  # no access topic yet
+        return EMPTY
+    return state
+
+
+def _unauthorized(web, request, users: UserDirectory | LiveUsers):
     """A 401 answer unless the request carries the bearer token of a user with a read role;
     the token is never repeated."""
     token = bearer_token(request.headers.get("Authorization"))
@@ -269,7 +299,9 @@ def _unauthorized(web, request, users: UserDirectory):
     )
 
 
-def _serve(app, projection: Projection, table, positions, users: UserDirectory) -> None:
+def _serve(
+    app, projection: Projection, table, positions, users: UserDirectory | LiveUsers
+) -> None:
     async def view(web, request):
         if refused := _unauthorized(web, request, users):
             return refused

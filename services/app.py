@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from aiohttp import web
 
+from events.envelope import Actor
 from events.reading import LogReader
 from events.signing import Keyring
-from events.topics import event_topic
+from events.topics import ACCESS, event_topic
 from infra.kafka_io import Tail, load_quarantine
 from infra.keys import load_keyring, load_signer
 from infra.settings import Settings
-from services.auth import UserDirectory
+from services.access.decider import BootstrapAccess, NewUser
+from services.auth import ADMINISTRATOR, LiveUsers, UserDirectory
 from services.catalog import ServiceSpec, services
-from services.eventstore import KafkaEventStore
+from services.errors import DomainError
+from services.eventstore import KafkaEventStore, StoreUnavailable
 from services.http import (
     MAX_BODY_BYTES,
     authentication,
@@ -71,13 +74,21 @@ def build_app(
     trial: TrialConfig,
     contexts: list[str] | None = None,
 ) -> web.Application:
+    """The command services of ``contexts`` (all by default), always with the access service:
+    every request is authenticated against the access log (decision 29). ``users`` (the users
+    file, or the demo users) is recorded on that log at the first start, and answers only
+    until then."""
     available = services()
-    chosen = contexts or list(available)
+    chosen = list(contexts or available)
     unknown = [c for c in chosen if c not in available]
     if unknown:
         raise ValueError(f"unknown service(s) {unknown}; known: {sorted(available)}")
+    if ACCESS not in chosen:
+        chosen.append(ACCESS)
+    access = handler_for(available[ACCESS], settings, trial)
+    live = LiveUsers(lambda: access.state, seed=users)
     app = web.Application(
-        middlewares=[json_errors(MAX_BODY_BYTES), authentication(users)],
+        middlewares=[json_errors(MAX_BODY_BYTES), authentication(live)],
         client_max_size=MAX_BODY_BYTES,
     )
     window = BusinessTimeWindow(
@@ -88,7 +99,7 @@ def build_app(
     handlers = []
     for context in chosen:
         spec = available[context]
-        handler = handler_for(spec, settings, trial)
+        handler = access if context == ACCESS else handler_for(spec, settings, trial)
         handlers.append(handler)
         for route in spec.routes:
             roles = trial.roles_for(route.command)
@@ -101,8 +112,9 @@ def build_app(
                     route.model,
                     roles,
                     signature_meaning=route.signature,
-                    users=users,
+                    users=live,
                     window=window,
+                    issues_token=route.issues_token,
                 ),
             )
 
@@ -111,7 +123,8 @@ def build_app(
     async def lifecycle(_app: web.Application):
         for handler in handlers:
             await handler.start()
-        recovering = asyncio.create_task(_recover(handlers))
+        await bootstrap_access(access, users)
+        recovering = asyncio.create_task(_recover(handlers, access, users))
         yield
         recovering.cancel()
         for handler in handlers:
@@ -125,7 +138,8 @@ RECOVER_EVERY_SECONDS = 3.0
 """How often a context that is not ready tries again (a broker back, a record quarantined)."""
 
 
-async def _recover(handlers: list[CommandHandler]) -> None:
+async def _recover(handlers: list[CommandHandler], access: CommandHandler,
+                   seed: UserDirectory) -> None:
     while True:
         await asyncio.sleep(RECOVER_EVERY_SECONDS)
         for handler in handlers:
@@ -133,3 +147,36 @@ async def _recover(handlers: list[CommandHandler]) -> None:
                 await handler.recover()
             except Exception:  # a failed retry must not end the retries
                 logging.getLogger(__name__).exception("recovering %s", handler.context)
+        await bootstrap_access(access, seed)
+
+
+BOOTSTRAP = Actor(user_id="bootstrap", role=ADMINISTRATOR)
+"""Who records the first users: the server itself, at its first start."""
+
+
+async def bootstrap_access(access: CommandHandler, seed: UserDirectory) -> None:
+    """On an empty access log, record the users of ``seed`` (the users file or the demo users)
+    as its first events; afterwards the log alone says who may act. Nothing happens while the
+    access context is not ready (it is tried again with the other recoveries)."""
+    if access.state or not access.readiness()["ready"]:
+        return
+    users = seed.users
+    # The file's path is this machine's business, not the log's.
+    what = "demo users" if seed.source == "demo users" else "users file"
+    command = BootstrapAccess(
+        occurred_at=datetime.now(UTC),
+        users=tuple(
+            NewUser(user_id=u.user_id, role=u.role, printed_name=u.printed_name,
+                    token_hash=u.token_hash)
+            for u in users
+        ),
+    )
+    try:
+        await access.handle(command, BOOTSTRAP, reason=f"first start: the {what}")
+    except (DomainError, StoreUnavailable) as exc:
+        logging.getLogger(__name__).warning("access log not bootstrapped yet: %s", exc)
+        return
+    logging.getLogger(__name__).warning(
+        "access log bootstrapped with %d user(s) from the %s; from now on the log alone says "
+        "who may act, and changes to the %s change nothing", len(users), seed.source, what,
+    )

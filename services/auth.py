@@ -13,6 +13,7 @@ import hmac
 import logging
 import os
 import re
+import secrets
 import stat
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from events.envelope import Actor
 
+ADMINISTRATOR = "administrator"
+"""Changes who may act (the access service); takes no part in the trial's records."""
 ROLES = (
     "site_coordinator",
     "investigator",
@@ -28,12 +31,14 @@ ROLES = (
     "safety_officer",
     "sponsor",
     "auditor",
+    ADMINISTRATOR,
 )
 
-READ_ROLES = ROLES
+READ_ROLES = tuple(role for role in ROLES if role != ADMINISTRATOR)
 """Who may read the projections and the dashboard: every role of the trial, the auditor
 included. Commands are permitted per role by the trial file; reading is not narrowed, because
-every role works from the same operational picture (decision 22)."""
+every role works from the same operational picture (decision 22). The administrator manages
+access and sees no trial data."""
 
 USERS_FILE_ENV = "TRIALOPS_USERS_FILE"
 MIN_TOKEN_LENGTH = 20
@@ -57,6 +62,11 @@ def bearer_token(header: str | None) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` header, or None."""
     found = _BEARER.fullmatch(header or "")
     return None if found is None else found.group(1)
+
+
+def new_token() -> str:
+    """A token the server issues: 256 random bits, URL-safe (a valid RFC 6750 bearer token)."""
+    return secrets.token_urlsafe(32)
 
 
 def hash_token(token: str, *, salt: bytes | None = None) -> str:
@@ -196,6 +206,14 @@ class UserDirectory:
             )
         return _DEMO
 
+    @property
+    def users(self) -> tuple[User, ...]:
+        return tuple(self._users)
+
+    @property
+    def source(self) -> str:
+        return self._source
+
     def authenticate(self, token: str) -> Actor | None:
         user = self.user_for(token)
         return None if user is None else Actor(user_id=user.user_id, role=user.role)
@@ -221,6 +239,43 @@ class UserDirectory:
 
 
 _DEMO: UserDirectory | None = None
+
+
+class LiveUsers:
+    """The users of the access log as they are now: ``source()`` returns the access state
+    (``services.access.decider.AccessState``, a new object after each change), and the directory
+    is rebuilt when it changes. Until the log holds a user, ``seed`` (the users file or the demo
+    users) answers: it is what the first start records."""
+
+    def __init__(self, source, seed: UserDirectory | None = None):
+        self._source = source
+        self._seed = seed
+        self._seen: object = None
+        self._directory: UserDirectory | None = None
+
+    def current(self) -> UserDirectory | None:
+        state = self._source()
+        if state is not self._seen:
+            users = [
+                User(user_id=u.user_id, role=u.role, token_hash=u.token_hash,
+                     printed_name=u.printed_name)
+                for u in state.values()
+                if u.role is not None
+            ]
+            self._directory = UserDirectory(users, source="access log") if state else None
+            self._seen = state
+        return self._directory if self._directory is not None else self._seed
+
+    def authenticate(self, token: str) -> Actor | None:
+        directory = self.current()
+        return None if directory is None else directory.authenticate(token)
+
+    def user_for(self, token: str) -> User | None:
+        directory = self.current()
+        return None if directory is None else directory.user_for(token)
+
+    def seed_users(self) -> list[User]:
+        return [] if self._seed is None else list(self._seed.users)
 
 
 def _parse_line(path: Path, number: int, line: str) -> User:

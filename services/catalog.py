@@ -20,6 +20,9 @@ class Route:
     signature: str | None = None
     """The meaning of the electronic signature the command requires (review, approval,
     responsibility), or None when it needs none."""
+    issues_token: bool = False
+    """The server makes a new token, puts its hash in the command (``token_hash``) and answers
+    the token once (adding a user, rotating a token)."""
 
 
 @dataclass(frozen=True)
@@ -32,11 +35,12 @@ class ServiceSpec:
 
 
 def services() -> dict[str, ServiceSpec]:
+    from services.access.routes import SERVICE as access
     from services.dosing.routes import SERVICE as dosing
     from services.enrollment.routes import SERVICE as enrollment
     from services.manufacturing.routes import SERVICE as manufacturing
     from services.quarantine.routes import SERVICE as quarantine
     from services.safety.routes import SERVICE as safety
 
-    specs = (enrollment, manufacturing, dosing, safety, quarantine)
+    specs = (enrollment, manufacturing, dosing, safety, quarantine, access)
     return {spec.context: spec for spec in specs}

@@ -16,7 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from events.envelope import Actor, Idempotency
-from services.auth import UserDirectory
+from services.auth import LiveUsers, UserDirectory, hash_token, new_token
 from services.errors import DomainError
 from services.eventstore import StoreUnavailable
 from services.runtime import COMMAND_DEADLINE_SECONDS, CommandHandler, Signature
@@ -73,7 +73,7 @@ def json_errors(max_body_bytes: int = MAX_BODY_BYTES):
     return middleware
 
 
-def authentication(users: UserDirectory):
+def authentication(users: UserDirectory | LiveUsers):
     @web.middleware
     async def middleware(request: web.Request, handler):
         if request.path in ("/health", "/ready"):
@@ -142,8 +142,9 @@ def command_endpoint(
     clock=lambda: datetime.now(UTC),
     *,
     signature_meaning: str | None = None,
-    users: UserDirectory | None = None,
+    users: UserDirectory | LiveUsers | None = None,
     window: BusinessTimeWindow | None = None,
+    issues_token: bool = False,
 ):
     """A POST endpoint that turns a JSON body into ``command_type`` and hands it to ``handler``.
     A command model that declares an ``actor`` field gets the authenticated actor, for rules
@@ -173,7 +174,8 @@ def command_endpoint(
         idempotency = _idempotency(request, body)
         if isinstance(idempotency, web.Response):
             return idempotency
-        smuggled = [name for name in SERVER_FIELDS if name in body]
+        server_fields = (*SERVER_FIELDS, "token_hash") if issues_token else SERVER_FIELDS
+        smuggled = [name for name in server_fields if name in body]
         if smuggled:
             fields = [
                 {
@@ -195,6 +197,10 @@ def command_endpoint(
         if bad:
             return refused(bad, "invalid-command")
         body.setdefault("occurred_at", clock().isoformat())
+        token = None
+        if issues_token:
+            token = new_token()
+            body["token_hash"] = hash_token(token)
         if "actor" in command_type.model_fields:
             body["actor"] = actor.model_dump()
         try:
@@ -219,7 +225,14 @@ def command_endpoint(
             return problem(exc.status, exc.rule, exc.message, details=exc.details)
         except StoreUnavailable as exc:
             return problem(503, exc.rule, str(exc), details=exc.details())
-        return ok(201, {"events": [summarise(a) for a in appended]})
+        answer: dict[str, Any] = {"events": [summarise(a) for a in appended]}
+        if token is not None and any(
+            a.envelope.payload.get("token_hash") == body["token_hash"] for a in appended
+        ):
+            # Shown this once: only its salted hash is kept, on the access log. A retry
+            # answered from the log gets no token: the one issued then was not kept.
+            answer["token"] = token
+        return ok(201, answer)
 
     return endpoint
 
@@ -251,7 +264,9 @@ def _idempotency(request: web.Request, body: dict[str, Any]) -> Idempotency | we
         )
 
 
-def _signature(block, actor: Actor, meaning: str, users: UserDirectory | None, clock):
+def _signature(
+    block, actor: Actor, meaning: str, users: UserDirectory | LiveUsers | None, clock
+):
     """Part 11 (21 CFR 11.200): the signer re-authenticates for each signature; the meaning
     must be the one this record requires."""
     if not isinstance(block, dict) or not isinstance(block.get("token"), str):

@@ -137,6 +137,8 @@ class CommandHandler(Generic[S]):
                     await self._open()
                 await self._follow_upstream(time.monotonic() + COMMAND_DEADLINE_SECONDS)
             except (StoreUnavailable, KafkaError, BrokerTimeout) as exc:
+                if str(exc) != self.problem:
+                    log.warning("%s is still not ready: %s", self.context, exc)
                 self.problem = str(exc)
                 return
             self.problem = None
@@ -261,6 +263,7 @@ class CommandHandler(Generic[S]):
                 raise StoreUnavailable(self.problem) from exc
             except StoreUnavailable as exc:
                 self.problem = str(exc)
+                log.warning("%s: command not executed: %s", self.context, exc)
                 raise
             self.problem = None
             return appended

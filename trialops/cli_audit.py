@@ -67,6 +67,10 @@ def trail(
     subject: Annotated[str | None, typer.Option(help="Events naming this subject id.")] = None,
     lot: Annotated[str | None, typer.Option(help="Events naming this lot id.")] = None,
     cohort: Annotated[str | None, typer.Option(help="Events naming this cohort id.")] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(help="Events this user recorded, and every change to their access."),
+    ] = None,
     start: Annotated[
         str | None,
         typer.Option("--from", help="ISO 8601 time with zone: recorded at or after it."),
@@ -78,7 +82,7 @@ def trail(
         TrailFormat, typer.Option("--format", help="table, csv, json or odm (CDISC ODM 1.3.2).")
     ] = TrailFormat.table,
 ):
-    """Who did what, when and why, to a subject, a lot or a cohort.
+    """Who did what, when and why, to a subject, a lot or a cohort, or by a user.
 
     Every event naming the subject, lot or cohort (all given must match) in recorded order;
     a correction with what it changed, beside the original; each signature on the record it
@@ -86,13 +90,13 @@ def trail(
     from audit import trail as trails
     from audit.replay import ReplayStats
 
-    if subject is None and lot is None and cohort is None:
-        raise _fail("choose what to audit: --subject ID, --lot ID or --cohort ID")
+    if subject is None and lot is None and cohort is None and user is None:
+        raise _fail("choose what to audit: --subject ID, --lot ID, --cohort ID or --user ID")
     window = _time("--from", start), _time("--to", end)
     if window[0] is not None and window[1] is not None and window[0] > window[1]:
         raise _fail(f"--from {start} is after --to {end}")
     try:
-        selection = trails.Selection(subject, lot, cohort, *window)
+        selection = trails.Selection(subject, lot, cohort, *window, user_id=user)
     except trails.SelectionError as exc:
         raise _fail(str(exc)) from None
     settings = Settings.from_env()

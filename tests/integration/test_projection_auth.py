@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 from clients.http import call
-from services.auth import ROLES
+from services.auth import READ_ROLES
 
 pytestmark = pytest.mark.kafka
 
@@ -36,7 +36,7 @@ def test_a_projection_view_needs_the_token_of_a_trial_role(stack):
         assert "demo-courier" not in str(body)
 
     # And every role of the trial reads, the auditor included
-    for role in ROLES:
+    for role in READ_ROLES:
         status, body = call("GET", f"{base}/projections/cohort-occupancy", token=f"demo-{role}")
         assert status == 200 and "cohorts" in body, role
 

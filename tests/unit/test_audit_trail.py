@@ -511,7 +511,7 @@ def test_a_long_export_reports_its_progress_every_10000_events():
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["trail"], "choose what to audit: --subject ID, --lot ID or --cohort ID"),
+        (["trail"], "choose what to audit: --subject ID, --lot ID, --cohort ID or --user ID"),
         (["trail", "--subject", "MSK-0007", "--from", "2026-03-02T09:00"], "has no time zone"),
         (["trail", "--lot", "LOT-0007-A", "--to", "yesterday"], "is not an ISO 8601 time"),
         (
@@ -540,3 +540,31 @@ def test_export_refuses_an_unknown_format():
     result = CliRunner().invoke(export_app, ["--format", "xml"])
 
     assert result.exit_code == 2
+
+
+# ---------------------------------------------------------------- access (ICH E6(R3) 4.2.2)
+
+
+def test_a_user_trail_shows_what_they_recorded_and_every_change_to_their_access():
+    from events.access import RoleGranted, RoleRevoked, UserAdded
+
+    admin = Actor(user_id="it-admin", role="administrator")
+    hashed = "scrypt$16384$8$1$" + "a" * 32 + "$" + "b" * 64
+    h = History()
+    h.append("user-sc-lee", UserAdded(user_id="sc-lee", role="site_coordinator",
+                                      token_hash=hashed), actor=admin)
+    h.append("subject-MSK-0009", SubjectRegistered(subject_id="MSK-0009", site_id="MSK"),
+             actor=COORDINATOR)
+    h.append("subject-MSK-0010", SubjectRegistered(subject_id="MSK-0010", site_id="MSK"),
+             actor=INVESTIGATOR)
+    h.append("user-sc-lee", RoleGranted(user_id="sc-lee", role="investigator",
+                                        previous_role="site_coordinator"), actor=admin)
+    h.append("user-sc-lee", RoleRevoked(user_id="sc-lee", role="investigator"), actor=admin)
+
+    rows = build_trail(h.events, Selection(user_id="sc-lee")).rows
+
+    assert [r.event_type for r in rows] == [
+        "UserAdded", "SubjectRegistered", "RoleGranted", "RoleRevoked"
+    ]
+    assert [r.user_id for r in rows] == ["it-admin", "sc-lee", "it-admin", "it-admin"]
+    assert hashed not in to_table(rows) and hashed.encode() not in to_json(rows)

@@ -16,11 +16,16 @@ DESIGNED_TOPICS = {
 }
 
 
-def test_the_catalogue_holds_the_four_designed_event_topics_and_the_quarantine():
+def test_the_catalogue_holds_the_four_designed_event_topics_the_quarantine_and_access():
     names = [spec.name for spec in catalogue()]
 
     assert sorted(names) == sorted(
-        [*DESIGNED_TOPICS, "trialops.quarantine.events", "trialops.checkpoints"]
+        [
+            *DESIGNED_TOPICS,
+            "trialops.quarantine.events",
+            "trialops.access.events",
+            "trialops.checkpoints",
+        ]
     )
 
 
@@ -29,7 +34,7 @@ def test_one_topic_per_context_named_namespace_context_events(namespace):
     names = [spec.name for spec in catalogue(namespace)]
 
     assert names == [
-        *(f"{namespace}.{context}.events" for context in (*CONTEXTS, "quarantine")),
+        *(f"{namespace}.{context}.events" for context in (*CONTEXTS, "quarantine", "access")),
         f"{namespace}.checkpoints",
     ]
 
