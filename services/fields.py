@@ -14,9 +14,13 @@ telephone number) is refused with rule ``identifying-data`` (``services.phi``).
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
 
+from annotated_types import GroupedMetadata
 from pydantic import AfterValidator, Field, StringConstraints
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from services.phi import identifying_data
@@ -57,28 +61,51 @@ _NO_EDGE_BLANKS = r"^\S(?:.*\S)?$"
 so ' MSK' and 'MSK' must not both be accepted as different sites."""
 
 
-def identifier(max_length: int, description: str | None = None):
+def identifier_field(max_length: int, description: str | None = None) -> FieldInfo:
     """A free-form id or name (site, custodian, report reference): 1 to ``max_length``
-    characters, never blank, no whitespace at either end."""
-    return Annotated[
-        str,
-        Field(
-            min_length=1, max_length=max_length, pattern=_NO_EDGE_BLANKS, description=description
-        ),
-    ]
+    characters, never blank, no whitespace at either end. The metadata of a type written
+    ``Annotated[str, identifier_field(64, "...")]``, which type checkers read as ``str``."""
+    field: FieldInfo = Field(
+        min_length=1, max_length=max_length, pattern=_NO_EDGE_BLANKS, description=description
+    )
+    return field
 
 
-SiteId = identifier(32, "The site's code, e.g. 'MSK'")
-PartyName = identifier(128, "A custodian: a person, a site, a courier, a facility")
-Reference = identifier(64, "A number given by another system, e.g. an expedited report's")
-Code = identifier(64, "A short code, e.g. a manufacturing failure's reason code")
+def identifier(max_length: int, description: str | None = None) -> Any:
+    """The type ``Annotated[str, identifier_field(max_length, description)]``, built at run
+    time (a type checker cannot read it: declare aliases with ``identifier_field``)."""
+    return Annotated[str, identifier_field(max_length, description)]
 
 
-def free_text(min_length: int, max_length: int):
+SiteId = Annotated[str, identifier_field(32, "The site's code, e.g. 'MSK'")]
+PartyName = Annotated[
+    str, identifier_field(128, "A custodian: a person, a site, a courier, a facility")
+]
+Reference = Annotated[
+    str, identifier_field(64, "A number given by another system, e.g. an expedited report's")
+]
+Code = Annotated[
+    str, identifier_field(64, "A short code, e.g. a manufacturing failure's reason code")
+]
+
+
+@dataclass(frozen=True)
+class FreeText(GroupedMetadata):
     """Text written by a person: surrounding blanks dropped, then ``min_length`` to
-    ``max_length`` characters."""
-    return Annotated[
-        str,
-        StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
-        NoIdentifyingData,
-    ]
+    ``max_length`` characters, never identifying anybody. The metadata of a type written
+    ``Annotated[str, FreeText(1, 200)]``, which type checkers read as ``str``."""
+
+    min_length: int
+    max_length: int
+
+    def __iter__(self) -> Iterator[object]:
+        yield from StringConstraints(
+            strip_whitespace=True, min_length=self.min_length, max_length=self.max_length
+        )
+        yield NoIdentifyingData
+
+
+def free_text(min_length: int, max_length: int) -> Any:
+    """The type ``Annotated[str, FreeText(min_length, max_length)]``, built at run time (a type
+    checker cannot read it: declare aliases with ``FreeText``)."""
+    return Annotated[str, FreeText(min_length, max_length)]
