@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from events.envelope import Actor, Idempotency
+from events.signatures import Meaning
 from services.auth import LiveUsers, UserDirectory, hash_token, new_token
 from services.errors import DomainError
 from services.eventstore import StoreUnavailable
@@ -141,7 +142,7 @@ def command_endpoint(
     roles: frozenset[str],
     clock=lambda: datetime.now(UTC),
     *,
-    signature_meaning: str | None = None,
+    signature_meaning: Meaning | None = None,
     users: UserDirectory | LiveUsers | None = None,
     window: BusinessTimeWindow | None = None,
     issues_token: bool = False,
@@ -265,7 +266,7 @@ def _idempotency(request: web.Request, body: dict[str, Any]) -> Idempotency | we
 
 
 def _signature(
-    block, actor: Actor, meaning: str, users: UserDirectory | LiveUsers | None, clock
+    block, actor: Actor, meaning: Meaning, users: UserDirectory | LiveUsers | None, clock
 ):
     """Part 11 (21 CFR 11.200): the signer re-authenticates for each signature; the meaning
     must be the one this record requires."""

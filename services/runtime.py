@@ -20,7 +20,7 @@ from kafka.errors import KafkaError
 from events.envelope import Actor, Idempotency
 from events.reading import Quarantine
 from events.registry import EventPayload, Recorded
-from events.signatures import RecordSigned
+from events.signatures import Meaning, RecordSigned
 from events.topics import SHARED
 from infra.kafka_io import BrokerTimeout, Position, Tail
 from services.decider import Decider, NewEvent
@@ -49,7 +49,7 @@ class Signature:
 
     actor: Actor
     printed_name: str
-    meaning: str
+    meaning: Meaning
     signed_at: datetime
 
     def of(self, envelope) -> list[NewEvent]:

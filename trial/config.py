@@ -113,6 +113,30 @@ class Records(Strict):
     max_future_skew_minutes: int = Field(ge=0, le=24 * 60)
 
 
+TherapyClass = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,47}$")]
+"""A class of prior therapy as the trial file names it, e.g. ``checkpoint-inhibitor``."""
+
+
+class Washout(Strict):
+    """Calendar days (in the trial's ``time_zone``) that must have passed since a prior therapy's
+    last dose, before the leukapheresis and before the infusion (issue 11 item 5; see
+    ``services.enrollment.washout``). 0: no washout before that milestone."""
+
+    before_leukapheresis_days: int = Field(ge=0, le=365)
+    before_infusion_days: int = Field(ge=0, le=365)
+
+
+DEFAULT_WASHOUT: dict[str, Washout] = {
+    "checkpoint-inhibitor": Washout(before_leukapheresis_days=28, before_infusion_days=28),
+    "chemotherapy": Washout(before_leukapheresis_days=14, before_infusion_days=14),
+    "investigational-agent": Washout(before_leukapheresis_days=28, before_infusion_days=28),
+    "systemic-steroid": Washout(before_leukapheresis_days=7, before_infusion_days=3),
+}
+"""The project's defaults when a trial file names no ``washout`` (the shipped file names them,
+and says in ``defaults_chosen`` where each number comes from). ``systemic-steroid`` means doses
+above physiological replacement (more than 10 mg/day prednisone or equivalent)."""
+
+
 class TrialConfig(Strict):
     trial_id: str = Field(min_length=1)
     title: str
@@ -130,6 +154,10 @@ class TrialConfig(Strict):
     infused_dose_tolerance_percent: Percent
     reporting: Reporting
     records: Records
+    washout: dict[TherapyClass, Washout] = Field(
+        default_factory=lambda: dict(DEFAULT_WASHOUT),
+        description="prior-therapy class -> washout before leukapheresis and before infusion",
+    )
     permissions: dict[str, tuple[str, ...]] = Field(
         description="command name -> roles allowed to issue it"
     )
