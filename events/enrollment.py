@@ -4,6 +4,7 @@ eligibility after manufacturing."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, ConfigDict, Field
@@ -251,6 +252,30 @@ class EligibilityReconfirmed(EventPayload):
     )
     subject_id: SubjectId
     lot_id: str = Field(pattern=r"^LOT-[A-Z0-9-]{3,32}$")
+
+
+@event_type("PriorTherapyRecorded", version=1, context=CONTEXT)
+class PriorTherapyRecorded(EventPayload):
+    """A prior (or bridging) therapy of the subject and the calendar day of its last dose, in the
+    trial's time zone: manufacturing and dosing hold the leukapheresis and the infusion to the
+    trial file's washout for its class."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "subject_id": "MSK-0007",
+                    "therapy_class": "checkpoint-inhibitor",
+                    "agent": "nivolumab",
+                    "last_dose_on": "2026-01-05",
+                }
+            ]
+        }
+    )
+    subject_id: SubjectId
+    therapy_class: str = Field(pattern=r"^[a-z][a-z0-9-]{0,47}$")
+    agent: str | None = Field(default=None, min_length=1, max_length=64)
+    last_dose_on: date
 
 
 @event_type("SubjectWithdrawn", version=1, context=CONTEXT)

@@ -19,6 +19,7 @@ from events.dosing import BedsideCoiVerified, ConditioningDayRecorded, InfusionR
 from events.enrollment import (
     CohortOpened,
     EligibilityReconfirmed,
+    PriorTherapyRecorded,
     SubjectEnrolled,
     SubjectWithdrawn,
 )
@@ -33,6 +34,7 @@ from events.manufacturing import (
 )
 from events.registry import EventPayload
 from events.safety import EnrollmentPaused, EnrollmentResumed
+from services.enrollment.washout import LastDoses, with_prior_therapy
 
 Release = Literal[
     "not-released",
@@ -122,6 +124,8 @@ class DosingState:
     lots: Mapping[str, Lot] = field(default_factory=dict)
     pauses: tuple[Pause, ...] = ()
     """The stopping-rule pauses no safety review has lifted yet, in order (DOMAIN.md 3)."""
+    last_doses: Mapping[str, LastDoses] = field(default_factory=dict)
+    """subject -> prior-therapy class -> latest last dose, from enrollment (for the washout)."""
 
     def subject(self, subject_id: str) -> Subject:
         return self.subjects.get(subject_id) or Subject(subject_id)
@@ -147,6 +151,8 @@ def evolve(state: DosingState, event: EventPayload) -> DosingState:
             return _subject(state, event.subject_id, reconfirmed_for_lots=lots)
         case SubjectWithdrawn():
             return _subject(state, event.subject_id, withdrawn=True)
+        case PriorTherapyRecorded():
+            return replace(state, last_doses=with_prior_therapy(state.last_doses, event))
         # ------------------------------------------------------------ manufacturing
         case LotReleased():
             release: Release = "conditionally-released" if event.conditional else "released"

@@ -4,6 +4,7 @@ decider)."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -16,7 +17,7 @@ from events.enrollment import (
     SubjectId,
 )
 from events.manufacturing import LotId
-from services.fields import Reason, SiteId
+from services.fields import Reason, SiteId, free_text
 
 WithdrawalCode = Literal[
     "consent-withdrawn",
@@ -31,6 +32,8 @@ WithdrawalCode = Literal[
 ]
 FiniteValue = Annotated[float, Field(allow_inf_nan=False)]
 LabName = Annotated[str, Field(pattern=r"^[a-z0-9_]{1,64}$")]
+AgentName = free_text(1, 64)
+"""The drug's generic name, e.g. 'nivolumab'."""
 
 
 class Command(BaseModel):
@@ -95,6 +98,18 @@ class AssessEligibility(Command):
         if self.screening_started_at > self.occurred_at:
             raise ValueError("screening_started_at is after occurred_at")
         return self
+
+
+class RecordPriorTherapy(Command):
+    """A prior (or bridging) therapy and the calendar day of its last dose (in the trial's time
+    zone), for the washout before leukapheresis and infusion (``services.enrollment.washout``)."""
+
+    subject_id: SubjectId
+    therapy_class: str = Field(
+        pattern=r"^[a-z][a-z0-9-]{0,47}$", description="a class of the trial file's washout"
+    )
+    agent: AgentName | None = None
+    last_dose_on: date
 
 
 class RecordScreenFailure(_NeedsTextForOther):
@@ -162,6 +177,7 @@ COMMANDS: dict[str, type[Command]] = {
     "record-consent": RecordConsent,
     "assess-eligibility": AssessEligibility,
     "record-screen-failure": RecordScreenFailure,
+    "record-prior-therapy": RecordPriorTherapy,
     "open-cohort": OpenCohort,
     "close-cohort": CloseCohort,
     "enroll-subject": EnrollSubject,

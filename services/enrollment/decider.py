@@ -2,7 +2,8 @@
 
 The rules, each with its source, are in the modules that decide them:
 - screening.py: registration, pre-screening (MSLN IHC), consent, eligibility criterion by
-  criterion, screen failure; nothing but registration and pre-screening before consent.
+  criterion, screen failure, prior therapies (for the washout, washout.py); nothing but
+  registration and pre-screening before consent.
 - cohorts.py: the dose-escalation review opens, expands and closes cohorts at the trial file's
   dose levels, citing the recommendation or giving the reason it departed from it.
 - slots.py: enrollment into an open cohort, the trial-wide waiting list, the safety pause,
@@ -28,6 +29,7 @@ from services.enrollment.commands import (
     ReconfirmEligibility,
     RecordConsent,
     RecordPrescreening,
+    RecordPriorTherapy,
     RecordScreenFailure,
     RegisterSubject,
     WithdrawSubject,
@@ -48,6 +50,7 @@ __all__ = [
     "ReconfirmEligibility",
     "RecordConsent",
     "RecordPrescreening",
+    "RecordPriorTherapy",
     "RecordScreenFailure",
     "RegisterSubject",
     "WithdrawSubject",
@@ -72,6 +75,8 @@ def decide(command: Command, state: EnrollmentState, trial: TrialConfig) -> list
             return screening.assess(command, state, trial)
         case RecordScreenFailure():
             return screening.screen_failure(command, state)
+        case RecordPriorTherapy():
+            return screening.prior_therapy(command, state, trial)
         case OpenCohort():
             return cohorts.open_cohort(command, state, trial)
         case ExpandCohort():

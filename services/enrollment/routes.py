@@ -19,6 +19,7 @@ SERVICE = ServiceSpec(
         Route("/enrollment/consents", "record-consent", c.RecordConsent),
         Route("/enrollment/eligibility-assessments", "assess-eligibility", c.AssessEligibility),
         Route("/enrollment/screen-failures", "record-screen-failure", c.RecordScreenFailure),
+        Route("/enrollment/prior-therapies", "record-prior-therapy", c.RecordPriorTherapy),
         Route("/enrollment/cohorts", "open-cohort", c.OpenCohort),
         # The trial file has no "expand-cohort": an expansion is an opening decision.
         Route("/enrollment/cohorts/expansions", "open-cohort", c.ExpandCohort),

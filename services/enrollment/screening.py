@@ -7,7 +7,8 @@ reads the MSLN stain of the tumour, usually archival tissue, under the site's pr
 consent; this service records its result, not that consent). Consent needs a pre-screening
 result at or above the trial's threshold. A screen failure may be recorded at any point
 before enrollment, also before consent (a subject who declines consent leaves as
-"consent-declined"); after enrollment a subject leaves by withdrawal.
+"consent-declined"); after enrollment a subject leaves by withdrawal. Prior therapies (for the
+washout, ``washout``) are recorded after consent, with their last dose.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from events.enrollment import (
     ConsentRecorded,
     EligibilityAssessed,
     PrescreeningRecorded,
+    PriorTherapyRecorded,
     SubjectRegistered,
     SubjectScreenFailed,
 )
@@ -25,6 +27,7 @@ from services.enrollment.commands import (
     AssessEligibility,
     RecordConsent,
     RecordPrescreening,
+    RecordPriorTherapy,
     RecordScreenFailure,
     RegisterSubject,
 )
@@ -157,5 +160,41 @@ def screen_failure(cmd: RecordScreenFailure, state: EnrollmentState) -> list[New
         subject_id=cmd.subject_id,
         stage="screening" if subject.consents else "prescreening",
         reason_code=cmd.reason_code,
+    )
+    return [NewEvent(subject_stream(cmd.subject_id), payload, cmd.occurred_at)]
+
+
+
+def prior_therapy(
+    cmd: RecordPriorTherapy, state: EnrollmentState, trial: TrialConfig
+) -> list[NewEvent]:
+    """A prior therapy of a consented subject still in the study (its history is screening
+    data, collected under consent), of a class the trial file names, last given no later than
+    the day it is recorded (in the trial's zone)."""
+    subject = consented(in_study(registered(state, cmd.subject_id)), "record a prior therapy")
+    if cmd.therapy_class not in trial.washout:
+        raise RuleViolated(
+            "therapy-class-in-trial-file",
+            f"prior-therapy class {cmd.therapy_class} is not one of the trial file's washout "
+            f"classes ({', '.join(sorted(trial.washout))})",
+            subject_id=subject.subject_id,
+            therapy_class=cmd.therapy_class,
+            classes=sorted(trial.washout),
+        )
+    recorded_on = cmd.occurred_at.astimezone(trial.zone()).date()
+    if cmd.last_dose_on > recorded_on:
+        raise RuleViolated(
+            "last-dose-not-after-record",
+            f"last dose on {cmd.last_dose_on.isoformat()} is after the day it is recorded "
+            f"({recorded_on.isoformat()})",
+            subject_id=subject.subject_id,
+            last_dose_on=cmd.last_dose_on.isoformat(),
+            recorded_on=recorded_on.isoformat(),
+        )
+    payload = PriorTherapyRecorded(
+        subject_id=cmd.subject_id,
+        therapy_class=cmd.therapy_class,
+        agent=cmd.agent,
+        last_dose_on=cmd.last_dose_on,
     )
     return [NewEvent(subject_stream(cmd.subject_id), payload, cmd.occurred_at)]

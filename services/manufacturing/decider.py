@@ -2,7 +2,9 @@
 and exceptional release. Pure: no I/O, no clock; ids and times come in with the command.
 
 Rules (DOMAIN.md section 2 items 2-4):
-- Apheresis only for an enrolled subject who is not withdrawn (facts followed from enrollment).
+- Apheresis only for an enrolled subject who is not withdrawn (facts followed from enrollment),
+  once every prior therapy's washout before leukapheresis is complete (``washout-complete``:
+  the trial file's ``washout``, see ``services.enrollment.washout``).
   It opens a new lot with two distinct identifiers, a chain-of-identity id (COI) and the bag's
   DIN, each unique across lots. A subject has one lot at a time: a new collection (a new lot)
   only follows a manufacturing failure.
@@ -35,6 +37,7 @@ from events.manufacturing import (
 )
 from events.registry import EventPayload
 from services.decider import Decider, NewEvent
+from services.enrollment.washout import WashoutRules, require_washout
 from services.errors import NotFound, RuleViolated
 from services.manufacturing import custody, release
 from services.manufacturing.commands import (
@@ -74,13 +77,20 @@ from trial.config import ReleaseSpecification, TrialConfig
 
 
 def make_decider(trial: TrialConfig) -> Decider:
-    spec = trial.release
-    return Decider(initial_state, lambda command, state: decide(command, state, spec), evolve)
+    spec, washout = trial.release, WashoutRules.of(trial)
+    return Decider(
+        initial_state, lambda command, state: decide(command, state, spec, washout), evolve
+    )
 
 
-def decide(command: Command, state: ManufacturingState, spec: ReleaseSpecification):
+def decide(
+    command: Command,
+    state: ManufacturingState,
+    spec: ReleaseSpecification,
+    washout: WashoutRules,
+):
     if isinstance(command, RecordApheresis):
-        return _collect(command, state)
+        return _collect(command, state, washout)
     lot = state.lots.get(command.lot_id)
     if lot is None:
         raise NotFound("lot-must-exist", f"no lot {command.lot_id}", lot_id=command.lot_id)
@@ -148,7 +158,9 @@ def _handed_over(lot: Lot, command: Handoff, payload: EventPayload) -> list[NewE
 # ---------------------------------------------------------------- apheresis
 
 
-def _collect(cmd: RecordApheresis, state: ManufacturingState) -> list[NewEvent]:
+def _collect(
+    cmd: RecordApheresis, state: ManufacturingState, washout: WashoutRules
+) -> list[NewEvent]:
     if cmd.lot_id in state.lots:
         raise RuleViolated("lot-id-unique", f"lot {cmd.lot_id} already exists", lot_id=cmd.lot_id)
     subject = cmd.subject_id
@@ -177,6 +189,9 @@ def _collect(cmd: RecordApheresis, state: ManufacturingState) -> list[NewEvent]:
             lot_id=active[0].lot_id,
             current=active[0].stage,
         )
+    require_washout(
+        subject, state.last_doses.get(subject, {}), "leukapheresis", cmd.occurred_at, washout
+    )
     payload = ApheresisCollected(
         lot_id=cmd.lot_id,
         subject_id=subject,

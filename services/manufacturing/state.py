@@ -14,7 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from events.enrollment import CohortOpened, SubjectEnrolled, SubjectRegistered, SubjectWithdrawn
+from events.enrollment import (
+    CohortOpened,
+    PriorTherapyRecorded,
+    SubjectEnrolled,
+    SubjectRegistered,
+    SubjectWithdrawn,
+)
 from events.manufacturing import (
     ApheresisCollected,
     ApheresisReceived,
@@ -34,6 +40,7 @@ from events.manufacturing import (
     QcResultRecorded,
 )
 from events.registry import EventPayload
+from services.enrollment.washout import LastDoses, with_prior_therapy
 from services.manufacturing.qc import REQUIRED_TESTS, Result
 
 Stage = Literal[
@@ -122,6 +129,8 @@ class ManufacturingState:
     """cohort -> CAR T cells per kg, from enrollment."""
     subject_site: Mapping[str, str] = field(default_factory=dict)
     withdrawn: frozenset[str] = frozenset()
+    last_doses: Mapping[str, LastDoses] = field(default_factory=dict)
+    """subject -> prior-therapy class -> latest last dose, from enrollment (for the washout)."""
 
     def lots_of(self, subject_id: str) -> list[Lot]:
         return [lot for lot in self.lots.values() if lot.subject_id == subject_id]
@@ -146,6 +155,8 @@ def evolve(state: ManufacturingState, event: EventPayload) -> ManufacturingState
             )
         case SubjectWithdrawn():
             return replace(state, withdrawn=state.withdrawn | {event.subject_id})
+        case PriorTherapyRecorded():
+            return replace(state, last_doses=with_prior_therapy(state.last_doses, event))
         # ------------------------------------------------ manufacturing's own
         case ApheresisCollected():
             lot = Lot(

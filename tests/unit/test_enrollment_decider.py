@@ -423,6 +423,7 @@ def test_commands_are_named_in_the_imperative():
         "record-consent": "RecordConsent",
         "assess-eligibility": "AssessEligibility",
         "record-screen-failure": "RecordScreenFailure",
+        "record-prior-therapy": "RecordPriorTherapy",
         "open-cohort": "OpenCohort",
         "close-cohort": "CloseCohort",
         "enroll-subject": "EnrollSubject",
