@@ -16,6 +16,6 @@ RUN useradd --create-home trialops
 USER trialops
 # The writers' keys live in a named volume mounted here; made by the image so the volume is the
 # trialops user's.
-RUN mkdir -p /home/trialops/keys
+RUN mkdir -p /home/trialops/keys /home/trialops/checkpoints
 WORKDIR /home/trialops
 ENTRYPOINT ["trialops"]

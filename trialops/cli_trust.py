@@ -46,11 +46,65 @@ def read_checkpoint(path: Path | None):
 
 
 def checkpoint_command(
-    output: Annotated[Path, typer.Option("--output", help="The file the auditor keeps.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", help="The file the auditor keeps (one checkpoint).")
+    ] = None,
+    every: Annotated[
+        str | None,
+        typer.Option("--every", help="Take one on a schedule (30s, 10m, 1h, 1d), until stopped."),
+    ] = None,
+    into: Annotated[
+        Path | None,
+        typer.Option("--into", help="With --every: the folder of the files, one per checkpoint."),
+    ] = None,
 ):
     """Sign every stream's head and every topic's end offset with the auditor's key; write it
     to --output and append it to the checkpoint topic. 'trialops verify --checkpoint FILE'
-    later proves the log still holds all of it."""
+    later proves the log still holds all of it. With --every and --into, a running system
+    takes one on that schedule (checkpoint-<UTC time>.json each), the first at once; a failed
+    one is reported and the next is taken on time."""
+    import time
+
+    if every is None:
+        if output is None or into is not None:
+            raise fail("give --output FILE for one checkpoint, or --every DURATION --into DIR")
+        _checkpoint_to(output)
+        return
+    if output is not None or into is None:
+        raise fail("--every takes --into DIR (one file per checkpoint), not --output")
+    seconds = parse_duration(every)
+    into.mkdir(parents=True, exist_ok=True)
+    typer.echo(f"checkpoints every {every} into {into} (Ctrl-C to stop)")
+    while True:
+        started = time.monotonic()
+        from datetime import UTC, datetime
+
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        try:
+            _checkpoint_to(into / f"checkpoint-{stamp}.json")
+        except typer.Exit:
+            pass  # reported on stderr; the schedule goes on
+        except Exception as exc:  # the broker away: report, try again at the next tick
+            typer.echo(f"error: checkpoint at {stamp} not taken: {exc!r}", err=True)
+        time.sleep(max(0.0, seconds - (time.monotonic() - started)))
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``30s``, ``10m``, ``1h``, ``1d`` or plain seconds; at least one second."""
+    value, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
+    try:
+        seconds = float(value) * _UNITS[unit]
+    except ValueError:
+        raise fail(f"--every {text!r}: not a duration (30s, 10m, 1h, 1d)") from None
+    if not seconds >= 1:
+        raise fail(f"--every {text!r}: at least one second")
+    return seconds
+
+
+def _checkpoint_to(output: Path) -> None:
     from datetime import UTC, datetime
 
     import orjson

@@ -30,6 +30,9 @@ class Stack:
     web_port: int = 6066
     say: Callable[[str], None] = print
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    checkpoints_every: str | None = None
+    """Take a signed checkpoint of the log on this schedule (``trialops checkpoint --every``),
+    into ``<work_dir>/checkpoints``; None takes none."""
 
     @property
     def service_url(self) -> str:
@@ -62,6 +65,11 @@ class Stack:
             ["worker", "--demo", "--web-port", str(self.web_port), "--data-dir",
              str(self.work_dir)],
         )
+        if self.checkpoints_every is not None:
+            folder = self.work_dir / "checkpoints"
+            self.spawn("checkpoints", ["checkpoint", "--every", self.checkpoints_every,
+                                       "--into", str(folder)])
+            self.say(f"checkpoints: every {self.checkpoints_every} into {folder}")
         try:
             wait_until_up(
                 f"{self.service_url}/health", timeout, "the command services", self.check_alive
@@ -121,6 +129,11 @@ class Stack:
         return get_bytes(f"{self.projections_url}/projections/cohort-occupancy", token=DEMO_READER)
 
 
+CHECKPOINTS_EVERY = "10m"
+"""How often ``trialops up`` signs a checkpoint of the log (decision 21: a running system
+takes them on a schedule)."""
+
+
 def run_stack(
     *, service_port: int, web_port: int, demo: bool, speed: float = 0.05, fresh: bool = False
 ) -> None:
@@ -145,15 +158,16 @@ def run_stack(
             f"Kafka keeps the trial in {broker.cluster_dir} between runs "
             "('trialops up --fresh' starts a new one)"
         )
-    stack = Stack(settings, Path(".trialops"), service_port=service_port, web_port=web_port)
+    stack = Stack(settings, Path(".trialops"), service_port=service_port, web_port=web_port,
+                  checkpoints_every=CHECKPOINTS_EVERY)
     try:
         stack.start()
         print(
             f"\ntrialops is up. Kafka {settings.bootstrap_servers}\n"
             f"  dashboard:   {stack.projections_url}/#token={DEMO_READER}   (open it to watch "
             "the trial)\n"
-            "  demo tokens are active: demo-<role> (demo-site_coordinator, ..., demo-auditor); "
-            "not for a real trial\n"
+            "  demo tokens are active: demo-<role> (demo-site_coordinator, ..., demo-auditor, "
+            "demo-administrator); not for a real trial\n"
             f"  commands:    {stack.service_url}/enrollment|manufacturing|dosing|safety/...\n"
             f"  projections: {stack.projections_url}/projections/<name>\n"
             f"  replay:      KAFKA_BOOTSTRAP_SERVERS={settings.bootstrap_servers} "

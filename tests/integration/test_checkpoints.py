@@ -129,3 +129,35 @@ def test_an_altered_checkpoint_file_is_refused(settings, checkpointed):
 
     assert result.returncode == 1
     assert "checkpoint-signature" in problems(result)
+
+
+def test_a_running_system_takes_checkpoints_on_a_schedule_and_each_verifies(settings, tmp_path):
+    # Given some history, and the checkpointer running every 2 seconds
+    writer, _sent = history(settings)
+    folder = tmp_path / "checkpoints"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trialops", "checkpoint", "--every", "2s", "--into", str(folder)],
+        env={**os.environ, **settings.env()}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        # When more is appended while it runs
+        eventually(lambda: len(list(folder.glob("checkpoint-*.json"))) >= 1, timeout=60)
+        writer.resend(writer.envelope("subject-MSK-0302", SubjectRegistered(
+            subject_id="MSK-0302", site_id="MSK")))
+        writer.producer.flush()
+        eventually(lambda: len(list(folder.glob("checkpoint-*.json"))) >= 3, timeout=60)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+    # Then every file is a whole, signed checkpoint that the log still satisfies, and the later
+    # ones cover the stream appended after the first
+    files = sorted(folder.glob("checkpoint-*.json"))
+    assert not list(folder.glob("*.partial"))
+    streams = []
+    for path in files:
+        assert trialops(settings, "verify", "--checkpoint", str(path)).returncode == 0, path
+        topics = orjson.loads(path.read_bytes())["statement"]["topics"]
+        streams.append(set(topics[event_topic("enrollment", settings.namespace)]["streams"]))
+    assert "subject-MSK-0302" not in streams[0]
+    assert "subject-MSK-0302" in streams[-1]

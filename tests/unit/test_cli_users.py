@@ -108,3 +108,22 @@ def test_hash_token_refuses_a_weak_token_or_an_unknown_role(token, role, expecte
     assert result.returncode == 2
     assert expected in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("10m", 600), ("1h", 3600), ("1d", 86400), ("45", 45)]
+)
+def test_a_checkpoint_schedule_reads_seconds_minutes_hours_and_days(text, seconds):
+    from trialops.cli_trust import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "0s", "-5m", "0.5"])
+def test_a_checkpoint_schedule_that_is_not_a_duration_is_refused(text):
+    import typer
+
+    from trialops.cli_trust import parse_duration
+
+    with pytest.raises(typer.Exit):
+        parse_duration(text)
