@@ -7,7 +7,7 @@ keep their names and fields.
 from __future__ import annotations
 
 from contextlib import suppress
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, ConfigDict, Field, model_validator
 
@@ -156,3 +156,37 @@ class BedsideCoiVerified(EventPayload):
     coi_id: CoiId
     verified_by: str = Field(min_length=1, max_length=128)
     verified_at: AwareDatetime
+
+
+@event_type("BedsideIdentityMismatchRecorded", version=1, context=CONTEXT)
+class BedsideIdentityMismatchRecorded(EventPayload):
+    """A deviation: at the bedside, a person presented a subject id or a chain-of-identity id
+    that did not match lot ``lot_id``'s chain of identity, and the product was not given (the
+    check was refused with ``bedside-coi-mismatch``). A near miss on patient identity, kept as a
+    fact of the lot's subject (``subject_id``, the subject the lot was made for). The presented
+    values are kept as read; the lot's own ids are not repeated. ``mismatched`` names the
+    fields that differed; ``detected_by`` is the person's user id (staff), ``detected_at`` the
+    time of the check (also the envelope's ``occurred_at``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "subject_id": "MSK-0007",
+                    "lot_id": "LOT-0007-A",
+                    "presented_subject_id": "MSK-0008",
+                    "presented_coi_id": "COI-MSK-0007-01",
+                    "mismatched": ["subject_id"],
+                    "detected_by": "nurse-lee",
+                    "detected_at": "2026-03-02T10:05:00Z",
+                }
+            ]
+        }
+    )
+    subject_id: SubjectId
+    lot_id: LotId
+    presented_subject_id: SubjectId
+    presented_coi_id: str = Field(min_length=1, max_length=64)
+    mismatched: tuple[Literal["subject_id", "coi_id"], ...] = Field(min_length=1)
+    detected_by: str = Field(min_length=1, max_length=128)
+    detected_at: AwareDatetime

@@ -16,7 +16,9 @@ Rules, with their sources:
 - Bedside chain-of-identity check (DOMAIN.md 2.2 and 2.5: at least two identifiers, checked by
   two people): each person presents the subject id and two identifiers of the product, the
   chain-of-identity id and the lot id; all must be the released lot's. The two people must be
-  different users.
+  different users. A mismatch is refused (``bedside-coi-mismatch``, nothing appended) and
+  names the deviation command that documents the near miss as
+  ``BedsideIdentityMismatchRecorded`` (decision 28).
 - Infusion, day 0 (DOMAIN.md 1, 2.4-2.6): the subject enrolled and not withdrawn, not infused
   before; the lot is the subject's, released or exceptionally released and not out of
   specification since (a late positive sterility after a conditional release blocks it), and
@@ -42,7 +44,12 @@ from functools import partial
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from events.dosing import BedsideCoiVerified, ConditioningDayRecorded, InfusionRecorded
+from events.dosing import (
+    BedsideCoiVerified,
+    BedsideIdentityMismatchRecorded,
+    ConditioningDayRecorded,
+    InfusionRecorded,
+)
 from events.enrollment import Route, SubjectId
 from events.envelope import Actor
 from events.manufacturing import LotId
@@ -63,7 +70,7 @@ from services.dosing.preconditions import (
     lot_of_subject,
     treatable_subject,
 )
-from services.dosing.state import DosingState, evolve, initial_state
+from services.dosing.state import DosingState, Lot, evolve, initial_state
 from services.enrollment.washout import WashoutRules, require_washout
 from services.errors import NotFound, RuleViolated
 from services.fields import identifier
@@ -97,6 +104,17 @@ class VerifyBedsideCoi(Command):
     """The person checking, injected by the server from the authenticated user."""
 
 
+class RecordBedsideIdentityMismatch(Command):
+    """The deviation a ``bedside-coi-mismatch`` refusal names: the same identifiers as the
+    refused check, as they were read."""
+
+    subject_id: SubjectId
+    lot_id: LotId
+    coi_id: PresentedCoiId
+    actor: Actor
+    """The person who made the check, injected by the server from the authenticated user."""
+
+
 class RecordInfusion(Command):
     subject_id: SubjectId
     lot_id: LotId
@@ -105,9 +123,12 @@ class RecordInfusion(Command):
     route: Route
 
 
+IDENTITY_DEVIATION_COMMAND = "record-bedside-identity-mismatch"
+
 COMMANDS: dict[str, type[Command]] = {
     "record-conditioning-day": RecordConditioningDay,
     "verify-bedside-coi": VerifyBedsideCoi,
+    "record-bedside-identity-mismatch": RecordBedsideIdentityMismatch,
     "record-infusion": RecordInfusion,
 }
 
@@ -157,6 +178,8 @@ def decide(command: Command, state: DosingState, *, rules: DosingRules) -> list[
             return _record_conditioning_day(command, state, rules)
         case VerifyBedsideCoi():
             return _verify_bedside_coi(command, state)
+        case RecordBedsideIdentityMismatch():
+            return _record_identity_mismatch(command, state)
         case RecordInfusion():
             return _record_infusion(command, state, rules)
     raise TypeError(f"dosing does not handle {type(command).__name__}")
@@ -263,19 +286,20 @@ def _conditioning_doses_within_tolerance(cmd: RecordConditioningDay, rules: Dosi
             )
 
 
-def _verify_bedside_coi(cmd: VerifyBedsideCoi, state: DosingState) -> list[NewEvent]:
-    subject = treatable_subject(state, cmd.subject_id, "no bedside check can be recorded")
-    lot = state.lot(cmd.lot_id)
+def _lot_with_coi(lot: Lot, consequence: str) -> Lot:
     if lot.coi_id is None or lot.subject_id is None:
         raise NotFound(
             "lot-coi-must-be-known",
             f"lot {lot.lot_id} has no chain-of-identity id on record (last manufacturing event: "
-            f"{lot.last_manufacturing_event or 'none'}); the bedside check cannot be made",
+            f"{lot.last_manufacturing_event or 'none'}); {consequence}",
             lot_id=lot.lot_id,
         )
-    # The expected values are never echoed: the check is only worth something if the person
-    # reads the identifiers off the bag and the wristband.
-    mismatched = [
+    return lot
+
+
+def _mismatched(cmd: VerifyBedsideCoi | RecordBedsideIdentityMismatch, lot: Lot) -> list[str]:
+    """The presented identifiers that differ from the lot's chain of identity."""
+    return [
         name
         for name, presented, expected in (
             ("subject_id", cmd.subject_id, lot.subject_id),
@@ -283,15 +307,25 @@ def _verify_bedside_coi(cmd: VerifyBedsideCoi, state: DosingState) -> list[NewEv
         )
         if presented != expected
     ]
+
+
+def _verify_bedside_coi(cmd: VerifyBedsideCoi, state: DosingState) -> list[NewEvent]:
+    subject = treatable_subject(state, cmd.subject_id, "no bedside check can be recorded")
+    lot = _lot_with_coi(state.lot(cmd.lot_id), "the bedside check cannot be made")
+    # The expected values are never echoed: the check is only worth something if the person
+    # reads the identifiers off the bag and the wristband.
+    mismatched = _mismatched(cmd, lot)
     if mismatched:
         raise RuleViolated(
             "bedside-coi-mismatch",
             f"bedside check of lot {lot.lot_id} by {cmd.actor.user_id}: the presented "
             f"{' and '.join(mismatched)} ({', '.join(getattr(cmd, f) for f in mismatched)}) "
-            f"do not match the lot's chain of identity; it cannot be infused",
+            f"do not match the lot's chain of identity; it cannot be infused. Record the "
+            f"deviation with {IDENTITY_DEVIATION_COMMAND} and the same identifiers",
             lot_id=lot.lot_id,
             mismatched=mismatched,
             presented={name: getattr(cmd, name) for name in mismatched},
+            deviation_command=IDENTITY_DEVIATION_COMMAND,
         )
     checked_by = subject.checked_by(lot.lot_id)
     if cmd.actor.user_id in checked_by:
@@ -317,6 +351,35 @@ def _verify_bedside_coi(cmd: VerifyBedsideCoi, state: DosingState) -> list[NewEv
         verified_at=cmd.occurred_at,
     )
     return [NewEvent(subject_stream(cmd.subject_id), payload, cmd.occurred_at)]
+
+
+def _record_identity_mismatch(
+    cmd: RecordBedsideIdentityMismatch, state: DosingState
+) -> list[NewEvent]:
+    """A bedside chain-of-identity mismatch is a deviation documented as a fact (decision 28):
+    it records what was presented, by whom, when, on the stream of the subject the lot was made
+    for. It must be a mismatch: identifiers that match are a check, not a deviation."""
+    lot = _lot_with_coi(state.lot(cmd.lot_id), "no identity mismatch can be recorded for it")
+    mismatched = _mismatched(cmd, lot)
+    if not mismatched:
+        raise RuleViolated(
+            "identity-mismatch-must-differ",
+            f"the identifiers presented for lot {lot.lot_id} by {cmd.actor.user_id} match its "
+            f"chain of identity: there is no mismatch to record; verify-bedside-coi records "
+            f"the check",
+            lot_id=lot.lot_id,
+        )
+    assert lot.subject_id is not None  # _lot_with_coi
+    payload = BedsideIdentityMismatchRecorded(
+        subject_id=lot.subject_id,
+        lot_id=lot.lot_id,
+        presented_subject_id=cmd.subject_id,
+        presented_coi_id=cmd.coi_id,
+        mismatched=tuple(mismatched),  # type: ignore[arg-type]
+        detected_by=cmd.actor.user_id,
+        detected_at=cmd.occurred_at,
+    )
+    return [NewEvent(subject_stream(lot.subject_id), payload, cmd.occurred_at)]
 
 
 def _record_infusion(cmd: RecordInfusion, state: DosingState, rules: DosingRules) -> list[NewEvent]:

@@ -15,6 +15,11 @@ SERVICE = ServiceSpec(
             "/dosing/conditioning-days", "record-conditioning-day", decider.RecordConditioningDay
         ),
         Route("/dosing/bedside-checks", "verify-bedside-coi", decider.VerifyBedsideCoi),
+        Route(
+            "/dosing/identity-mismatches",
+            "record-bedside-identity-mismatch",
+            decider.RecordBedsideIdentityMismatch,
+        ),
         Route("/dosing/infusions", "record-infusion", decider.RecordInfusion),
     ),
     upstream=("enrollment", "manufacturing", "safety"),

@@ -126,7 +126,12 @@ def test_an_invalid_infusion_command_is_refused_before_any_rule(field, value):
 
 
 def test_the_commands_are_the_ones_the_trial_file_permits():
-    assert set(COMMANDS) == {"record-conditioning-day", "verify-bedside-coi", "record-infusion"}
+    assert set(COMMANDS) == {
+        "record-conditioning-day",
+        "verify-bedside-coi",
+        "record-bedside-identity-mismatch",
+        "record-infusion",
+    }
     assert {route.command: route.model for route in SERVICE.routes} == COMMANDS
     for name in COMMANDS:
         assert TRIAL.roles_for(name), f"the trial file permits nobody to {name}"
