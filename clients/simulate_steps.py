@@ -16,6 +16,7 @@ from typing import Any
 
 from clients.journey_steps import PASSING_QC, QC_SPACING, Cohort, lot_id_of, moment
 from services.safety.dlt import window_ends_at
+from trial.calendar import calendar_day
 from trial.config import TrialConfig
 
 TRIAL_START = datetime(2025, 1, 6, tzinfo=UTC)
@@ -322,7 +323,9 @@ def _susar(add, trial, p: Patient, report, adjudicate, infused: datetime) -> Non
     )
     received = onset + REPORTED_AFTER
     determined = received + timedelta(days=2)
-    due = determined.date() + timedelta(days=trial.reporting.serious_unexpected_days)
+    due = calendar_day(determined, trial.zone()) + timedelta(
+        days=trial.reporting.serious_unexpected_days
+    )
     add(
         determined,
         "determine-expedited-report",

@@ -6,15 +6,17 @@ One truth with the safety service (decision 26): the board keeps the safety fact
 and folds them, at render time, with the service's own ``evolve`` (services/safety/state.py),
 so every derived fact (an AE's worst grade and seriousness criteria, its determination, the
 follow-ups) is the service's; the clock comes from the function the service checks a
-submission against (``services.safety.expedited.due_for``). Recorded facts that the service's
-state does not keep (when a report was submitted, a subject's evaluation and its cohort) are
-read from the events as they were recorded. No rule of the safety context is written here.
+submission against (``services.safety.expedited.due_for``), and "today" is the query time's
+date in the sponsor's time zone, the calendar the deadlines are counted in. Recorded facts that
+the service's state does not keep (when a report was submitted, a subject's evaluation and its
+cohort) are read from the events as they were recorded. No rule of the safety context is
+written here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import date, datetime
+from datetime import datetime
 
 from events.dosing import InfusionRecorded
 from events.registry import EventPayload, Recorded, payload_type
@@ -36,6 +38,7 @@ from projections.bounded import bounded
 from services.safety import state as safety
 from services.safety.dlt import window_ends_at
 from services.safety.expedited import due_for
+from trial.calendar import calendar_day
 from trial.config import TrialConfig
 
 NAME = "safety"
@@ -127,11 +130,12 @@ def make(trial: TrialConfig) -> Projection:
             for f in facts
             if f["type"] == "DltEvaluationCompleted"
         }
-        today = as_of.date()
+        zone = trial.zone()
+        today = calendar_day(as_of, zone)
         aes = sorted(state.adverse_events.values(), key=lambda a: a.ae_id)
         reports = []
         for ae in aes:
-            for d in due_for(ae, trial.reporting):
+            for d in due_for(ae, trial.reporting, zone):
                 done = submitted.get((ae.ae_id, d.report))
                 status = "submitted" if done else "overdue" if today > d.due_on else "due"
                 reports.append(
@@ -145,7 +149,8 @@ def make(trial: TrialConfig) -> Projection:
                         "days_left": None if done else (d.due_on - today).days,
                         "submitted_at": done["submitted_at"] if done else None,
                         "late": bool(done)
-                        and date.fromisoformat(done["submitted_at"][:10]) > d.due_on,
+                        and calendar_day(datetime.fromisoformat(done["submitted_at"]), zone)
+                        > d.due_on,
                     }
                 )
         open_windows = []
@@ -153,7 +158,7 @@ def make(trial: TrialConfig) -> Projection:
             inf = subject.infusion
             if inf is None or subject.subject_id in evaluations:
                 continue
-            ends = window_ends_at(inf.infused_at, trial.dlt.window_days, trial.zone())
+            ends = window_ends_at(inf.infused_at, trial.dlt.window_days, zone)
             open_windows.append(
                 {
                     "subject_id": subject.subject_id,

@@ -84,9 +84,9 @@ def make_decider(trial: TrialConfig) -> Decider:
             case RecordSafetyReview():
                 return adjudication.review(command, state)
             case DetermineExpeditedReport():
-                return expedited.determine(command, state, trial.reporting)
+                return expedited.determine(command, state, trial.reporting, trial.zone())
             case SubmitExpeditedReport():
-                return expedited.submit(command, state, trial.reporting)
+                return expedited.submit(command, state, trial.reporting, trial.zone())
             case RecordDltEvaluation():
                 return close_evaluation(command, state, trial.dlt, trial.zone())
         raise TypeError(f"safety does not handle {type(command).__name__}")

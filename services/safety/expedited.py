@@ -13,7 +13,7 @@ Rules (21 CFR 312.32(c)-(d), ICH E2A; deadlines in services/safety/reporting.py)
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from events.safety import ExpeditedReportDetermined, ExpeditedReportSubmitted, ReportDue
 from services.decider import NewEvent
@@ -35,17 +35,18 @@ def case_of(ae: AdverseEvent) -> SafetyCase:
     )
 
 
-def due_for(ae: AdverseEvent, rules: Reporting) -> tuple[ReportDue, ...]:
-    """Every report on this AE's clock: the initial ones and the follow-ups determined."""
-    return (*reports_due(case_of(ae), rules), *ae.follow_ups)
+def due_for(ae: AdverseEvent, rules: Reporting, zone: tzinfo) -> tuple[ReportDue, ...]:
+    """Every report on this AE's clock: the initial ones and the follow-ups determined; days
+    in the sponsor's time zone ``zone``."""
+    return (*reports_due(case_of(ae), rules, zone), *ae.follow_ups)
 
 
 def determine(
-    cmd: DetermineExpeditedReport, state: SafetyState, rules: Reporting
+    cmd: DetermineExpeditedReport, state: SafetyState, rules: Reporting, zone: tzinfo
 ) -> list[NewEvent]:
     ae = known_ae(state, cmd.ae_id)
     if cmd.follow_up_information_received_at is not None:
-        return _follow_up(cmd, cmd.follow_up_information_received_at, ae, rules)
+        return _follow_up(cmd, cmd.follow_up_information_received_at, ae, rules, zone)
     if ae.determined_at is not None:
         raise RuleViolated(
             "expedited-determination-once",
@@ -85,13 +86,17 @@ def determine(
         basis="initial",
         determined_at=cmd.occurred_at,
         information_received_at=ae.sponsor_received_at,
-        reports_due=reports_due(determined, rules),
+        reports_due=reports_due(determined, rules, zone),
     )
     return [NewEvent(ae_stream(ae.ae_id), payload, cmd.occurred_at)]
 
 
 def _follow_up(
-    cmd: DetermineExpeditedReport, received: datetime, ae: AdverseEvent, rules: Reporting
+    cmd: DetermineExpeditedReport,
+    received: datetime,
+    ae: AdverseEvent,
+    rules: Reporting,
+    zone: tzinfo,
 ) -> list[NewEvent]:
     if ae.determined_at is None:
         raise RuleViolated(
@@ -114,14 +119,16 @@ def _follow_up(
         basis=f"follow-up-{number}",
         determined_at=cmd.occurred_at,
         information_received_at=received,
-        reports_due=(follow_up_due(number, received, rules),),
+        reports_due=(follow_up_due(number, received, rules, zone),),
     )
     return [NewEvent(ae_stream(ae.ae_id), payload, cmd.occurred_at)]
 
 
-def submit(cmd: SubmitExpeditedReport, state: SafetyState, rules: Reporting) -> list[NewEvent]:
+def submit(
+    cmd: SubmitExpeditedReport, state: SafetyState, rules: Reporting, zone: tzinfo
+) -> list[NewEvent]:
     ae = known_ae(state, cmd.ae_id)
-    due = {d.report: d for d in due_for(ae, rules)}
+    due = {d.report: d for d in due_for(ae, rules, zone)}
     if cmd.report not in due:
         raise RuleViolated(
             "report-must-be-due",

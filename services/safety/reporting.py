@@ -11,17 +11,19 @@ Sources (DOMAIN.md section 3; calendar days; the numbers come from ``TrialConfig
 - 21 CFR 312.32(d): relevant follow-up information is submitted within 15 calendar days of its
   receipt.
 
-Day 0 is the calendar date of the receipt (or determination) on the clock it was given in (its
-UTC offset); the report is due on day 0 + N. Day 0 is never the onset nor the time the record
-was written, and a late assessment never moves it.
+Day 0 is the calendar date of the receipt (or determination) in the sponsor's time zone
+(``TrialConfig.zone()``): the same instant gives the same day 0 whatever UTC offset its
+timestamp was written with. The report is due on day 0 + N. Day 0 is never the onset nor the
+time the record was written, and a late assessment never moves it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 
 from events.safety import ATTRIBUTION_ORDER, Attribution, ReportDue, SeriousnessCriterion
+from trial.calendar import calendar_day
 from trial.config import Reporting
 
 SUSPECTED_FROM: Attribution = "possible"
@@ -60,11 +62,13 @@ class SafetyCase:
         return self.serious and not self.expected and self.suspected
 
 
-def day_zero(moment: datetime) -> date:
-    return moment.date()
+def day_zero(moment: datetime, zone: tzinfo) -> date:
+    """The calendar day of ``moment`` in the sponsor's time zone (21 CFR 312.32(c): calendar
+    days)."""
+    return calendar_day(moment, zone)
 
 
-def reports_due(case: SafetyCase, rules: Reporting) -> tuple[ReportDue, ...]:
+def reports_due(case: SafetyCase, rules: Reporting, zone: tzinfo) -> tuple[ReportDue, ...]:
     """The expedited reports ``case`` needs and their deadlines, earliest first.
 
     An unexpected fatal or life-threatening suspected adverse reaction is on the 7-day clock
@@ -74,22 +78,24 @@ def reports_due(case: SafetyCase, rules: Reporting) -> tuple[ReportDue, ...]:
         return ()
     due: list[ReportDue] = []
     if case.fatal_or_life_threatening:
-        received = day_zero(case.sponsor_received_at)
+        received = day_zero(case.sponsor_received_at, zone)
         seven = received + timedelta(days=rules.fatal_or_life_threatening_days)
         due.append(ReportDue(report="7-day", day_zero=received, due_on=seven))
         complete = seven + timedelta(days=rules.complete_report_after_initial_days)
         due.append(ReportDue(report="7-day-complete", day_zero=received, due_on=complete))
     if case.determined_at is not None:
-        determined = day_zero(case.determined_at)
+        determined = day_zero(case.determined_at, zone)
         fifteen = determined + timedelta(days=rules.serious_unexpected_days)
         due.append(ReportDue(report="15-day", day_zero=determined, due_on=fifteen))
     return tuple(sorted(due, key=lambda d: (d.due_on, d.report)))
 
 
-def follow_up_due(number: int, information_received_at: datetime, rules: Reporting) -> ReportDue:
+def follow_up_due(
+    number: int, information_received_at: datetime, rules: Reporting, zone: tzinfo
+) -> ReportDue:
     """Follow-up report ``number`` (1, 2, ...), due 15 calendar days after the sponsor received
     the new information (21 CFR 312.32(d))."""
-    received = day_zero(information_received_at)
+    received = day_zero(information_received_at, zone)
     return ReportDue(
         report=f"follow-up-{number}",
         day_zero=received,

@@ -151,12 +151,13 @@ def ae(ae_id: str, day: float, **fields):
 def test_safety_clock_is_due_then_overdue_then_submitted():
     p = PROJECTIONS["safety"]
     events = [ae("AE-0001-01", 3)]  # received 2026-03-05: 7-day report due 2026-03-12
-    due = p.document(fold(p, events), datetime(2026, 3, 10, tzinfo=UTC))
+    # Days are the sponsor's (New York): noon UTC is the same date there
+    due = p.document(fold(p, events), datetime(2026, 3, 10, 12, tzinfo=UTC))
     seven = next(r for r in due["expedited_reports"] if r["report"] == "7-day")
     assert (seven["due_on"], seven["status"], seven["days_left"]) == ("2026-03-12", "due", 2)
     complete = next(r for r in due["expedited_reports"] if r["report"] == "7-day-complete")
     assert complete["due_on"] == "2026-03-20"
-    late = p.document(fold(p, events), datetime(2026, 3, 13, tzinfo=UTC))
+    late = p.document(fold(p, events), datetime(2026, 3, 13, 12, tzinfo=UTC))
     assert late["overdue_reports"] == 1
     submitted = [*events, rec(ExpeditedReportSubmitted(
         ae_id="AE-0001-01", subject_id="MSK-0001", report="7-day",
@@ -164,6 +165,9 @@ def test_safety_clock_is_due_then_overdue_then_submitted():
     doc = p.document(fold(p, submitted), datetime(2026, 3, 13, tzinfo=UTC))
     seven = next(r for r in doc["expedited_reports"] if r["report"] == "7-day")
     assert (seven["status"], seven["late"]) == ("submitted", False)
+    # 00:30 UTC on 13 March is 12 March, 20:30 EDT, in New York: not yet overdue there
+    evening = p.document(fold(p, events), datetime(2026, 3, 13, 0, 30, tzinfo=UTC))
+    assert evening["overdue_reports"] == 0
     assert doc["adverse_events"]["of_special_interest"] == 1
     assert doc["adverse_events"]["by_worst_grade"] == {"4": 1}
 

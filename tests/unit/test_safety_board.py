@@ -69,7 +69,7 @@ def test_a_grade_5_observation_makes_the_case_fatal_on_the_board_as_in_the_servi
         ("15-day", date(2026, 3, 5), date(2026, 3, 20)),
     ]
     # The service requires the three reports
-    due = due_for(state.adverse_events[AE], TRIAL.reporting)
+    due = due_for(state.adverse_events[AE], TRIAL.reporting, TRIAL.zone())
     assert [(d.report, d.day_zero, d.due_on) for d in due] == expected
 
     # And on day 20 after the infusion (22 March) the board shows the same three, overdue

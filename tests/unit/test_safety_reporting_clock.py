@@ -23,6 +23,7 @@ from services.safety.reporting import SafetyCase, follow_up_due, reports_due
 from .test_safety_givens import TRIAL
 
 RULES = TRIAL.reporting
+ZONE = TRIAL.zone()  # the sponsor's calendar: New York (every time in CLOCK is the same day there)
 
 
 def at(text: str) -> datetime:
@@ -122,18 +123,37 @@ CLOCK = [
     ("the_case", "expected"), [pytest.param(c, e, id=name) for name, c, e in CLOCK]
 )
 def test_expedited_reporting_clock(the_case, expected):
-    assert reports_due(the_case, RULES) == expected
+    assert reports_due(the_case, RULES, ZONE) == expected
 
 
-def test_day_zero_is_the_date_on_the_clock_the_receipt_was_given_in():
-    # Given the sponsor received the information at 23:30 in New York on 2 March (04:30 UTC
-    # on 3 March)
-    new_york = timezone(timedelta(hours=-5))
-    received = datetime(2026, 3, 2, 23, 30, tzinfo=new_york)
+def test_the_same_receipt_written_with_any_utc_offset_has_the_same_day_0():
+    # Given the sponsor received the information at 23:30 in New York on 2 March (EST, -05:00),
+    # which is 04:30 UTC on 3 March
+    new_york = datetime(2026, 3, 2, 23, 30, tzinfo=timezone(timedelta(hours=-5)))
+    for received in (new_york, new_york.astimezone(UTC)):
+        # Then day 0 is 2 March in the sponsor's calendar and the 7-day report is due on 9 March
+        (seven, _complete) = reports_due(
+            case("2026-03-02T00:00", sponsor_received_at=received), RULES, ZONE
+        )
+        assert (seven.day_zero, seven.due_on) == (date(2026, 3, 2), date(2026, 3, 9))
 
-    # Then day 0 is 2 March and the 7-day report is due on 9 March
-    (seven, _complete) = reports_due(case("2026-03-02T00:00", sponsor_received_at=received), RULES)
-    assert (seven.day_zero, seven.due_on) == (date(2026, 3, 2), date(2026, 3, 9))
+
+def test_a_determination_at_20_00_est_on_24_december_is_due_on_8_january():
+    # 20:00 EST on 24 December is 01:00 UTC on 25 December; the sponsor's calendar says the
+    # 24th, and 24 December + 15 calendar days is 8 January (21 CFR 312.32(c)(1))
+    determined = datetime(2026, 12, 25, 1, 0, tzinfo=UTC)
+    the_case = case(
+        "2026-12-23T15:00",
+        serious_criteria=("hospitalisation",),
+        determined_at=determined,
+    )
+    assert reports_due(the_case, RULES, ZONE) == due(("15-day", "2026-12-24", "2027-01-08"))
+
+
+def test_a_follow_up_received_late_in_the_evening_counts_from_that_day_in_new_york():
+    # 22:00 EDT on 1 April is 02:00 UTC on 2 April: day 0 is 1 April, due 16 April
+    received = datetime(2026, 4, 2, 2, 0, tzinfo=UTC)
+    assert follow_up_due(1, received, RULES, ZONE).due_on == date(2026, 4, 16)
 
 
 @pytest.mark.parametrize(
@@ -141,7 +161,7 @@ def test_day_zero_is_the_date_on_the_clock_the_receipt_was_given_in():
     [(1, "2026-04-01T10:00", "2026-04-16"), (2, "2026-04-20T08:00", "2026-05-05")],
 )
 def test_a_follow_up_is_due_15_days_after_the_new_information(number, received, due_on):
-    assert follow_up_due(number, at(received), RULES) == ReportDue(
+    assert follow_up_due(number, at(received), RULES, ZONE) == ReportDue(
         report=f"follow-up-{number}",
         day_zero=date.fromisoformat(received[:10]),
         due_on=date.fromisoformat(due_on),
@@ -151,6 +171,6 @@ def test_a_follow_up_is_due_15_days_after_the_new_information(number, received, 
 def test_a_trial_with_other_deadlines_is_honoured():
     rules = RULES.model_copy(update={"fatal_or_life_threatening_days": 5})
 
-    (seven, complete) = reports_due(case("2026-03-02T09:00"), rules)
+    (seven, complete) = reports_due(case("2026-03-02T09:00"), rules, ZONE)
 
     assert (seven.due_on, complete.due_on) == (date(2026, 3, 7), date(2026, 3, 15))
