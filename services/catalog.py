@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from events.signatures import Meaning
 from services.decider import Decider
 from trial.config import TrialConfig
 
@@ -17,7 +18,7 @@ class Route:
     command: str
     """The command's name in the trial file's ``permissions``: who may issue it."""
     model: type[BaseModel]
-    signature: str | None = None
+    signature: Meaning | None = None
     """The meaning of the electronic signature the command requires (review, approval,
     responsibility), or None when it needs none."""
     issues_token: bool = False
