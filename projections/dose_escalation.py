@@ -17,10 +17,17 @@ from collections.abc import Mapping
 from events.dosing import InfusionRecorded
 from events.enrollment import CohortClosed, CohortExpanded, CohortOpened
 from events.registry import Recorded
-from events.safety import DltEvaluationCompleted
+from events.safety import (
+    AdverseEventRegraded,
+    AdverseEventReported,
+    CrsGraded,
+    DltEvaluationCompleted,
+    IcansGraded,
+)
 from projections.base import Projection, State, ordered_insert, stamp
 from projections.bounded import shorten
-from projections.escalation.engine import LevelOutcomes, Recommendation, recommend
+from projections.escalation.engine import Recommendation, recommend
+from projections.escalation.evidence import COUNTED_DOSE_LEVEL, counts_at, evidence
 from trial.config import TrialConfig
 
 NAME = "dose-escalation"
@@ -35,19 +42,24 @@ def key_of(recorded: Recorded) -> str | None:
             return f"cohort:{event.cohort_id}"
         case InfusionRecorded() | DltEvaluationCompleted():
             return f"subject:{event.subject_id}"
+        case AdverseEventReported() | CrsGraded() | IcansGraded() | AdverseEventRegraded():
+            return f"subject:{event.subject_id}"
     return None
 
 
+FACTS = ("decisions", "infusions", "evaluations", "adverse_events")
+
+
 def initial(key: str) -> State:
-    return {"key": key, "decisions": [], "infusions": [], "evaluations": []}
+    return {"key": key, **{name: [] for name in FACTS}}
 
 
 def merged(states: Mapping[str, State]) -> State:
     """All facts of every key, each list in business-time order."""
     order = lambda x: (x["occurred_at"], x["recorded_at"], x["event_id"])  # noqa: E731
     return {
-        name: sorted((f for s in states.values() for f in s[name]), key=order)
-        for name in ("decisions", "infusions", "evaluations")
+        name: sorted((f for s in states.values() for f in s.get(name, ())), key=order)
+        for name in FACTS
     }
 
 
@@ -77,8 +89,18 @@ def apply(state: State, recorded: Recorded) -> State:
                 "subject_id": event.subject_id,
                 "cohort_id": event.cohort_id,
                 "dose_level": event.dose_level,
+                "infused_at": event.infused_at.isoformat(),
+                **_counted_dose_level(recorded),
             }
             return {**state, "infusions": ordered_insert(state["infusions"], infusion)}
+        case AdverseEventReported() | CrsGraded() | IcansGraded() | AdverseEventRegraded():
+            fact = {
+                **stamp(recorded),
+                "event_type": type(event).event_type,
+                "payload": event.model_dump(mode="json"),
+            }
+            facts = state.get("adverse_events", [])
+            return {**state, "adverse_events": ordered_insert(facts, fact)}
         case DltEvaluationCompleted():
             evaluation = {
                 **stamp(recorded),
@@ -111,17 +133,18 @@ def make(trial: TrialConfig) -> Projection:
         return level
 
     def recommendation_at(state: State, upto: int) -> Recommendation:
+        """After the ``upto``-th evaluation, from the facts known at its business time."""
         evaluations = state["evaluations"][: upto + 1]
-        outcomes: dict[str, LevelOutcomes] = {}
-        for e in evaluations:
-            o = outcomes.get(e["dose_level"], LevelOutcomes())
-            outcomes[e["dose_level"]] = LevelOutcomes(
-                evaluable=o.evaluable + 1,
-                dlts=o.dlts + int(e["dlt"]),
-                evidence=(*o.evidence, e["event_id"]),
-            )
-        until = evaluations[-1]["occurred_at"] if evaluations else None
-        return recommend(design, levels, outcomes, current_level(state, until))
+        until = evaluations[-1]["occurred_at"]
+        known = evidence(
+            trial,
+            [i for i in state["infusions"] if i["occurred_at"] <= until],
+            evaluations,
+            [a for a in state["adverse_events"] if a["occurred_at"] <= until],
+        )
+        return recommend(
+            design, levels, known.outcomes, current_level(state, until), known.not_counted
+        )
 
     def recommendation_id(rec: Recommendation) -> str:
         basis = "|".join([rec.current_level, *sorted(rec.evidence)])
@@ -151,9 +174,10 @@ def make(trial: TrialConfig) -> Projection:
             }
             for d in state["decisions"]
         ]
-        treated: dict[str, int] = {}
+        treated: dict[str | None, int] = {}
         for infusion in state["infusions"]:
-            treated[infusion["dose_level"]] = treated.get(infusion["dose_level"], 0) + 1
+            level = counts_at(infusion)
+            treated[level] = treated.get(level, 0) + 1
         latest = history[-1] if history else None
         counts = latest["counts"] if latest else {}
         eliminated = set(latest["eliminated_levels"]) if latest else set()
@@ -194,3 +218,14 @@ def make(trial: TrialConfig) -> Projection:
         render=render,
         key_name="key",
     )
+
+
+def _counted_dose_level(recorded: Recorded) -> dict[str, str | None]:
+    """``{"counted_dose_level": level or None}`` when the infusion recorded the level the patient
+    counts at (an out-of-specification dose given under exceptional release), else ``{}``: the
+    patient counts at the cohort's level. The event as written is read, so that a field the
+    writer left out is told apart from one it wrote as null."""
+    written = recorded.envelope.payload
+    if COUNTED_DOSE_LEVEL not in written:
+        return {}
+    return {COUNTED_DOSE_LEVEL: written[COUNTED_DOSE_LEVEL]}

@@ -4,7 +4,7 @@ was made from. The software recommends; the investigators' dose-escalation revie
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from projections.escalation import boin, three_plus_three
 from trial.config import EscalationDesign
@@ -32,11 +32,14 @@ class Recommendation:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     evidence: tuple[str, ...] = ()
     target: float | None = None
+    not_counted: tuple[str, ...] = ()
+    """Patients evaluated who count at no dose level, each with the reason."""
 
     def as_dict(self) -> dict:
         data = asdict(self)
         data["eliminated_levels"] = list(self.eliminated_levels)
         data["evidence"] = list(self.evidence)
+        data["not_counted"] = list(self.not_counted)
         return data
 
 
@@ -45,8 +48,39 @@ def recommend(
     levels: Sequence[str],
     outcomes: Mapping[str, LevelOutcomes],
     current_level: str,
+    not_counted: Sequence[str] = (),
 ) -> Recommendation:
-    """``levels`` lowest dose first; ``outcomes`` per level (missing = nobody evaluable yet)."""
+    """``levels`` lowest dose first; ``outcomes`` per level (missing = nobody evaluable yet);
+    ``not_counted`` the patients evaluated who count at no level (shown, not counted).
+
+    The design's recommendation never declares an MTD before ``design.min_patients`` patients
+    are treated and DLT-evaluable (the trial's minimum sample, DOMAIN.md section 1: "a minimum
+    of 4 and a maximum of 18 treated patients"): it continues at the dose it would have
+    declared instead. A stop because even the lowest dose is too toxic is not held back: the
+    minimum never puts more patients on a dose the design has found too toxic.
+    """
+    rec = _recommend(design, levels, outcomes, current_level, tuple(not_counted))
+    counted = sum(o.evaluable for o in outcomes.values())
+    if rec.decision == "stop" and rec.mtd_level is not None and counted < design.min_patients:
+        return replace(
+            rec,
+            decision="stay",
+            next_level=rec.mtd_level,
+            mtd_level=None,
+            rule=f"minimum of {design.min_patients} treated and evaluable patients not reached "
+            f"({counted}): continue at {rec.mtd_level} instead of declaring it the MTD "
+            f"(the design: {rec.rule})",
+        )
+    return rec
+
+
+def _recommend(
+    design: EscalationDesign,
+    levels: Sequence[str],
+    outcomes: Mapping[str, LevelOutcomes],
+    current_level: str,
+    not_counted: tuple[str, ...],
+) -> Recommendation:
     if current_level not in levels:
         raise ValueError(f"current level {current_level!r} is not one of {list(levels)}")
     per_level = [outcomes.get(level, LevelOutcomes()) for level in levels]
@@ -63,31 +97,36 @@ def recommend(
         "counts": counts,
         "evidence": evidence,
         "target": design.target_dlt_rate,
+        "not_counted": not_counted,
     }
     now = per_level[current]
+    # Accelerated titration ends for the rest of the trial at the first qualifying toxicity,
+    # at whatever level it is seen (Simon et al., J Natl Cancer Inst 1997;89:1138-1147).
+    grade = design.accelerated_titration_stop_grade
+    ended_at = [lvl for lvl, o in zip(levels, per_level, strict=True) if o.grade2_toxicity_seen]
     if (
         current_level in design.accelerated_titration_levels
+        and not ended_at
         and now.evaluable >= 1
         and now.dlts == 0
-        and not now.grade2_toxicity_seen
         and current + 1 < len(levels)
     ):
         return Recommendation(
             decision="escalate",
             next_level=levels[current + 1],
-            rule="accelerated titration: one patient without DLT or grade >= 2 toxicity",
+            rule=f"accelerated titration: one patient without DLT or grade >= {grade} toxicity",
             **common,
         )
     if (
         current_level in design.accelerated_titration_levels
-        and now.grade2_toxicity_seen
+        and ended_at
         and now.evaluable < design.cohort_size
     ):
         return Recommendation(
             decision="stay",
             next_level=current_level,
-            rule="accelerated titration ends at a grade >= 2 toxicity: continue at this dose "
-            f"with cohorts of {design.cohort_size}",
+            rule=f"accelerated titration ended at a grade >= {grade} toxicity (at "
+            f"{', '.join(ended_at)}): continue at this dose with cohorts of {design.cohort_size}",
             **common,
         )
     if design.design == "3+3":
