@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -214,7 +215,14 @@ def worker(
     from infra.keys import KeysError
 
     settings = Settings.from_env()
-    _wait_for_broker(settings.bootstrap_servers)
+    brokers = _wait_for_broker(settings.bootstrap_servers)
+    if brokers < settings.replication_factor:
+        # The changelogs are derived state, folded again from the log when lost (decision 24):
+        # a worker started while a broker is down creates them with the brokers there are,
+        # rather than not starting at all.
+        typer.echo(f"worker: {brokers} broker(s) up, fewer than the replication factor "
+                   f"{settings.replication_factor}: new changelogs get {brokers}", err=True)
+        settings = replace(settings, replication_factor=brokers)
     try:
         faust_app = create_app(
             settings, trial=trial, users=users, web_port=web_port, web_host=web_host,
@@ -225,9 +233,10 @@ def worker(
     faust.Worker(faust_app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
-def _wait_for_broker(bootstrap_servers: str) -> None:
+def _wait_for_broker(bootstrap_servers: str) -> int:
     """Faust exits when the broker does not answer at start; a worker started while the broker
-    is down (after a power cut, or before it in a compose file) waits for it instead."""
+    is down (after a power cut, or before it in a compose file) waits for it instead. Returns
+    how many brokers the cluster has up."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
@@ -235,12 +244,17 @@ def _wait_for_broker(bootstrap_servers: str) -> None:
 
     while True:
         try:
-            KafkaAdminClient(
+            admin = KafkaAdminClient(
                 **kafka_python_settings("worker"),
                 bootstrap_servers=bootstrap_servers,
                 bootstrap_timeout_ms=5_000,
-            ).close()
-            return
+            )
+            try:
+                return max(1, len(admin.describe_cluster().get("brokers", [])))
+            except KafkaError:  # not allowed to describe the cluster: assume all are up
+                return sys.maxsize
+            finally:
+                admin.close()
         except KafkaError as exc:
             typer.echo(f"worker: waiting for Kafka at {bootstrap_servers} ({exc!r})", err=True)
 

@@ -27,7 +27,7 @@ def supervise(
     """Run ``command`` until it exits 0 or with ``CONFIG_ERROR``, or until we are asked to
     stop; return its last exit code. A child that dies otherwise is started again, after a
     delay that doubles while it keeps dying within a minute (``backoff``: first, largest), and
-    after ``on_crash``."""
+    only after ``on_crash`` has succeeded (it is retried until it does)."""
     stopping: list[int] = []
     child: subprocess.Popen | None = None
 
@@ -48,10 +48,17 @@ def supervise(
             delay = backoff[0] if time.monotonic() - started > 60 else min(delay * 2, backoff[1])
             say(f"worker exited with code {code}; starting it again in {delay:.0f} s")
             time.sleep(delay)
-            try:
-                on_crash()
-            except Exception as exc:  # the restart itself must go on
-                say(f"could not prepare the restart: {exc!r}")
+            # The child starts again only once the restart is prepared: a worker started on a
+            # state that ``on_crash`` was meant to discard (its projections' changelogs ahead
+            # of or behind its committed offsets) would serve a projection that misses events.
+            while not stopping:
+                try:
+                    on_crash()
+                    break
+                except Exception as exc:
+                    say(f"could not prepare the restart ({exc!r}); trying again in {delay:.0f} s")
+                    time.sleep(delay)
+                    delay = min(delay * 2, backoff[1])
             if stopping:
                 return code
     finally:

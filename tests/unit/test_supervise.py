@@ -1,0 +1,30 @@
+"""The worker's supervisor (trialops/supervise.py): a child that dies by itself is started
+again only once the restart has been prepared (its projections discarded, decision 24); a
+preparation that fails is retried, never skipped."""
+
+from __future__ import annotations
+
+import sys
+
+from trialops.supervise import supervise
+
+
+def test_a_restart_waits_until_its_preparation_succeeds(tmp_path):
+    runs = tmp_path / "runs"
+    # The child records each start; it dies (exit 1) the first time and ends (exit 0) after.
+    child = [sys.executable, "-c",
+             f"import pathlib, sys; p = pathlib.Path({str(runs)!r}); "
+             "n = len(p.read_text()) if p.exists() else 0; p.write_text('x' * (n + 1)); "
+             "sys.exit(1 if n == 0 else 0)"]
+    story: list[str] = []
+
+    def prepare() -> None:
+        story.append(f"prepare after {len(runs.read_text())} start(s)")
+        if len(story) < 3:
+            raise TimeoutError("consumer group not deleted: NOT_COORDINATOR")
+
+    code = supervise(child, say=lambda _m: None, backoff=(0.01, 0.02), on_crash=prepare)
+
+    assert code == 0
+    assert story == ["prepare after 1 start(s)"] * 3
+    assert runs.read_text() == "xx"
