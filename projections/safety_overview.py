@@ -1,6 +1,7 @@
 """Safety overview: adverse events by grade, seriousness and attribution; DLTs per cohort;
-open DLT windows; the expedited-reporting clock (due, submitted, overdue) as of the time of the
-query; and the stopping rule's state (DOMAIN.md section 3).
+open DLT windows; the qualifying cases awaiting the sponsor's determination; the
+expedited-reporting clock (due, submitted, overdue) as of the time of the query; and the
+stopping rule's state (DOMAIN.md section 3).
 
 One truth with the safety service (decision 26): the board keeps the safety facts it is given
 and folds them, at render time, with the service's own ``evolve`` (services/safety/state.py),
@@ -37,7 +38,7 @@ from projections.base import Projection, State, stamp
 from projections.bounded import bounded
 from services.safety import state as safety
 from services.safety.dlt import window_ends_at
-from services.safety.expedited import due_for
+from services.safety.expedited import awaiting_determination, due_for
 from trial.calendar import calendar_day
 from trial.config import TrialConfig
 
@@ -153,6 +154,16 @@ def make(trial: TrialConfig) -> Projection:
                         > d.due_on,
                     }
                 )
+        determinations_due = [
+            {
+                "ae_id": ae.ae_id,
+                "subject_id": ae.subject_id,
+                "term": ae.term,
+                "sponsor_received_at": ae.sponsor_received_at.isoformat(),
+                "days_waiting": (today - calendar_day(ae.sponsor_received_at, zone)).days,
+            }
+            for ae in awaiting_determination(state)
+        ]
         open_windows = []
         for subject in sorted(state.subjects.values(), key=lambda s: s.subject_id):
             inf = subject.infusion
@@ -212,6 +223,7 @@ def make(trial: TrialConfig) -> Projection:
             },
             "dlts_per_cohort": dict(sorted(dlts_per_cohort.items())),
             "open_dlt_windows": open_windows,
+            "determinations_due": determinations_due,
             "expedited_reports": reports,
             "overdue_reports": sum(1 for r in reports if r["status"] == "overdue"),
             "enrollment_paused": state.enrollment_paused,

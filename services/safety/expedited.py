@@ -41,6 +41,15 @@ def due_for(ae: AdverseEvent, rules: Reporting, zone: tzinfo) -> tuple[ReportDue
     return (*reports_due(case_of(ae), rules, zone), *ae.follow_ups)
 
 
+def awaiting_determination(state: SafetyState) -> tuple[AdverseEvent, ...]:
+    """The AEs that qualify for expedited reporting and have no determination yet, by id."""
+    return tuple(
+        ae
+        for ae in sorted(state.adverse_events.values(), key=lambda a: a.ae_id)
+        if case_of(ae).awaits_determination
+    )
+
+
 def determine(
     cmd: DetermineExpeditedReport, state: SafetyState, rules: Reporting, zone: tzinfo
 ) -> list[NewEvent]:

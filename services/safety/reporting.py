@@ -61,6 +61,14 @@ class SafetyCase:
         """Serious, unexpected and suspected: an IND safety report (21 CFR 312.32(c)(1))."""
         return self.serious and not self.expected and self.suspected
 
+    @property
+    def awaits_determination(self) -> bool:
+        """A qualifying case whose determination is not recorded yet: the sponsor must review
+        it promptly (21 CFR 312.32(b)) and the 15-day clock starts only with the determination
+        (312.32(c)(1)), so the case is shown as "determination due" from the moment it is
+        recorded until the determination is."""
+        return self.qualifies and self.determined_at is None
+
 
 def day_zero(moment: datetime, zone: tzinfo) -> date:
     """The calendar day of ``moment`` in the sponsor's time zone (21 CFR 312.32(c): calendar

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+import pytest
+
 from events.dosing import InfusionRecorded
 from projections.base import fold as fold_projection
 from projections.catalog import build
 from services.decider import NewEvent
-from services.safety.expedited import due_for
+from services.safety.expedited import awaiting_determination, due_for
 
 from .builders import history
 from .test_safety_givens import (
@@ -96,3 +98,57 @@ def test_before_its_deadlines_the_fatal_case_is_due_on_the_board():
         ("7-day-complete", "due", 9),
         ("15-day", "due", 11),
     ]
+
+
+# ---------------------------------------------------------------- determination due (item 10)
+# Source: 21 CFR 312.32(b) (the sponsor must promptly review the information) and (c)(1) (the
+# 15-day clock runs from the determination that a serious, unexpected, suspected case
+# qualifies): such a case is visible from the moment it is recorded, before any clock runs.
+
+
+def hospitalised_susar() -> list[NewEvent]:
+    """Serious (hospitalisation), unexpected, probably related; received on 3 March."""
+    events, _state = run(
+        given(registered(), enrolled(), infused()),
+        report(grade=3, serious_criteria=("hospitalisation",), expected=False),
+    )
+    return [infusion_event(), *events]
+
+
+def test_a_serious_unexpected_suspected_case_shows_a_determination_due_from_its_report():
+    doc = board_at(hospitalised_susar(), datetime(2026, 3, 6, 15, tzinfo=UTC))
+
+    assert [(d["ae_id"], d["days_waiting"]) for d in doc["determinations_due"]] == [(AE, 3)]
+    assert doc["expedited_reports"] == []  # no clock runs before the determination
+
+
+def test_the_determination_due_item_ends_when_the_determination_is_recorded():
+    state = given(registered(), enrolled(), infused())
+    first, state = run(state, report(grade=3, serious_criteria=("hospitalisation",),
+                                     expected=False))
+    assert [ae.ae_id for ae in awaiting_determination(state)] == [AE]
+    then, state = run(state, determine(day(3)))
+
+    assert awaiting_determination(state) == ()
+    doc = board_at([infusion_event(), *first, *then], day(4))
+    assert doc["determinations_due"] == []
+    assert [(r["report"], r["due_on"]) for r in doc["expedited_reports"]] == [
+        ("15-day", "2026-03-20")
+    ]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param(dict(serious_criteria=("hospitalisation",), expected=True), id="expected"),
+        pytest.param(dict(serious_criteria=(), expected=False), id="not serious"),
+        pytest.param(
+            dict(serious_criteria=("hospitalisation",), expected=False, attribution="unlikely"),
+            id="not suspected",
+        ),
+    ],
+)
+def test_a_case_that_does_not_qualify_awaits_no_determination(fields):
+    events, _state = run(given(registered(), enrolled(), infused()), report(grade=3, **fields))
+    doc = board_at([infusion_event(), *events], day(4))
+    assert doc["determinations_due"] == []
