@@ -7,9 +7,9 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -19,7 +19,7 @@ from events.envelope import Actor, Idempotency
 from events.signatures import Meaning
 from services.auth import LiveUsers, UserDirectory, hash_token, new_token
 from services.errors import DomainError
-from services.eventstore import StoreUnavailable
+from services.eventstore import Appended, StoreUnavailable
 from services.runtime import COMMAND_DEADLINE_SECONDS, CommandHandler, Signature
 from services.validation import (
     BusinessTimeWindow,
@@ -132,12 +132,29 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
+class HandlesCommands(Protocol):
+    """What an endpoint needs of a context's ``CommandHandler``: a command decided and its
+    events appended."""
+
+    async def handle(
+        self,
+        command: Any,
+        actor: Actor,
+        *,
+        reason: str | None = ...,
+        signature: Signature | None = ...,
+        deadline: float | None = ...,
+        still_wanted: Callable[[], bool] = ...,
+        idempotency: Idempotency | None = ...,
+    ) -> list[Appended]: ...
+
+
 SERVER_FIELDS = ("actor", "recorded_at")
 """Set by the server from the authenticated user and its clock; a body may never carry them."""
 
 
 def command_endpoint(
-    handler: CommandHandler,
+    handler: HandlesCommands,
     command_type: type[BaseModel],
     roles: frozenset[str],
     clock=lambda: datetime.now(UTC),

@@ -109,6 +109,18 @@ class Reporting(Strict):
     serious_unexpected_days: int = Field(ge=1)
     complete_report_after_initial_days: int = Field(ge=1)
     follow_up_days: int = Field(ge=1)
+    suspected_from: Attribution = "possible"
+    """The lowest attribution of a suspected adverse reaction ("a reasonable possibility" that
+    the product caused it, 21 CFR 312.32(a)); protocols draw the line differently. Default:
+    possible (DOMAIN.md section 3)."""
+
+
+class StoppingRule(Strict):
+    """The stopping rule that pauses enrollment and dosing until a safety review (DOMAIN.md
+    section 3, the project's default: any grade 5 event at least possibly related)."""
+
+    min_grade: int = Field(default=5, ge=1, le=5)
+    min_attribution: Attribution = "possible"
 
 
 class Records(Strict):
@@ -160,6 +172,7 @@ class TrialConfig(Strict):
     conditioning: Conditioning
     infused_dose_tolerance_percent: Percent
     reporting: Reporting
+    stopping_rule: StoppingRule = StoppingRule()
     records: Records
     washout: dict[TherapyClass, Washout] = Field(
         default_factory=lambda: dict(DEFAULT_WASHOUT),
