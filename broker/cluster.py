@@ -218,6 +218,13 @@ class LocalKafka:
         state = self._read_state()
         return state["bootstrap_servers"] if state else None
 
+    def require_bootstrap_servers(self) -> str:
+        """``bootstrap_servers`` of a cluster that was started; ``BrokerError`` if it was not."""
+        servers = self.bootstrap_servers
+        if servers is None:
+            raise BrokerError(f"broker '{self.name}' is not running")
+        return servers
+
     def status(self) -> dict[str, Any]:
         state = self._read_state()
         if state is None:

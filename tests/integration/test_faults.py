@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,13 +176,13 @@ def nothing_lost(stack: Stack, load: Load, faults: list[str], title: str, capsys
 
 
 @pytest.fixture
-def own_broker(request, monkeypatch) -> LocalKafka:
+def own_broker(request, monkeypatch) -> Iterator[LocalKafka]:
     # The projections answer readers with a token only; the demo auditor reads them here.
     monkeypatch.setenv("TRIALOPS_TOKEN", "demo-auditor")
     nodes = getattr(request, "param", 1)
     kafka = LocalKafka(name=f"faults-{uuid.uuid4().hex[:8]}", nodes=nodes, heap="320m")
     kafka.start(timeout=120)
-    eventually(lambda: _brokers_seen(kafka.bootstrap_servers) == nodes, timeout=60)
+    eventually(lambda: _brokers_seen(kafka.require_bootstrap_servers()) == nodes, timeout=60)
     yield kafka
     kafka.stop()
     shutil.rmtree(kafka.cluster_dir, ignore_errors=True)
@@ -189,7 +190,7 @@ def own_broker(request, monkeypatch) -> LocalKafka:
 
 def stack_on(kafka: LocalKafka, tmp_path: Path) -> Stack:
     settings = Settings(
-        bootstrap_servers=kafka.bootstrap_servers,
+        bootstrap_servers=kafka.require_bootstrap_servers(),
         namespace=f"f{uuid.uuid4().hex[:8]}",
         trial_id="NCT06623396",
         # The worker's changelogs too: on a cluster, no topic may hang on the node killed.

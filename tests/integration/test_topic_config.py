@@ -169,7 +169,9 @@ def three_nodes() -> Iterator[LocalKafka]:
 def test_on_three_nodes_topics_get_three_replicas_and_min_isr_2_without_any_setting(
     three_nodes: LocalKafka,
 ):
-    settings = Settings(bootstrap_servers=three_nodes.bootstrap_servers, namespace="three")
+    settings = Settings(
+        bootstrap_servers=three_nodes.require_bootstrap_servers(), namespace="three"
+    )
 
     result = trialops("topics", "create", settings=settings)
 
@@ -194,7 +196,7 @@ def test_on_three_nodes_topics_get_three_replicas_and_min_isr_2_without_any_sett
     three_nodes.stop()
     three_nodes.start(timeout=90)
     assert three_nodes.status()["cluster_id"] == cluster_id
-    after = Settings(bootstrap_servers=three_nodes.bootstrap_servers, namespace="three")
+    after = Settings(bootstrap_servers=three_nodes.require_bootstrap_servers(), namespace="three")
     assert eventually(lambda: check_event_topics(after.bootstrap_servers, "three") == [],
                       timeout=30)
     report = trialops("verify", "--json", settings=after)
@@ -203,7 +205,9 @@ def test_on_three_nodes_topics_get_three_replicas_and_min_isr_2_without_any_sett
 
 
 def test_on_three_nodes_a_single_replica_event_topic_could_lose_events(three_nodes: LocalKafka):
-    settings = Settings(bootstrap_servers=three_nodes.bootstrap_servers, namespace="single")
+    settings = Settings(
+        bootstrap_servers=three_nodes.require_bootstrap_servers(), namespace="single"
+    )
 
     result = trialops("topics", "create", settings=settings, TRIALOPS_REPLICATION_FACTOR="1")
 
