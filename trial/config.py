@@ -96,12 +96,66 @@ class ReleaseSpecification(Strict):
     cell_dose_tolerance_percent: Percent
 
 
+class RenalReduction(Strict):
+    crcl_min_ml_per_min: float = Field(ge=0)
+    crcl_below_ml_per_min: float = Field(gt=0)
+    reduce_percent: Percent
+
+    @model_validator(mode="after")
+    def _band_is_ordered(self):
+        if self.crcl_min_ml_per_min >= self.crcl_below_ml_per_min:
+            raise ValueError("a renal band's crcl_min_ml_per_min must be below crcl_below")
+        return self
+
+
 class Conditioning(Strict):
     fludarabine_mg_per_m2_per_day: float = Field(gt=0)
     cyclophosphamide_mg_per_m2_per_day: float = Field(gt=0)
     days: int = Field(ge=1)
     dose_tolerance_percent: Percent
     """How far a day's recorded dose may differ from mg/m^2 x body-surface area."""
+    infusion_min_days_after_last_day: int = Field(default=2, ge=0, le=60)
+    infusion_max_days_after_last_day: int = Field(default=14, ge=0, le=60)
+    """The infusion is given this many calendar days (in the trial's time zone) after the last
+    conditioning day, bounds included. Project default 2 to 14: the tisagenlecleucel
+    (Kymriah) US prescribing information, section 2, infuses 2 to 14 days after the completion
+    of lymphodepleting chemotherapy."""
+    fludarabine_renal_reductions: tuple[RenalReduction, ...] = (
+        RenalReduction(crcl_min_ml_per_min=30, crcl_below_ml_per_min=70, reduce_percent=20),
+    )
+    """Fludarabine reduced by creatinine clearance (fludarabine is cleared by the kidneys):
+    when the conditioning day's CrCl is in a band, the expected dose is reduced by its percent.
+    Project default: CrCl 30 to below 70 mL/min, 20% less, a common protocol choice."""
+
+    @model_validator(mode="after")
+    def _window_is_ordered(self):
+        if self.infusion_min_days_after_last_day > self.infusion_max_days_after_last_day:
+            raise ValueError(
+                "conditioning.infusion_min_days_after_last_day must not exceed "
+                "infusion_max_days_after_last_day"
+            )
+        bands = sorted(self.fludarabine_renal_reductions, key=lambda b: b.crcl_min_ml_per_min)
+        for i in range(1, len(bands)):
+            if bands[i].crcl_min_ml_per_min < bands[i - 1].crcl_below_ml_per_min:
+                raise ValueError("conditioning.fludarabine_renal_reductions: bands overlap")
+        return self
+
+
+class Infusion(Strict):
+    """The infusion's numbers besides its dose tolerance (``infused_dose_tolerance_percent``)."""
+
+    thaw_to_infusion_max_minutes: int = Field(default=120, ge=1, le=24 * 60)
+    """The infusion starts at most this long after the product was thawed. Project default
+    2 hours: the lisocabtagene maraleucel (Breyanzi) US prescribing information infuses within
+    2 hours of thawing; others differ (axicabtagene ciloleucel within 3 hours, tisagenlecleucel
+    within 30 minutes), so it is a trial-file setting."""
+    weight_change_tolerance_percent: Percent = 10
+    """How far the weight at infusion may differ from the weight at collection, on which the
+    lot's target was computed, without a documented reason. Project default 10%: a common
+    threshold for recalculating weight-based doses."""
+    released_cells_tolerance_percent: Percent = 10
+    """How far ``cells_infused`` may exceed the lot's released cell count: no more cells can be
+    given than were released, up to the imprecision of two cell counts. Project default 10%."""
 
 
 class Reporting(Strict):
@@ -171,6 +225,7 @@ class TrialConfig(Strict):
     release: ReleaseSpecification
     conditioning: Conditioning
     infused_dose_tolerance_percent: Percent
+    infusion: Infusion = Field(default_factory=Infusion)
     reporting: Reporting
     stopping_rule: StoppingRule = StoppingRule()
     records: Records

@@ -33,13 +33,15 @@ Rules, with their sources:
   check is not dosing and stays possible.
 - Time order (business times from the commands, kept in the payloads because deciders fold
   payloads only): each conditioning day after the one before; the infusion after the last
-  conditioning day, with both bedside checks made at or before it.
+  conditioning day, with both bedside checks made at or before it. The calendar rules
+  (conditioning days on calendar days, the infusion's window after conditioning and after
+  thaw) are in ``services.dosing.timing``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -71,6 +73,12 @@ from services.dosing.preconditions import (
     treatable_subject,
 )
 from services.dosing.state import DosingState, Lot, evolve, initial_state
+from services.dosing.timing import (
+    Timing,
+    conditioning_on_a_new_calendar_day,
+    infusion_in_window_after_conditioning,
+    infusion_within_thaw_limit,
+)
 from services.enrollment.washout import WashoutRules, require_washout
 from services.errors import NotFound, RuleViolated
 from services.fields import identifier
@@ -146,6 +154,7 @@ class DosingRules:
     dose_levels: tuple[Level, ...] = ()
     washout: WashoutRules | None = None
     """The trial file's washout before the infusion; None: none checked."""
+    timing: Timing = field(default_factory=Timing)
 
     @classmethod
     def of(cls, trial: TrialConfig) -> DosingRules:
@@ -160,6 +169,7 @@ class DosingRules:
                 Level(dose.level, dose.cells_per_kg, dose.route) for dose in trial.dose_levels
             ),
             washout=WashoutRules.of(trial),
+            timing=Timing.of(trial),
         )
 
 
@@ -228,6 +238,10 @@ def _record_conditioning_day(
             given_at=cmd.occurred_at.isoformat(),
             previous_day=previous.day,
             previous_given_at=previous.given_at.isoformat(),
+        )
+    if subject.conditioning:
+        conditioning_on_a_new_calendar_day(
+            subject.subject_id, cmd.day, cmd.occurred_at, subject.conditioning[-1], rules.timing
         )
     if subject.conditioning_lot is not None and subject.conditioning_lot != lot.lot_id:
         raise RuleViolated(
@@ -414,6 +428,10 @@ def _record_infusion(cmd: RecordInfusion, state: DosingState, rules: DosingRules
             infused_at=cmd.occurred_at.isoformat(),
             last_conditioning_day_at=last_day.given_at.isoformat(),
         )
+    infusion_in_window_after_conditioning(
+        subject.subject_id, cmd.occurred_at, last_day, rules.timing
+    )
+    infusion_within_thaw_limit(lot, cmd.occurred_at, rules.timing)
     bedside_checked_by_two(subject, lot, before=cmd.occurred_at)
     if rules.washout is not None:
         last_doses = state.last_doses.get(subject.subject_id, {})

@@ -40,16 +40,13 @@ class InfusedDose:
     counted_dose_level: str | None
 
 
-def counted_level(
-    received_cells_per_kg: float, route: str, levels: Sequence[Level]
-) -> str | None:
+def counted_level(received_cells_per_kg: float, route: str, levels: Sequence[Level]) -> str | None:
     """The highest level of ``route`` whose cells/kg is at most the received cells/kg; None
     when the received dose is below every level of the route."""
     reached = [
         level
         for level in levels
-        if level.route == route
-        and level.cells_per_kg <= received_cells_per_kg * (1 + _FLOAT_SLACK)
+        if level.route == route and level.cells_per_kg <= received_cells_per_kg * (1 + _FLOAT_SLACK)
     ]
     if not reached:
         return None
@@ -77,10 +74,7 @@ def infused_dose(
     if cells_infused > target:
         why = "more cells than the cohort's dose are never given, exceptional release or not"
     else:
-        why = (
-            f"lot {lot.lot_id} has no exceptional release, the only way a lower dose "
-            "may be given"
-        )
+        why = f"lot {lot.lot_id} has no exceptional release, the only way a lower dose may be given"
     raise RuleViolated(
         "infused-dose-within-tolerance",
         f"{cells_infused:.3g} CAR T cells differ by "

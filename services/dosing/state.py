@@ -68,6 +68,8 @@ class Lot:
     failed_tests: tuple[str, ...] = ()
     failed_after_release: bool = False
     thawed: bool = False
+    thawed_at: datetime | None = None
+    """When the product was thawed, if the thaw's fact says (``LotThawed.thawed_at``)."""
     last_manufacturing_event: str | None = None
     """For refusal messages only ("not released; last manufacturing event: ...")."""
 
@@ -175,7 +177,8 @@ def evolve(state: DosingState, event: EventPayload) -> DosingState:
         case ExceptionalReleaseApproved():
             return _lot(state, event, release="exceptionally-released")
         case LotThawed():
-            return _lot(state, event, thawed=True)
+            thawed_at = getattr(event, "thawed_at", None)
+            return _lot(state, event, thawed=True, thawed_at=thawed_at)
         # ------------------------------------------------------------ safety
         case EnrollmentPaused():
             pause = Pause(event.ae_id, event.subject_id, event.rule)
