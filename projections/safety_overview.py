@@ -162,7 +162,7 @@ def make(trial: TrialConfig) -> Projection:
                 "sponsor_received_at": ae.sponsor_received_at.isoformat(),
                 "days_waiting": (today - calendar_day(ae.sponsor_received_at, zone)).days,
             }
-            for ae in awaiting_determination(state)
+            for ae in awaiting_determination(state, trial.reporting)
         ]
         open_windows = []
         for subject in sorted(state.subjects.values(), key=lambda s: s.subject_id):

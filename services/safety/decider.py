@@ -14,22 +14,21 @@ Rules (DOMAIN.md section 3; CTCAE v5; 21 CFR 312.32 / ICH E2A; ASTCT 2019 Lee et
   and must change something; the original report is never edited.
 - An improvement to grade <= 2 applies to an AE of grade >= 3, once; a resolution ends the AE;
   a fatal AE neither improves nor resolves.
-- Stopping rule: an AE that becomes grade 5 and at least possibly related (on report, regrade
-  or observation) pauses enrollment, once per AE, until a safety review covers it.
+- Stopping rule (``TrialConfig.stopping_rule``, default grade 5 and at least possibly related):
+  an AE that reaches the rule's grade and attribution (on report, regrade or observation)
+  pauses enrollment and dosing, once per AE, until a safety review covers it.
 """
 
 from __future__ import annotations
 
 from events.registry import EventPayload
 from events.safety import (
-    ATTRIBUTION_ORDER,
     CTCAE_VERSION,
     STOPPING_RULE_GRADE5_RELATED,
     AdverseEventImproved,
     AdverseEventRegraded,
     AdverseEventReported,
     Assessment,
-    Attribution,
     CrsFindings,
     CrsGraded,
     EnrollmentPaused,
@@ -59,24 +58,22 @@ from services.safety.commands import (
     ReportAdverseEvent,
     SubmitExpeditedReport,
 )
+from services.safety.dlt import at_least
 from services.safety.evaluation import close_evaluation
 from services.safety.grading import grade_crs, grade_icans
 from services.safety.state import AdverseEvent, SafetyState, evolve, initial_state, is_serositis
-from trial.config import TrialConfig
-
-STOPPING_RULE_MIN_ATTRIBUTION: Attribution = "possible"
-"""DOMAIN.md section 3, stopping rules (default): any grade 5 event at least possibly related."""
+from trial.config import StoppingRule, TrialConfig
 
 
 def make_decider(trial: TrialConfig) -> Decider:
     def decide(command: Command, state: SafetyState) -> list[NewEvent]:
         match command:
             case ReportAdverseEvent():
-                return _report(command, state)
+                return _report(command, state, trial.stopping_rule)
             case GradeCrs() | GradeIcans():
-                return _grade(command, state)
+                return _grade(command, state, trial.stopping_rule)
             case RegradeAdverseEvent():
-                return _regrade(command, state)
+                return _regrade(command, state, trial.stopping_rule)
             case RecordAeResolution():
                 return _improve(command, state)
             case AdjudicateDlt():
@@ -108,25 +105,31 @@ def death_means_grade_5(ae_id: str, grade: int, criteria: tuple[str, ...]) -> No
         )
 
 
-def with_stopping_rule(state: SafetyState, ae_id: str, new: NewEvent) -> list[NewEvent]:
-    """``new``, followed by ``EnrollmentPaused`` when it makes the AE grade 5 and at least
-    possibly related for the first time."""
+def stopping_rule_name(rule: StoppingRule) -> str:
+    """The name the pause records: ``grade5-related`` for the default rule."""
+    if rule.min_grade == 5:
+        return STOPPING_RULE_GRADE5_RELATED
+    return f"grade{rule.min_grade}-or-higher-related"
+
+
+def with_stopping_rule(
+    state: SafetyState, ae_id: str, new: NewEvent, rule: StoppingRule
+) -> list[NewEvent]:
+    """``new``, followed by ``EnrollmentPaused`` when it makes the AE reach the stopping rule's
+    grade and attribution for the first time (DOMAIN.md section 3, stopping rules;
+    ``TrialConfig.stopping_rule``)."""
     ae = evolve(state, new.payload).adverse_events[ae_id]
-    fires = ae.grade == 5 and ATTRIBUTION_ORDER.index(ae.attribution) >= ATTRIBUTION_ORDER.index(
-        STOPPING_RULE_MIN_ATTRIBUTION
-    )
+    fires = ae.grade >= rule.min_grade and at_least(ae.attribution, rule.min_attribution)
     if not fires or ae.paused_enrollment:
         return [new]
-    pause = EnrollmentPaused(
-        ae_id=ae_id, subject_id=ae.subject_id, rule=STOPPING_RULE_GRADE5_RELATED
-    )
+    pause = EnrollmentPaused(ae_id=ae_id, subject_id=ae.subject_id, rule=stopping_rule_name(rule))
     return [new, NewEvent(STOPPING_RULE_STREAM, pause, new.occurred_at)]
 
 
 # ---------------------------------------------------------------- report
 
 
-def _report(cmd: ReportAdverseEvent, state: SafetyState) -> list[NewEvent]:
+def _report(cmd: ReportAdverseEvent, state: SafetyState, stopping: StoppingRule) -> list[NewEvent]:
     if cmd.subject_id not in state.subjects:
         raise NotFound(
             "subject-must-be-registered",
@@ -160,14 +163,16 @@ def _report(cmd: ReportAdverseEvent, state: SafetyState) -> list[NewEvent]:
         ctcae_version=CTCAE_VERSION,
     )
     return with_stopping_rule(
-        state, cmd.ae_id, NewEvent(ae_stream(cmd.ae_id), payload, cmd.occurred_at)
+        state, cmd.ae_id, NewEvent(ae_stream(cmd.ae_id), payload, cmd.occurred_at), stopping
     )
 
 
 # ---------------------------------------------------------------- CRS / ICANS observations
 
 
-def _grade(cmd: GradeCrs | GradeIcans, state: SafetyState) -> list[NewEvent]:
+def _grade(
+    cmd: GradeCrs | GradeIcans, state: SafetyState, stopping: StoppingRule
+) -> list[NewEvent]:
     ae = known_ae(state, cmd.ae_id)
     wanted, scale = ("crs", "CRS") if isinstance(cmd, GradeCrs) else ("icans", "ICANS")
     if ae.syndrome != wanted:
@@ -201,7 +206,7 @@ def _grade(cmd: GradeCrs | GradeIcans, state: SafetyState) -> list[NewEvent]:
             determined_by=grade.determined_by,
         )
     return with_stopping_rule(
-        state, ae.ae_id, NewEvent(ae_stream(ae.ae_id), payload, cmd.occurred_at)
+        state, ae.ae_id, NewEvent(ae_stream(ae.ae_id), payload, cmd.occurred_at), stopping
     )
 
 
@@ -224,7 +229,9 @@ def _still_open(ae: AdverseEvent, doing: str) -> None:
 # ---------------------------------------------------------------- regrade / correction
 
 
-def _regrade(cmd: RegradeAdverseEvent, state: SafetyState) -> list[NewEvent]:
+def _regrade(
+    cmd: RegradeAdverseEvent, state: SafetyState, stopping: StoppingRule
+) -> list[NewEvent]:
     ae = known_ae(state, cmd.ae_id)
     previous = Assessment(
         grade=ae.grade,
@@ -260,7 +267,7 @@ def _regrade(cmd: RegradeAdverseEvent, state: SafetyState) -> list[NewEvent]:
         new=new,
     )
     return with_stopping_rule(
-        state, ae.ae_id, NewEvent(ae_stream(ae.ae_id), payload, cmd.occurred_at)
+        state, ae.ae_id, NewEvent(ae_stream(ae.ae_id), payload, cmd.occurred_at), stopping
     )
 
 

@@ -25,12 +25,13 @@ from services.safety.state import AdverseEvent, SafetyState
 from trial.config import Reporting
 
 
-def case_of(ae: AdverseEvent) -> SafetyCase:
+def case_of(ae: AdverseEvent, rules: Reporting) -> SafetyCase:
     return SafetyCase(
         serious_criteria=ae.serious_criteria,
         attribution=ae.attribution,
         expected=ae.expected,
         sponsor_received_at=ae.sponsor_received_at,
+        suspected_from=rules.suspected_from,
         determined_at=ae.determined_at,
     )
 
@@ -38,15 +39,15 @@ def case_of(ae: AdverseEvent) -> SafetyCase:
 def due_for(ae: AdverseEvent, rules: Reporting, zone: tzinfo) -> tuple[ReportDue, ...]:
     """Every report on this AE's clock: the initial ones and the follow-ups determined; days
     in the sponsor's time zone ``zone``."""
-    return (*reports_due(case_of(ae), rules, zone), *ae.follow_ups)
+    return (*reports_due(case_of(ae, rules), rules, zone), *ae.follow_ups)
 
 
-def awaiting_determination(state: SafetyState) -> tuple[AdverseEvent, ...]:
+def awaiting_determination(state: SafetyState, rules: Reporting) -> tuple[AdverseEvent, ...]:
     """The AEs that qualify for expedited reporting and have no determination yet, by id."""
     return tuple(
         ae
         for ae in sorted(state.adverse_events.values(), key=lambda a: a.ae_id)
-        if case_of(ae).awaits_determination
+        if case_of(ae, rules).awaits_determination
     )
 
 
@@ -63,7 +64,7 @@ def determine(
             "information calls for a follow-up determination",
             ae_id=ae.ae_id,
         )
-    case = case_of(ae)
+    case = case_of(ae, rules)
     if not case.qualifies:
         raise RuleViolated(
             "case-must-qualify",
@@ -87,6 +88,7 @@ def determine(
         attribution=case.attribution,
         expected=case.expected,
         sponsor_received_at=case.sponsor_received_at,
+        suspected_from=case.suspected_from,
         determined_at=cmd.occurred_at,
     )
     payload = ExpeditedReportDetermined(

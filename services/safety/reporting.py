@@ -26,9 +26,6 @@ from events.safety import ATTRIBUTION_ORDER, Attribution, ReportDue, Seriousness
 from trial.calendar import calendar_day
 from trial.config import Reporting
 
-SUSPECTED_FROM: Attribution = "possible"
-"""A suspected adverse reaction: a reasonable possibility that the product caused it."""
-
 FATAL_OR_LIFE_THREATENING: frozenset[SeriousnessCriterion] = frozenset(
     {"death", "life-threatening"}
 )
@@ -42,6 +39,8 @@ class SafetyCase:
     attribution: Attribution
     expected: bool
     sponsor_received_at: datetime
+    suspected_from: Attribution
+    """The trial's lowest attribution of a suspected adverse reaction (``Reporting``)."""
     determined_at: datetime | None = None
 
     @property
@@ -54,7 +53,12 @@ class SafetyCase:
 
     @property
     def suspected(self) -> bool:
-        return ATTRIBUTION_ORDER.index(self.attribution) >= ATTRIBUTION_ORDER.index(SUSPECTED_FROM)
+        """A suspected adverse reaction: a reasonable possibility that the product caused it
+        (21 CFR 312.32(a)), at least the trial's ``reporting.suspected_from`` (default
+        possible)."""
+        return ATTRIBUTION_ORDER.index(self.attribution) >= ATTRIBUTION_ORDER.index(
+            self.suspected_from
+        )
 
     @property
     def qualifies(self) -> bool:

@@ -126,10 +126,10 @@ def test_the_determination_due_item_ends_when_the_determination_is_recorded():
     state = given(registered(), enrolled(), infused())
     first, state = run(state, report(grade=3, serious_criteria=("hospitalisation",),
                                      expected=False))
-    assert [ae.ae_id for ae in awaiting_determination(state)] == [AE]
+    assert [ae.ae_id for ae in awaiting_determination(state, TRIAL.reporting)] == [AE]
     then, state = run(state, determine(day(3)))
 
-    assert awaiting_determination(state) == ()
+    assert awaiting_determination(state, TRIAL.reporting) == ()
     doc = board_at([infusion_event(), *first, *then], day(4))
     assert doc["determinations_due"] == []
     assert [(r["report"], r["due_on"]) for r in doc["expedited_reports"]] == [

@@ -36,6 +36,7 @@ def case(received: str, determined: str | None = None, **overrides) -> SafetyCas
         "attribution": "possible",
         "expected": False,
         "sponsor_received_at": at(received),
+        "suspected_from": RULES.suspected_from,
         "determined_at": at(determined) if determined else None,
     }
     return SafetyCase(**{**values, **overrides})
