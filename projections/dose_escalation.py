@@ -221,10 +221,14 @@ def make(trial: TrialConfig) -> Projection:
 
 
 def _counted_dose_level(recorded: Recorded) -> dict[str, str | None]:
-    """``{"counted_dose_level": level or None}`` when the infusion recorded the level the patient
-    counts at (an out-of-specification dose given under exceptional release), else ``{}``: the
-    patient counts at the cohort's level. The event as written is read, so that a field the
-    writer left out is told apart from one it wrote as null."""
+    """``{"counted_dose_level": level or None}``, the level the infusion says the patient counts
+    at (the cohort's, a lower one after an out-of-specification dose given under exceptional
+    release, or None below every level); ``{}`` when the infusion says nothing (the patient
+    counts at the cohort's level). The model's field when it has one (old versions upcast),
+    else the payload as written, so that a field left out is told apart from a null."""
+    event = recorded.payload
+    if COUNTED_DOSE_LEVEL in type(event).model_fields:
+        return {COUNTED_DOSE_LEVEL: getattr(event, COUNTED_DOSE_LEVEL)}
     written = recorded.envelope.payload
     if COUNTED_DOSE_LEVEL not in written:
         return {}

@@ -68,11 +68,16 @@ def opened(level: str, day: float):
 
 
 def infused(subject: str, level: str, day: float, **counted):
+    """``counted`` is ``counted_dose_level=...`` for an infusion that recorded it: a field of the
+    model once the dosing context has it, written into the payload until then."""
     cells = TRIAL.dose_level(level).cells_per_kg
-    return rec(InfusionRecorded(
+    in_model = "counted_dose_level" in InfusionRecorded.model_fields
+    payload = InfusionRecorded(
         subject_id=subject, lot_id=f"LOT-{subject[-4:]}-A", cohort_id=f"{level}-IP",
         dose_level=level, target_cells_per_kg=cells, weight_kg=70, cells_infused=70 * cells,
-        route="intraperitoneal", infused_at=T0 + timedelta(days=day)), day, **counted)
+        route="intraperitoneal", infused_at=T0 + timedelta(days=day),
+        **(counted if in_model else {}))
+    return rec(payload, day, **({} if in_model else counted))
 
 
 def evaluated(subject: str, level: str, day: float, dlt: bool = False):
