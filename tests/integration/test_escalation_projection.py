@@ -46,7 +46,8 @@ def test_scripted_cohorts_give_3_plus_3_decisions_live_and_on_replay(stack, sett
             dosing.append(f"subject-{subject}", InfusionRecorded(
                 subject_id=subject, lot_id=f"LOT-{first + i:04d}-A", cohort_id=f"{level}-IP",
                 dose_level=level, target_cells_per_kg=cells, weight_kg=70,
-                cells_infused=70 * cells, route="intraperitoneal", infused_at=day(n + i)),
+                cells_infused=70 * cells, received_cells_per_kg=cells, counted_dose_level=level,
+                route="intraperitoneal", infused_at=day(n + i)),
                 occurred_at=day(n + i), recorded_at=day(n + i))
             safety.append(f"dlt-evaluation-{subject}", DltEvaluationCompleted(
                 subject_id=subject, cohort_id=f"{level}-IP", dose_level=level,

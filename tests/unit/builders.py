@@ -14,6 +14,8 @@ from events.enrollment import (
     CriterionResult,
     EligibilityAssessed,
     PrescreeningRecorded,
+    Route,
+    ScreenFailureCode,
     SlotReleased,
     SubjectEnrolled,
     SubjectRegistered,
@@ -93,7 +95,7 @@ def cohort_opened(
     cohort_id: str = "DL1-IP",
     capacity: int = 3,
     dose_level: str = "DL1",
-    route: str = "intraperitoneal",
+    route: Route = "intraperitoneal",
 ) -> NewEvent:
     payload = CohortOpened(
         cohort_id=cohort_id,
@@ -157,7 +159,9 @@ def eligible_subject(subject_id: str) -> list[NewEvent]:
     ]
 
 
-def subject_screen_failed(subject_id: str, reason_code: str = "investigator-decision") -> NewEvent:
+def subject_screen_failed(
+    subject_id: str, reason_code: ScreenFailureCode = "investigator-decision"
+) -> NewEvent:
     payload = SubjectScreenFailed(subject_id=subject_id, stage="screening", reason_code=reason_code)
     return NewEvent(f"subject-{subject_id}", payload, MONDAY_9AM)
 

@@ -35,7 +35,7 @@ from events.envelope import GENESIS_HASH, Actor, seal, to_bytes
 from events.manufacturing import LotReleased
 from events.registry import EventPayload, Recorded, read
 from events.safety import AdverseEventRegraded, AdverseEventReported, Assessment
-from events.signatures import RecordSigned
+from events.signatures import Meaning, RecordSigned
 from trialops.cli_audit import audit_app, export_app
 
 TRIAL = "NCT06623396"
@@ -86,7 +86,7 @@ class History:
         *,
         signer: Actor = INVESTIGATOR,
         printed_name: str = "A. Ortega",
-        meaning: str = "approval",
+        meaning: Meaning = "approval",
         signed_hash: str | None = None,
     ) -> Recorded:
         payload = RecordSigned(
@@ -139,6 +139,8 @@ def infused(n: int, cohort: str = "DL1-IP") -> InfusionRecorded:
         target_cells_per_kg=1e6,
         weight_kg=70.0,
         cells_infused=7.0e7,
+        received_cells_per_kg=1e6,
+        counted_dose_level="DL1",
         route="intraperitoneal",
         infused_at=START + timedelta(days=1),
     )

@@ -165,6 +165,8 @@ def infused(subject_id=SUBJECT, lot_id=LOT) -> InfusionRecorded:
         target_cells_per_kg=1e6,
         weight_kg=70.0,
         cells_infused=7e7,
+        received_cells_per_kg=1e6,
+        counted_dose_level="DL1",
         route="intraperitoneal",
         infused_at=INFUSION_DAY,
     )

@@ -15,6 +15,7 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from pydantic import BaseModel
 
 from services.auth import ROLES, UserDirectory
 from services.enrollment.commands import CloseCohort, RecordConsent, RegisterSubject
@@ -40,7 +41,7 @@ class Recorder:
         return []
 
 
-ROUTES = {
+ROUTES: dict[str, type[BaseModel]] = {
     "/register": RegisterSubject,
     "/close": CloseCohort,
     "/consent": RecordConsent,

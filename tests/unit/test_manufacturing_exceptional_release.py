@@ -45,7 +45,7 @@ def decided(actor: Actor, approved: bool = True) -> ExceptionalReleaseDecided:
         lot_id=LOT,
         subject_id=SUBJECT,
         decided_by=actor.user_id,
-        role=actor.role,
+        role="sponsor" if actor.role == "sponsor" else "investigator",
         approved=approved,
         rationale=RATIONALE,
     )

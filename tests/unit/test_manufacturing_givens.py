@@ -11,12 +11,13 @@ The tests in this file check that the walk reaches every stage of DOMAIN.md sect
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
 from events.enrollment import CohortOpened, SubjectEnrolled, SubjectRegistered, SubjectWithdrawn
 from events.envelope import Actor
+from events.manufacturing import ManufacturingStep
 from services.decider import NewEvent
 from services.manufacturing.commands import (
     Command,
@@ -152,7 +153,7 @@ def receive_apheresis(state, **fields) -> ReceiveApheresis:
     return ReceiveApheresis(**_handoff(state, FACILITY, fields))
 
 
-def start(step: str = "activation", **fields) -> StartManufacturing:
+def start(step: ManufacturingStep = "activation", **fields) -> StartManufacturing:
     return StartManufacturing(lot_id=LOT, step=step, occurred_at=at(60), **fields)
 
 
@@ -161,7 +162,9 @@ def harvest() -> RecordHarvest:
 
 
 def qc(test: str, value: float | None = None, outcome: str | None = None, lot: str = LOT):
-    return RecordQcResult(lot_id=lot, test=test, value=value, outcome=outcome, occurred_at=at(200))
+    return RecordQcResult.model_validate(
+        {"lot_id": lot, "test": test, "value": value, "outcome": outcome, "occurred_at": at(200)}
+    )
 
 
 PASSING = {
@@ -220,7 +223,7 @@ def failure(reason_code: str = "expansion-failure") -> RecordManufacturingFailur
 
 # ---------------------------------------------------------------- walking a lot to a stage
 
-Step = Callable[[ManufacturingState], list[Command]]
+Step = Callable[[ManufacturingState], Sequence[Command]]
 
 WALK: list[tuple[str, Step]] = [
     ("collected", lambda s: [apheresis()]),

@@ -35,8 +35,8 @@ ENROLLED = recorded(SubjectEnrolled(subject_id="MSK-0001", cohort_id="DL1-IP", s
 INFUSED = recorded(
     InfusionRecorded(
         subject_id="MSK-0001", lot_id="LOT-0001-A", cohort_id="DL1-IP", dose_level="DL1",
-        target_cells_per_kg=1e6, weight_kg=70, cells_infused=7e7, route="intraperitoneal",
-        infused_at=at(600),
+        target_cells_per_kg=1e6, weight_kg=70, cells_infused=7e7, received_cells_per_kg=1e6,
+        counted_dose_level="DL1", route="intraperitoneal", infused_at=at(600),
     ),
     600, 3,
 )

@@ -53,6 +53,7 @@ def infused(subject: str, level: str, day: float):
         subject_id=subject, lot_id=f"LOT-{subject[-4:]}-A", cohort_id=f"{level}-IP",
         dose_level=level, target_cells_per_kg=TRIAL.dose_level(level).cells_per_kg,
         weight_kg=70, cells_infused=70 * TRIAL.dose_level(level).cells_per_kg,
+        received_cells_per_kg=TRIAL.dose_level(level).cells_per_kg, counted_dose_level=level,
         route="intraperitoneal", infused_at=T0 + timedelta(days=day)), day)
 
 

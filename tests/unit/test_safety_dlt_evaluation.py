@@ -37,7 +37,9 @@ def evaluate(at, subject_id: str = SUBJECT) -> RecordDltEvaluation:
 def refused(state, command) -> RuleViolated | NotFound:
     with pytest.raises((RuleViolated, NotFound)) as caught:
         DECIDER.decide(command, state)
-    return caught.value
+    error = caught.value
+    assert isinstance(error, RuleViolated | NotFound)
+    return error
 
 
 def test_a_subject_without_dlt_is_evaluable_once_the_28_day_window_has_ended():

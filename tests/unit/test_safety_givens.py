@@ -55,6 +55,8 @@ def infused(subject_id: str = SUBJECT, at: datetime = INFUSED_AT) -> InfusionRec
         target_cells_per_kg=1e6,
         weight_kg=70.0,
         cells_infused=7.0e7,
+        received_cells_per_kg=1e6,
+        counted_dose_level="DL1",
         route="intraperitoneal",
         infused_at=at,
     )
@@ -127,11 +129,13 @@ def fatal_report(ae_id: str = AE, attribution="possible", **fields) -> ReportAdv
 
 
 def grade_crs(at: datetime, ae_id: str = AE, **observation) -> GradeCrs:
-    return GradeCrs(ae_id=ae_id, observation={"temperature_c": 39.0, **observation}, occurred_at=at)
+    observed = {"temperature_c": 39.0, **observation}
+    return GradeCrs.model_validate({"ae_id": ae_id, "observation": observed, "occurred_at": at})
 
 
 def grade_icans(at: datetime, ae_id: str = AE, **observation) -> GradeIcans:
-    return GradeIcans(ae_id=ae_id, observation={"ice_score": 10, **observation}, occurred_at=at)
+    observed = {"ice_score": 10, **observation}
+    return GradeIcans.model_validate({"ae_id": ae_id, "observation": observed, "occurred_at": at})
 
 
 def regrade(at: datetime, ae_id: str = AE, reason="source document review", **values):
