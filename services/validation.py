@@ -14,7 +14,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -109,7 +109,14 @@ def checked_reason(value: Any) -> tuple[str | None, list[Problem]]:
 @dataclass(frozen=True)
 class BusinessTimeWindow:
     """When a business time of a command may lie: not before the trial began, not later than
-    the server's clock plus a small skew for the clocks of the sites' devices."""
+    the server's clock plus a small skew for the clocks of the sites' devices, and never after
+    the command's own ``occurred_at``.
+
+    Every business time is checked, in every context, whatever its name and however deep it
+    sits in the command (``business_times``): datetimes, and calendar dates (a last dose on a
+    day). A date has no time zone, so it is held to the calendar day anywhere on Earth: in the
+    future when no place has reached it yet at the latest allowed instant (UTC+14), before the
+    trial when every place had left the trial's first day behind (UTC-12)."""
 
     earliest: datetime
     max_future_skew: timedelta
@@ -118,10 +125,10 @@ class BusinessTimeWindow:
         latest = now + self.max_future_skew
         minutes = self.max_future_skew.total_seconds() / 60
         found = []
-        for field, at in datetimes(command):
-            if at.tzinfo is None:
+        for field, at in business_times(command):
+            if isinstance(at, datetime) and at.tzinfo is None:
                 continue  # the command model refuses naive times itself
-            if at > latest:
+            if _after(at, latest, _LAST_TO_ARRIVE):
                 found.append(
                     Problem(
                         field,
@@ -130,7 +137,7 @@ class BusinessTimeWindow:
                         f"the server clock ({now.isoformat()})",
                     )
                 )
-            elif at < self.earliest:
+            elif _after(self.earliest, at, _FIRST_TO_LEAVE):
                 found.append(
                     Problem(
                         field,
@@ -139,20 +146,78 @@ class BusinessTimeWindow:
                         f"time {self.earliest.isoformat()}",
                     )
                 )
-        return found
+        return found or after_the_record(command)
+
+
+_LAST_TO_ARRIVE = timezone(timedelta(hours=14))
+"""The first place on Earth to reach a calendar day (Line Islands, UTC+14)."""
+_FIRST_TO_LEAVE = timezone(timedelta(hours=-12))
+"""The last place on Earth to leave a calendar day (Baker Island, UTC-12)."""
+
+
+def _after(a: datetime | date, b: datetime | date, zone: tzinfo) -> bool:
+    """``a`` later than ``b``; a date against an instant is compared with that instant's
+    calendar day in ``zone``."""
+    if isinstance(a, datetime) and isinstance(b, datetime):
+        return a > b
+    day_a = a.astimezone(zone).date() if isinstance(a, datetime) else a
+    day_b = b.astimezone(zone).date() if isinstance(b, datetime) else b
+    return day_a > day_b
+
+
+MAY_FOLLOW_THE_RECORD = frozenset({"sponsor_received_at"})
+"""Times of another party than the one whose act ``occurred_at`` dates: the sponsor may first
+receive an adverse event's information after the site reported it (21 CFR 312.32(c) starts
+the clock at the sponsor's receipt, DOMAIN.md section 3)."""
+
+
+def after_the_record(command: BaseModel) -> list[Problem]:
+    """A command records what has happened: none of its business times (an onset, a signature,
+    a last dose, an improvement, a regrade's effective time) lies after its own
+    ``occurred_at``, the time of the act it records (``MAY_FOLLOW_THE_RECORD`` aside). A date
+    is compared with the calendar day of ``occurred_at`` as the site wrote it (in its own UTC
+    offset)."""
+    recorded = getattr(command, "occurred_at", None)
+    if not isinstance(recorded, datetime) or recorded.tzinfo is None:
+        return []
+    found = []
+    for field, at in business_times(command):
+        if field == "occurred_at" or field.rsplit(".", 1)[-1] in MAY_FOLLOW_THE_RECORD:
+            continue
+        if isinstance(at, datetime) and at.tzinfo is None:
+            continue
+        if _after(at, recorded, recorded.tzinfo):
+            found.append(
+                Problem(
+                    field,
+                    "business-time-after-record",
+                    f"{field} {at.isoformat()} is after occurred_at {recorded.isoformat()}: a "
+                    "command records what has already happened",
+                )
+            )
+    return found
+
+
+def business_times(value: Any, path: str = "") -> Iterator[tuple[str, datetime | date]]:
+    """Every datetime and date of a validated command, nested models and collections
+    included, with its field path."""
+    if isinstance(value, date):  # a datetime is a date too
+        yield path, value
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from business_times(getattr(value, name), _join(path, name))
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
+        for index, item in enumerate(items):
+            yield from business_times(item, _join(path, str(index)))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from business_times(item, _join(path, str(key)))
 
 
 def datetimes(value: Any, path: str = "") -> Iterator[tuple[str, datetime]]:
     """Every datetime of a validated command, nested models and collections included, with
     its field path."""
-    if isinstance(value, datetime):
-        yield path, value
-    elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            yield from datetimes(getattr(value, name), _join(path, name))
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            yield from datetimes(item, _join(path, str(index)))
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from datetimes(item, _join(path, str(key)))
+    for field, at in business_times(value, path):
+        if isinstance(at, datetime):
+            yield field, at

@@ -145,7 +145,8 @@ def test_every_business_time_of_a_command_must_lie_in_the_trials_window(field, v
     "value", [NOW + timedelta(minutes=10), NOW, at("2024-10-01T00:00:00+00:00")]
 )
 def test_a_time_at_the_edges_of_the_window_passes(value):
-    assert WINDOW.problems(report(onset_at=value), NOW) == []
+    command = report(onset_at=value, sponsor_received_at=value, occurred_at=value)
+    assert WINDOW.problems(command, NOW) == []
 
 
 def test_optional_and_other_named_times_are_checked_too():
