@@ -62,7 +62,12 @@ from services.dosing.bsa import (
     mosteller_bsa_m2,
     within_tolerance,
 )
-from services.dosing.dose import Level, infused_dose
+from services.dosing.dose import (
+    Level,
+    cells_within_released,
+    infused_dose,
+    weight_change_explained,
+)
 from services.dosing.preconditions import (
     bedside_checked_by_two,
     conditioning_complete,
@@ -81,7 +86,7 @@ from services.dosing.timing import (
 )
 from services.enrollment.washout import WashoutRules, require_washout
 from services.errors import NotFound, RuleViolated
-from services.fields import identifier
+from services.fields import Reason, identifier
 from trial.config import TrialConfig
 
 # ---------------------------------------------------------------- commands
@@ -129,6 +134,9 @@ class RecordInfusion(Command):
     weight_kg: float = Field(gt=0, le=400, allow_inf_nan=False)
     cells_infused: float = Field(gt=0, allow_inf_nan=False)
     route: Route
+    reason: Reason | None = None
+    """Why the weight at infusion differs from the weight at collection beyond the trial's
+    tolerance (kept in the envelope's ``reason``); not needed otherwise."""
 
 
 IDENTITY_DEVIATION_COMMAND = "record-bedside-identity-mismatch"
@@ -155,6 +163,8 @@ class DosingRules:
     washout: WashoutRules | None = None
     """The trial file's washout before the infusion; None: none checked."""
     timing: Timing = field(default_factory=Timing)
+    weight_change_tolerance_percent: float = 10
+    released_cells_tolerance_percent: float = 10
 
     @classmethod
     def of(cls, trial: TrialConfig) -> DosingRules:
@@ -170,6 +180,8 @@ class DosingRules:
             ),
             washout=WashoutRules.of(trial),
             timing=Timing.of(trial),
+            weight_change_tolerance_percent=trial.infusion.weight_change_tolerance_percent,
+            released_cells_tolerance_percent=trial.infusion.released_cells_tolerance_percent,
         )
 
 
@@ -445,6 +457,18 @@ def _record_infusion(cmd: RecordInfusion, state: DosingState, rules: DosingRules
             cohort_route=cohort.route,
             route=cmd.route,
         )
+    weight_change_explained(
+        subject_id=subject.subject_id,
+        weight_kg=cmd.weight_kg,
+        lot=lot,
+        reason=cmd.reason,
+        tolerance_percent=rules.weight_change_tolerance_percent,
+    )
+    cells_within_released(
+        cells_infused=cmd.cells_infused,
+        lot=lot,
+        tolerance_percent=rules.released_cells_tolerance_percent,
+    )
     dose = infused_dose(
         subject_id=subject.subject_id,
         cells_infused=cmd.cells_infused,

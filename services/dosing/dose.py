@@ -9,6 +9,14 @@ Rules, with their sources:
   with fewer cells than the tolerance allows: it is the patient's only product, and the patient
   counts at the dose received. More cells than the tolerance allows are never given, exceptional
   release or not: a dose above the cohort's has not been cleared by the escalation.
+- ``weight-change-needs-reason`` (DOMAIN.md 1: the dose is cells/kg x the weight at dosing,
+  while manufacturing targeted cells/kg x the weight at collection): a weight at infusion that
+  differs from the weight at collection by more than the trial file's
+  ``infusion.weight_change_tolerance_percent`` (project default 10%) is accepted only with a
+  reason, which the infusion's envelope keeps.
+- ``cells-infused-within-released`` (DOMAIN.md 1: the product's actual cell count is the
+  released lot's): no more cells are given than the lot's released count, up to the trial
+  file's ``infusion.released_cells_tolerance_percent`` (project default 10%).
 - The counted dose level (docs/decisions.md, decision 27): within tolerance, the
   cohort's level; below it, the highest configured level of the cohort's route whose cells/kg
   is at most the received cells/kg, or none when the received dose is below the lowest level.
@@ -88,4 +96,48 @@ def infused_dose(
         weight_kg=weight_kg,
         tolerance_percent=tolerance_percent,
         lot_release=lot.release,
+    )
+
+
+def weight_change_explained(
+    *,
+    subject_id: str,
+    weight_kg: float,
+    lot: Lot,
+    reason: str | None,
+    tolerance_percent: float,
+) -> None:
+    collected = lot.weight_at_collection_kg
+    if collected is None or reason is not None:
+        return
+    if within_tolerance(weight_kg, collected, tolerance_percent):
+        return
+    raise RuleViolated(
+        "weight-change-needs-reason",
+        f"subject {subject_id} weighs {weight_kg:g} kg at infusion, "
+        f"{deviation_percent(weight_kg, collected):.1f}% from the {collected:g} kg at the "
+        f"collection of lot {lot.lot_id}, on which its target was computed; more than "
+        f"{tolerance_percent:g}% needs a reason",
+        subject_id=subject_id,
+        weight_kg=weight_kg,
+        weight_at_collection_kg=collected,
+        tolerance_percent=tolerance_percent,
+    )
+
+
+def cells_within_released(*, cells_infused: float, lot: Lot, tolerance_percent: float) -> None:
+    released = lot.released_cells
+    if released is None:
+        return
+    limit = released * (1 + tolerance_percent / 100)
+    if cells_infused <= limit * (1 + _FLOAT_SLACK):
+        return
+    raise RuleViolated(
+        "cells-infused-within-released",
+        f"{cells_infused:.3g} CAR T cells are more than lot {lot.lot_id} released "
+        f"({released:.3g}, at most {tolerance_percent:g}% more allowed for counting)",
+        lot_id=lot.lot_id,
+        cells_infused=cells_infused,
+        released_cells=released,
+        tolerance_percent=tolerance_percent,
     )

@@ -27,10 +27,12 @@ from events.manufacturing import (
     CONTEXT as MANUFACTURING,
 )
 from events.manufacturing import (
+    ApheresisCollected,
     ExceptionalReleaseApproved,
     LotOutOfSpecification,
     LotReleased,
     LotThawed,
+    QcResultRecorded,
 )
 from events.registry import EventPayload
 from events.safety import EnrollmentPaused, EnrollmentResumed
@@ -70,6 +72,11 @@ class Lot:
     thawed: bool = False
     thawed_at: datetime | None = None
     """When the product was thawed, if the thaw's fact says (``LotThawed.thawed_at``)."""
+    weight_at_collection_kg: float | None = None
+    """The subject's weight at leukapheresis, on which the lot's target was computed."""
+    released_cells: float | None = None
+    """The lot's CAR T cell count as released (``LotReleased``), or as measured by its
+    cell-dose test when it was never released (an exceptional release)."""
     last_manufacturing_event: str | None = None
     """For refusal messages only ("not released; last manufacturing event: ...")."""
 
@@ -165,7 +172,19 @@ def evolve(state: DosingState, event: EventPayload) -> DosingState:
                 release=release,
                 failed_tests=(),
                 failed_after_release=False,
+                released_cells=event.total_car_t_cells,
             )
+        case ApheresisCollected():
+            lot = state.lot(event.lot_id)
+            return _lot(
+                state,
+                event,
+                coi_id=lot.coi_id or event.coi_id,
+                weight_at_collection_kg=event.weight_kg,
+            )
+        case QcResultRecorded(test="cell_dose", value=float() as counted):
+            # A released count (LotReleased) is the same measurement and comes after it.
+            return _lot(state, event, released_cells=counted)
         case LotOutOfSpecification():
             return _lot(
                 state,
