@@ -1,7 +1,8 @@
 """Safety overview: adverse events by grade, seriousness and attribution; DLTs per cohort;
-open DLT windows; the qualifying cases awaiting the sponsor's determination; the
-expedited-reporting clock (due, submitted, overdue) as of the time of the query; and the
-stopping rule's state (DOMAIN.md section 3).
+open DLT windows; the qualifying cases awaiting the sponsor's determination; serious expected
+suspected reactions per term for the aggregate review; the expedited-reporting clock (due,
+submitted, overdue) as of the time of the query; and the stopping rule's state (DOMAIN.md
+section 3).
 
 One truth with the safety service (decision 26): the board keeps the safety facts it is given
 and folds them, at render time, with the service's own ``evolve`` (services/safety/state.py),
@@ -38,7 +39,7 @@ from projections.base import Projection, State, stamp
 from projections.bounded import bounded
 from services.safety import state as safety
 from services.safety.dlt import window_ends_at
-from services.safety.expedited import awaiting_determination, due_for
+from services.safety.expedited import aggregate_review, awaiting_determination, due_for
 from trial.calendar import calendar_day
 from trial.config import TrialConfig
 
@@ -224,6 +225,15 @@ def make(trial: TrialConfig) -> Projection:
             "dlts_per_cohort": dict(sorted(dlts_per_cohort.items())),
             "open_dlt_windows": open_windows,
             "determinations_due": determinations_due,
+            "aggregate_review": [
+                {
+                    "term": term,
+                    "count": len(listed),
+                    "subjects": len({ae.subject_id for ae in listed}),
+                    "ae_ids": [ae.ae_id for ae in listed],
+                }
+                for term, listed in aggregate_review(state, trial.reporting).items()
+            ],
             "expedited_reports": reports,
             "overdue_reports": sum(1 for r in reports if r["status"] == "overdue"),
             "enrollment_paused": state.enrollment_paused,

@@ -21,7 +21,7 @@ from services.errors import RuleViolated
 from services.safety.checks import ae_stream, known_ae, not_in_future
 from services.safety.commands import DetermineExpeditedReport, SubmitExpeditedReport
 from services.safety.reporting import SafetyCase, follow_up_due, reports_due
-from services.safety.state import AdverseEvent, SafetyState
+from services.safety.state import AdverseEvent, SafetyState, normalised
 from trial.config import Reporting
 
 
@@ -49,6 +49,19 @@ def awaiting_determination(state: SafetyState, rules: Reporting) -> tuple[Advers
         for ae in sorted(state.adverse_events.values(), key=lambda a: a.ae_id)
         if case_of(ae, rules).awaits_determination
     )
+
+
+def aggregate_review(
+    state: SafetyState, rules: Reporting
+) -> dict[str, tuple[AdverseEvent, ...]]:
+    """Serious expected suspected adverse reactions by term (normalised: case, hyphens and
+    spacing ignored), for the sponsor's aggregate review of their rate of occurrence
+    (21 CFR 312.32(c)(1)(iv)); each term's AEs by id."""
+    by_term: dict[str, list[AdverseEvent]] = {}
+    for ae in sorted(state.adverse_events.values(), key=lambda a: a.ae_id):
+        if case_of(ae, rules).for_aggregate_review:
+            by_term.setdefault(normalised(ae.term), []).append(ae)
+    return {term: tuple(aes) for term, aes in sorted(by_term.items())}
 
 
 def determine(

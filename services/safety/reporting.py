@@ -66,6 +66,14 @@ class SafetyCase:
         return self.serious and not self.expected and self.suspected
 
     @property
+    def for_aggregate_review(self) -> bool:
+        """Serious, suspected and expected (listed in the protocol or investigator's brochure):
+        no individual IND safety report, but counted for the aggregate review of an increased
+        rate of occurrence of serious suspected adverse reactions over the listed rate
+        (21 CFR 312.32(c)(1)(iv))."""
+        return self.serious and self.expected and self.suspected
+
+    @property
     def awaits_determination(self) -> bool:
         """A qualifying case whose determination is not recorded yet: the sponsor must review
         it promptly (21 CFR 312.32(b)) and the 15-day clock starts only with the determination

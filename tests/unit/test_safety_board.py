@@ -20,7 +20,7 @@ from events.dosing import InfusionRecorded
 from projections.base import fold as fold_projection
 from projections.catalog import build
 from services.decider import NewEvent
-from services.safety.expedited import awaiting_determination, due_for
+from services.safety.expedited import aggregate_review, awaiting_determination, due_for
 
 from .builders import history
 from .test_safety_givens import (
@@ -152,3 +152,47 @@ def test_a_case_that_does_not_qualify_awaits_no_determination(fields):
     events, _state = run(given(registered(), enrolled(), infused()), report(grade=3, **fields))
     doc = board_at([infusion_event(), *events], day(4))
     assert doc["determinations_due"] == []
+
+
+# ---------------------------------------------------------------- aggregate review (item 6)
+# Source: 21 CFR 312.32(c)(1)(iv): the sponsor reports a clinically important increase in the
+# rate of serious suspected adverse reactions over the rate listed in the protocol or the
+# investigator's brochure; such (expected) reactions get no individual report, so they are
+# counted per term for that review.
+
+
+def test_serious_expected_suspected_reactions_are_counted_per_term_without_a_report():
+    state = given(registered(), enrolled(), infused(),
+                  registered("MSK-0008"), enrolled("MSK-0008"), infused("MSK-0008"))
+    hospitalised = dict(grade=3, serious_criteria=("hospitalisation",), expected=True)
+    events, state = run(
+        state,
+        report("AE-0007-01", term="Cytokine release syndrome", **hospitalised),
+        report("AE-0007-02", term="Febrile neutropenia", **hospitalised, attribution="unlikely"),
+        report("AE-0008-01", subject_id="MSK-0008", term="cytokine-release  syndrome",
+               **hospitalised),
+        report("AE-0008-02", subject_id="MSK-0008", term="Cytokine release syndrome", grade=2),
+    )
+
+    # The service's state and the board list the same two CRS cases; the unlikely-related and
+    # the non-serious ones are not counted
+    review = aggregate_review(state, TRIAL.reporting)
+    assert {term: [ae.ae_id for ae in aes] for term, aes in review.items()} == {
+        "cytokine release syndrome": ["AE-0007-01", "AE-0008-01"]
+    }
+    doc = board_at([infusion_event(), *events], day(4))
+    assert doc["aggregate_review"] == [
+        {
+            "term": "cytokine release syndrome",
+            "count": 2,
+            "subjects": 2,
+            "ae_ids": ["AE-0007-01", "AE-0008-01"],
+        }
+    ]
+    # And none of them is on the expedited clock or awaits a determination
+    assert doc["expedited_reports"] == [] and doc["determinations_due"] == []
+
+
+def test_an_unexpected_serious_suspected_case_is_reported_not_aggregated():
+    doc = board_at(hospitalised_susar(), day(4))
+    assert doc["aggregate_review"] == []
