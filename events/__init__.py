@@ -5,6 +5,7 @@ from events import (  # noqa: F401
     access,
     dosing,
     enrollment,
+    keys,
     manufacturing,
     quarantine,
     safety,

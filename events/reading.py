@@ -32,14 +32,19 @@ import orjson
 from pydantic import ValidationError
 
 from events.envelope import GENESIS_HASH, Envelope, from_bytes
+from events.keys import WriterKeyRotated
 from events.registry import Recorded, UnknownEventType, read
 from events.signing import SIGNATURE_KINDS, Keyring, SignatureProblem, check_writer_signature
 from events.topics import context_of
 
-KINDS = ("unreadable", "schema-invalid", "hash-mismatch", *SIGNATURE_KINDS, "broken-chain")
+KINDS = (
+    "unreadable", "schema-invalid", "hash-mismatch", *SIGNATURE_KINDS, "bad-rotation",
+    "broken-chain",
+)
 """Why a record cannot be applied: not an envelope; a payload its schema refuses; content that
-does not match its hash; no valid signature of the topic's writer (events/signing.py); an event
-that does not follow its stream's head."""
+does not match its hash; no valid signature of the topic's writer, or one by a key retired
+earlier on the topic (events/signing.py); a key rotation that is not its writer's own (events/
+keys.py); an event that does not follow its stream's head."""
 
 
 class Unreadable(ValueError):
@@ -70,11 +75,43 @@ def decode(value: bytes | None, keyring: Keyring, topic: str) -> Recorded:
         raise Unreadable("schema-invalid", _first_line(exc)) from None
     if not envelope.hash_is_valid():
         raise Unreadable("hash-mismatch", f"{envelope.event_type} content does not match its hash")
+    writer = context_of(topic) or topic
     try:
-        check_writer_signature(envelope, keyring, context_of(topic) or topic)
+        check_writer_signature(envelope, keyring, writer)
     except SignatureProblem as exc:
         raise Unreadable(exc.kind, exc.detail) from None
+    if isinstance(recorded.payload, WriterKeyRotated):
+        _check_rotation(recorded.payload, envelope, keyring, writer)
     return recorded
+
+
+def _check_rotation(
+    rotation: WriterKeyRotated, envelope: Envelope, keyring: Keyring, writer: str
+) -> None:
+    """A writer retires its own key, signing with it, in favour of another key of its own."""
+    signed_with = envelope.writer_signature.key_id if envelope.writer_signature else None
+    successor = keyring.key(rotation.next_key_id)
+    if rotation.writer != writer or signed_with != rotation.retired_key_id:
+        raise Unreadable(
+            "bad-rotation",
+            f"a rotation on {writer}'s topic must retire the key it is signed with "
+            f"({signed_with}), not {rotation.writer}'s {rotation.retired_key_id}",
+        )
+    if successor is None or successor.context != writer or successor.key_id in keyring.retired:
+        raise Unreadable(
+            "bad-rotation",
+            f"the next key {rotation.next_key_id!r} is not an active key of {writer} in the "
+            "keyring",
+        )
+
+
+def keyring_after(keyring: Keyring, recorded: Recorded) -> Keyring:
+    """The keyring a reader uses after applying ``recorded``: a key rotation retires its key
+    from the next record on; anything else leaves it as it is."""
+    payload = recorded.payload
+    if isinstance(payload, WriterKeyRotated):
+        return keyring.retiring(payload.retired_key_id)
+    return keyring
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +239,7 @@ class LogReader:
             self.copies += 1
             return None
         self.heads[stream] = Head(envelope.stream_seq, envelope.hash)
+        self.keyring = keyring_after(self.keyring, recorded)
         return recorded
 
     def halt_of(self, topic: str, partition: int) -> Halt | None:

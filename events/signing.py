@@ -35,12 +35,25 @@ class WriterKey(Frozen):
 
 class Keyring(Frozen):
     """Every writer key the deployment trusts. A retired key stays listed: old events keep
-    verifying under it."""
+    verifying under it. ``retired``: the keys a ``WriterKeyRotated`` event read so far has
+    retired; a record read after that event and signed by one of them is refused. Readers
+    never load it from a file: it grows as they read the log (``events.reading``)."""
 
     keys: tuple[WriterKey, ...] = ()
+    retired: frozenset[str] = frozenset()
 
     def key(self, key_id: str) -> WriterKey | None:
         return next((k for k in self.keys if k.key_id == key_id), None)
+
+    def retiring(self, key_id: str) -> Keyring:
+        """This keyring with ``key_id`` retired (the same keyring when it already is)."""
+        if key_id in self.retired:
+            return self
+        return self.model_copy(update={"retired": self.retired | {key_id}})
+
+    def active(self, context: str) -> list[WriterKey]:
+        """The keys ``context``'s writer may sign with now."""
+        return [k for k in self.keys if k.context == context and k.key_id not in self.retired]
 
 
 class SignatureProblem(ValueError):
@@ -52,7 +65,7 @@ class SignatureProblem(ValueError):
         self.detail = detail
 
 
-SIGNATURE_KINDS = ("unsigned", "unknown-key", "wrong-writer", "bad-signature")
+SIGNATURE_KINDS = ("unsigned", "unknown-key", "wrong-writer", "retired-key", "bad-signature")
 
 
 def check_writer_signature(envelope: Envelope, keyring: Keyring, context: str) -> None:
@@ -68,6 +81,11 @@ def check_writer_signature(envelope: Envelope, keyring: Keyring, context: str) -
         raise SignatureProblem(
             "wrong-writer",
             f"key {signed.key_id!r} belongs to the {key.context} writer, not to {context}'s",
+        )
+    if signed.key_id in keyring.retired:
+        raise SignatureProblem(
+            "retired-key",
+            f"key {signed.key_id!r} was retired by a key rotation earlier on this topic",
         )
     try:
         public = Ed25519PublicKey.from_public_bytes(base64.b64decode(key.public_key))

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import faust
 
+from events.keys import WriterKeyRotated
 from events.reading import Halt, LogReader, Quarantine, Unreadable, Where, decode, digest
+from events.signing import Keyring
 from events.topics import ACCESS, CONTEXTS, dead_letter_topic, event_topic
 from infra.kafka_io import load_quarantine, read_log
 from infra.kafka_security import faust_credentials
@@ -124,6 +126,37 @@ def create_app(
         for context in CONTEXTS
     }
     keyring = load_keyring(settings.keyring)
+    base_keyring = [keyring]
+    # Per event topic, the keys a WriterKeyRotated retired and the offset of that rotation:
+    # a record is read with the keys retired before it, whatever offset the worker resumes at.
+    retired_at = app.Table("retired-keys", partitions=1, key_type=str)
+
+    def keyring_at(topic: str, offset: int) -> Keyring:
+        rotations = retired_at.get(topic)
+        retired = frozenset(k for k, at in rotations.items() if at < offset) if rotations else ()
+        if not retired:
+            return base_keyring[0]
+        return base_keyring[0].model_copy(update={"retired": retired})
+
+    def note_rotation(topic: str, offset: int, recorded) -> None:
+        if isinstance(recorded.payload, WriterKeyRotated):
+            known = dict(retired_at.get(topic) or {})
+            known.setdefault(recorded.payload.retired_key_id, offset)
+            retired_at[topic] = known
+
+    async def keyring_reloaded() -> bool:
+        """A key the keyring does not list: the deployment may have added it since (a key
+        rotation's next key); read the keyring file again."""
+        try:
+            fresh = await asyncio.to_thread(load_keyring, settings.keyring)
+        except Exception as exc:
+            log.warning("cannot read the keyring again: %r", exc)
+            return False
+        if fresh.keys == base_keyring[0].keys:
+            return False
+        base_keyring[0] = fresh
+        return True
+
     # Readers are authenticated against the access log, as the services authenticate commands;
     # ``users`` (the users file or the demo users) answers only until that log holds a user.
     access: list[AccessState] = [EMPTY]
@@ -162,11 +195,14 @@ def create_app(
                 while True:
                     errors: list[str] = []
                     try:
-                        recorded = decode(event.value, keyring, topic)
+                        recorded = decode(event.value, keyring_at(topic, message.offset), topic)
                         if not apply_once(readers[topic], tables, applied, source,
                                           message.offset, recorded, errors):
                             log.info("skipping a copy %s", where)
+                        note_rotation(topic, message.offset, recorded)
                     except Unreadable as exc:
+                        if exc.kind == "unknown-key" and await keyring_reloaded():
+                            continue
                         if await quarantined(where, event.value):
                             log.warning("passing over quarantined record %s", where)
                             break

@@ -44,6 +44,7 @@ def handler_for(spec: ServiceSpec, settings: Settings, trial: TrialConfig) -> Co
         writer_id=f"{settings.namespace}.{spec.context}.writer",
         keyring=keyring,
         signer=load_signer(settings.writer_keys, spec.context, keyring),
+        keys_folder=settings.writer_keys,
     )
     return CommandHandler(
         spec.make_decider(trial),

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -30,12 +30,15 @@ from kafka.errors import (
 )
 
 from events.envelope import GENESIS_HASH, Actor, Envelope, Idempotency, seal, to_bytes
+from events.keys import WriterKeyRotated
+from events.keys import stream_of as key_stream
 from events.reading import Halt, Head, LogReader, Quarantine, Where
 from events.registry import Recorded
 from events.signing import Keyring, Signer
 from events.topics import context_of
 from infra.kafka_io import BOOTSTRAP_TIMEOUT_MS, BrokerTimeout, Position, read_log, read_range
 from infra.kafka_security import kafka_python_settings
+from infra.keys import load_next_signer, promote_next_key
 from services.decider import NewEvent
 
 log = logging.getLogger(__name__)
@@ -90,6 +93,8 @@ class _StreamHead:
 
 MARKER_SETTLE_SECONDS = 5.0
 """How long a transaction's commit marker may take to appear before the log counts as cut."""
+KEY_ROTATION = Actor(user_id="key-rotation", role="writer")
+"""Who records a writer's key rotation: the writer itself, when it opens its topic."""
 APPEND_TIMEOUT_MS = 10_000
 """How long an append may block in the client before the command is answered 503."""
 
@@ -104,10 +109,16 @@ class KafkaEventStore:
         *,
         keyring: Keyring,
         signer: Signer,
+        keys_folder: str | None = None,
     ):
         self.bootstrap_servers = bootstrap_servers
+        self.base_keyring = keyring
+        """The deployment's keyring: every catch-up reads the topic from its start with it."""
         self.keyring = keyring
+        """The keyring as of the end of the topic: with the keys rotations retired."""
         self.signer = signer
+        self.keys_folder = keys_folder
+        """Where a next key may wait to be rotated to (``trialops keys rotate``)."""
         self.principal = context_of(topic) or topic
         """Who writes, on a secured broker: the context's writer (infra/kafka_security.py)."""
         self.topic = topic
@@ -148,13 +159,16 @@ class KafkaEventStore:
             # Fences a previous instance and aborts its open transaction before we read, so
             # what we read is everything that can ever be committed before our first write.
             self._producer.init_transactions()
-            return self.catch_up(quarantine)
+            history = self.catch_up(quarantine)
+            if self.halt is None:
+                self._settle_signing_key()
+            return history
         except KafkaError as exc:
             self._abandon()
             raise StoreUnavailable(f"opening {self.topic} failed: {exc!r}") from exc
 
     def catch_up(self, quarantine: Quarantine) -> list[tuple[Position, Recorded]]:
-        reader = LogReader(self.keyring, quarantine)
+        reader = LogReader(self.base_keyring, quarantine)
         history = list(
             read_log(
                 self.bootstrap_servers, [self.topic], reader,
@@ -165,11 +179,53 @@ class KafkaEventStore:
             stream_id: _StreamHead(head.seq, head.hash)
             for (_topic, stream_id), head in reader.heads.items()
         }
+        self.keyring = reader.keyring
         self.halt = next(iter(reader.halts.values()), None)
         if self.halt is not None:
             log.error("%s halted: %s", self.topic, self.halt.describe())
         self._expected_end = self._end_offset()
         return history
+
+    # ------------------------------------------------------------------ key rotation
+
+    def _settle_signing_key(self) -> None:
+        """Sign with the key the log says is this writer's now, rotating to a next key that
+        waits in ``keys_folder`` (events/keys.py): the rotation is appended signed with the
+        key it retires, then the next key signs everything after it. A rotation already on the
+        log whose key files were not swapped yet (a crash in between) is finished here."""
+        active = {k.key_id for k in self.keyring.active(self.principal)}
+        waiting = load_next_signer(self.keys_folder, self.principal, self.base_keyring)
+        if self.signer.key_id not in active:
+            if waiting is None or waiting.key_id not in active:
+                self._retire(f"its key {self.signer.key_id} was retired on the log and no "
+                             "next key waits for it")
+            assert waiting is not None and self.keys_folder is not None
+            promote_next_key(self.keys_folder, self.principal)
+            self.signer = waiting
+            return
+        if waiting is None:
+            return
+        if waiting.key_id not in active:
+            log.error("%s: the next key %s was retired before: not rotating to it",
+                      self.topic, waiting.key_id)
+            return
+        now = datetime.now(UTC)
+        rotation = WriterKeyRotated(
+            writer=self.principal, retired_key_id=self.signer.key_id,
+            next_key_id=waiting.key_id,
+        )
+        envelopes = self.seal_all(
+            [NewEvent(key_stream(self.principal), rotation, now)],
+            actor=KEY_ROTATION, recorded_at=now, correlation_id=uuid4(),
+            reason=f"signing key {self.signer.key_id} retired for {waiting.key_id}",
+        )
+        self.append(envelopes)
+        self.keyring = self.keyring.retiring(self.signer.key_id)
+        assert self.keys_folder is not None
+        promote_next_key(self.keys_folder, self.principal)
+        log.warning("%s: signing key %s retired; %s signs from offset %d on", self.topic,
+                    self.signer.key_id, waiting.key_id, self._expected_end)
+        self.signer = waiting
 
     # ------------------------------------------------------------------ the sole writer
 

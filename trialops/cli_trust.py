@@ -30,6 +30,31 @@ def keys_init(directory: Annotated[Path, typer.Argument(help="Folder to keep the
     typer.echo(f"export TRIALOPS_WRITER_KEYS={writers}")
 
 
+@keys_app.command("rotate")
+def keys_rotate(
+    writer: Annotated[str, typer.Argument(help="The writer (context) whose key to rotate.")],
+):
+    """Make a writer's next signing key and add its public key to the keyring
+    (TRIALOPS_KEYRING, TRIALOPS_WRITER_KEYS). Give every reader the new keyring; the writer
+    rotates when it next opens its topic (restart the services): it appends WriterKeyRotated,
+    signed with the old key, and signs everything after it with the new one. The old key
+    stays in the keyring: the events it signed keep verifying."""
+    from events.topics import WRITERS
+    from infra.keys import KeysError, rotate_key
+
+    if writer not in WRITERS:
+        raise fail(f"no writer {writer!r}; writers: {', '.join(WRITERS)}")
+    settings = Settings.from_env()
+    if not settings.keyring or not settings.writer_keys:
+        raise fail("set TRIALOPS_KEYRING and TRIALOPS_WRITER_KEYS to the keys to rotate")
+    try:
+        key_id = rotate_key(Path(settings.keyring), Path(settings.writer_keys), writer)
+    except KeysError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"{writer}: next key {key_id} added to {settings.keyring}; the writer rotates to "
+               "it when the services next start")
+
+
 def read_checkpoint(path: Path | None):
     from pydantic import ValidationError
 
