@@ -28,12 +28,12 @@ from __future__ import annotations
 import json
 import os
 import ssl
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from events.topics import WRITERS
+from infra.secrets_files import open_to_others
 
 CONFIG_ENV = "TRIALOPS_KAFKA_CONFIG"
 ADMIN = "admin"
@@ -118,15 +118,12 @@ def load(path: Path | None = None) -> KafkaSecurity | None:
     if path is None:
         return None
     try:
-        mode = path.stat().st_mode
         text = path.read_text()
+        exposed = open_to_others(path)
     except OSError as exc:
         raise KafkaSecurityError(f"{CONFIG_ENV}: cannot read {path}: {exc.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KafkaSecurityError(
-            f"{path} holds Kafka passwords and is readable by others "
-            f"(mode {stat.S_IMODE(mode):o}); chmod 600 it"
-        )
+    if exposed:
+        raise KafkaSecurityError(f"{CONFIG_ENV} holds Kafka passwords: {exposed}")
     try:
         data = json.loads(text)
     except ValueError as exc:

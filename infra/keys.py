@@ -6,7 +6,6 @@ services only); ``trialops keys init`` makes a fresh set for a demo or a test ru
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 import orjson
@@ -16,6 +15,7 @@ from pydantic import ValidationError
 
 from events.signing import Keyring, Signer
 from events.topics import WRITERS
+from infra.secrets_files import open_to_others
 
 CHECKPOINT_SIGNER = "auditor"
 """The key that signs checkpoints (audit/checkpoint.py): the auditor's, not a writer's."""
@@ -57,8 +57,8 @@ def load_signer(folder: str | None, context: str, keyring: Keyring) -> Signer:
 
 
 def _read_private(path: Path) -> Ed25519PrivateKey:
-    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeysError(f"{path}: readable by others; chmod 600 it")
+    if exposed := open_to_others(path):
+        raise KeysError(f"writer key {exposed}")
     private = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(private, Ed25519PrivateKey):
         raise KeysError(f"writer key {path}: not an Ed25519 key")

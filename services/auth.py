@@ -14,13 +14,13 @@ import logging
 import os
 import re
 import secrets
-import stat
 from pathlib import Path
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from events.envelope import Actor
+from infra.secrets_files import open_to_others
 
 ADMINISTRATOR = "administrator"
 """Changes who may act (the access service); takes no part in the trial's records."""
@@ -152,14 +152,11 @@ class UserDirectory:
         blank lines and lines starting with ``#`` are skipped. The file must be open to its
         owner only (a token hash is still a secret worth guarding)."""
         try:
-            mode = path.stat().st_mode
+            exposed = open_to_others(path)
         except OSError as exc:
             raise ValueError(f"users file {path}: {exc.strerror or exc}") from None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ValueError(
-                f"users file {path} is open to group or others (mode {stat.filemode(mode)}); "
-                f"allow its owner only: chmod 600 {path}"
-            )
+        if exposed:
+            raise ValueError(f"users file {exposed}")
         users, lines = [], []
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip() or line.lstrip().startswith("#"):
