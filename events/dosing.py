@@ -97,13 +97,15 @@ def _infusion_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- dosing's own facts
 
 
-@event_type("ConditioningDayRecorded", version=1, context=CONTEXT)
+@event_type("ConditioningDayRecorded", version=2, context=CONTEXT)
 class ConditioningDayRecorded(EventPayload):
     """One day of lymphodepleting conditioning was given (day 1 to the trial's configured count),
     for the product ``lot_id`` whose availability was confirmed before day 1. Height and weight
     are the measurements the body-surface-area doses were computed from. ``given_at`` (also the
     envelope's ``occurred_at``) is in the payload because the dosing decider folds payloads only
-    and keeps the days, and the infusion after them, in time order."""
+    and keeps the days, and the infusion after them, in time order. Version 2 added
+    ``creatinine_clearance_ml_per_min``, the day's clearance when it was measured, from which a
+    renal reduction of fludarabine was expected (null otherwise, as in every version 1 day)."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -129,6 +131,15 @@ class ConditioningDayRecorded(EventPayload):
     fludarabine_mg: float = Field(gt=0, allow_inf_nan=False)
     cyclophosphamide_mg: float = Field(gt=0, allow_inf_nan=False)
     given_at: AwareDatetime
+    creatinine_clearance_ml_per_min: float | None = Field(
+        default=None, gt=0, le=300, allow_inf_nan=False
+    )
+
+
+@upcaster("ConditioningDayRecorded", from_version=1)
+def _conditioning_day_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    # Version 1 days carried no creatinine clearance: none was measured for the dose.
+    return {**payload, "creatinine_clearance_ml_per_min": None}
 
 
 @event_type("BedsideCoiVerified", version=1, context=CONTEXT)

@@ -125,7 +125,11 @@ class Conditioning(Strict):
     )
     """Fludarabine reduced by creatinine clearance (fludarabine is cleared by the kidneys):
     when the conditioning day's CrCl is in a band, the expected dose is reduced by its percent.
-    Project default: CrCl 30 to below 70 mL/min, 20% less, a common protocol choice."""
+    Project default: CrCl 30 to below 70 mL/min, 20% less, as the fludarabine phosphate US
+    prescribing information advises for renal impairment and many CAR T protocols do."""
+    fludarabine_min_crcl_ml_per_min: float = Field(default=30, ge=0)
+    """Below this creatinine clearance no fludarabine is given (project default 30 mL/min: the
+    fludarabine phosphate US prescribing information advises against it below 30)."""
 
     @model_validator(mode="after")
     def _window_is_ordered(self):

@@ -54,3 +54,27 @@ def within_tolerance(actual: float, target: float, tolerance_percent: float) -> 
     allowed = target * tolerance_percent / 100.0
     difference = abs(actual - target)
     return difference <= allowed or math.isclose(difference, allowed, rel_tol=_FLOAT_SLACK)
+
+
+@dataclass(frozen=True, slots=True)
+class RenalBand:
+    """Creatinine clearance from ``crcl_min`` (included) to ``crcl_below`` (excluded), in
+    mL/min: fludarabine reduced by ``reduce_percent``."""
+
+    crcl_min: float
+    crcl_below: float
+    reduce_percent: float
+
+
+def renal_reduction_percent(crcl_ml_per_min: float | None, bands: tuple[RenalBand, ...]) -> float:
+    """How much fludarabine is reduced for this creatinine clearance: the percent of the band it
+    falls in, 0 outside every band or when the clearance is not given. Fludarabine is cleared by
+    the kidneys; the bands are the trial file's (``conditioning.fludarabine_renal_reductions``,
+    project default 30 to below 70 mL/min: 20% less, as the fludarabine phosphate US
+    prescribing information advises)."""
+    if crcl_ml_per_min is None:
+        return 0.0
+    for band in bands:
+        if band.crcl_min <= crcl_ml_per_min < band.crcl_below:
+            return band.reduce_percent
+    return 0.0

@@ -8,7 +8,11 @@ Rules, with their sources:
   within the trial file's ``conditioning.dose_tolerance_percent`` of the computed dose
   (project default 10%: the Hematology/Oncology Pharmacy Association's dose-rounding
   position, Fahrenbruch et al., J Oncol Pract 2018, which also cites the NCI's > 10%
-  deviation criterion).
+  deviation criterion). When the day's creatinine clearance is given, fludarabine is expected
+  reduced per the trial file's renal bands (project default CrCl 30 to below 70 mL/min: 20%
+  less) and is not given below ``fludarabine_min_crcl_ml_per_min`` (project default 30
+  mL/min: rule ``fludarabine-renal-function``), as the fludarabine phosphate US prescribing
+  information advises.
 - Conditioning starts only once the released product's availability is confirmed (DOMAIN.md
   2.2): its lot released (conditionally or not) or exceptionally released, and not out of
   specification since; and once eligibility was re-confirmed for that lot after manufacturing
@@ -57,9 +61,11 @@ from events.envelope import Actor
 from events.manufacturing import LotId
 from services.decider import Decider, NewEvent
 from services.dosing.bsa import (
+    RenalBand,
     conditioning_doses,
     deviation_percent,
     mosteller_bsa_m2,
+    renal_reduction_percent,
     within_tolerance,
 )
 from services.dosing.dose import (
@@ -107,6 +113,11 @@ class RecordConditioningDay(Command):
     weight_kg: float = Field(gt=0, le=400, allow_inf_nan=False)
     fludarabine_mg: float = Field(gt=0, allow_inf_nan=False)
     cyclophosphamide_mg: float = Field(gt=0, allow_inf_nan=False)
+    creatinine_clearance_ml_per_min: float | None = Field(
+        default=None, gt=0, le=300, allow_inf_nan=False
+    )
+    """The day's creatinine clearance, when measured: fludarabine is then checked against the
+    trial file's renal reductions."""
 
 
 class VerifyBedsideCoi(Command):
@@ -165,6 +176,8 @@ class DosingRules:
     timing: Timing = field(default_factory=Timing)
     weight_change_tolerance_percent: float = 10
     released_cells_tolerance_percent: float = 10
+    renal_bands: tuple[RenalBand, ...] = ()
+    fludarabine_min_crcl: float = 0
 
     @classmethod
     def of(cls, trial: TrialConfig) -> DosingRules:
@@ -182,6 +195,11 @@ class DosingRules:
             timing=Timing.of(trial),
             weight_change_tolerance_percent=trial.infusion.weight_change_tolerance_percent,
             released_cells_tolerance_percent=trial.infusion.released_cells_tolerance_percent,
+            renal_bands=tuple(
+                RenalBand(band.crcl_min_ml_per_min, band.crcl_below_ml_per_min, band.reduce_percent)
+                for band in conditioning.fludarabine_renal_reductions
+            ),
+            fludarabine_min_crcl=conditioning.fludarabine_min_crcl_ml_per_min,
         )
 
 
@@ -278,37 +296,64 @@ def _record_conditioning_day(
         fludarabine_mg=cmd.fludarabine_mg,
         cyclophosphamide_mg=cmd.cyclophosphamide_mg,
         given_at=cmd.occurred_at,
+        creatinine_clearance_ml_per_min=cmd.creatinine_clearance_ml_per_min,
     )
     return [NewEvent(subject_stream(cmd.subject_id), payload, cmd.occurred_at)]
 
 
 def _conditioning_doses_within_tolerance(cmd: RecordConditioningDay, rules: DosingRules) -> None:
+    crcl = cmd.creatinine_clearance_ml_per_min
+    if crcl is not None and crcl < rules.fludarabine_min_crcl:
+        raise RuleViolated(
+            "fludarabine-renal-function",
+            f"subject {cmd.subject_id} has a creatinine clearance of {crcl:g} mL/min; no "
+            f"fludarabine is given below {rules.fludarabine_min_crcl:g} mL/min in this trial",
+            subject_id=cmd.subject_id,
+            creatinine_clearance_ml_per_min=crcl,
+            min_crcl_ml_per_min=rules.fludarabine_min_crcl,
+        )
     bsa = mosteller_bsa_m2(cmd.height_cm, cmd.weight_kg)
     computed = conditioning_doses(
         bsa, rules.fludarabine_mg_per_m2, rules.cyclophosphamide_mg_per_m2
     )
+    reduction = renal_reduction_percent(crcl, rules.renal_bands)
     tolerance = rules.conditioning_dose_tolerance_percent
-    for drug, given, target, per_m2 in (
-        ("fludarabine", cmd.fludarabine_mg, computed.fludarabine_mg, rules.fludarabine_mg_per_m2),
+    for drug, given, target, per_m2, reduced in (
+        (
+            "fludarabine",
+            cmd.fludarabine_mg,
+            computed.fludarabine_mg * (1 - reduction / 100),
+            rules.fludarabine_mg_per_m2,
+            reduction,
+        ),
         (
             "cyclophosphamide",
             cmd.cyclophosphamide_mg,
             computed.cyclophosphamide_mg,
             rules.cyclophosphamide_mg_per_m2,
+            0.0,
         ),
     ):
         if not within_tolerance(given, target, tolerance):
+            renal = f", less {reduced:g}% for a CrCl of {crcl:g} mL/min" if reduced else ""
+            details = (
+                {"renal_reduction_percent": reduced, "creatinine_clearance_ml_per_min": crcl}
+                if reduced
+                else {}
+            )
             raise RuleViolated(
                 "conditioning-dose-within-tolerance",
                 f"{drug} {given:g} mg differs by {deviation_percent(given, target):.1f}% from "
                 f"the computed {target:.1f} mg ({per_m2:g} mg/m^2 x BSA {bsa:.2f} m^2 for "
-                f"{cmd.height_cm:g} cm, {cmd.weight_kg:g} kg); at most {tolerance:g}% allowed",
+                f"{cmd.height_cm:g} cm, {cmd.weight_kg:g} kg{renal}); at most {tolerance:g}% "
+                f"allowed",
                 subject_id=cmd.subject_id,
                 drug=drug,
                 given_mg=given,
                 computed_mg=round(target, 3),
                 bsa_m2=round(bsa, 4),
                 tolerance_percent=tolerance,
+                **details,
             )
 
 
