@@ -102,7 +102,7 @@ class RenalReduction(Strict):
     reduce_percent: Percent
 
     @model_validator(mode="after")
-    def _band_is_ordered(self):
+    def _band_is_ordered(self) -> RenalReduction:
         if self.crcl_min_ml_per_min >= self.crcl_below_ml_per_min:
             raise ValueError("a renal band's crcl_min_ml_per_min must be below crcl_below")
         return self
@@ -132,7 +132,7 @@ class Conditioning(Strict):
     fludarabine phosphate US prescribing information advises against it below 30)."""
 
     @model_validator(mode="after")
-    def _window_is_ordered(self):
+    def _window_is_ordered(self) -> Conditioning:
         if self.infusion_min_days_after_last_day > self.infusion_max_days_after_last_day:
             raise ValueError(
                 "conditioning.infusion_min_days_after_last_day must not exceed "

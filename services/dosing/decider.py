@@ -47,6 +47,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -92,12 +93,14 @@ from services.dosing.timing import (
 )
 from services.enrollment.washout import WashoutRules, require_washout
 from services.errors import NotFound, RuleViolated
-from services.fields import Reason, identifier
+from services.fields import Reason, identifier_field
 from trial.config import TrialConfig
 
 # ---------------------------------------------------------------- commands
 
-PresentedCoiId = identifier(64, "The chain-of-identity id as read from the bag's label")
+PresentedCoiId = Annotated[
+    str, identifier_field(64, "The chain-of-identity id as read from the bag's label")
+]
 
 
 class Command(BaseModel):
@@ -203,7 +206,7 @@ class DosingRules:
         )
 
 
-def make_decider(trial: TrialConfig) -> Decider:
+def make_decider(trial: TrialConfig) -> Decider[DosingState]:
     rules = DosingRules.of(trial)
     decide_: Callable[[Command, DosingState], list[NewEvent]] = partial(decide, rules=rules)
     return Decider(initial_state, decide_, evolve)

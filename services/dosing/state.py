@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from events.dosing import BedsideCoiVerified, ConditioningDayRecorded, InfusionRecorded
 from events.enrollment import (
@@ -229,12 +229,12 @@ def evolve(state: DosingState, event: EventPayload) -> DosingState:
     return state
 
 
-def _subject(state: DosingState, subject_id: str, **changes) -> DosingState:
+def _subject(state: DosingState, subject_id: str, **changes: Any) -> DosingState:
     subject = replace(state.subject(subject_id), **changes)
     return replace(state, subjects={**state.subjects, subject_id: subject})
 
 
-def _lot(state: DosingState, event: EventPayload, **changes) -> DosingState:
+def _lot(state: DosingState, event: EventPayload, **changes: Any) -> DosingState:
     lot_id: str = event.lot_id  # type: ignore[attr-defined]
     lot = replace(
         state.lot(lot_id),
