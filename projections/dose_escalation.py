@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from typing import Any
 
 from events.dosing import InfusionRecorded
 from events.enrollment import CohortClosed, CohortExpanded, CohortOpened
@@ -150,7 +151,7 @@ def make(trial: TrialConfig) -> Projection:
         basis = "|".join([rec.current_level, *sorted(rec.evidence)])
         return "REC-" + hashlib.sha256(basis.encode()).hexdigest()[:10]
 
-    def render(states: Mapping[str, State]) -> dict:
+    def render(states: Mapping[str, State]) -> dict[str, Any]:
         state = merged(states)
         history = []
         for i, evaluation in enumerate(state["evaluations"]):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 ELIMINATION_CUTOFF = 0.95
 ELIMINATION_MIN_N = 3
@@ -68,7 +69,7 @@ def eliminate_at_least(n: int, target: float) -> int | None:
     return None
 
 
-def decision_table(target: float, max_n: int) -> dict:
+def decision_table(target: float, max_n: int) -> dict[str, Any]:
     b = boundaries(target)
     return {
         "design": "boin",

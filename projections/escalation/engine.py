@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from projections.escalation import boin, three_plus_three
 from trial.config import EscalationDesign
@@ -35,7 +36,7 @@ class Recommendation:
     not_counted: tuple[str, ...] = ()
     """Patients evaluated who count at no dose level, each with the reason."""
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["eliminated_levels"] = list(self.eliminated_levels)
         data["evidence"] = list(self.evidence)
@@ -91,7 +92,7 @@ def _recommend(
     }
     evidence = tuple(e for o in per_level for e in o.evidence)
     current = levels.index(current_level)
-    common = {
+    common: dict[str, Any] = {
         "design": design.design,
         "current_level": current_level,
         "counts": counts,
@@ -142,8 +143,15 @@ def _recommend(
     return _boin(design, levels, per_level, current, common)
 
 
-def _boin(design, levels, per_level, current, common) -> Recommendation:
+def _boin(
+    design: EscalationDesign,
+    levels: Sequence[str],
+    per_level: Sequence[LevelOutcomes],
+    current: int,
+    common: dict[str, Any],
+) -> Recommendation:
     target = design.target_dlt_rate
+    assert target is not None  # EscalationDesign requires it for BOIN
     b = boin.boundaries(target)
     eliminated_from = boin.first_eliminated([(o.evaluable, o.dlts) for o in per_level], target)
     eliminated = tuple(levels[eliminated_from:]) if eliminated_from is not None else ()

@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from events.registry import payload_type
+from events.safety import AdverseEventRegraded, AdverseEventReported, CrsGraded, IcansGraded
 from projections.escalation.engine import LevelOutcomes
 from services.safety import state as safety
 from services.safety.dlt import at_least, study_day
@@ -36,12 +37,7 @@ from trial.config import TrialConfig
 COUNTED_DOSE_LEVEL = "counted_dose_level"
 """The ``InfusionRecorded`` field naming the level a patient counts at (absent: the cohort's)."""
 
-ADVERSE_EVENT_TYPES = (
-    "AdverseEventReported",
-    "CrsGraded",
-    "IcansGraded",
-    "AdverseEventRegraded",
-)
+AdverseEventFact = AdverseEventReported | CrsGraded | IcansGraded | AdverseEventRegraded
 """The safety events that set an adverse event's grade and attribution."""
 
 
@@ -56,9 +52,10 @@ class Evidence:
 def counts_at(infusion: Mapping[str, Any]) -> str | None:
     """The level an infused patient counts at: ``counted_dose_level`` when the infusion
     recorded one (None: at no level), else the cohort's ``dose_level``."""
-    if COUNTED_DOSE_LEVEL in infusion:
-        return infusion[COUNTED_DOSE_LEVEL]
-    return infusion["dose_level"]
+    level: str | None = (
+        infusion[COUNTED_DOSE_LEVEL] if COUNTED_DOSE_LEVEL in infusion else infusion["dose_level"]
+    )
+    return level
 
 
 def evidence(
@@ -125,10 +122,13 @@ def _titration_stopping_toxicities(
     reported: dict[str, str] = {}
     for fact in ordered:
         event = payload_type(fact["event_type"]).model_validate(fact["payload"])
-        if fact["event_type"] != "AdverseEventReported" and event.ae_id not in reported:
+        if not isinstance(event, AdverseEventFact):
+            continue
+        ae_id = event.ae_id
+        if fact["event_type"] != "AdverseEventReported" and ae_id not in reported:
             continue  # an observation of an AE whose report is not known yet
         if fact["event_type"] == "AdverseEventReported":
-            reported[event.ae_id] = fact["event_id"]
+            reported[ae_id] = fact["event_id"]
         state = safety.evolve(state, event)
     found: dict[str, tuple[str, ...]] = {}
     for ae in state.adverse_events.values():

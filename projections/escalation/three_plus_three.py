@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 COHORT = 3
 
@@ -24,7 +25,7 @@ class Step:
     mtd_index: int | None = None
 
 
-def rules() -> dict:
+def rules() -> dict[str, Any]:
     """The design's rules as data, for protocol writers (``trialops design table``)."""
     return {
         "design": "3+3",
