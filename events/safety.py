@@ -19,6 +19,7 @@ from pydantic import AwareDatetime, ConfigDict, Field
 
 from events.enrollment import CohortId, SubjectId
 from events.envelope import Frozen
+from events.manufacturing import LotId
 from events.registry import EventPayload, event_type, upcaster
 
 CONTEXT = "safety"
@@ -479,3 +480,41 @@ class SafetyReviewRecorded(EventPayload):
     allows_resumption: bool
     summary: Text
     reviewed_at: AwareDatetime
+
+
+# ---------------------------------------------------------------- late out-of-specification result
+
+LateOosAssessment = Literal["no-adverse-event", "adverse-event-reported"]
+"""The investigator's safety assessment of a subject given a lot that turned out of
+specification after the infusion: no adverse event follows, or the AEs reported for it."""
+
+
+@event_type("LateOosFollowUpRecorded", version=1, context=CONTEXT)
+class LateOosFollowUpRecorded(EventPayload):
+    """The investigator was notified that a lot already infused turned out of specification
+    (DOMAIN.md section 2.4: a late result after infusion becomes a safety event with notice to
+    the investigator) and recorded the safety assessment of the subject. ``failed_tests`` are
+    the late failures this follow-up covers."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "lot_id": "LOT-0007-A",
+                    "subject_id": "MSK-0007",
+                    "failed_tests": ["sterility"],
+                    "investigator_notified_at": "2026-03-09T15:00:00Z",
+                    "assessment": "adverse-event-reported",
+                    "ae_ids": ["AE-0007-02"],
+                    "summary": "Fever on day 6; blood cultures drawn, antibiotics started",
+                }
+            ]
+        }
+    )
+    lot_id: LotId
+    subject_id: SubjectId
+    failed_tests: tuple[str, ...] = Field(min_length=1)
+    investigator_notified_at: AwareDatetime
+    assessment: LateOosAssessment
+    ae_ids: tuple[AeId, ...] = ()
+    summary: Text

@@ -1,6 +1,7 @@
 """Safety overview: adverse events by grade, seriousness and attribution; DLTs per cohort;
 open DLT windows; the qualifying cases awaiting the sponsor's determination; serious expected
-suspected reactions per term for the aggregate review; the expedited-reporting clock (due,
+suspected reactions per term for the aggregate review; infused lots that turned out of
+specification awaiting the investigator's follow-up; the expedited-reporting clock (due,
 submitted, overdue) as of the time of the query; and the stopping rule's state (DOMAIN.md
 section 3).
 
@@ -21,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 
 from events.dosing import InfusionRecorded
+from events.manufacturing import ExceptionalReleaseApproved, LotOutOfSpecification
 from events.registry import EventPayload, Recorded, payload_type
 from events.safety import (
     AdverseEventImproved,
@@ -34,12 +36,14 @@ from events.safety import (
     ExpeditedReportDetermined,
     ExpeditedReportSubmitted,
     IcansGraded,
+    LateOosFollowUpRecorded,
 )
 from projections.base import Projection, State, stamp
 from projections.bounded import bounded
 from services.safety import state as safety
 from services.safety.dlt import window_ends_at
 from services.safety.expedited import aggregate_review, awaiting_determination, due_for
+from services.safety.late_oos import awaiting_follow_up
 from trial.calendar import calendar_day
 from trial.config import TrialConfig
 
@@ -58,9 +62,12 @@ _FACTS = (
     EnrollmentPaused,
     EnrollmentResumed,
     InfusionRecorded,
+    LotOutOfSpecification,
+    ExceptionalReleaseApproved,
+    LateOosFollowUpRecorded,
 )
 
-_FOLD_ORDER = ("ae:", "stopping-rule", "subject:")
+_FOLD_ORDER = ("ae:", "stopping-rule", "subject:", "lot:")
 """The order in which keys are folded: an AE is known before the pause that names it. Within a
 key the facts keep their stream's order; facts of different keys do not depend on each other's
 order in ``evolve``."""
@@ -76,6 +83,10 @@ def key_of(recorded: Recorded) -> str | None:
         return "stopping-rule"
     if isinstance(event, InfusionRecorded | DltEvaluationCompleted):
         return f"subject:{event.subject_id}"
+    if isinstance(event, LotOutOfSpecification):
+        return f"lot:{event.lot_id}" if event.after_release else None
+    if isinstance(event, ExceptionalReleaseApproved | LateOosFollowUpRecorded):
+        return f"lot:{event.lot_id}"
     return f"ae:{event.ae_id}"
 
 
@@ -225,6 +236,15 @@ def make(trial: TrialConfig) -> Projection:
             "dlts_per_cohort": dict(sorted(dlts_per_cohort.items())),
             "open_dlt_windows": open_windows,
             "determinations_due": determinations_due,
+            "late_oos_follow_ups": [
+                {
+                    "lot_id": lot.lot_id,
+                    "subject_id": lot.subject_id,
+                    "failed_tests": list(lot.open_tests),
+                    "needs": "the investigator's notice and safety assessment",
+                }
+                for lot in awaiting_follow_up(state)
+            ],
             "aggregate_review": [
                 {
                     "term": term,
@@ -245,7 +265,7 @@ def make(trial: TrialConfig) -> Projection:
 
     return Projection(
         name=NAME,
-        contexts=("safety", "dosing"),
+        contexts=("safety", "dosing", "manufacturing"),
         key_of=key_of,
         initial=initial,
         apply=apply,

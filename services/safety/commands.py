@@ -11,11 +11,13 @@ from typing import Annotated
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from events.enrollment import SubjectId
+from events.manufacturing import LotId
 from events.safety import (
     AeId,
     Attribution,
     CtcaeGrade,
     ImprovementOutcome,
+    LateOosAssessment,
     ReportName,
     ReviewId,
     SeriousnessCriterion,
@@ -140,6 +142,18 @@ class RecordSafetyReview(Command):
     summary: Reason
 
 
+class RecordLateOosFollowUp(Command):
+    """The investigator records being notified that an infused lot turned out of specification
+    after its release, and the safety assessment of the subject: no adverse event follows, or
+    the AEs (already reported) that do."""
+
+    lot_id: LotId
+    investigator_notified_at: AwareDatetime
+    assessment: LateOosAssessment
+    ae_ids: tuple[AeId, ...] = ()
+    summary: Reason
+
+
 COMMANDS: dict[str, type[Command]] = {
     "report-adverse-event": ReportAdverseEvent,
     "grade-crs": GradeCrs,
@@ -151,4 +165,5 @@ COMMANDS: dict[str, type[Command]] = {
     "submit-expedited-report": SubmitExpeditedReport,
     "record-safety-review": RecordSafetyReview,
     "record-dlt-evaluation": RecordDltEvaluation,
+    "record-late-oos-follow-up": RecordLateOosFollowUp,
 }

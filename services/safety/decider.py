@@ -14,6 +14,8 @@ Rules (DOMAIN.md section 3; CTCAE v5; 21 CFR 312.32 / ICH E2A; ASTCT 2019 Lee et
   and must change something; the original report is never edited.
 - An improvement to grade <= 2 applies to an AE of grade >= 3, once; a resolution ends the AE;
   a fatal AE neither improves nor resolves.
+- A lot that turned out of specification after its infusion needs the investigator's notice
+  and safety assessment (services/safety/late_oos.py).
 - Stopping rule (``TrialConfig.stopping_rule``, default grade 5 and at least possibly related):
   an AE that reaches the rule's grade and attribution (on report, regrade or observation)
   pauses enrollment and dosing, once per AE, until a safety review covers it.
@@ -53,6 +55,7 @@ from services.safety.commands import (
     GradeIcans,
     RecordAeResolution,
     RecordDltEvaluation,
+    RecordLateOosFollowUp,
     RecordSafetyReview,
     RegradeAdverseEvent,
     ReportAdverseEvent,
@@ -61,6 +64,7 @@ from services.safety.commands import (
 from services.safety.dlt import at_least
 from services.safety.evaluation import close_evaluation
 from services.safety.grading import grade_crs, grade_icans
+from services.safety.late_oos import record_follow_up
 from services.safety.state import AdverseEvent, SafetyState, evolve, initial_state, is_serositis
 from trial.config import StoppingRule, TrialConfig
 
@@ -86,6 +90,8 @@ def make_decider(trial: TrialConfig) -> Decider:
                 return expedited.submit(command, state, trial.reporting, trial.zone())
             case RecordDltEvaluation():
                 return close_evaluation(command, state, trial.dlt, trial.zone())
+            case RecordLateOosFollowUp():
+                return record_follow_up(command, state)
         raise TypeError(f"safety does not handle {type(command).__name__}")
 
     return Decider(initial_state, decide, evolve)

@@ -1,5 +1,6 @@
-"""HTTP routes of the safety service. It follows dosing (the infusion opens the DLT window) and
-enrollment (registered subjects and their cohort) read-only."""
+"""HTTP routes of the safety service. It follows dosing (the infusion opens the DLT window; the
+lot infused), enrollment (registered subjects and their cohort) and manufacturing (a lot out of
+specification after its release) read-only."""
 
 from __future__ import annotations
 
@@ -36,6 +37,11 @@ SERVICE = ServiceSpec(
         ),
         Route("/safety/reviews", "record-safety-review", commands.RecordSafetyReview),
         Route("/safety/dlt-evaluations", "record-dlt-evaluation", commands.RecordDltEvaluation),
+        Route(
+            "/safety/late-oos-follow-ups",
+            "record-late-oos-follow-up",
+            commands.RecordLateOosFollowUp,
+        ),
     ),
-    upstream=("dosing", "enrollment"),
+    upstream=("dosing", "enrollment", "manufacturing"),
 )

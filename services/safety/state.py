@@ -1,6 +1,7 @@
 """What safety knows when it decides: its own facts and those it follows from enrollment
-(registered and enrolled subjects, their cohort) and dosing (the infusion, day 0 of the DLT
-window).
+(registered and enrolled subjects, their cohort), dosing (the infusion, day 0 of the DLT
+window; which lot was infused) and manufacturing (a lot that turned out of specification after
+its release, and an exceptional release that covered what was known before the infusion).
 
 ``evolve`` is total: on start-up the service folds its own history before the upstream topics,
 so an AE may be folded before the subject's registration or infusion; no fact here assumes
@@ -16,6 +17,7 @@ from typing import Literal
 
 from events.dosing import InfusionRecorded
 from events.enrollment import SubjectEnrolled, SubjectRegistered
+from events.manufacturing import ExceptionalReleaseApproved, LotOutOfSpecification
 from events.registry import EventPayload
 from events.safety import (
     AdverseEventImproved,
@@ -30,6 +32,7 @@ from events.safety import (
     ExpeditedReportDetermined,
     ExpeditedReportSubmitted,
     IcansGraded,
+    LateOosFollowUpRecorded,
     ReportDue,
     SafetyReviewRecorded,
     SeriousnessCriterion,
@@ -111,9 +114,39 @@ class AdverseEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Lot:
+    """A patient's lot as safety sees it (DOMAIN.md section 2.4: a late out-of-specification
+    result after infusion becomes a safety event with notice to the investigator).
+
+    ``late_oos_tests`` are the tests that failed after the lot's release and that no exceptional
+    release covered: an exceptional release is decided on what was known, so the failures
+    before it (in the lot's own stream order) are covered and the later ones are not. Dosing
+    refuses a lot out of specification unless it is exceptionally released, so an uncovered
+    late failure of an infused lot came after the infusion, whichever of the two topics was
+    folded first."""
+
+    lot_id: str
+    subject_id: str
+    infused: bool = False
+    late_oos_tests: tuple[str, ...] = ()
+    followed_up_tests: frozenset[str] = frozenset()
+
+    @property
+    def open_tests(self) -> tuple[str, ...]:
+        return tuple(t for t in self.late_oos_tests if t not in self.followed_up_tests)
+
+    @property
+    def needs_follow_up(self) -> bool:
+        """Infused, with a late failure the investigator has not yet been notified of and
+        assessed."""
+        return self.infused and bool(self.open_tests)
+
+
+@dataclass(frozen=True, slots=True)
 class SafetyState:
     subjects: Mapping[str, Subject] = field(default_factory=dict)
     adverse_events: Mapping[str, AdverseEvent] = field(default_factory=dict)
+    lots: Mapping[str, Lot] = field(default_factory=dict)
     pausing: tuple[str, ...] = ()
     """AEs whose stopping rule paused enrollment and that no resuming review has covered."""
     reviews: frozenset[str] = frozenset()
@@ -136,7 +169,20 @@ def evolve(state: SafetyState, event: EventPayload) -> SafetyState:
         case InfusionRecorded():
             infusion = Infusion(event.cohort_id, event.dose_level, event.infused_at)
             subject = replace(_subject(state, event.subject_id), infusion=infusion)
-            return _with_subject(state, subject)
+            lot = replace(_lot(state, event.lot_id, event.subject_id), infused=True)
+            return _with_lot(_with_subject(state, subject), lot)
+        case LotOutOfSpecification(after_release=True):
+            lot = _lot(state, event.lot_id, event.subject_id)
+            new = tuple(t for t in event.failed_tests if t not in lot.late_oos_tests)
+            late = (*lot.late_oos_tests, *new)
+            return _with_lot(state, replace(lot, late_oos_tests=late))
+        case ExceptionalReleaseApproved():
+            lot = _lot(state, event.lot_id, event.subject_id)
+            return _with_lot(state, replace(lot, late_oos_tests=()))
+        case LateOosFollowUpRecorded():
+            lot = _lot(state, event.lot_id, event.subject_id)
+            done = lot.followed_up_tests | set(event.failed_tests)
+            return _with_lot(state, replace(lot, followed_up_tests=done))
         case AdverseEventReported():
             return _with_ae(state, _reported(event))
         case DltEvaluationCompleted():
@@ -247,6 +293,14 @@ def _subject(state: SafetyState, subject_id: str) -> Subject:
 
 def _with_subject(state: SafetyState, subject: Subject) -> SafetyState:
     return replace(state, subjects={**state.subjects, subject.subject_id: subject})
+
+
+def _lot(state: SafetyState, lot_id: str, subject_id: str) -> Lot:
+    return state.lots.get(lot_id) or Lot(lot_id, subject_id)
+
+
+def _with_lot(state: SafetyState, lot: Lot) -> SafetyState:
+    return replace(state, lots={**state.lots, lot.lot_id: lot})
 
 
 def _with_ae(state: SafetyState, ae: AdverseEvent) -> SafetyState:

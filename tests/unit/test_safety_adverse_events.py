@@ -245,7 +245,7 @@ def test_death_due_to_crs_makes_the_ae_serious_by_death():
 def test_every_safety_command_has_a_route_and_roles_in_the_trial_file():
     assert {route.command for route in SERVICE.routes} == set(COMMANDS)
     assert all(TRIAL.roles_for(name) for name in COMMANDS)
-    assert SERVICE.upstream == ("dosing", "enrollment")
+    assert SERVICE.upstream == ("dosing", "enrollment", "manufacturing")
 
 
 def test_decide_is_pure_same_input_same_output_and_state_untouched():
