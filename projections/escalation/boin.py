@@ -85,6 +85,9 @@ def decision_table(target: float, max_n: int) -> dict[str, Any]:
             }
             for n in range(1, max_n + 1)
         ],
+        "mtd": "select.mtd of the BOIN R package: over the doses given and not eliminated, "
+        "(y + 0.05) / (n + 0.1) made non-decreasing by PAVA with inverse-variance weights; the "
+        "dose closest to the target, on a tie the higher below the target, the lower above it",
     }
 
 

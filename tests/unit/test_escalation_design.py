@@ -154,6 +154,10 @@ def test_boin_selects_no_mtd(counts):
     assert boin.select_mtd(counts, 0.30).index is None
 
 
+def test_the_boin_decision_table_names_the_mtd_rule_for_protocol_writers():
+    assert boin.decision_table(0.30, 3)["mtd"].startswith("select.mtd of the BOIN R package")
+
+
 def test_boin_elimination_is_pr_above_target_over_095_under_a_uniform_prior():
     # Pr(p > 0.3 | 3 of 3) = 1 - 0.3^4 = 0.9919; 2 of 3: P(Bin(4, 0.3) <= 2) = 0.9163, kept.
     assert boin.prob_above_target(3, 3, 0.30) == pytest.approx(0.9919, abs=1e-4)
