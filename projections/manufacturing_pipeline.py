@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from events.dosing import BedsideCoiVerified, ConditioningDayRecorded, InfusionRecorded
 from events.manufacturing import (
@@ -95,7 +96,7 @@ def initial(lot_id: str) -> State:
 
 def apply(state: State, recorded: Recorded) -> State:
     event = recorded.payload
-    state = {**state, "subject_id": event.subject_id}
+    state = {**state, "subject_id": getattr(event, "subject_id", state["subject_id"])}
     at = stamp(recorded)
     if event.context == "manufacturing":
         state = {**state, "lot_stage": stage_after(state.get("lot_stage") or "collected", event)}
@@ -127,7 +128,7 @@ def apply(state: State, recorded: Recorded) -> State:
         stage = event.step
     if stage is None:
         return state
-    detail = {}
+    detail: dict[str, Any] = {}
     if isinstance(event, LotReleased):
         detail = {"conditional": event.conditional}
     elif isinstance(event, LotOutOfSpecification):
@@ -135,7 +136,7 @@ def apply(state: State, recorded: Recorded) -> State:
     return {**state, "stages": ordered_insert(state["stages"], {**at, "stage": stage, **detail})}
 
 
-def _listed(state: State, name: str, item: dict) -> State:
+def _listed(state: State, name: str, item: dict[str, Any]) -> State:
     """``item`` added to the list ``name``, of which the latest ``MAX_LISTED`` are kept; the
     same whatever the arrival order, as ``ordered_insert`` is."""
     items = ordered_insert(state[name], item)
@@ -143,7 +144,7 @@ def _listed(state: State, name: str, item: dict) -> State:
     return {**state, name: items[-MAX_LISTED:], f"earlier_{name}": earlier}
 
 
-def _summary(state: State) -> dict:
+def _summary(state: State) -> dict[str, Any]:
     stages = state["stages"]
     reached = {s["stage"]: s for s in stages}
     current = state.get("lot_stage") or "unknown"
@@ -184,7 +185,7 @@ def _summary(state: State) -> dict:
     }
 
 
-def render(states: Mapping[str, State]) -> dict:
+def render(states: Mapping[str, State]) -> dict[str, Any]:
     lots = [_summary(states[lot]) for lot in sorted(states)]
     v2v = [lot["vein_to_vein_days"] for lot in lots if lot["vein_to_vein_days"] is not None]
     by_stage: dict[str, int] = {}

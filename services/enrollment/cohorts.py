@@ -132,7 +132,9 @@ def _known(state: EnrollmentState, cohort_id: str) -> Cohort:
     return cohort
 
 
-def _cites_the_recommendation(recommendation_id: str | None, reason: str | None, doing: str):
+def _cites_the_recommendation(
+    recommendation_id: str | None, reason: str | None, doing: str
+) -> None:
     if recommendation_id is None and reason is None:
         raise RuleViolated(
             "decision-cites-recommendation",
@@ -141,7 +143,9 @@ def _cites_the_recommendation(recommendation_id: str | None, reason: str | None,
         )
 
 
-def _within_trial_maximum(state: EnrollmentState, trial: TrialConfig, more: int, doing: str):
+def _within_trial_maximum(
+    state: EnrollmentState, trial: TrialConfig, more: int, doing: str
+) -> None:
     committed, maximum = state.committed_slots(), trial.escalation.max_patients
     if committed + more > maximum:
         raise RuleViolated(

@@ -5,7 +5,7 @@ decider)."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -17,7 +17,7 @@ from events.enrollment import (
     SubjectId,
 )
 from events.manufacturing import LotId
-from services.fields import Reason, SiteId, free_text
+from services.fields import FreeText, Reason, SiteId
 
 WithdrawalCode = Literal[
     "consent-withdrawn",
@@ -32,7 +32,7 @@ WithdrawalCode = Literal[
 ]
 FiniteValue = Annotated[float, Field(allow_inf_nan=False)]
 LabName = Annotated[str, Field(pattern=r"^[a-z0-9_]{1,64}$")]
-AgentName = free_text(1, 64)
+AgentName = Annotated[str, FreeText(1, 64)]
 """The drug's generic name, e.g. 'nivolumab'."""
 
 
@@ -45,7 +45,7 @@ class _NeedsTextForOther(Command):
     """A reason code of ``other`` says nothing by itself: the free-text reason is required."""
 
     @model_validator(mode="after")
-    def _other_needs_a_reason(self):
+    def _other_needs_a_reason(self) -> Self:
         if getattr(self, "reason_code", None) == "other" and not getattr(self, "reason", None):
             raise ValueError("reason is required when reason_code is 'other'")
         return self
@@ -70,7 +70,7 @@ class RecordConsent(Command):
     signed_at: AwareDatetime
 
     @model_validator(mode="after")
-    def _signed_before_it_is_recorded(self):
+    def _signed_before_it_is_recorded(self) -> Self:
         if self.signed_at > self.occurred_at:
             raise ValueError("signed_at is after occurred_at: a consent is recorded once signed")
         return self
@@ -94,7 +94,7 @@ class AssessEligibility(Command):
     )
 
     @model_validator(mode="after")
-    def _screening_before_its_assessment(self):
+    def _screening_before_its_assessment(self) -> Self:
         if self.screening_started_at > self.occurred_at:
             raise ValueError("screening_started_at is after occurred_at")
         return self

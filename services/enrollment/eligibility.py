@@ -27,7 +27,9 @@ def msln_ihc(percent: float, rules: Eligibility, source: str = "") -> CriterionR
     )
 
 
-def assess(cmd: AssessEligibility, msln_percent: float, consent: Consent, rules: Eligibility):
+def assess(
+    cmd: AssessEligibility, msln_percent: float, consent: Consent, rules: Eligibility
+) -> tuple[CriterionResult, ...]:
     """Every criterion of the trial file, in a fixed order, met or not, with its evidence."""
     results = [msln_ihc(msln_percent, rules, " (pre-screening)")]
     if rules.requires_peritoneal_carcinomatosis:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from events.dosing import InfusionRecorded
 from events.enrollment import (
@@ -202,7 +202,7 @@ def _subject(state: EnrollmentState, subject: Subject) -> EnrollmentState:
     return replace(state, subjects={**state.subjects, subject.subject_id: subject})
 
 
-def _update(state: EnrollmentState, subject_id: str, **changes) -> EnrollmentState:
+def _update(state: EnrollmentState, subject_id: str, **changes: Any) -> EnrollmentState:
     return _subject(state, replace(_get(state, subject_id), **changes))
 
 

@@ -3,17 +3,19 @@ file's ``permissions``. Shapes only; the rules live in ``decider`` and ``qc``.""
 
 from __future__ import annotations
 
+from typing import Annotated, Self
+
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from events.enrollment import SubjectId
 from events.envelope import Actor
 from events.manufacturing import LotId, ManufacturingStep, QcOutcome, QcTest
-from services.fields import REASON_MAX_LENGTH, Code, PartyName, SiteId, free_text
+from services.fields import REASON_MAX_LENGTH, Code, FreeText, PartyName, SiteId
 from services.manufacturing.identifiers import IsbtIdentifier
 from services.manufacturing.qc import check_result_shape
 
-Location = free_text(1, 200)
-Rationale = free_text(10, REASON_MAX_LENGTH)
+Location = Annotated[str, FreeText(1, 200)]
+Rationale = Annotated[str, FreeText(10, REASON_MAX_LENGTH)]
 
 
 class Command(BaseModel):
@@ -40,7 +42,7 @@ class RecordApheresis(Command):
     weight_kg: float = Field(gt=0, le=400, allow_inf_nan=False)
 
     @model_validator(mode="after")
-    def _cd3_within_nucleated(self):
+    def _cd3_within_nucleated(self) -> Self:
         if self.cd3_cells > self.total_nucleated_cells:
             raise ValueError(
                 f"cd3_cells {self.cd3_cells:g} exceed total_nucleated_cells "
@@ -82,7 +84,7 @@ class StartManufacturing(LotCommand):
     target_car_t_cells: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
-    def _target_only_at_activation(self):
+    def _target_only_at_activation(self) -> Self:
         if self.target_car_t_cells is not None and self.step != "activation":
             raise ValueError("target_car_t_cells is set by the order, at activation only")
         return self
@@ -102,7 +104,7 @@ class RecordQcResult(LotCommand):
     outcome: QcOutcome | None = None
 
     @model_validator(mode="after")
-    def _shape_fits_the_test(self):
+    def _shape_fits_the_test(self) -> Self:
         check_result_shape(self.test, self.value, self.outcome)
         return self
 

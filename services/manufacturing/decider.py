@@ -46,6 +46,7 @@ from services.manufacturing.commands import (
     DispositionLot,
     Handoff,
     IdentityCheck,
+    LotCommand,
     ReceiveApheresis,
     ReceiveLotAtSite,
     RecordApheresis,
@@ -76,7 +77,7 @@ from services.manufacturing.state import (
 from trial.config import ReleaseSpecification, TrialConfig
 
 
-def make_decider(trial: TrialConfig) -> Decider:
+def make_decider(trial: TrialConfig) -> Decider[ManufacturingState]:
     spec, washout = trial.release, WashoutRules.of(trial)
     return Decider(
         initial_state, lambda command, state: decide(command, state, spec, washout), evolve
@@ -88,9 +89,11 @@ def decide(
     state: ManufacturingState,
     spec: ReleaseSpecification,
     washout: WashoutRules,
-):
+) -> list[NewEvent]:
     if isinstance(command, RecordApheresis):
         return _collect(command, state, washout)
+    if not isinstance(command, LotCommand):
+        raise TypeError(f"manufacturing does not handle {type(command).__name__}")
     lot = state.lots.get(command.lot_id)
     if lot is None:
         raise NotFound("lot-must-exist", f"no lot {command.lot_id}", lot_id=command.lot_id)
@@ -122,8 +125,8 @@ def decide(
             move(lot, state, {"cryopreserved"}, "shipped")
             require_usable(lot, "shipped")
             custody.check_destination(lot, command.destination_site, state)
-            payload = LotShipped(**ids(lot), destination_site=command.destination_site)
-            return _handed_over(lot, command, payload)
+            shipped = LotShipped(**ids(lot), destination_site=command.destination_site)
+            return _handed_over(lot, command, shipped)
         case ReceiveLotAtSite():
             move(lot, state, {"shipped"}, "received-at-site")
             custody.check_arrival(lot, command.site_id)

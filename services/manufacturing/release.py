@@ -11,6 +11,8 @@ investigator's and the sponsor's, by two different people, in either order.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from events.manufacturing import (
     ExceptionalReleaseApproved,
     ExceptionalReleaseDecided,
@@ -123,8 +125,9 @@ def exceptional(
             lot_id=lot.lot_id,
             user_id=user,
         )
+    as_role: Literal["investigator", "sponsor"] = "sponsor" if role == "sponsor" else "investigator"
     decided = ExceptionalReleaseDecided(
-        **ids(lot), decided_by=user, role=role, approved=cmd.approve, rationale=cmd.rationale
+        **ids(lot), decided_by=user, role=as_role, approved=cmd.approve, rationale=cmd.rationale
     )
     if not (cmd.approve and other is not None and other.approved):
         return [decided]

@@ -168,10 +168,10 @@ def evolve(state: ManufacturingState, event: EventPayload) -> ManufacturingState
                 weight_kg=event.weight_kg,
             )
             return replace(state, lots={**state.lots, lot.lot_id: lot})
-    lot = state.lots.get(getattr(event, "lot_id", ""))
-    if lot is None:
+    found = state.lots.get(getattr(event, "lot_id", ""))
+    if found is None:
         return state
-    return replace(state, lots={**state.lots, lot.lot_id: _evolve_lot(lot, event)})
+    return replace(state, lots={**state.lots, found.lot_id: _evolve_lot(found, event)})
 
 
 def stage_after(stage: Stage, event: EventPayload) -> Stage:
@@ -245,7 +245,9 @@ def _evolve_lot(lot: Lot, event: EventPayload) -> Lot:
     return lot
 
 
-def fold(events: list[EventPayload], state: ManufacturingState = initial_state):
+def fold(
+    events: list[EventPayload], state: ManufacturingState = initial_state
+) -> ManufacturingState:
     for event in events:
         state = evolve(state, event)
     return state

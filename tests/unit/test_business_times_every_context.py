@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
@@ -55,9 +56,12 @@ def refusals(command: BaseModel) -> list[tuple[str, str]]:
 
 # ---------------------------------------------------------------- one command of each context
 
-ENROLLMENT = dict(subject_id="MSK-0007", therapy_class="chemotherapy", agent="carboplatin")
-AE = dict(ae_id="AE-0007-01", subject_id="MSK-0007", term="Cytokine release syndrome", grade=2,
-          attribution="probable", expected=True)
+ENROLLMENT: dict[str, Any] = dict(
+    subject_id="MSK-0007", therapy_class="chemotherapy", agent="carboplatin"
+)
+AE: dict[str, Any] = dict(ae_id="AE-0007-01", subject_id="MSK-0007",
+                          term="Cytokine release syndrome", grade=2, attribution="probable",
+                          expected=True)
 
 CASES = [
     # (context, command, field refused, rule)

@@ -11,6 +11,7 @@ specification.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -36,8 +37,8 @@ from projections.base import fold as fold_projection
 from projections.catalog import build
 from services.decider import NewEvent
 from services.errors import DomainError, RuleViolated
+from services.manufacturing.state import ManufacturingState, stage_after
 from services.manufacturing.state import fold as fold_service
-from services.manufacturing.state import stage_after
 
 from .builders import at, history
 from .test_manufacturing_givens import (
@@ -70,7 +71,7 @@ from .test_manufacturing_givens import (
 PIPELINE = build(TRIAL)["manufacturing-pipeline"]
 
 
-def walked(*steps) -> tuple[object, list[NewEvent]]:
+def walked(*steps: Any) -> tuple[ManufacturingState, list[NewEvent]]:
     """Enrollment's facts, then each step (a state -> command function) decided and evolved."""
     state, produced = enrolled(), []
     for step in steps:
