@@ -194,6 +194,12 @@ def test_accelerated_titration_once_ended_stays_ended_at_the_levels_above():
     assert (rec_["current_level"], rec_["decision"], rec_["next_level"]) == ("DL1", "stay", "DL1")
 
 
+def test_the_document_shows_the_titration_and_minimum_it_applies():
+    design = document(titrating(), [])["design"]
+    assert design["accelerated_titration_levels"] == ["DL-1", "DL1", "DL2"]
+    assert (design["accelerated_titration_stop_grade"], design["min_patients"]) == (2, 4)
+
+
 def test_without_accelerated_levels_a_grade_2_toxicity_changes_nothing():
     events = [infused("MSK-0001", "DL1", 0), adverse_event("MSK-0001", 5, grade=2),
               evaluated("MSK-0001", "DL1", 29)]
