@@ -50,6 +50,9 @@ UNASSIGNED_CHECKS_BEFORE_EXIT = 4
 started again by ``trialops worker``)."""
 WORKER = "worker"
 """The worker's principal on a secured broker: reads the event topics, writes its own."""
+NEW_KEY_KINDS = ("unknown-key", "bad-rotation")
+"""Unreadable kinds that a keyring the deployment has extended since the worker started may
+resolve: the worker reads the keyring file again before it halts."""
 ACCESS_REFRESH_SECONDS = 5.0
 """How often the worker reads the access log again: a revoked reader is refused within this."""
 QUARANTINE_POLL_SECONDS = 2.0
@@ -145,8 +148,8 @@ def create_app(
             retired_at[topic] = known
 
     async def keyring_reloaded() -> bool:
-        """A key the keyring does not list: the deployment may have added it since (a key
-        rotation's next key); read the keyring file again."""
+        """A key the keyring does not list (an event signed by it, or a rotation naming it as
+        the next key): the deployment may have added it since; read the keyring file again."""
         try:
             fresh = await asyncio.to_thread(load_keyring, settings.keyring)
         except Exception as exc:
@@ -201,7 +204,7 @@ def create_app(
                             log.info("skipping a copy %s", where)
                         note_rotation(topic, message.offset, recorded)
                     except Unreadable as exc:
-                        if exc.kind == "unknown-key" and await keyring_reloaded():
+                        if exc.kind in NEW_KEY_KINDS and await keyring_reloaded():
                             continue
                         if await quarantined(where, event.value):
                             log.warning("passing over quarantined record %s", where)
