@@ -383,9 +383,7 @@ def _mismatched(cmd: VerifyBedsideCoi | RecordBedsideIdentityMismatch, lot: Lot)
     ]
 
 
-def _verify_bedside_coi(cmd: VerifyBedsideCoi, state: DosingState) -> list[NewEvent]:
-    subject = treatable_subject(state, cmd.subject_id, "no bedside check can be recorded")
-    lot = _lot_with_coi(state.lot(cmd.lot_id), "the bedside check cannot be made")
+def _matches_chain_of_identity(cmd: VerifyBedsideCoi, lot: Lot) -> None:
     # The expected values are never echoed: the check is only worth something if the person
     # reads the identifiers off the bag and the wristband.
     mismatched = _mismatched(cmd, lot)
@@ -401,6 +399,16 @@ def _verify_bedside_coi(cmd: VerifyBedsideCoi, state: DosingState) -> list[NewEv
             presented={name: getattr(cmd, name) for name in mismatched},
             deviation_command=IDENTITY_DEVIATION_COMMAND,
         )
+
+
+def _verify_bedside_coi(cmd: VerifyBedsideCoi, state: DosingState) -> list[NewEvent]:
+    lot = state.lot(cmd.lot_id)
+    # A bag read against the wrong wristband is a mismatch whoever the wristband names, a
+    # patient of the trial or not, so the identifiers are compared first.
+    if lot.coi_id is not None and lot.subject_id is not None:
+        _matches_chain_of_identity(cmd, lot)
+    subject = treatable_subject(state, cmd.subject_id, "no bedside check can be recorded")
+    lot = _lot_with_coi(lot, "the bedside check cannot be made")
     checked_by = subject.checked_by(lot.lot_id)
     if cmd.actor.user_id in checked_by:
         raise RuleViolated(

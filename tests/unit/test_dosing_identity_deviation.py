@@ -131,3 +131,17 @@ def test_the_deviation_command_is_routed_and_permitted_to_the_bedside_staff():
         "investigator",
         "site_coordinator",
     }
+
+
+def test_a_wristband_of_someone_outside_the_trial_is_a_mismatch_not_an_unknown_subject():
+    # MSK-0099 is enrolled nowhere: the bag of MSK-0007 was read against a stranger's wristband
+    check = VerifyBedsideCoi(
+        subject_id="MSK-0099", lot_id=LOT, coi_id=COI, actor=NURSE, occurred_at=CHECKED_AT
+    )
+
+    refusal = refused(check, given(*CONDITIONED))
+
+    assert refusal.rule == "bedside-coi-mismatch"
+    assert refusal.details["mismatched"] == ["subject_id"]
+    [event] = DECIDER.decide(mismatch(subject_id="MSK-0099"), given(*CONDITIONED))
+    assert event.payload.presented_subject_id == "MSK-0099"

@@ -108,3 +108,15 @@ def test_a_pause_changes_nothing_else_dosing_knows():
     after = given(*READY_TO_INFUSE, PAUSED, RESUMED)
 
     assert after == before
+
+
+def test_the_pause_does_not_depend_on_how_the_safety_topic_interleaves_with_the_others():
+    from .test_dosing_facts import interleavings
+
+    from_safety = [PAUSED, RESUMED, PAUSED]
+    states = {repr(given(*order)) for order in interleavings(READY_TO_INFUSE[:4], from_safety)}
+
+    assert len(states) == 1
+    assert [pause.ae_id for pause in given(*READY_TO_INFUSE, *from_safety).pauses] == [
+        "AE-0009-01"
+    ]
