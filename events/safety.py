@@ -13,7 +13,7 @@ decider folds payloads only; the envelope's ``occurred_at`` is when the fact was
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, ConfigDict, Field
 
@@ -154,7 +154,7 @@ class AdverseEventReported(EventPayload):
 
 
 @upcaster("AdverseEventReported", from_version=1)
-def _ae_reported_v1_to_v2(payload: dict) -> dict:
+def _ae_reported_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     # Every version 1 report predates the field and was graded on CTCAE v5.0.
     return {**payload, "ctcae_version": "5.0"}
 

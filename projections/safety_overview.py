@@ -18,8 +18,9 @@ written here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
+from typing import Any
 
 from events.dosing import InfusionRecorded
 from events.manufacturing import ExceptionalReleaseApproved, LotOutOfSpecification
@@ -67,6 +68,9 @@ _FACTS = (
     LateOosFollowUpRecorded,
 )
 
+Fact = dict[str, Any]
+"""One recorded event as the board keeps it: its stamp, stream position, type and payload."""
+
 _FOLD_ORDER = ("ae:", "stopping-rule", "subject:", "lot:")
 """The order in which keys are folded: an AE is known before the pause that names it. Within a
 key the facts keep their stream's order; facts of different keys do not depend on each other's
@@ -107,7 +111,7 @@ def apply(state: State, recorded: Recorded) -> State:
     return {**state, "facts": facts}
 
 
-def _in_fold_order(states: Mapping[str, State]) -> Iterator[dict]:
+def _in_fold_order(states: Mapping[str, State]) -> Iterator[Fact]:
     def rank(key: str) -> tuple[int, str]:
         return next(i for i, p in enumerate(_FOLD_ORDER) if key.startswith(p)), key
 
@@ -115,7 +119,7 @@ def _in_fold_order(states: Mapping[str, State]) -> Iterator[dict]:
         yield from states[key]["facts"]
 
 
-def _payload(fact: dict) -> EventPayload:
+def _payload(fact: Fact) -> EventPayload:
     return payload_type(fact["type"]).model_validate(fact["payload"])
 
 
@@ -125,7 +129,7 @@ def service_state(states: Mapping[str, State]) -> safety.SafetyState:
 
 
 def make(trial: TrialConfig) -> Projection:
-    def render_at(states: Mapping[str, State], as_of: datetime) -> dict:
+    def render_at(states: Mapping[str, State], as_of: datetime) -> dict[str, Any]:
         state = service_state(states)
         facts = list(_in_fold_order(states))
         submitted = {
@@ -146,10 +150,10 @@ def make(trial: TrialConfig) -> Projection:
         zone = trial.zone()
         today = calendar_day(as_of, zone)
         aes = sorted(state.adverse_events.values(), key=lambda a: a.ae_id)
-        reports = []
+        reports: list[dict[str, Any]] = []
         for ae in aes:
             for d in due_for(ae, trial.reporting, zone):
-                done = submitted.get((ae.ae_id, d.report))
+                done: dict[str, Any] | None = submitted.get((ae.ae_id, d.report))
                 status = "submitted" if done else "overdue" if today > d.due_on else "due"
                 reports.append(
                     {
@@ -161,7 +165,7 @@ def make(trial: TrialConfig) -> Projection:
                         "status": status,
                         "days_left": None if done else (d.due_on - today).days,
                         "submitted_at": done["submitted_at"] if done else None,
-                        "late": bool(done)
+                        "late": done is not None
                         and calendar_day(datetime.fromisoformat(done["submitted_at"]), zone)
                         > d.due_on,
                     }
@@ -193,7 +197,7 @@ def make(trial: TrialConfig) -> Projection:
                     "window_over": as_of >= ends,
                 }
             )
-        dlts_per_cohort: dict[str, dict] = {}
+        dlts_per_cohort: dict[str, dict[str, Any]] = {}
         for ev in evaluations.values():
             c = dlts_per_cohort.setdefault(
                 ev["cohort_id"], {"dose_level": ev["dose_level"], "evaluable": 0, "dlts": 0}
@@ -201,7 +205,7 @@ def make(trial: TrialConfig) -> Projection:
             c["evaluable"] += 1
             c["dlts"] += int(ev["dlt"])
 
-        def count(values) -> dict[str, int]:
+        def count(values: Iterable[object]) -> dict[str, int]:
             out: dict[str, int] = {}
             for v in values:
                 out[str(v)] = out.get(str(v), 0) + 1
@@ -260,7 +264,7 @@ def make(trial: TrialConfig) -> Projection:
             "paused_by": list(state.pausing),
         }
 
-    def render(states: Mapping[str, State]) -> dict:
+    def render(states: Mapping[str, State]) -> dict[str, Any]:
         raise TypeError("the safety overview depends on the time it is read at: use render_at")
 
     return Projection(

@@ -23,10 +23,10 @@ from events.safety import (
     SeriousnessCriterion,
     Verdict,
 )
-from services.fields import Reason, Reference, free_text
+from services.fields import FreeText, Reason, Reference
 from services.safety.grading import CrsObservation, IcansObservation
 
-CtcaeTerm = free_text(2, 120)
+CtcaeTerm = Annotated[str, FreeText(2, 120)]
 """A CTCAE v5 term as the site wrote it (the event type ``Term`` reads the log as it is)."""
 
 

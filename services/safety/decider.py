@@ -69,7 +69,7 @@ from services.safety.state import AdverseEvent, SafetyState, evolve, initial_sta
 from trial.config import StoppingRule, TrialConfig
 
 
-def make_decider(trial: TrialConfig) -> Decider:
+def make_decider(trial: TrialConfig) -> Decider[SafetyState]:
     def decide(command: Command, state: SafetyState) -> list[NewEvent]:
         match command:
             case ReportAdverseEvent():

@@ -14,6 +14,7 @@ there: an onset late on day ``window_days`` is inside it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Literal
@@ -51,6 +52,10 @@ class DltAssessment:
     """The slug of the finding that decided the verdict."""
     findings: tuple[str, ...]
     """Every check made, in order, with its values."""
+
+
+Verdicts = Callable[[RuleVerdict, str, str], DltAssessment]
+"""Builds the assessment from a verdict, its criterion and the finding that decided it."""
 
 
 def study_day(moment: datetime, infused_at: datetime, zone: tzinfo) -> int:
@@ -112,7 +117,7 @@ def assess_dlt(facts: DltFacts, rule: DltRule, zone: tzinfo) -> DltAssessment:
     return _other(facts, rule, verdict)
 
 
-def _crs_or_icans(facts: DltFacts, rule: DltRule, verdict) -> DltAssessment:
+def _crs_or_icans(facts: DltFacts, rule: DltRule, verdict: Verdicts) -> DltAssessment:
     name = facts.syndrome.upper()
     if facts.grade >= rule.crs_or_icans_min_grade:
         return verdict(
@@ -133,7 +138,7 @@ def _crs_or_icans(facts: DltFacts, rule: DltRule, verdict) -> DltAssessment:
     return verdict("not-dlt", "below-grade", f"grade {facts.grade} {name} (below grade 3)")
 
 
-def _other(facts: DltFacts, rule: DltRule, verdict) -> DltAssessment:
+def _other(facts: DltFacts, rule: DltRule, verdict: Verdicts) -> DltAssessment:
     if facts.haematological:
         return verdict("not-dlt", "haematological", "haematological toxicity: outside the DLT rule")
     if facts.conditioning_lab_effect:
@@ -161,7 +166,12 @@ def _other(facts: DltFacts, rule: DltRule, verdict) -> DltAssessment:
 
 
 def _must_improve(
-    facts: DltFacts, limit: timedelta, what: str, limit_text: str, slug: str, verdict
+    facts: DltFacts,
+    limit: timedelta,
+    what: str,
+    limit_text: str,
+    slug: str,
+    verdict: Verdicts,
 ) -> DltAssessment:
     """A severe AE is a DLT unless it improved to grade <= 2 within ``limit`` of first being
     severe; an improvement at exactly the limit is within it."""
