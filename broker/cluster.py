@@ -13,6 +13,7 @@ Layout under the home directory (``default_home()``)::
     clusters/<name>/cluster.json the cluster id, node count and last ports of its storage
     clusters/<name>/node-<id>/   server.properties, data/, broker.log
     clusters/<name>/kafka-client.json  a secure cluster's client configuration (mode 0600)
+    clusters/<name>/tls/         a secure cluster's CA and server certificate (``broker.tls``)
 
 A cluster started by one process can be inspected and stopped by another one through
 ``state.json``. The data is kept: stopping a cluster and starting it again under the same
@@ -21,7 +22,8 @@ cluster whose storage is new is formatted, with a new cluster id; ``wipe()`` (``
 broker wipe``, ``trialops broker start --fresh``) deletes the storage, and says what it deleted.
 
 A cluster started with ``secure=True`` (``trialops broker start --secure``) stays secure for the
-life of its storage; ``broker.node`` says how (SASL/SCRAM, ACLs, the client file).
+life of its storage; ``broker.node`` says how (SASL/SCRAM over TLS, ACLs, the client file), and
+``broker.tls`` how its certificates are made and kept (they live and die with its storage).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from broker.jars import (
 from broker.node import (
     HOST,
     SCRAM,
+    SECURE_LISTENER,
     _formatted_cluster_id,
     _free_ports,
     _is_our_broker,
@@ -66,6 +69,8 @@ from broker.node import (
     _write_private,
     new_cluster_id,
 )
+from broker.tls import ClusterTls, TlsError
+from broker.tls import ensure as ensure_tls
 from infra.kafka_security import ADMIN, PRINCIPALS, kafka_python_settings, load, write_config
 
 __all__ = ["KAFKA_VERSION", "BrokerError", "LocalKafka", "default_home", "fetch_jars", "find_java"]
@@ -178,6 +183,9 @@ class LocalKafka:
                     "stop it before wiping its data"
                 )
             doomed = sorted(self.cluster_dir.glob("node-*"))
+            tls_dir = ClusterTls.under(self.cluster_dir).directory
+            if tls_dir.exists():
+                doomed.append(tls_dir)
             doomed += [
                 f for f in (self.layout_file, self.state_file, self.client_config) if f.exists()
             ]
@@ -241,6 +249,7 @@ class LocalKafka:
                 "cluster_id": kept["cluster_id"] if kept else None,
                 "secure": bool(kept and kept["secure"]),
                 "client_config": self._client_config_if(bool(kept and kept["secure"])),
+                "ca_cert": self._ca_cert_if(bool(kept and kept["secure"])),
             }
         nodes = [
             {
@@ -262,11 +271,15 @@ class LocalKafka:
             "cluster_id": state.get("cluster_id"),
             "secure": state.get("secure", False),
             "client_config": self._client_config_if(state.get("secure", False)),
+            "ca_cert": self._ca_cert_if(state.get("secure", False)),
             "nodes": nodes,
         }
 
     def _client_config_if(self, secure: bool) -> str | None:
         return self.client_config.as_posix() if secure else None
+
+    def _ca_cert_if(self, secure: bool) -> str | None:
+        return ClusterTls.under(self.cluster_dir).ca_cert.as_posix() if secure else None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -300,7 +313,7 @@ class LocalKafka:
                 )
             else:
                 self.nodes = stored["nodes"]
-            admin_password = self._security(stored)
+            admin_password, tls = self._security(stored)
             log4j = self.cluster_dir / "log4j.properties"
             log4j.write_bytes(
                 resources.files("broker").joinpath("kafka/log4j.properties").read_bytes()
@@ -334,6 +347,7 @@ class LocalKafka:
                         node_dir / "data",
                         single=self.nodes == 1,
                         admin_password=admin_password,
+                        tls=tls,
                     ),
                 )
             jvm_common = [
@@ -385,10 +399,14 @@ class LocalKafka:
         )
         return bootstrap
 
-    def _security(self, stored: dict[str, Any] | None) -> str | None:
-        """The admin password of a secure cluster (None: a plain one). New secure storage gets
-        new random passwords for every principal, written to ``client_config``; kept storage
-        stays as it was formatted."""
+    def _security(
+        self, stored: dict[str, Any] | None
+    ) -> tuple[str, ClusterTls] | tuple[None, None]:
+        """The admin password and the TLS material of a secure cluster (``(None, None)``: a
+        plain one). New secure storage gets new random passwords for every principal, written
+        to ``client_config``; kept storage stays as it was formatted. The certificates are
+        kept too (``broker.tls.ensure``); the client file always says SASL_SSL and names the
+        cluster's CA, also when the storage was formatted before the brokers served TLS."""
         secure = bool(stored["secure"]) if stored is not None else bool(self.requested_secure)
         if stored is not None and self.requested_secure not in (None, secure):
             kind = "secure (SASL/SCRAM and ACLs)" if secure else "plain (no authentication)"
@@ -397,16 +415,34 @@ class LocalKafka:
                 f"or delete its data with 'trialops broker wipe --name {self.name}'"
             )
         if not secure:
-            return None
+            return None, None
+        try:
+            tls = ensure_tls(self.cluster_dir, self.name)
+        except (OSError, TlsError) as exc:
+            raise BrokerError(f"broker '{self.name}': {exc}") from None
+        cafile = tls.ca_cert.as_posix()
         if stored is None:
-            write_config(self.client_config, {p: secrets.token_hex(24) for p in PRINCIPALS})
+            write_config(
+                self.client_config,
+                {p: secrets.token_hex(24) for p in PRINCIPALS},
+                security_protocol=SECURE_LISTENER,
+                ssl_cafile=cafile,
+            )
         try:
             security = load(self.client_config)
         except ValueError as exc:
             raise BrokerError(f"broker '{self.name}': {exc}") from None
         if security is None or ADMIN not in security.credentials:
             raise BrokerError(f"broker '{self.name}': no admin credentials in {self.client_config}")
-        return security.credentials[ADMIN][1]
+        if security.security_protocol != SECURE_LISTENER or security.ssl_cafile != cafile:
+            write_config(
+                self.client_config,
+                {name: password for name, (_, password) in security.credentials.items()},
+                security_protocol=SECURE_LISTENER,
+                sasl_mechanism=security.sasl_mechanism,
+                ssl_cafile=cafile,
+            )
+        return security.credentials[ADMIN][1], tls
 
     def _format(
         self,

@@ -2,13 +2,16 @@
 ports, its storage on disk, its process, and its ``server.properties`` (plain or secure).
 ``broker.cluster.LocalKafka`` puts them together.
 
-A secure node: clients authenticate with SASL/SCRAM-SHA-512 (no TLS: the listeners are on
-loopback), the brokers authorize every request with Kafka's StandardAuthorizer, and only
-``User:admin`` is a super user. The SCRAM credentials of every principal of
-``infra.kafka_security.PRINCIPALS`` are created when the storage is formatted, with random
-passwords kept in ``kafka-client.json``, the file ``TRIALOPS_KAFKA_CONFIG`` points at. The
-controller listener authenticates the brokers with SASL/PLAIN as admin (SCRAM credentials live
-in the metadata log, which the controllers must be able to read first). ACLs are per namespace:
+A secure node: every listener is SASL_SSL (TLS with the cluster's own CA and server
+certificate, ``broker.tls``); clients authenticate with SASL/SCRAM-SHA-512 inside TLS, the
+brokers authorize every request with Kafka's StandardAuthorizer, and only ``User:admin`` is a
+super user. The SCRAM credentials of every principal of ``infra.kafka_security.PRINCIPALS`` are
+created when the storage is formatted, with random passwords kept in ``kafka-client.json``, the
+file ``TRIALOPS_KAFKA_CONFIG`` points at, which also names the CA the clients verify the
+brokers' certificate and host name with. The brokers talk to one another over the same SASL_SSL
+listener; the controller listener is SASL_SSL too and authenticates the brokers with SASL/PLAIN
+as admin (SCRAM credentials live in the metadata log, which the controllers must be able to
+read first), so no password crosses even the loopback in the clear. ACLs are per namespace:
 ``infra.topic_admin.grant``."""
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from broker.tls import ClusterTls, broker_properties
 from infra.kafka_security import ADMIN
 
 HOST = "127.0.0.1"
 SCRAM = "SCRAM-SHA-512"
+SECURE_LISTENER = "SASL_SSL"
 
 
 def new_cluster_id() -> str:
@@ -122,15 +127,19 @@ def _jaas(module: str, username: str, password: str, **users: str) -> str:
     return f'{module} required username="{username}" password="{password}"{extra};'
 
 
-def _security_properties(admin_password: str) -> dict[str, Any]:
-    """Listeners, SASL and authorizer settings of a secure node: SCRAM for clients and
-    brokers, PLAIN (admin only) between brokers and controllers, no ACL means no access."""
+def _security_properties(admin_password: str, tls: ClusterTls) -> dict[str, Any]:
+    """Listeners, TLS, SASL and authorizer settings of a secure node: every listener SASL_SSL
+    with the cluster's certificates, SCRAM for clients and brokers, PLAIN (admin only) between
+    brokers and controllers, no ACL means no access."""
     return {
-        "inter.broker.listener.name": "SASL_PLAINTEXT",
-        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "inter.broker.listener.name": SECURE_LISTENER,
+        "listener.security.protocol.map": (
+            f"{SECURE_LISTENER}:{SECURE_LISTENER},CONTROLLER:{SECURE_LISTENER}"
+        ),
+        **broker_properties(tls),
         "sasl.enabled.mechanisms": SCRAM,
         "sasl.mechanism.inter.broker.protocol": SCRAM,
-        f"listener.name.sasl_plaintext.{SCRAM.lower()}.sasl.jaas.config": _jaas(
+        f"listener.name.{SECURE_LISTENER.lower()}.{SCRAM.lower()}.sasl.jaas.config": _jaas(
             "org.apache.kafka.common.security.scram.ScramLoginModule", ADMIN, admin_password
         ),
         "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
@@ -153,11 +162,14 @@ def _node_properties(
     data_dir: Path,
     single: bool,
     admin_password: str | None = None,
+    tls: ClusterTls | None = None,
 ) -> str:
-    """A node's server.properties; ``admin_password`` makes it a secure node."""
+    """A node's server.properties; ``admin_password`` and ``tls`` make it a secure node."""
+    if (admin_password is None) != (tls is None):
+        raise ValueError("a secure node needs both the admin password and the TLS material")
     me = next(n for n in nodes if n["node_id"] == node_id)
     voters = ",".join(f"{n['node_id']}@{HOST}:{n['controller_port']}" for n in nodes)
-    listener = "PLAINTEXT" if admin_password is None else "SASL_PLAINTEXT"
+    listener = "PLAINTEXT" if admin_password is None else SECURE_LISTENER
     props: dict[str, Any] = {
         "process.roles": "broker,controller",
         "node.id": node_id,
@@ -171,8 +183,8 @@ def _node_properties(
         "num.partitions": 1,
         "group.initial.rebalance.delay.ms": 0,
     }
-    if admin_password is not None:
-        props.update(_security_properties(admin_password))
+    if admin_password is not None and tls is not None:
+        props.update(_security_properties(admin_password, tls))
     if single:
         props.update(
             {

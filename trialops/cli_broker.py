@@ -82,8 +82,9 @@ def start(
         bool | None,
         typer.Option(
             "--secure/--plain",
-            help="New storage: SASL/SCRAM authentication and ACLs (--secure) or none (the "
-            "default). Kept storage starts as it was formatted.",
+            help="New storage: TLS with the cluster's own CA, SASL/SCRAM authentication and "
+            "ACLs (--secure), or none of them (the default). Kept storage starts as it was "
+            "formatted.",
         ),
     ] = None,
     namespace: Annotated[
@@ -115,7 +116,10 @@ def start(
                 raise BrokerError(f"granting the ACLs of '{ns}' failed: {exc!r}") from exc
 
         count = _run(granted)
-        _err(f"broker '{name}': SASL/SCRAM and ACLs on; {count} ACLs of namespace '{ns}' in place")
+        _err(
+            f"broker '{name}': TLS (CA {kafka.status()['ca_cert']}), SASL/SCRAM and ACLs on; "
+            f"{count} ACLs of namespace '{ns}' in place"
+        )
         hint += f"              export TRIALOPS_KAFKA_CONFIG={kafka.client_config}\n"
     _err(hint + f"stop it with: trialops broker stop --name {name}")
 
@@ -149,7 +153,8 @@ def wipe(
 @app.command()
 def status(name: NameOption = "default") -> None:
     """Print the cluster's state as JSON; exit code 1 if it is not running. A secure
-    cluster's ``client_config`` is the file for ``TRIALOPS_KAFKA_CONFIG``."""
+    cluster's ``client_config`` is the file for ``TRIALOPS_KAFKA_CONFIG``, and ``ca_cert`` the
+    CA its brokers' certificates chain to."""
     info = _run(lambda: LocalKafka(name=name).status())
     typer.echo(json.dumps(info, indent=2))
     if not info["running"]:

@@ -11,6 +11,7 @@ import pytest
 from kafka.admin import ACLOperation, ResourceType
 
 from broker.cluster import _node_properties
+from broker.tls import ClusterTls
 from events.topics import WRITERS, catalogue, event_topic
 from infra.kafka_security import (
     CONFIG_ENV,
@@ -101,9 +102,12 @@ def test_no_one_else_may_write_an_event_topic():
 
 def test_a_secure_node_authenticates_and_authorizes():
     nodes = [{"node_id": 1, "port": 9092, "controller_port": 9093}]
-    props = _node_properties(1, nodes, Path("data"), single=True, admin_password="secret")
-    assert "listeners=SASL_PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093" in props
-    assert "inter.broker.listener.name=SASL_PLAINTEXT" in props
+    tls = ClusterTls.under(Path("cluster"))  # the certificates: tests/unit/test_broker_tls.py
+    props = _node_properties(
+        1, nodes, Path("data"), single=True, admin_password="secret", tls=tls
+    )
+    assert "listeners=SASL_SSL://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093" in props
+    assert "inter.broker.listener.name=SASL_SSL" in props
     assert "allow.everyone.if.no.acl.found=false" in props
     assert "super.users=User:admin\n" in props
     assert "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer" in props
