@@ -22,7 +22,8 @@ from pydantic import ValidationError
 
 from audit.checkpoint import SignedCheckpoint, compare, end_offsets, signature_problem
 from events.envelope import Envelope
-from events.reading import LogReader
+from events.keys import WriterKeyRotated
+from events.reading import LogReader, Unreadable, check_rotation
 from events.registry import UnknownEventType, read
 from events.signing import SIGNATURE_KINDS, Keyring, SignatureProblem, check_writer_signature
 from events.topics import WRITERS, context_of, event_topic
@@ -35,6 +36,7 @@ KINDS = (
     "schema-invalid",
     "hash-mismatch",
     *SIGNATURE_KINDS,
+    "bad-rotation",
     "missing",
     "duplicate",
     "conflicting-duplicate",
@@ -112,6 +114,9 @@ def verify(
         keyring, load_quarantine(settings.bootstrap_servers, settings.namespace, keyring)
     )
     for position, _key, value in read_to_end(settings.bootstrap_servers, topics):
+        # Signatures are checked with the keys as of this record: a key rotation read earlier
+        # on the topic retires its key from the next record on (events/keys.py).
+        keys_here = readers.keyring
         readers.admit(position, value)
         if readers.skipped and readers.skipped[-1] == position:
             report.quarantined.append(str(position))
@@ -121,7 +126,7 @@ def verify(
         if progress and report.events % 10_000 == 0:
             progress(report.events, time.monotonic() - started)
         where = f"{position.topic}@{position.partition}:{position.offset}"
-        envelope = _check_event(value, where, report, keyring, position.topic)
+        envelope = _check_event(value, where, report, keys_here, position.topic)
         if envelope is None:
             continue
         stream = (position.topic, envelope.stream_id)
@@ -154,9 +159,10 @@ def _check_event(
         report.problems.append(Problem("unreadable", where, _first_line(exc)))
         return None
     try:
-        read(envelope)
+        recorded = read(envelope)
     except (ValidationError, UnknownEventType) as exc:
         report.problems.append(Problem("schema-invalid", where, _first_line(exc)))
+        recorded = None
     if not envelope.hash_is_valid():
         report.problems.append(
             Problem(
@@ -165,7 +171,11 @@ def _check_event(
         )
     try:
         check_writer_signature(envelope, keyring, context_of(topic) or topic)
+        if recorded is not None and isinstance(recorded.payload, WriterKeyRotated):
+            check_rotation(recorded.payload, envelope, keyring, context_of(topic) or topic)
     except SignatureProblem as exc:
+        report.problems.append(Problem(exc.kind, where, exc.detail))
+    except Unreadable as exc:
         report.problems.append(Problem(exc.kind, where, exc.detail))
     return envelope
 

@@ -81,11 +81,11 @@ def decode(value: bytes | None, keyring: Keyring, topic: str) -> Recorded:
     except SignatureProblem as exc:
         raise Unreadable(exc.kind, exc.detail) from None
     if isinstance(recorded.payload, WriterKeyRotated):
-        _check_rotation(recorded.payload, envelope, keyring, writer)
+        check_rotation(recorded.payload, envelope, keyring, writer)
     return recorded
 
 
-def _check_rotation(
+def check_rotation(
     rotation: WriterKeyRotated, envelope: Envelope, keyring: Keyring, writer: str
 ) -> None:
     """A writer retires its own key, signing with it, in favour of another key of its own."""
