@@ -1,8 +1,10 @@
-"""``trialops broker start --secure`` on a real broker: SASL/SCRAM authentication and ACLs.
+"""``trialops broker start --secure`` on a real broker: TLS, SASL/SCRAM authentication and ACLs.
 
 Every refusal asserted here is the broker's: an authentication failure recorded in its log, or
 an authorization error code in its answer (kafka.errors.*AuthorizationFailedError), with raw
-kafka-python clients whose only trialops part is ``infra.kafka_security``. One single-node
+kafka-python clients whose only trialops part is ``infra.kafka_security``; except the one a
+client makes itself when the broker's certificate does not chain to the CA it trusts. Every
+client here speaks TLS to the broker (SASL_SSL) unless the test says otherwise. One single-node
 secure broker serves the whole module; it is stopped and deleted afterwards."""
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import json
 import os
 import shutil
+import ssl
 import stat
 import subprocess
 import sys
@@ -29,6 +32,7 @@ from kafka.errors import (
 )
 
 from broker.cluster import LocalKafka
+from broker.tls import ensure as ensure_tls
 from events.topics import catalogue, dead_letter_topic, event_topic
 from infra.kafka_security import (
     CONFIG_ENV,
@@ -126,13 +130,40 @@ def test_start_says_where_the_client_configuration_is_and_keeps_it_private(secur
     security = load(secure.config)
     assert security is not None and set(security.credentials) == set(PRINCIPALS)
     assert len({password for _, password in security.credentials.values()}) == len(PRINCIPALS)
+    assert security.security_protocol == "SASL_SSL"
+    assert security.ssl_cafile == info["ca_cert"]
+    tls = Path(info["ca_cert"]).parent
+    assert stat.S_IMODE(tls.stat().st_mode) == 0o700
+    for key in ("ca-key.pem", "server.pem"):
+        assert stat.S_IMODE((tls / key).stat().st_mode) == 0o600
+
+
+def test_every_listener_speaks_tls_with_the_clusters_certificate(secure: Secure):
+    """Checked with Python's own TLS client, outside kafka-python: the client port and the
+    controller port both complete a handshake against the cluster's CA for 127.0.0.1."""
+    import socket
+
+    info = json.loads(trialops("broker", "status", "--name", secure.kafka.name).stdout)
+    context = ssl.create_default_context(cafile=info["ca_cert"])
+    for port in (info["nodes"][0]["port"], info["nodes"][0]["controller_port"]):
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")
 
 
 def test_a_client_without_credentials_cannot_produce(secure: Secure):
+    """It trusts the cluster's CA and speaks TLS, but does not authenticate."""
     before = end_offset(secure, ENROLLMENT)
+    cafile = secure.settings("enrollment")["ssl_cafile"]
     with pytest.raises(KafkaError):
         producer = KafkaProducer(
-            bootstrap_servers=secure.bootstrap, max_block_ms=3_000, bootstrap_timeout_ms=3_000
+            bootstrap_servers=secure.bootstrap,
+            max_block_ms=3_000,
+            bootstrap_timeout_ms=3_000,
+            security_protocol="SSL",
+            ssl_cafile=cafile,
         )
         try:
             producer.send(ENROLLMENT, b"forged").get(timeout=10)
@@ -152,6 +183,46 @@ def test_a_wrong_password_is_refused_by_the_broker(secure: Secure):
             **settings,
         )
     assert "invalid credentials with SASL mechanism SCRAM-SHA-512" in secure.broker_log()
+
+
+def test_a_client_that_does_not_trust_the_clusters_ca_cannot_connect(
+    secure: Secure, tmp_path: Path
+):
+    """A writer's right password, sent only after the broker proved its identity: a client
+    trusting another CA (one of the same cluster name made elsewhere) or only the system's
+    CAs refuses the broker's certificate, so the password never leaves it."""
+    before = end_offset(secure, ENROLLMENT)
+    foreign = ensure_tls(tmp_path / "elsewhere", secure.kafka.name).ca_cert.as_posix()
+    rightful = secure.settings("enrollment")
+    for trusted in ({"ssl_cafile": foreign}, {"ssl_cafile": None}):
+        with pytest.raises(KafkaError):
+            producer = KafkaProducer(
+                bootstrap_servers=secure.bootstrap,
+                max_block_ms=3_000,
+                bootstrap_timeout_ms=3_000,
+                **{**rightful, **trusted},
+            )
+            producer.close(timeout=5)
+    assert end_offset(secure, ENROLLMENT) == before
+
+
+def test_a_plaintext_client_cannot_talk_to_the_sasl_ssl_port(secure: Secure):
+    """The right credentials over SASL_PLAINTEXT, as before TLS: the broker's TLS listener
+    finds no TLS handshake and closes the connection."""
+    before = end_offset(secure, ENROLLMENT)
+    settings = {**secure.settings("enrollment"), "security_protocol": "SASL_PLAINTEXT"}
+    settings.pop("ssl_cafile")
+    settings.pop("ssl_check_hostname")
+    with pytest.raises(KafkaError):
+        producer = KafkaProducer(
+            bootstrap_servers=secure.bootstrap,
+            max_block_ms=3_000,
+            bootstrap_timeout_ms=3_000,
+            **settings,
+        )
+        producer.close(timeout=5)
+    assert end_offset(secure, ENROLLMENT) == before
+    assert "(SSL handshake failed)" in secure.broker_log()
 
 
 @pytest.mark.parametrize("principal", ["worker", "auditor"])
@@ -277,9 +348,14 @@ def test_faust_credentials_reach_aiokafka(secure: Secure):
 
     auth = credentials_to_aiokafka_auth(faust_credentials("worker", secure.config))
     assert auth["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert auth["security_protocol"] == "SASL_SSL"
+    assert auth["ssl_context"].check_hostname is True
     assert asyncio.run(end(**auth)) == end_offset(secure, ENROLLMENT)
     with pytest.raises(AIOKafkaError):
         asyncio.run(end())
+    untrusting = {**auth, "ssl_context": ssl.create_default_context()}  # system CAs only
+    with pytest.raises(AIOKafkaError):
+        asyncio.run(end(**untrusting))
 
 
 
