@@ -5,9 +5,10 @@ On a plain broker nothing is set and every client connects as before. On a secur
 names a JSON file (readable by its owner only)::
 
     {
-      "security_protocol": "SASL_PLAINTEXT",      # or SASL_SSL
+      "security_protocol": "SASL_SSL",            # or SASL_PLAINTEXT (no TLS)
       "sasl_mechanism": "SCRAM-SHA-512",
-      "ssl_cafile": null,                          # CA of the brokers' certificates (SASL_SSL)
+      "ssl_cafile": ".../tls/ca.pem",              # CA of the brokers' certificates (SASL_SSL);
+                                                   # null: the system's CAs
       "principals": {
         "admin":      {"username": "admin",      "password": "..."},
         "enrollment": {"username": "enrollment", "password": "..."},
@@ -91,6 +92,8 @@ def parse(data: dict[str, Any], path: Path) -> KafkaSecurity:
     cafile = data.get("ssl_cafile") or None
     if cafile is not None and not isinstance(cafile, str):
         raise KafkaSecurityError(f"{path}: ssl_cafile must be a path")
+    if cafile is not None and not Path(cafile).expanduser().is_file():
+        raise KafkaSecurityError(f"{path}: ssl_cafile {cafile} is not a file")
     principals = data.get("principals")
     if not isinstance(principals, dict) or not principals:
         raise KafkaSecurityError(f"{path}: 'principals' must map principal names to credentials")

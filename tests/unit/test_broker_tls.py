@@ -26,7 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from broker.cluster import LocalKafka
 from broker.node import _node_properties
 from broker.tls import ClusterTls, TlsError, ensure
-from infra.kafka_security import PRINCIPALS, kafka_python_settings, load
+from infra.kafka_security import PRINCIPALS, KafkaSecurityError, kafka_python_settings, load
 
 
 def certificates(path: Path) -> list[x509.Certificate]:
@@ -238,3 +238,12 @@ def test_a_plain_cluster_has_no_certificates(tmp_path: Path):
     assert kafka._security(None) == (None, None)
     assert not ClusterTls.under(kafka.cluster_dir).directory.exists()
     assert kafka.status()["ca_cert"] is None
+
+
+def test_a_client_file_naming_a_missing_ca_is_refused_with_its_path(tmp_path: Path):
+    kafka = LocalKafka(home=tmp_path, name="trial-a", secure=True, progress=lambda _m: None)
+    kafka.cluster_dir.mkdir(parents=True)
+    _admin_password, material = kafka._security(None)
+    material.ca_cert.unlink()
+    with pytest.raises(KafkaSecurityError, match=r"ssl_cafile .*ca\.pem is not a file"):
+        load(kafka.client_config)
