@@ -11,10 +11,14 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from events.envelope import GENESIS_HASH
+from events.registry import Recorded, read
 from services.auth import UserDirectory
 from services.catalog import services
 from services.errors import DomainError
 from trial.config import load_trial
+
+from .builders import event_id, sealed
 
 URL = "http://in-process"
 
@@ -30,12 +34,16 @@ class InProcess:
         self.appended: list[tuple[str, str, str, datetime, str]] = []
         """(context, stream, event type, occurred_at, user id) of every accepted event."""
         self.payloads: list[Any] = []
+        self._recorded: list[tuple[str, Recorded]] = []
+        self._heads: dict[str, tuple[int, str]] = {}
+        self._roles: dict[str, str] = {}
 
     def __call__(self, method: str, url: str, body: Any = None, *, token=None):
         assert method == "POST", url
         spec, route = self.routes[urlsplit(url).path]
         actor = self.users.authenticate(token)
         assert actor is not None, token
+        self._roles[actor.user_id] = actor.role
         if actor.role not in self.trial.roles_for(route.command):
             return 403, {"error": "role-not-permitted", "message": route.command}
         signature = body.get("signature")
@@ -74,3 +82,25 @@ class InProcess:
 
     def types(self, context: str, stream: str) -> list[str]:
         return [t for c, s, t, _at, _u in self.appended if (c, s) == (context, stream)]
+
+    def recorded(self) -> list[tuple[str, Recorded]]:
+        """(context, event) of every accepted event, in the order accepted: sealed into an
+        envelope chained per stream (recorded when it occurred) and read back as a reader reads
+        it, which is what the projections fold. Sealed once each, as they are asked for."""
+        for n in range(len(self._recorded), len(self.payloads)):
+            context, stream, _type, at, user_id = self.appended[n]
+            seq, prev_hash = self._heads.get(stream, (0, GENESIS_HASH))
+            envelope = sealed(
+                self.payloads[n],
+                event_id=event_id(n + 1),
+                trial_id=self.trial.trial_id,
+                stream_id=stream,
+                stream_seq=seq + 1,
+                occurred_at=at,
+                recorded_at=at,
+                actor={"user_id": user_id, "role": self._roles[user_id]},
+                prev_hash=prev_hash,
+            )
+            self._heads[stream] = (seq + 1, envelope.hash)
+            self._recorded.append((context, read(envelope)))
+        return self._recorded

@@ -1,11 +1,10 @@
 """The simulator's plan: deterministic for a seed, containing every situation the scenario
 must show, and valid: run in process through the real deciders (no Kafka, no HTTP server), with
-the trial's 3+3 engine standing in for the worker's recommendation, every step is accepted and
-every review finds the recommendation the plan was built for."""
+the worker's own folds giving the recommendation (no copy of the design's rules here), every
+step is accepted and every review finds the recommendation the plan was built for."""
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import date
 
 import pytest
@@ -13,74 +12,33 @@ import pytest
 from clients.simulate import PlanError, Simulation, SimulationError, plan
 from clients.simulate_plan import design_path
 from clients.simulate_steps import TRIAL_START, Step
-from events.dosing import InfusionRecorded
-from events.enrollment import CohortExpanded, CohortOpened
-from events.safety import DltEvaluationCompleted
-from projections.escalation.engine import LevelOutcomes, recommend
+from projections.base import fold
+from projections.catalog import build
 from trial.config import load_trial
 
 from .in_process import URL, InProcess
 
 
 class DesignView:
-    """The worker's dose-escalation document as far as the review reads it, computed by the
-    trial's design engine from the DLT evaluations and decisions the deciders accepted."""
+    """The worker's documents as far as the simulation reads them: the projections' own folds
+    (``projections.catalog``), the dose-escalation design's evidence included
+    (``projections.escalation.evidence``), over the events the deciders accepted."""
 
     def __init__(self, api: InProcess):
         self.api = api
-        self.levels = [d.level for d in api.trial.ordered_levels()]
+        self.projections = build(api.trial)
 
     def document(self, name: str, positions) -> dict:
-        if name == "cohort-occupancy":
-            return {"cohorts": []}
-        assert name == "dose-escalation"
-        level_of: dict[str, str] = {}
-        current = self.api.trial.escalation.start_level
-        outcomes: dict[str, LevelOutcomes] = {}
-        treated: Counter = Counter()
-        last = None
-        for p in self.api.payloads:
-            if isinstance(p, CohortOpened):
-                level_of[p.cohort_id] = current = p.dose_level
-            elif isinstance(p, CohortExpanded):
-                current = level_of[p.cohort_id]
-            elif isinstance(p, InfusionRecorded):
-                treated[p.dose_level] += 1
-            elif isinstance(p, DltEvaluationCompleted):
-                o = outcomes.get(p.dose_level, LevelOutcomes())
-                outcomes[p.dose_level] = LevelOutcomes(o.evaluable + 1, o.dlts + p.dlt)
-                last = p.subject_id
-        rec = recommend(self.api.trial.escalation, self.levels, outcomes, current)
-        n = sum(o.evaluable for o in outcomes.values())
-        return {
-            "recommendation": {
-                **rec.as_dict(),
-                "recommendation_id": f"REC-TEST-{n}",
-                "after_evaluation_of": last,
-            },
-            "levels": [
-                {
-                    "dose_level": level,
-                    "treated": treated[level],
-                    "evaluable": outcomes.get(level, LevelOutcomes()).evaluable,
-                    "dlts": outcomes.get(level, LevelOutcomes()).dlts,
-                }
-                for level in self.levels
-            ],
-            "design": {"max_patients": self.api.trial.escalation.max_patients},
-        }
+        projection = self.projections[name]
+        recorded = [r for c, r in self.api.recorded() if c in projection.contexts]
+        as_of = recorded[-1].envelope.occurred_at if recorded else TRIAL_START
+        return projection.document(fold(projection, recorded), as_of)
 
 
 def history(api: InProcess) -> list[str]:
     """The design's decision after each DLT evaluation, as the worker's history lists them."""
-    view, decisions = DesignView(api), []
-    everything = api.payloads
-    for n, p in enumerate(everything):
-        if isinstance(p, DltEvaluationCompleted):
-            api.payloads = everything[: n + 1]
-            decisions.append(view.document("dose-escalation", {})["recommendation"]["decision"])
-    api.payloads = everything
-    return decisions
+    document = DesignView(api).document("dose-escalation", {})
+    return [r["decision"] for r in document["recommendations"]]
 
 
 def run_in_process(patients: int, seed: int):
