@@ -216,7 +216,7 @@ def test_storage_formatted_before_tls_keeps_its_passwords_and_moves_to_sasl_ssl(
     kafka.client_config.write_text(json.dumps(old))
     kafka.client_config.chmod(0o600)
     admin_password, material = kafka._security({"secure": True})
-    assert admin_password == "pw-admin"
+    assert admin_password == "pw-admin" and material is not None
     security = load(kafka.client_config)
     assert security is not None and security.security_protocol == "SASL_SSL"
     assert security.ssl_cafile == material.ca_cert.as_posix()
@@ -244,6 +244,7 @@ def test_a_client_file_naming_a_missing_ca_is_refused_with_its_path(tmp_path: Pa
     kafka = LocalKafka(home=tmp_path, name="trial-a", secure=True, progress=lambda _m: None)
     kafka.cluster_dir.mkdir(parents=True)
     _admin_password, material = kafka._security(None)
+    assert material is not None
     material.ca_cert.unlink()
     with pytest.raises(KafkaSecurityError, match=r"ssl_cafile .*ca\.pem is not a file"):
         load(kafka.client_config)
