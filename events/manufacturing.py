@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import AwareDatetime, ConfigDict, Field
 
 from events.enrollment import SubjectId
-from events.registry import EventPayload, event_type
+from events.registry import EventPayload, event_type, upcaster
 
 CONTEXT = "manufacturing"
 
@@ -91,13 +91,25 @@ class ExceptionalReleaseApproved(EventPayload):
     sponsor_id: str = Field(min_length=1)
 
 
-@event_type("LotThawed", version=1, context=CONTEXT)
+@event_type("LotThawed", version=2, context=CONTEXT)
 class LotThawed(EventPayload):
+    """The product thawed at the site, at ``thawed_at`` (the thaw's business time): dosing
+    counts the minutes from it to the infusion (``infusion-within-thaw-limit``). Version 1
+    carried no time; such a thaw is upcast with ``thawed_at`` null (the limit cannot be
+    checked for it)."""
+
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"lot_id": "LOT-0007-A", "subject_id": "MSK-0007"}]}
+        json_schema_extra={"examples": [{"lot_id": "LOT-0007-A", "subject_id": "MSK-0007",
+                                         "thawed_at": "2026-03-20T08:15:00Z"}]}
     )
     lot_id: LotId
     subject_id: SubjectId
+    thawed_at: AwareDatetime | None = None
+
+
+@upcaster("LotThawed", from_version=1)
+def _thaw_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "thawed_at": None}
 
 
 # ---------------------------------------------------------------- manufacturing's own facts

@@ -136,7 +136,7 @@ def decide(
         case ThawLot():
             move(lot, state, {"received-at-site"}, "thawed")
             require_usable(lot, "thawed")
-            return [_on(lot, command, LotThawed(**ids(lot)))]
+            return [_on(lot, command, LotThawed(**ids(lot), thawed_at=command.occurred_at))]
         case RecordManufacturingFailure():
             require_stage(lot, BEFORE_THAW, "failed")
             return [

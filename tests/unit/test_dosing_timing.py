@@ -29,6 +29,7 @@ from .test_dosing_facts import (
     NURSE,
     PRODUCT_AVAILABLE,
     READY_TO_INFUSE,
+    SUBJECT,
     TRIAL,
     checked,
     conditioning_day,
@@ -178,6 +179,20 @@ def test_the_infusion_starts_within_two_hours_of_the_thaw(minutes_before, accept
         assert refusal.rule == "infusion-within-thaw-limit"
         assert refusal.details["max_minutes"] == 120
         assert refusal.details["minutes_after_thaw"] == minutes_before
+
+
+def test_the_thaw_manufacturing_records_starts_the_clock_for_dosing():
+    """Through the events: the thaw's fact carries its time (LotThawed v2)."""
+    from events.manufacturing import LotThawed
+
+    late = INFUSED_AT - timedelta(hours=3)
+    ready = [e for e in READY_TO_INFUSE if not isinstance(e, LotThawed)]
+    state = given(*ready, LotThawed(lot_id=LOT, subject_id=SUBJECT, thawed_at=late))
+
+    refusal = refused(infuse(), state)
+
+    assert refusal.rule == "infusion-within-thaw-limit"
+    assert refusal.details["minutes_after_thaw"] == 180
 
 
 def test_a_thaw_without_a_recorded_time_is_not_timed():

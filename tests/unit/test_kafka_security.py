@@ -61,7 +61,7 @@ def test_an_unknown_principal_is_an_error_naming_the_file(config: Path):
 
 def test_a_file_others_can_read_is_refused(config: Path):
     config.chmod(0o644)
-    with pytest.raises(KafkaSecurityError, match="open to group or others.*chmod 600"):
+    with pytest.raises(KafkaSecurityError, match=r"open to group or others.*chmod 600"):
         load(config)
 
 

@@ -30,6 +30,7 @@ from events.manufacturing import (
 from services.errors import NotFound, RuleViolated
 from services.manufacturing.state import describe
 
+from .builders import at
 from .test_manufacturing_givens import (
     COI,
     FACILITY,
@@ -212,7 +213,8 @@ def test_the_happy_path_emits_one_fact_per_step_on_the_lot_stream():
     assert [type(p) for p in payloads(frozen)] == [LotCryopreserved]
     assert [type(p) for p in payloads(shipped)] == [CustodyTransferred, LotShipped]
     assert [type(p) for p in payloads(arrived)] == [CustodyTransferred, LotReceivedAtSite]
-    assert payloads(thawed) == [LotThawed(lot_id=LOT, subject_id=SUBJECT)]
+    # The thaw records its time: dosing counts the minutes to the infusion from it
+    assert payloads(thawed) == [LotThawed(lot_id=LOT, subject_id=SUBJECT, thawed_at=at(500))]
     assert state.lots[LOT].stage == "thawed"
 
 
