@@ -42,7 +42,7 @@ from events.safety import (
 from projections.base import Projection, State, stamp
 from projections.bounded import bounded
 from services.safety import state as safety
-from services.safety.dlt import window_ends_at
+from services.safety.dlt import window_ends_at, window_last_day
 from services.safety.expedited import aggregate_review, awaiting_determination, due_for
 from services.safety.late_oos import awaiting_follow_up
 from trial.calendar import calendar_day
@@ -192,6 +192,9 @@ def make(trial: TrialConfig) -> Projection:
                     "cohort_id": inf.cohort_id,
                     "dose_level": inf.dose_level,
                     "infused_at": inf.infused_at.isoformat(),
+                    "window_last_day": window_last_day(
+                        inf.infused_at, trial.dlt.window_days, zone
+                    ).isoformat(),
                     "window_ends_at": ends.isoformat(),
                     "days_left": max((ends - as_of).days, 0),
                     "window_over": as_of >= ends,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Literal
 
 from events.safety import ATTRIBUTION_ORDER, Attribution
@@ -64,13 +64,18 @@ def study_day(moment: datetime, infused_at: datetime, zone: tzinfo) -> int:
     return days_after(moment, infused_at, zone)
 
 
+def window_last_day(infused_at: datetime, window_days: int, zone: tzinfo) -> date:
+    """The DLT window's last day: study day ``window_days`` (DOMAIN.md section 3;
+    ``TrialConfig.dlt.window_days``), a date in the sponsor's time zone."""
+    return calendar_day(infused_at, zone) + timedelta(days=window_days)
+
+
 def window_ends_at(infused_at: datetime, window_days: int, zone: tzinfo) -> datetime:
-    """The end of the DLT window: the end, in the sponsor's time zone, of study day
-    ``window_days`` (DOMAIN.md section 3; ``TrialConfig.dlt.window_days``). An onset at any
-    time on that day is in the window, so no evaluation closes before this instant. The one
-    computation of the window's end: the safety decider and every projection call it."""
-    last_day = calendar_day(infused_at, zone) + timedelta(days=window_days)
-    return end_of_day(last_day, zone)
+    """The end of the DLT window: the end, in the sponsor's time zone, of its last day. An
+    onset at any time on that day is in the window, so no evaluation closes before this
+    instant. The one computation of the window's end: the safety decider and every projection
+    call it."""
+    return end_of_day(window_last_day(infused_at, window_days, zone), zone)
 
 
 def at_least(attribution: Attribution, minimum: Attribution) -> bool:

@@ -179,6 +179,9 @@ def test_open_dlt_windows_close_with_the_evaluation():
     doc = p.document(fold(p, events), T0 + timedelta(days=10))
     [window] = doc["open_dlt_windows"]
     assert (window["subject_id"], window["days_left"]) == ("MSK-0002", 18)
+    # Infused on 2 March (04:00 in New York): day 28 is 30 March, over at midnight EDT
+    assert window["window_last_day"] == "2026-03-30"
+    assert window["window_ends_at"] == "2026-03-31T00:00:00-04:00"
     done = [*events, evaluated("MSK-0002", "DL1", 28, dlt=False)]
     doc = p.document(fold(p, done), T0 + timedelta(days=29))
     assert doc["open_dlt_windows"] == []
