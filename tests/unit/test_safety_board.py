@@ -196,3 +196,15 @@ def test_serious_expected_suspected_reactions_are_counted_per_term_without_a_rep
 def test_an_unexpected_serious_suspected_case_is_reported_not_aggregated():
     doc = board_at(hospitalised_susar(), day(4))
     assert doc["aggregate_review"] == []
+
+
+def test_a_case_that_becomes_fatal_awaits_its_determination_from_the_observation():
+    # Grade 3 CRS, not serious when reported: nothing awaits a determination
+    state = given(registered(), enrolled(), infused())
+    first, state = run(state, report(grade=3, serious_criteria=(), expected=False))
+    assert board_at([infusion_event(), *first], day(2))["determinations_due"] == []
+    # Death due to CRS observed on day 2 makes it serious (death): from then on it is due
+    then, state = run(state, grade_crs(day(2), death=True))
+    doc = board_at([infusion_event(), *first, *then], day(2, hours=1))
+    assert [d["ae_id"] for d in doc["determinations_due"]] == [AE]
+    assert [a.ae_id for a in awaiting_determination(state, TRIAL.reporting)] == [AE]
