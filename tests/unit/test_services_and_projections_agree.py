@@ -1,0 +1,566 @@
+"""Property: for many random simulated trials, every fact that the services and the projections
+both show agrees (issue 11: "no rule is implemented twice").
+
+Each trial is the simulator's plan for a seed (``clients.simulate_plan``: screen failures,
+escalation, stay and de-escalation, DLTs, a manufacturing failure, an out-of-specification lot
+infused on exceptional release, withdrawals before apheresis and after treatment, a SUSAR and
+its 15-day report), varied by the same seed with what the plan lacks:
+- a lot released conditionally (sterility or mycoplasma "negative to date") whose result turns
+  positive after the infusion, the late OOS of DOMAIN.md 2.4, followed up by the investigator
+  or left open;
+- a fatal, possibly related AE during the trial, which pauses enrollment and dosing until a
+  safety review resumes them (DOMAIN.md 3), its expedited reports determined and, by the seed,
+  the 7-day report submitted;
+- at the end, by the seed, another fatal related AE that leaves the trial paused, its reports
+  determined or not and never submitted, read up to 30 days later (overdue reports).
+
+The trial runs through the command API in process (``tests/unit/in_process.py``: the real
+deciders, each context evolving what it follows); the events it accepted are sealed and folded
+by every projection (``projections.catalog``) as the worker and the replay fold them. After each
+review, each added step and a random few others, and at the end, these facts are compared:
+- per cohort: status, dose level, slots planned and taken, who holds them, and the waiting
+  list (enrollment's state / cohort-occupancy); treated, evaluable and DLTs per dose level
+  (the infusions' recorded counted level and safety's evaluations / dose-escalation); evaluable
+  and DLTs per cohort (safety's state / the safety board);
+- per subject: the cohort enrolled in (enrollment, dosing, manufacturing, safety / the patient
+  timeline, the board's open windows), infused or not (the same, and the pipeline's "infused"
+  lots), withdrawn (the services / the timeline and the waiting list);
+- per lot: stage (manufacturing's ``stage``, or dosing's infusion / the pipeline), subject and
+  identifiers, failed tests and exceptional release (manufacturing / pipeline), the disposition
+  each service follows, the late OOS follow-ups due (safety's state / the board);
+- per AE: grade, seriousness criteria, attribution, expectedness, DLT verdict; the expedited
+  reports due and their day 0 and due date (the service's ``due_for``, the determination and
+  submission events as recorded / the board), submitted, late, and overdue as of the reading
+  day; the determinations due and the aggregate review;
+- DLT windows: who has one open, the infusion time and the window's end (safety's state and
+  ``window_ends_at`` / the board), and no evaluation without a DLT closed before the end the
+  board showed;
+- escalation: every cohort decision enrollment accepted cites a recommendation the projection
+  shows, made before it, whose next level is the level decided; the current level;
+- the pause: paused or not and by which AEs (enrollment, dosing, safety / the board).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import replace
+from datetime import datetime, timedelta
+from itertools import pairwise
+from typing import Any
+
+import pytest
+
+from clients.journey_steps import INVESTIGATOR
+from clients.simulate import Simulation, plan
+from clients.simulate_steps import Step
+from events.dosing import InfusionRecorded
+from events.enrollment import CohortExpanded, CohortOpened
+from events.safety import (
+    DltEvaluationCompleted,
+    ExpeditedReportDetermined,
+    ExpeditedReportSubmitted,
+)
+from projections.base import fold
+from projections.catalog import build
+from services.safety.dlt import window_ends_at
+from services.safety.expedited import aggregate_review, awaiting_determination, due_for
+from services.safety.late_oos import awaiting_follow_up
+from trial.calendar import calendar_day
+
+from .in_process import URL, InProcess
+from .test_simulate_plan import DesignView
+
+TRIALS = [(6, 7), (9, 3), (12, 5), (15, 1), (18, 7)] + [
+    (6 + 3 * (seed % 5), seed) for seed in range(101, 113)
+]
+"""(patients, seed): every size the simulator plays, 17 trials."""
+
+
+# ---------------------------------------------------------------- the trials
+
+
+class Both:
+    """The services' states (in process) and the projections' folds of the same events."""
+
+    def __init__(self, api: InProcess):
+        self.api = api
+        self.projections = build(api.trial)
+        self.states: dict[str, dict] = {name: {} for name in self.projections}
+        self.folded = 0
+        self.window_ends: dict[str, str] = {}
+        """Subject -> the end of the DLT window the board showed while it was open."""
+        self.checks = 0
+
+    def documents(self, as_of: datetime) -> dict[str, Any]:
+        recorded = self.api.recorded()
+        new, self.folded = recorded[self.folded :], len(recorded)
+        errors: list[str] = []
+        for name, projection in self.projections.items():
+            events = [r for c, r in new if c in projection.contexts]
+            fold(projection, events, self.states[name], errors)
+        assert errors == []
+        return {n: p.document(self.states[n], as_of) for n, p in self.projections.items()}
+
+    def agree(self, as_of: datetime) -> None:
+        self.checks += 1
+        docs = self.documents(as_of)
+        agree(self.api, docs, as_of, self.window_ends)
+        # the pipeline's table keeps the lot's stage under an infusion too
+        kept = {lot: s["lot_stage"] for lot, s in self.states["manufacturing-pipeline"].items()}
+        assert kept == {
+            lot_id: x.stage for lot_id, x in self.api.states["manufacturing"].lots.items()
+        }
+
+
+class Checked(Simulation):
+    """The simulation, checking after some steps that the services and projections agree, with
+    the steps the plan lacks (a fatal AE, a safety review, a late OOS follow-up)."""
+
+    def __init__(self, api: InProcess, both: Both, rng: random.Random):
+        super().__init__(
+            URL, URL, trial=api.trial, say=lambda _line: None, transport=api, view=DesignView(api)
+        )
+        self.both, self.rng = both, rng
+
+    def execute(self, step: Step) -> None:
+        super().execute(step)
+        if step.action in ADDED or step.action == "review" or self.rng.random() < 0.15:
+            self.both.agree(step.at)
+
+    def _report_fatal_ae(self, step: Step, *, ae_id: str, attribution: str) -> None:
+        body = {
+            "ae_id": ae_id,
+            "subject_id": step.subject,
+            "term": "Respiratory failure",
+            "grade": 5,
+            "onset_at": (step.at - timedelta(hours=2)).isoformat(),
+            "serious_criteria": ["death"],
+            "attribution": attribution,
+            "expected": False,
+            "sponsor_received_at": step.at.isoformat(),
+        }
+        self.post(step, "/safety/adverse-events", body, INVESTIGATOR)
+
+    def _report_unexpected_crs(self, step: Step, *, ae_id: str) -> None:
+        body = {
+            "ae_id": ae_id,
+            "subject_id": step.subject,
+            "term": "Cytokine release syndrome",
+            "grade": 3,
+            "onset_at": (step.at - timedelta(hours=2)).isoformat(),
+            "serious_criteria": ["hospitalisation"],
+            "attribution": "probable",
+            "expected": False,
+            "sponsor_received_at": step.at.isoformat(),
+        }
+        self.post(step, "/safety/adverse-events", body, INVESTIGATOR)
+
+    def _safety_review(self, step: Step, *, review_id: str, ae_ids: list[str]) -> None:
+        body = {
+            "review_id": review_id,
+            "reviewed_ae_ids": ae_ids,
+            "allows_resumption": True,
+            "summary": "safety review of the fatal event: the trial may go on",
+        }
+        self.post(step, "/safety/reviews", body, INVESTIGATOR)
+
+    def _late_oos_follow_up(self, step: Step, *, lot: str) -> None:
+        body = {
+            "lot_id": self.journey(step.subject, lot).lot_id,
+            "investigator_notified_at": (step.at - timedelta(hours=1)).isoformat(),
+            "assessment": "no-adverse-event",
+            "summary": "investigator notified of the late positive result; no adverse event",
+        }
+        self.post(step, "/safety/late-oos-follow-ups", body, INVESTIGATOR)
+
+
+ADDED = (
+    "report-fatal-ae",
+    "report-unexpected-crs",
+    "grade-crs",
+    "determine-expedited-report",
+    "submit-expedited-report",
+    "safety-review",
+    "late-oos-follow-up",
+)
+
+
+def varied(steps: list[Step], rng: random.Random) -> list[Step]:
+    """The plan with a late OOS after an infusion and a fatal AE reviewed during the trial."""
+    steps = with_late_oos(steps, rng)
+    return with_fatal_ae_reviewed(steps, rng)
+
+
+def with_late_oos(steps: list[Step], rng: random.Random) -> list[Step]:
+    excluded = {s.subject_id for s in steps if s.action in ("manufacturing-failure", "withdraw")}
+    excluded |= {s.subject_id for s in steps if s.action == "exceptional-release"}
+    infusions = {
+        s.subject_id: s for s in steps if s.action == "infuse" and s.subject_id not in excluded
+    }
+    subject = rng.choice(sorted(infusions))
+    infused = infusions[subject]
+    test = rng.choice(["sterility", "mycoplasma"])
+    steps = [
+        replace(s, args={**s.args, "result": "negative-to-date"})
+        if s.action == "qc" and s.subject_id == subject and s.args["test"] == test
+        else s
+        for s in steps
+    ]
+    late_at = infused.at + timedelta(days=rng.randint(1, 20), hours=rng.randint(0, 8))
+    lot = infused.args["lot"]
+    added = [Step(late_at, "qc", subject, {"lot": lot, "test": test, "result": "positive"})]
+    if rng.random() < 0.5:
+        added.append(Step(late_at + timedelta(days=1), "late-oos-follow-up", subject, {"lot": lot}))
+    return inserted(steps, added)
+
+
+def with_fatal_ae_reviewed(steps: list[Step], rng: random.Random) -> list[Step]:
+    """In a quiet hour after some subject's DLT evaluation (so that no DLT count or
+    recommendation changes): the AE, its determination, maybe its 7-day report, the review."""
+    evaluated: dict[str, datetime] = {}
+    withdrawn: set[str] = set()
+    gaps = []
+    for before, after in pairwise(steps):
+        if before.action == "dlt-evaluation":
+            evaluated[before.subject] = before.at
+        if before.action == "withdraw":
+            withdrawn.add(before.subject)
+        if after.at - before.at >= timedelta(hours=2) and set(evaluated) - withdrawn:
+            gaps.append((before.at, sorted(set(evaluated) - withdrawn)))
+    start, candidates = rng.choice(gaps)
+    subject = rng.choice(candidates)
+    ae_id = f"AE-{subject}-F1"
+    at = start + timedelta(minutes=10)
+    added = [
+        Step(at, "report-fatal-ae", subject, {"ae_id": ae_id, "attribution": "possible"}),
+        Step(at + timedelta(minutes=10), "determine-expedited-report", subject, {"ae_id": ae_id}),
+    ]
+    if rng.random() < 0.5:
+        added.append(submitted(at + timedelta(minutes=20), subject, ae_id, "7-day"))
+    review = {"review_id": f"SR-{subject}", "ae_ids": [ae_id]}
+    added.append(Step(at + timedelta(minutes=30), "safety-review", subject, review))
+    return inserted(steps, added)
+
+
+def fatal_ae_at_the_end(steps: list[Step], rng: random.Random) -> list[Step]:
+    """A day after the last step, by the seed, nothing or a fatal related AE left unreviewed
+    (the trial stays paused), determined or not, its reports never submitted: reported fatal,
+    or the scenario of issue 11 (an unexpected grade 3 CRS, then death due to CRS observed)."""
+    last = steps[-1].at
+    evaluated = sorted({s.subject for s in steps if s.action == "dlt-evaluation"})
+    subject = rng.choice(evaluated)
+    at = last + timedelta(days=1)
+    kind = rng.choice(["none", "reported-fatal", "crs-turned-fatal"])
+    if kind == "none":
+        return []
+    if kind == "reported-fatal":
+        ae_id = f"AE-{subject}-F2"
+        added = [Step(at, "report-fatal-ae", subject, {"ae_id": ae_id, "attribution": "probable"})]
+    else:
+        ae_id = f"AE-{subject}-C5"
+        fatal = {"temperature_c": 39.5, "hypotension": "multiple-vasopressors", "death": True}
+        added = [
+            Step(at, "report-unexpected-crs", subject, {"ae_id": ae_id}),
+            Step(
+                at + timedelta(hours=6),
+                "grade-crs",
+                subject,
+                {"ae_id": ae_id, "observation": fatal, "grade": 5},
+            ),
+        ]
+    if rng.random() < 0.7:
+        later = at + timedelta(hours=rng.randint(7, 72))
+        added.append(Step(later, "determine-expedited-report", subject, {"ae_id": ae_id}))
+    return added
+
+
+def submitted(at: datetime, subject: str, ae_id: str, report: str) -> Step:
+    args = {"ae_id": ae_id, "report": report, "reference": f"IND-SR-{subject}", "due_on": None}
+    return Step(at, "submit-expedited-report", subject, args)
+
+
+def inserted(steps: list[Step], added: list[Step]) -> list[Step]:
+    """``steps`` with ``added``, in business-time order (an added step after plan steps of the
+    same time)."""
+    return sorted([*steps, *added], key=lambda s: s.at)
+
+
+# ---------------------------------------------------------------- the facts both show
+
+
+def agree(api: InProcess, docs: dict[str, Any], as_of: datetime, window_ends: dict) -> None:
+    events = [r.payload for _c, r in api.recorded()]
+    cohorts_agree(api, docs)
+    subjects_agree(api, docs)
+    lots_agree(api, docs)
+    adverse_events_agree(api, docs, events, as_of)
+    dlt_counts_agree(api, docs, events)
+    dlt_windows_agree(api, docs, events, as_of, window_ends)
+    escalation_agrees_with_enrollment(api, docs, events)
+    pause_agrees(api, docs)
+
+
+def cohorts_agree(api: InProcess, docs: dict[str, Any]) -> None:
+    enrollment = api.states["enrollment"]
+    occupancy = docs["cohort-occupancy"]
+    shown = {c["cohort_id"]: c for c in occupancy["cohorts"]}
+    assert set(shown) == set(enrollment.cohorts)
+    for cohort_id, cohort in enrollment.cohorts.items():
+        c = shown[cohort_id]
+        assert (c["status"], c["dose_level"], c["slots_planned"]) == (
+            "open" if cohort.open else "closed",
+            cohort.dose_level,
+            cohort.capacity,
+        ), cohort_id
+        assert (c["enrolled"], c["slots_taken"]) == (list(cohort.enrolled), len(cohort.slots))
+    assert [w["subject_id"] for w in occupancy["waiting_list"]] == list(enrollment.waiting)
+
+
+def subjects_agree(api: InProcess, docs: dict[str, Any]) -> None:
+    enrollment, dosing = api.states["enrollment"], api.states["dosing"]
+    manufacturing, safety = api.states["manufacturing"], api.states["safety"]
+    timeline = {s["subject_id"]: s["entries"] for s in docs["patient-timeline"]["subjects"]}
+
+    def last(subject: str, event_type: str) -> dict | None:
+        found = [e for e in timeline.get(subject, ()) if e["event_type"] == event_type]
+        return found[-1]["details"] if found else None
+
+    enrolled = {s: x.cohort_id for s, x in enrollment.subjects.items() if x.cohort_id}
+    assert {s: x.cohort_id for s, x in dosing.subjects.items() if x.cohort_id} == enrolled
+    assert dict(manufacturing.enrolled_in) == enrolled
+    assert {s: x.cohort_id for s, x in safety.subjects.items() if x.cohort_id} == enrolled
+    for subject, cohort_id in enrolled.items():
+        assert (last(subject, "SubjectEnrolled") or {}).get("cohort_id") == cohort_id, subject
+
+    infused = set(enrollment.infused)
+    assert {s for s, x in dosing.subjects.items() if x.infused_lot} == infused
+    assert {s for s, x in safety.subjects.items() if x.infusion} == infused
+    assert {s for s in timeline if last(s, "InfusionRecorded")} == infused
+    lots = docs["manufacturing-pipeline"]["lots"]
+    assert {lot["subject_id"] for lot in lots if lot["stage"] == "infused"} == infused
+
+    withdrawn = {s for s, x in enrollment.subjects.items() if x.withdrawn}
+    assert {s for s, x in dosing.subjects.items() if x.withdrawn} == withdrawn
+    assert set(manufacturing.withdrawn) == withdrawn
+    assert {s for s in timeline if last(s, "SubjectWithdrawn")} == withdrawn
+    waiting = {w["subject_id"] for w in docs["cohort-occupancy"]["waiting_list"]}
+    assert not waiting & withdrawn
+
+
+def lots_agree(api: InProcess, docs: dict[str, Any]) -> None:
+    enrollment, dosing = api.states["enrollment"], api.states["dosing"]
+    manufacturing, safety = api.states["manufacturing"], api.states["safety"]
+    infused_lots = {x.infused_lot for x in dosing.subjects.values() if x.infused_lot}
+    pipeline = {lot["lot_id"]: lot for lot in docs["manufacturing-pipeline"]["lots"]}
+    assert set(pipeline) == set(manufacturing.lots)
+    for lot_id, lot in manufacturing.lots.items():
+        shown = pipeline[lot_id]
+        stage = "infused" if lot_id in infused_lots else lot.stage
+        assert shown["stage"] == stage, (lot_id, shown["stage"], stage)
+        ids = (shown["subject_id"], shown["coi_id"], shown["din"])
+        assert ids == (lot.subject_id, lot.coi_id, lot.din), lot_id
+        failed = shown["out_of_specification"]
+        assert (failed is not None) == bool(lot.failed_tests), lot_id
+        assert set(failed or ()) <= set(lot.failed_tests), lot_id
+        stages = {s["stage"] for s in shown["stages"]}
+        assert ("exceptionally-released" in stages) == lot.exceptional_release, lot_id
+        # the disposition every service that follows manufacturing holds
+        if lot.exceptional_release:
+            release, status = {"exceptionally-released"}, "exceptionally-released"
+        elif lot.disposition == "out-of-specification":
+            release, status = {"out-of-specification"}, "out-of-specification"
+        elif lot.disposition == "released":
+            release, status = {"released", "conditionally-released"}, "released"
+        else:
+            release, status = {"not-released"}, None
+        assert dosing.lots[lot_id].release in release, lot_id
+        held = enrollment.lots.get(lot_id)
+        assert (held.status if held else None) == status, lot_id
+        if lot_id in safety.lots:
+            assert safety.lots[lot_id].infused == (lot_id in infused_lots), lot_id
+    follow_ups = [(f["lot_id"], f["failed_tests"]) for f in docs["safety"]["late_oos_follow_ups"]]
+    assert follow_ups == [(x.lot_id, list(x.open_tests)) for x in awaiting_follow_up(safety)]
+
+
+def adverse_events_agree(
+    api: InProcess, docs: dict[str, Any], events: list, as_of: datetime
+) -> None:
+    trial, safety, board = api.trial, api.states["safety"], docs["safety"]
+    zone = trial.zone()
+    aes = safety.adverse_events
+    listed = {a["ae_id"]: a for a in board["adverse_events"]["list"]}
+    assert set(listed) == set(aes)
+    for ae_id, ae in aes.items():
+        a = listed[ae_id]
+        assert (a["subject_id"], a["grade"], a["serious_criteria"]) == (
+            ae.subject_id,
+            ae.grade,
+            list(ae.serious_criteria),
+        ), ae_id
+        assert (a["attribution"], a["expected"], a["dlt"]) == (
+            ae.attribution,
+            ae.expected,
+            ae.verdict,
+        ), ae_id
+    assert board["adverse_events"]["serious"] == sum(
+        1 for ae in aes.values() if ae.serious_criteria
+    )
+
+    due = {
+        (ae.ae_id, d.report): d for ae in aes.values() for d in due_for(ae, trial.reporting, zone)
+    }
+    shown = {(r["ae_id"], r["report"]): r for r in board["expedited_reports"]}
+    assert set(shown) == set(due)
+    for key, d in due.items():
+        r = shown[key]
+        assert (r["day_zero"], r["due_on"]) == (d.day_zero.isoformat(), d.due_on.isoformat()), key
+        assert (r["status"] == "submitted") == (key[1] in aes[key[0]].submitted), key
+    for e in events:
+        if isinstance(e, ExpeditedReportDetermined):
+            for d in e.reports_due:
+                r = shown[(e.ae_id, d.report)]
+                assert (r["day_zero"], r["due_on"]) == (
+                    d.day_zero.isoformat(),
+                    d.due_on.isoformat(),
+                )
+        elif isinstance(e, ExpeditedReportSubmitted):
+            r = shown[(e.ae_id, e.report)]
+            assert (r["status"], r["due_on"]) == ("submitted", e.due_on.isoformat())
+            assert r["late"] == (calendar_day(e.submitted_at, zone) > e.due_on)
+    # 21 CFR 312.32(c): a report is due by the end of its last calendar day in the sponsor's
+    # time zone; one not submitted is overdue from the next day on.
+    today = calendar_day(as_of, zone)
+    overdue = {k for k, d in due.items() if k[1] not in aes[k[0]].submitted and today > d.due_on}
+    assert {k for k, r in shown.items() if r["status"] == "overdue"} == overdue
+    assert board["overdue_reports"] == len(overdue)
+
+    awaiting = [ae.ae_id for ae in awaiting_determination(safety, trial.reporting)]
+    assert [d["ae_id"] for d in board["determinations_due"]] == awaiting
+    review = aggregate_review(safety, trial.reporting)
+    assert {r["term"]: r["ae_ids"] for r in board["aggregate_review"]} == {
+        term: [ae.ae_id for ae in listed_aes] for term, listed_aes in review.items()
+    }
+
+
+def dlt_counts_agree(api: InProcess, docs: dict[str, Any], events: list) -> None:
+    safety = api.states["safety"]
+    evaluated = {s: x for s, x in safety.subjects.items() if x.dlt_evaluated}
+    with_dlt = {ae.subject_id for ae in safety.adverse_events.values() if ae.verdict == "dlt"}
+    per_cohort: dict[str, dict[str, int]] = {}
+    for subject, x in evaluated.items():
+        assert x.infusion is not None, subject
+        c = per_cohort.setdefault(x.infusion.cohort_id, {"evaluable": 0, "dlts": 0})
+        c["evaluable"] += 1
+        c["dlts"] += subject in with_dlt
+    board = docs["safety"]["dlts_per_cohort"]
+    assert {c: {k: v[k] for k in ("evaluable", "dlts")} for c, v in board.items()} == per_cohort
+
+    # the level each patient counts at is the one dosing recorded with the infusion
+    counted = {
+        e.subject_id: e.counted_dose_level for e in events if isinstance(e, InfusionRecorded)
+    }
+    treated = Counter(level for level in counted.values() if level is not None)
+    evaluable = Counter(counted[s] for s in evaluated if counted[s] is not None)
+    dlts = Counter(counted[s] for s in evaluated if counted[s] is not None and s in with_dlt)
+    for level in docs["dose-escalation"]["levels"]:
+        name = level["dose_level"]
+        assert (level["treated"], level["evaluable"], level["dlts"]) == (
+            treated[name],
+            evaluable[name],
+            dlts[name],
+        ), name
+
+
+def dlt_windows_agree(
+    api: InProcess, docs: dict[str, Any], events: list, as_of: datetime, window_ends: dict
+) -> None:
+    trial, safety = api.trial, api.states["safety"]
+    windows = {w["subject_id"]: w for w in docs["safety"]["open_dlt_windows"]}
+    open_ = {s for s, x in safety.subjects.items() if x.infusion and not x.dlt_evaluated}
+    assert set(windows) == open_
+    for subject, w in windows.items():
+        infusion = safety.subjects[subject].infusion
+        assert infusion is not None
+        ends = window_ends_at(infusion.infused_at, trial.dlt.window_days, trial.zone())
+        assert (w["cohort_id"], w["infused_at"], w["window_ends_at"]) == (
+            infusion.cohort_id,
+            infusion.infused_at.isoformat(),
+            ends.isoformat(),
+        ), subject
+        assert w["window_over"] == (as_of >= ends), subject
+        window_ends[subject] = w["window_ends_at"]
+    for e in events:
+        if isinstance(e, DltEvaluationCompleted) and not e.dlt and e.subject_id in window_ends:
+            shown_end = datetime.fromisoformat(window_ends[e.subject_id])
+            assert e.evaluated_at >= shown_end, (e.subject_id, e.evaluated_at, shown_end)
+
+
+def escalation_agrees_with_enrollment(api: InProcess, docs: dict[str, Any], events: list) -> None:
+    enrollment, escalation = api.states["enrollment"], docs["dose-escalation"]
+    recommendations = {r["recommendation_id"]: r for r in escalation["recommendations"]}
+    level = api.trial.escalation.start_level
+    decided = 0
+    for e in events:
+        if not isinstance(e, CohortOpened | CohortExpanded):
+            continue
+        decided += 1
+        level = enrollment.cohorts[e.cohort_id].dose_level
+        if e.recommendation_id is None:
+            continue
+        rec = recommendations.get(e.recommendation_id)
+        assert rec is not None, f"{e.cohort_id} cites {e.recommendation_id}, not shown"
+        assert rec["next_level"] == level, (e.cohort_id, rec["next_level"], level)
+    assert escalation["current_level"] == level
+    decisions = [d for d in escalation["decisions"] if d["kind"] in ("open", "expand")]
+    assert len(decisions) == decided
+    for d in escalation["decisions"]:
+        if d["cited"] is not None and d["kind"] != "close":
+            assert d["followed"] == d["cited"], d
+            assert recommendations[d["cited"]]["as_of"] <= d["occurred_at"], d
+
+
+def pause_agrees(api: InProcess, docs: dict[str, Any]) -> None:
+    enrollment, dosing, safety = (
+        api.states["enrollment"],
+        api.states["dosing"],
+        api.states["safety"],
+    )
+    board = docs["safety"]
+    paused = safety.enrollment_paused
+    assert (enrollment.pause is not None, bool(dosing.pauses), board["enrollment_paused"]) == (
+        paused,
+        paused,
+        paused,
+    )
+    assert board["paused_by"] == list(safety.pausing)
+    assert [p.ae_id for p in dosing.pauses] == list(safety.pausing)
+    if enrollment.pause is not None:
+        assert enrollment.pause.ae_id in safety.pausing
+
+
+# ---------------------------------------------------------------- the property
+
+
+@pytest.mark.parametrize(("patients", "seed"), TRIALS)
+def test_services_and_projections_agree_on_every_fact_of_a_simulated_trial(patients, seed):
+    api = InProcess()
+    rng = random.Random(seed)
+    both = Both(api)
+    steps = varied(plan(patients, seed, api.trial), rng)
+    simulation = Checked(api, both, rng)
+    simulation.run(steps)
+    # the late OOS and the reviewed pause happened, and the trial went on
+    types = Counter(t for _c, _s, t, _at, _u in api.appended)
+    assert types["EnrollmentPaused"] >= 1 and types["EnrollmentResumed"] == 1
+    assert types["LotReleased"] >= 1 and types["InfusionRecorded"] == patients
+    late = [p for p in api.payloads if getattr(p, "after_release", False)]
+    assert len(late) == 1
+
+    end = fatal_ae_at_the_end(steps, rng)
+    for step in end:
+        simulation.execute(step)
+    last = (end or steps)[-1].at
+    for days in (0, 8, 16, 30):
+        both.agree(last + timedelta(days=days))
+    assert both.checks >= 10
