@@ -38,6 +38,8 @@ review, each added step and a random few others, and at the end, these facts are
 - escalation: every cohort decision enrollment accepted cites a recommendation the projection
   shows, made before it, whose next level is the level decided; the current level;
 - the pause: paused or not and by which AEs (enrollment, dosing, safety / the board).
+At the end, the projections folded from the topics interleaved in another order (each topic's
+own order kept, as a worker may read them) show the same documents.
 """
 
 from __future__ import annotations
@@ -564,3 +566,24 @@ def test_services_and_projections_agree_on_every_fact_of_a_simulated_trial(patie
     for days in (0, 8, 16, 30):
         both.agree(last + timedelta(days=days))
     assert both.checks >= 10
+    # the worker reads the topics interleaved in no fixed order: the same documents
+    assert interleaved_documents(both, rng, last) == both.documents(last)
+
+
+def interleaved_documents(both: Both, rng: random.Random, as_of: datetime) -> dict[str, Any]:
+    """Every projection folded from the topics merged in a random order, each topic's own order
+    kept (as a worker or a replay may read them)."""
+    topics: dict[str, list] = {}
+    for context, recorded in both.api.recorded():
+        topics.setdefault(context, []).append(recorded)
+    merged = []
+    while topics:
+        context = rng.choice(sorted(topics))
+        merged.append((context, topics[context].pop(0)))
+        if not topics[context]:
+            del topics[context]
+    documents = {}
+    for name, projection in both.projections.items():
+        states = fold(projection, [r for c, r in merged if c in projection.contexts])
+        documents[name] = projection.document(states, as_of)
+    return documents
