@@ -5,6 +5,7 @@ Each trial is the simulator's plan for a seed (``clients.simulate_plan``: screen
 escalation, stay and de-escalation, DLTs, a manufacturing failure, an out-of-specification lot
 infused on exceptional release, withdrawals before apheresis and after treatment, a SUSAR and
 its 15-day report), varied by the same seed with what the plan lacks:
+- an eligible subject who asks for a full cohort, waits on the waiting list, and withdraws;
 - a lot released conditionally (sterility or mycoplasma "negative to date") whose result turns
   positive after the infusion, the late OOS of DOMAIN.md 2.4, followed up by the investigator
   or left open;
@@ -158,6 +159,9 @@ class Checked(Simulation):
         }
         self.post(step, "/safety/adverse-events", body, INVESTIGATOR)
 
+    def _join_waiting_list(self, step: Step, *, cohort_id: str, dose_level: str) -> None:
+        self.journey(step.subject).enroll(cohort_id, True, dose_level=dose_level, at=step.at)
+
     def _safety_review(self, step: Step, *, review_id: str, ae_ids: list[str]) -> None:
         body = {
             "review_id": review_id,
@@ -178,6 +182,7 @@ class Checked(Simulation):
 
 
 ADDED = (
+    "join-waiting-list",
     "report-fatal-ae",
     "report-unexpected-crs",
     "grade-crs",
@@ -189,16 +194,45 @@ ADDED = (
 
 
 def varied(steps: list[Step], rng: random.Random) -> list[Step]:
-    """The plan with a late OOS after an infusion and a fatal AE reviewed during the trial."""
+    """The plan with a subject on the waiting list, a late OOS after an infusion and a fatal AE
+    reviewed during the trial."""
+    steps = with_waiting_subject(steps, rng)
     steps = with_late_oos(steps, rng)
     return with_fatal_ae_reviewed(steps, rng)
+
+
+def with_waiting_subject(steps: list[Step], rng: random.Random) -> list[Step]:
+    """An eligible subject who asks for a cohort its last planned patient just filled, waits,
+    and withdraws before anyone else is enrolled (the waiting list is first come, first
+    served, so a subject left waiting would take the next slot the plan gives another)."""
+    reviews = [n for n, s in enumerate(steps) if s.action == "review"]
+    review = rng.choice(reviews)
+    enroll = next(s for s in reversed(steps[:review]) if s.action == "enroll")
+    day = enroll.at.replace(hour=0, minute=0) + timedelta(days=1)
+    subject = "MSK-0900"
+    register = {"site_id": "MSK", "clock_start": day, "weight_kg": 70.0, "height_cm": 170.0}
+    added = [
+        Step(day + timedelta(hours=9), "register", subject, register),
+        Step(day + timedelta(hours=10), "prescreen", subject, {"msln_ihc_percent": 60.0}),
+        Step(day + timedelta(days=1, hours=10), "consent", subject),
+        Step(day + timedelta(days=2, hours=10), "assess-eligibility", subject),
+        Step(day + timedelta(days=3, hours=10), "join-waiting-list", subject, enroll.args),
+        Step(
+            day + timedelta(days=4, hours=10),
+            "withdraw",
+            subject,
+            {"reason_code": "consent-withdrawn"},
+        ),
+    ]
+    assert all(a.at < steps[review].at for a in added)
+    return inserted(steps, added)
 
 
 def with_late_oos(steps: list[Step], rng: random.Random) -> list[Step]:
     excluded = {s.subject_id for s in steps if s.action in ("manufacturing-failure", "withdraw")}
     excluded |= {s.subject_id for s in steps if s.action == "exceptional-release"}
     infusions = {
-        s.subject_id: s for s in steps if s.action == "infuse" and s.subject_id not in excluded
+        s.subject: s for s in steps if s.action == "infuse" and s.subject_id not in excluded
     }
     subject = rng.choice(sorted(infusions))
     infused = infusions[subject]
@@ -552,10 +586,11 @@ def test_services_and_projections_agree_on_every_fact_of_a_simulated_trial(patie
     steps = varied(plan(patients, seed, api.trial), rng)
     simulation = Checked(api, both, rng)
     simulation.run(steps)
-    # the late OOS and the reviewed pause happened, and the trial went on
+    # the waiting subject, the late OOS and the reviewed pause happened; the trial went on
     types = Counter(t for _c, _s, t, _at, _u in api.appended)
     assert types["EnrollmentPaused"] >= 1 and types["EnrollmentResumed"] == 1
     assert types["LotReleased"] >= 1 and types["InfusionRecorded"] == patients
+    assert types["SubjectWaitlisted"] == 1 and types["SubjectWithdrawn"] == 3
     late = [p for p in api.payloads if getattr(p, "after_release", False)]
     assert len(late) == 1
 
