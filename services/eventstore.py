@@ -317,13 +317,19 @@ class KafkaEventStore:
         idempotency: Idempotency | None = None,
     ) -> list[Envelope]:
         """Seal envelopes for ``new_events`` against the current stream heads (no I/O).
-        ``follow_up`` may add events right after each sealed one (a signature of it)."""
-        heads = {k: (v.seq, v.hash) for k, v in self._heads.items()}
+        ``follow_up`` may add events right after each sealed one (a signature of it).
+
+        Only the heads of the streams these events touch are copied: a command touches a few
+        streams, while the store may hold tens of thousands of heads."""
+        heads: dict[str, tuple[int, str]] = {}
         sealed: list[Envelope] = []
         queue = list(new_events)
         while queue:
             new = queue.pop(0)
-            seq, prev = heads.get(new.stream_id, (0, GENESIS_HASH))
+            if new.stream_id not in heads:
+                head = self._heads.get(new.stream_id)
+                heads[new.stream_id] = (0, GENESIS_HASH) if head is None else (head.seq, head.hash)
+            seq, prev = heads[new.stream_id]
             envelope = seal(
                 event_id=uuid4(),
                 event_type=new.payload.event_type,

@@ -28,6 +28,7 @@ from events.registry import EventPayload
 from services.auth import ADMINISTRATOR, ROLES
 from services.decider import Decider, NewEvent
 from services.errors import NotFound, RuleViolated
+from services.persistent import put
 
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 
@@ -222,7 +223,7 @@ def evolve(state: AccessState, event: EventPayload) -> AccessState:
             user = replace(current, token_hash=event.token_hash)
     else:
         return state
-    return MappingProxyType({**state, user.user_id: user})
+    return put(state, user.user_id, user)
 
 
 def active(state: AccessState) -> list[UserAccess]:

@@ -37,6 +37,7 @@ from events.manufacturing import (
 from events.registry import EventPayload
 from events.safety import EnrollmentPaused, EnrollmentResumed
 from services.enrollment.washout import LastDoses, with_prior_therapy
+from services.persistent import PMap, put
 
 Release = Literal[
     "not-released",
@@ -128,12 +129,12 @@ class Pause:
 
 @dataclass(frozen=True, slots=True)
 class DosingState:
-    cohorts: Mapping[str, Cohort] = field(default_factory=dict)
-    subjects: Mapping[str, Subject] = field(default_factory=dict)
-    lots: Mapping[str, Lot] = field(default_factory=dict)
+    cohorts: Mapping[str, Cohort] = field(default_factory=PMap)
+    subjects: Mapping[str, Subject] = field(default_factory=PMap)
+    lots: Mapping[str, Lot] = field(default_factory=PMap)
     pauses: tuple[Pause, ...] = ()
     """The stopping-rule pauses no safety review has lifted yet, in order (DOMAIN.md 3)."""
-    last_doses: Mapping[str, LastDoses] = field(default_factory=dict)
+    last_doses: Mapping[str, LastDoses] = field(default_factory=PMap)
     """subject -> prior-therapy class -> latest last dose, from enrollment (for the washout)."""
 
     def subject(self, subject_id: str) -> Subject:
@@ -151,7 +152,7 @@ def evolve(state: DosingState, event: EventPayload) -> DosingState:
         # ------------------------------------------------------------ enrollment
         case CohortOpened():
             cohort = Cohort(event.cohort_id, event.dose_level, event.dose_cells_per_kg, event.route)
-            return replace(state, cohorts={**state.cohorts, cohort.cohort_id: cohort})
+            return replace(state, cohorts=put(state.cohorts, cohort.cohort_id, cohort))
         case SubjectEnrolled():
             return _subject(state, event.subject_id, cohort_id=event.cohort_id)
         case EligibilityReconfirmed():
@@ -231,7 +232,7 @@ def evolve(state: DosingState, event: EventPayload) -> DosingState:
 
 def _subject(state: DosingState, subject_id: str, **changes: Any) -> DosingState:
     subject = replace(state.subject(subject_id), **changes)
-    return replace(state, subjects={**state.subjects, subject_id: subject})
+    return replace(state, subjects=put(state.subjects, subject_id, subject))
 
 
 def _lot(state: DosingState, event: EventPayload, **changes: Any) -> DosingState:
@@ -242,7 +243,7 @@ def _lot(state: DosingState, event: EventPayload, **changes: Any) -> DosingState
         last_manufacturing_event=event.event_type,
         **changes,
     )
-    return replace(state, lots={**state.lots, lot_id: lot})
+    return replace(state, lots=put(state.lots, lot_id, lot))
 
 
 def _other_manufacturing_fact(state: DosingState, event: EventPayload) -> DosingState:
@@ -262,7 +263,7 @@ def _other_manufacturing_fact(state: DosingState, event: EventPayload) -> Dosing
         subject_id=lot.subject_id or (subject_id if isinstance(subject_id, str) else None),
         coi_id=lot.coi_id or (coi_id if isinstance(coi_id, str) else None),
     )
-    return replace(state, lots={**state.lots, lot_id: lot})
+    return replace(state, lots=put(state.lots, lot_id, lot))
 
 
 def fold(events: list[EventPayload], state: DosingState = initial_state) -> DosingState:

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 from events.enrollment import PriorTherapyRecorded
 from services.errors import RuleViolated
+from services.persistent import put
 from trial.config import TrialConfig
 
 Milestone = Literal["leukapheresis", "infusion"]
@@ -87,7 +88,7 @@ def with_prior_therapy(
     latest = doses.get(event.therapy_class)
     if latest is not None and latest >= event.last_dose_on:
         return known
-    return {**known, event.subject_id: {**doses, event.therapy_class: event.last_dose_on}}
+    return put(known, event.subject_id, {**doses, event.therapy_class: event.last_dose_on})
 
 
 def washout_violations(

@@ -11,6 +11,7 @@ disposition of a lot that may already be frozen, in transit or at the site.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -42,6 +43,7 @@ from events.manufacturing import (
 from events.registry import EventPayload
 from services.enrollment.washout import LastDoses, with_prior_therapy
 from services.manufacturing.qc import REQUIRED_TESTS, Result
+from services.persistent import PMap, PSet, add, put
 
 Stage = Literal[
     "collected",
@@ -122,14 +124,14 @@ class Lot:
 
 @dataclass(frozen=True, slots=True)
 class ManufacturingState:
-    lots: Mapping[str, Lot] = field(default_factory=dict)
-    enrolled_in: Mapping[str, str] = field(default_factory=dict)
+    lots: Mapping[str, Lot] = field(default_factory=PMap)
+    enrolled_in: Mapping[str, str] = field(default_factory=PMap)
     """subject -> cohort, from enrollment."""
-    cohort_dose: Mapping[str, float] = field(default_factory=dict)
+    cohort_dose: Mapping[str, float] = field(default_factory=PMap)
     """cohort -> CAR T cells per kg, from enrollment."""
-    subject_site: Mapping[str, str] = field(default_factory=dict)
-    withdrawn: frozenset[str] = frozenset()
-    last_doses: Mapping[str, LastDoses] = field(default_factory=dict)
+    subject_site: Mapping[str, str] = field(default_factory=PMap)
+    withdrawn: AbstractSet[str] = PSet()
+    last_doses: Mapping[str, LastDoses] = field(default_factory=PMap)
     """subject -> prior-therapy class -> latest last dose, from enrollment (for the washout)."""
 
     def lots_of(self, subject_id: str) -> list[Lot]:
@@ -143,18 +145,18 @@ def evolve(state: ManufacturingState, event: EventPayload) -> ManufacturingState
     match event:
         # ------------------------------------------------ followed from enrollment
         case CohortOpened():
-            doses = {**state.cohort_dose, event.cohort_id: event.dose_cells_per_kg}
+            doses = put(state.cohort_dose, event.cohort_id, event.dose_cells_per_kg)
             return replace(state, cohort_dose=doses)
         case SubjectRegistered():
             return replace(
-                state, subject_site={**state.subject_site, event.subject_id: event.site_id}
+                state, subject_site=put(state.subject_site, event.subject_id, event.site_id)
             )
         case SubjectEnrolled():
             return replace(
-                state, enrolled_in={**state.enrolled_in, event.subject_id: event.cohort_id}
+                state, enrolled_in=put(state.enrolled_in, event.subject_id, event.cohort_id)
             )
         case SubjectWithdrawn():
-            return replace(state, withdrawn=state.withdrawn | {event.subject_id})
+            return replace(state, withdrawn=add(state.withdrawn, event.subject_id))
         case PriorTherapyRecorded():
             return replace(state, last_doses=with_prior_therapy(state.last_doses, event))
         # ------------------------------------------------ manufacturing's own
@@ -167,11 +169,11 @@ def evolve(state: ManufacturingState, event: EventPayload) -> ManufacturingState
                 custodian=event.collection_site,
                 weight_kg=event.weight_kg,
             )
-            return replace(state, lots={**state.lots, lot.lot_id: lot})
+            return replace(state, lots=put(state.lots, lot.lot_id, lot))
     found = state.lots.get(getattr(event, "lot_id", ""))
     if found is None:
         return state
-    return replace(state, lots={**state.lots, found.lot_id: _evolve_lot(found, event)})
+    return replace(state, lots=put(state.lots, found.lot_id, _evolve_lot(found, event)))
 
 
 def stage_after(stage: Stage, event: EventPayload) -> Stage:

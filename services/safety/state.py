@@ -39,6 +39,7 @@ from events.safety import (
     SpecialInterest,
     Verdict,
 )
+from services.persistent import PMap, put
 
 Syndrome = Literal["crs", "icans", "other"]
 
@@ -144,9 +145,9 @@ class Lot:
 
 @dataclass(frozen=True, slots=True)
 class SafetyState:
-    subjects: Mapping[str, Subject] = field(default_factory=dict)
-    adverse_events: Mapping[str, AdverseEvent] = field(default_factory=dict)
-    lots: Mapping[str, Lot] = field(default_factory=dict)
+    subjects: Mapping[str, Subject] = field(default_factory=PMap)
+    adverse_events: Mapping[str, AdverseEvent] = field(default_factory=PMap)
+    lots: Mapping[str, Lot] = field(default_factory=PMap)
     pausing: tuple[str, ...] = ()
     """AEs whose stopping rule paused enrollment and that no resuming review has covered."""
     reviews: frozenset[str] = frozenset()
@@ -292,7 +293,7 @@ def _subject(state: SafetyState, subject_id: str) -> Subject:
 
 
 def _with_subject(state: SafetyState, subject: Subject) -> SafetyState:
-    return replace(state, subjects={**state.subjects, subject.subject_id: subject})
+    return replace(state, subjects=put(state.subjects, subject.subject_id, subject))
 
 
 def _lot(state: SafetyState, lot_id: str, subject_id: str) -> Lot:
@@ -300,11 +301,11 @@ def _lot(state: SafetyState, lot_id: str, subject_id: str) -> Lot:
 
 
 def _with_lot(state: SafetyState, lot: Lot) -> SafetyState:
-    return replace(state, lots={**state.lots, lot.lot_id: lot})
+    return replace(state, lots=put(state.lots, lot.lot_id, lot))
 
 
 def _with_ae(state: SafetyState, ae: AdverseEvent) -> SafetyState:
-    return replace(state, adverse_events={**state.adverse_events, ae.ae_id: ae})
+    return replace(state, adverse_events=put(state.adverse_events, ae.ae_id, ae))
 
 
 def fold(events: list[EventPayload], state: SafetyState = initial_state) -> SafetyState:
