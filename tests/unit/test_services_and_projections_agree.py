@@ -12,6 +12,9 @@ its 15-day report), varied by the same seed with what the plan lacks:
 - a fatal, possibly related AE during the trial, which pauses enrollment and dosing until a
   safety review resumes them (DOMAIN.md 3), its expedited reports determined and, by the seed,
   the 7-day report submitted;
+- when the trial ends with free slots (6 and 9 patients), one more patient whose lot falls
+  short of the cohort's dose, infused on exceptional release and counted at the fallback level
+  or at none (decision 27), then evaluated;
 - at the end, by the seed, another fatal related AE that leaves the trial paused, its reports
   determined or not and never submitted, read up to 30 days later (overdue reports).
 
@@ -54,6 +57,7 @@ from typing import Any
 
 import pytest
 
+from clients.journey import Journey
 from clients.journey_steps import INVESTIGATOR
 from clients.simulate import Simulation, plan
 from clients.simulate_steps import Step
@@ -279,11 +283,38 @@ def with_fatal_ae_reviewed(steps: list[Step], rng: random.Random) -> list[Step]:
     return inserted(steps, added)
 
 
-def fatal_ae_at_the_end(steps: list[Step], rng: random.Random) -> list[Step]:
+def short_dose_after_the_trial(
+    api: InProcess, both: Both, rng: random.Random, after: datetime
+) -> Step | None:
+    """When the trial ends with free slots (the 6 and 9-patient plans end on an expanded lower
+    dose): one more patient whose lot's cell dose falls short of the cohort's beyond the
+    tolerance, infused on exceptional release and counted at the dose received (decision 27:
+    the fallback level, or no level at all), then evaluated. Returns the evaluation's step."""
+    free = [c for c in api.states["enrollment"].cohorts.values() if c.open and c.free_slot()]
+    if not free:
+        return None
+    cohort = free[0]
+    start = after.replace(hour=0, minute=0) + timedelta(days=1)
+    j = Journey(URL, "MSK-0901", "MSK", start, weight_kg=70.0, trial=api.trial, transport=api)
+    j.to_enrolled(cohort.cohort_id, dose_level=cohort.dose_level)
+    short = round(j.target_cells * rng.choice([0.5, 0.2]))
+    answer = j.to_released_lot(cell_dose=short)
+    assert [e["event_type"] for e in answer["events"]] == ["LotOutOfSpecification"]
+    j.decide_exceptional_release("investigator")
+    j.decide_exceptional_release("sponsor")
+    j.to_infused()
+    both.agree(j.when("infuse") + timedelta(hours=1))
+    j.close_dlt_evaluation()
+    assert j.infused_at is not None
+    ends = window_ends_at(j.infused_at, api.trial.dlt.window_days, api.trial.zone())
+    both.agree(ends + timedelta(hours=2))
+    return Step(ends + timedelta(hours=2), "dlt-evaluation", j.subject_id)
+
+
+def fatal_ae_at_the_end(steps: list[Step], last: datetime, rng: random.Random) -> list[Step]:
     """A day after the last step, by the seed, nothing or a fatal related AE left unreviewed
     (the trial stays paused), determined or not, its reports never submitted: reported fatal,
     or the scenario of issue 11 (an unexpected grade 3 CRS, then death due to CRS observed)."""
-    last = steps[-1].at
     evaluated = sorted({s.subject for s in steps if s.action == "dlt-evaluation"})
     subject = rng.choice(evaluated)
     at = last + timedelta(days=1)
@@ -594,10 +625,11 @@ def test_services_and_projections_agree_on_every_fact_of_a_simulated_trial(patie
     late = [p for p in api.payloads if getattr(p, "after_release", False)]
     assert len(late) == 1
 
-    end = fatal_ae_at_the_end(steps, rng)
+    last = short_dose_after_the_trial(api, both, rng, steps[-1].at) or steps[-1]
+    end = fatal_ae_at_the_end(steps, last.at, rng)
     for step in end:
         simulation.execute(step)
-    last = (end or steps)[-1].at
+    last = (end or [last])[-1].at
     for days in (0, 8, 16, 30):
         both.agree(last + timedelta(days=days))
     assert both.checks >= 10
