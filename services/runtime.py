@@ -106,7 +106,9 @@ class CommandHandler(Generic[S]):
         self.context = context or store.topic
         self.load_quarantine = quarantine
         self.state: S = decider.initial_state
-        self._upstream_seen: list[Recorded] = []
+        self._upstream_state: S = decider.initial_state
+        """The followed topics' events alone, folded: what a re-open starts its own history
+        from. A state, not the events, so it grows with the facts, not with the upstream log."""
         self._answered: dict[tuple[str, str], tuple[str, list[Appended]]] = {}
         self._lock = asyncio.Lock()
         self.problem: str | None = "not started"
@@ -152,9 +154,9 @@ class CommandHandler(Generic[S]):
         return len(history)
 
     def _rebuild(self, history: list[tuple[Position, Recorded]]) -> None:
-        state = self.decider.initial_state
-        for recorded in self._upstream_seen:
-            state = self._evolve(state, recorded.payload)
+        # Upstream facts first, as they were folded when followed: a state may not depend on
+        # the order of events from different topics (services/enrollment/state.py).
+        state = self._upstream_state
         self._answered = {}
         for position, recorded in history:
             state = self._evolve(state, recorded.payload)
@@ -208,11 +210,11 @@ class CommandHandler(Generic[S]):
                        await asyncio.to_thread(self.upstream.read_new, deadline)]
             except BrokerTimeout as exc:
                 raise StoreUnavailable(f"{self.context}: {exc}") from exc
-            self._upstream_seen += new
-            state = self.state
+            state, upstream = self.state, self._upstream_state
             for recorded in new:
                 state = self._evolve(state, recorded.payload)
-            self.state = state
+                upstream = self._evolve(upstream, recorded.payload)
+            self.state, self._upstream_state = state, upstream
             if not self.upstream.halts:
                 return
         raise ContextHalted(self.context, self.upstream.halts[0])
