@@ -260,7 +260,9 @@ def summarize(
 
 
 def _mark(signature: Recorded, signed: Recorded) -> SignatureMark:
-    payload: RecordSigned = signature.payload  # type: ignore[assignment]
+    payload = signature.payload
+    if not isinstance(payload, RecordSigned):  # only RecordSigned events are kept as signatures
+        raise TypeError(f"not a signature: {signature.envelope.event_type}")
     envelope = signed.envelope
     problem = None
     if payload.signed_hash != envelope.hash:

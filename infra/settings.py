@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from events.topics import DEFAULT_NAMESPACE
 
@@ -23,14 +24,14 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides: str | int | None) -> Settings:
-        values = {
+        values: dict[str, Any] = {
             "bootstrap_servers": os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
             "namespace": os.environ.get("TRIALOPS_NAMESPACE", DEFAULT_NAMESPACE),
             "trial_id": os.environ.get("TRIALOPS_TRIAL_ID", "NCT06623396"),
             "replication_factor": int(os.environ.get("TRIALOPS_REPLICATION_FACTOR", "1")),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)
 
     def env(self) -> dict[str, str]:
         """The same settings as environment variables, for child processes."""
