@@ -13,21 +13,24 @@ the chain alone: the next event would be. Anchoring stream heads outside Kafka c
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
+from array import array
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
+from uuid import UUID
 
 import orjson
 from pydantic import ValidationError
 
 from audit.checkpoint import SignedCheckpoint, compare, end_offsets, signature_problem
-from events.envelope import Envelope
+from events.envelope import GENESIS_HASH, Envelope
 from events.keys import WriterKeyRotated
 from events.reading import LogReader, Unreadable, check_rotation
 from events.registry import UnknownEventType, read
 from events.signing import SIGNATURE_KINDS, Keyring, SignatureProblem, check_writer_signature
 from events.topics import WRITERS, context_of, event_topic
-from infra.kafka_io import Position, load_quarantine, read_to_end
+from infra.kafka_io import load_quarantine, read_to_end
 from infra.keys import load_keyring
 from infra.settings import Settings
 
@@ -101,12 +104,22 @@ def verify(
     checkpoint: SignedCheckpoint | None = None,
 ) -> Report:
     """Check every record of ``contexts``' topics; with ``checkpoint``, also that the log still
-    holds, unchanged, everything the checkpoint covered (audit/checkpoint.py)."""
+    holds, unchanged, everything the checkpoint covered (audit/checkpoint.py).
+
+    One pass, each record decoded once: the reading rule's decode (events/reading.py) serves
+    the checks too; a record the rule does not apply (a copy, a halted partition) is decoded
+    again to say what is wrong with it. Memory: per stream, its head and what arrived out of
+    order (:class:`StreamCheck`); per event, 8 bytes of its stream's hash prefixes and the
+    32 bytes of the event-id table (:class:`EventIds`, decision 36), not the envelopes."""
     report = Report()
     started = time.monotonic()
-    streams: dict[tuple[str, str], list[tuple[Position, Envelope]]] = defaultdict(list)
-    event_ids: dict[str, tuple[str, str, tuple[str, str]]] = {}
+    streams: dict[tuple[str, str], StreamCheck] = {}
+    event_ids = EventIds()
+    found: list[tuple[int, Problem]] = []
     topics = [event_topic(c, settings.namespace) for c in contexts]
+    rank = {topic: index for index, topic in enumerate(topics)}
+    wanted = _checkpointed_seqs(checkpoint)
+    at_checkpoint: dict[tuple[str, str], Envelope] = {}
     # What the readers make of the log, by the rule they share: where they halt, and which
     # records a quarantine lets them pass over (those are left out of the checks below).
     keyring = load_keyring(settings.keyring)
@@ -117,70 +130,116 @@ def verify(
         # Signatures are checked with the keys as of this record: a key rotation read earlier
         # on the topic retires its key from the next record on (events/keys.py).
         keys_here = readers.keyring
-        readers.admit(position, value)
-        if readers.skipped and readers.skipped[-1] == position:
+        recorded = readers.admit(position, value)
+        if recorded is None and readers.skipped and readers.skipped[-1] == position:
             report.quarantined.append(str(position))
             continue
         report.events += 1
         report.topics[position.topic] = report.topics.get(position.topic, 0) + 1
         if progress and report.events % 10_000 == 0:
             progress(report.events, time.monotonic() - started)
-        where = f"{position.topic}@{position.partition}:{position.offset}"
-        envelope = _check_event(value, where, report, keys_here, position.topic)
-        if envelope is None:
-            continue
+        place = _place(rank[position.topic], position.partition, position.offset)
+        if recorded is not None:
+            # Applied by the rule: it decoded, validated, hashed and verified already.
+            envelope = recorded.envelope
+        else:
+            checked = _check_event(value, str(position), found, place, keys_here, position.topic)
+            if checked is None:
+                continue
+            envelope = checked
         stream = (position.topic, envelope.stream_id)
-        first = event_ids.setdefault(str(envelope.event_id), (where, envelope.hash, stream))
-        # The same event written twice to its stream is a "duplicate" (reported per stream);
-        # one id for two different events is a forgery or a bug.
-        if first[0] != where and (first[1], first[2]) != (envelope.hash, stream):
-            report.problems.append(
-                Problem(
-                    "duplicate-event-id", where, f"event {envelope.event_id} also at {first[0]}"
-                )
-            )
-        streams[stream].append((position, envelope))
-    for (topic, stream_id), events in streams.items():
-        _check_stream(topic, stream_id, events, report)
+        check = streams.get(stream)
+        if check is None:
+            check = streams[stream] = StreamCheck(f"{position.topic} stream {envelope.stream_id}")
+        check.add(envelope.stream_seq, envelope.hash, envelope.prev_hash, position)
+        event_ids.add(envelope.event_id.int, hash((envelope.hash, stream)), place)
+        if stream in wanted and wanted[stream] == envelope.stream_seq:
+            at_checkpoint[stream] = envelope
+    # One event id for two different events is a forgery or a bug; the same event written
+    # twice to its stream is a "duplicate" (reported per stream).
+    for place, first, event_id in event_ids.clashes():
+        found.append((place, Problem(
+            "duplicate-event-id", _where_of(topics, place),
+            f"event {event_id} also at {_where_of(topics, first)}",
+        )))
+    found.sort(key=lambda item: item[0])
+    report.problems.extend(problem for _place, problem in found)
+    for check in streams.values():
+        report.problems.extend(check.finish())
     if checkpoint is not None:
-        _check_checkpoint(settings, checkpoint, keyring, topics, streams, report)
+        held = {stream: [envelope] for stream, envelope in at_checkpoint.items()}
+        _check_checkpoint(settings, checkpoint, keyring, topics, held, report)
     report.halts = [halt.as_dict() for halt in readers.halts.values()]
     report.streams = len(streams)
     report.seconds = time.monotonic() - started
     return report
 
 
+_OFFSET_BITS = 40
+_PARTITION_BITS = 16
+
+
+def _place(topic_rank: int, partition: int, offset: int) -> int:
+    """A record's position in one integer that sorts in verify's reading order."""
+    return (
+        ((topic_rank << _PARTITION_BITS) | partition) << _OFFSET_BITS
+    ) | offset
+
+
+def _where_of(topics: list[str], place: int) -> str:
+    offset = place & ((1 << _OFFSET_BITS) - 1)
+    partition = (place >> _OFFSET_BITS) & ((1 << _PARTITION_BITS) - 1)
+    topic = topics[place >> (_OFFSET_BITS + _PARTITION_BITS)]
+    return f"{topic}@{partition}:{offset}"
+
+
+def _checkpointed_seqs(checkpoint: SignedCheckpoint | None) -> dict[tuple[str, str], int]:
+    """The stream heads a checkpoint names: the only events verify keeps for its comparison."""
+    if checkpoint is None:
+        return {}
+    return {
+        (topic, stream): head.seq
+        for topic, state in checkpoint.statement.topics.items()
+        for stream, head in state.streams.items()
+    }
+
+
 def _check_event(
-    value: bytes, where: str, report: Report, keyring: Keyring, topic: str
+    value: bytes,
+    where: str,
+    found: list[tuple[int, Problem]],
+    place: int,
+    keyring: Keyring,
+    topic: str,
 ) -> Envelope | None:
+    """What is wrong with a record the reading rule did not apply (its envelope, when it has
+    one, still counts in its stream's checks)."""
     try:
         envelope = Envelope.model_validate(orjson.loads(value))
     except (orjson.JSONDecodeError, ValidationError) as exc:
-        report.problems.append(Problem("unreadable", where, _first_line(exc)))
+        found.append((place, Problem("unreadable", where, _first_line(exc))))
         return None
     try:
         recorded = read(envelope)
     except (ValidationError, UnknownEventType) as exc:
-        report.problems.append(Problem("schema-invalid", where, _first_line(exc)))
+        found.append((place, Problem("schema-invalid", where, _first_line(exc))))
         recorded = None
     if not envelope.hash_is_valid():
-        report.problems.append(
-            Problem(
-                "hash-mismatch", where, f"{envelope.event_type} content does not match its hash"
-            )
-        )
+        found.append((place, Problem(
+            "hash-mismatch", where, f"{envelope.event_type} content does not match its hash"
+        )))
     try:
         check_writer_signature(envelope, keyring, context_of(topic) or topic)
         if recorded is not None and isinstance(recorded.payload, WriterKeyRotated):
             check_rotation(recorded.payload, envelope, keyring, context_of(topic) or topic)
     except SignatureProblem as exc:
-        report.problems.append(Problem(exc.kind, where, exc.detail))
+        found.append((place, Problem(exc.kind, where, exc.detail)))
     except Unreadable as exc:
-        report.problems.append(Problem(exc.kind, where, exc.detail))
+        found.append((place, Problem(exc.kind, where, exc.detail)))
     return envelope
 
 
-def _check_checkpoint(settings, checkpoint, keyring, topics, streams, report: Report) -> None:
+def _check_checkpoint(settings, checkpoint, keyring, topics, held, report: Report) -> None:
     where = f"checkpoint of {checkpoint.statement.taken_at.isoformat()}"
     if (problem := signature_problem(checkpoint, keyring)) is not None:
         report.problems.append(Problem("checkpoint-signature", where, problem))
@@ -191,58 +250,150 @@ def _check_checkpoint(settings, checkpoint, keyring, topics, streams, report: Re
             f"taken of namespace {checkpoint.statement.namespace}, not {settings.namespace}",
         ))
         return
-    held = {stream: [e for _p, e in events] for stream, events in streams.items()}
     ends = end_offsets(settings.bootstrap_servers, topics)
     for kind, place, detail in compare(checkpoint.statement, ends, held):
         report.problems.append(Problem(kind, place, detail))
 
 
-def _check_stream(topic: str, stream_id: str, events, report: Report) -> None:
-    name = f"{topic} stream {stream_id}"
-    by_seq: dict[int, Envelope] = {}
-    last_seq = 0
-    for position, envelope in events:
-        seq = envelope.stream_seq
-        where = f"{position.topic}@{position.partition}:{position.offset}"
-        if seq in by_seq:
-            kind = "duplicate" if by_seq[seq].hash == envelope.hash else "conflicting-duplicate"
-            report.problems.append(Problem(kind, where, f"{name}: seq {seq} appears again"))
-            continue
-        if seq < last_seq:
-            report.problems.append(
-                Problem("reordered", where, f"{name}: seq {seq} comes after seq {last_seq}")
-            )
-        by_seq[seq] = envelope
-        last_seq = max(last_seq, seq)
-    missing = sorted(set(range(1, last_seq + 1)) - set(by_seq))
-    if missing:
-        report.problems.append(
-            Problem("missing", name, f"seq {_ranges(missing)} of 1..{last_seq} not on the topic")
+_MASK64 = (1 << 64) - 1
+
+
+def _prefix(hash_hex: str) -> int:
+    """The first 8 bytes of a hex SHA-256 (the envelope's hash is 64 hex digits)."""
+    return int(hash_hex[:16], 16)
+
+
+@dataclass(slots=True)
+class StreamCheck:
+    """The sequence checks of one stream, fed its events in the order they are on the topic,
+    keeping what they need rather than the events: the contiguous run 1..``run`` received and
+    its head's hash; the seqs that arrived ahead of the run (hash and prev_hash); 8 bytes of
+    each hash in the run (to tell a later duplicate of it from a conflicting one).
+
+    Reports, as the stream-wide checks always have: a seq seen again (``duplicate`` when its
+    hash is the first one's, else ``conflicting-duplicate``); a seq below one seen before
+    (``reordered``); seqs below the highest that never came (``missing``, one problem with
+    ranges); an event whose ``prev_hash`` is not the hash of the event before it
+    (``broken-chain``; not reported where the event before it is missing)."""
+
+    name: str
+    run: int = 0
+    head: str = GENESIS_HASH
+    top: int = 0
+    prefixes: array = field(default_factory=lambda: array("Q"))
+    ahead: dict[int, tuple[str, str]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    chain: list[Problem] = field(default_factory=list)
+
+    def add(self, seq: int, hash_hex: str, prev_hash: str, where: object) -> None:
+        if seq <= self.run or seq in self.ahead:
+            if seq == self.run:
+                same = hash_hex == self.head
+            elif seq < self.run:
+                same = _prefix(hash_hex) == self.prefixes[seq - 1]
+            else:
+                same = hash_hex == self.ahead[seq][0]
+            kind = "duplicate" if same else "conflicting-duplicate"
+            self.problems.append(Problem(kind, str(where), f"{self.name}: seq {seq} appears again"))
+            return
+        if seq < self.top:
+            self.problems.append(Problem(
+                "reordered", str(where), f"{self.name}: seq {seq} comes after seq {self.top}"
+            ))
+        if seq > self.top:
+            self.top = seq
+        if seq != self.run + 1:
+            self.ahead[seq] = (hash_hex, prev_hash)
+            return
+        self._extend(seq, hash_hex, prev_hash)
+        while self.ahead and (self.run + 1) in self.ahead:
+            following = self.run + 1
+            self._extend(following, *self.ahead.pop(following))
+
+    def _extend(self, seq: int, hash_hex: str, prev_hash: str) -> None:
+        if prev_hash != self.head:
+            self.chain.append(self._broken(seq, prev_hash, self.head))
+        self.run = seq
+        self.head = hash_hex
+        self.prefixes.append(_prefix(hash_hex))
+
+    def _broken(self, seq: int, prev_hash: str, expected: str) -> Problem:
+        return Problem(
+            "broken-chain", self.name,
+            f"seq {seq} does not chain to seq {seq - 1} (prev_hash "
+            f"{prev_hash[:12]}..., expected {expected[:12]}...)",
         )
-    for seq in sorted(by_seq):
-        previous = by_seq.get(seq - 1)
-        if seq > 1 and previous is None:
-            continue  # already reported as missing
-        expected = previous.hash if previous is not None else "0" * 64
-        if by_seq[seq].prev_hash != expected:
-            report.problems.append(
-                Problem(
-                    "broken-chain",
-                    name,
-                    f"seq {seq} does not chain to seq {seq - 1} (prev_hash "
-                    f"{by_seq[seq].prev_hash[:12]}..., expected {expected[:12]}...)",
-                )
-            )
+
+    def finish(self) -> list[Problem]:
+        """The stream's problems: per event in the order met, then missing, then the chain."""
+        problems = list(self.problems)
+        ahead = sorted(self.ahead)
+        if ahead:
+            gaps: list[tuple[int, int]] = []
+            previous = self.run
+            for seq in ahead:
+                if seq > previous + 1:
+                    gaps.append((previous + 1, seq - 1))
+                previous = seq
+            problems.append(Problem(
+                "missing", self.name,
+                f"seq {_spans(gaps)} of 1..{self.top} not on the topic",
+            ))
+        chain = list(self.chain)
+        for seq in ahead:
+            before = self.ahead.get(seq - 1)
+            if before is not None and self.ahead[seq][1] != before[0]:
+                chain.append(self._broken(seq, self.ahead[seq][1], before[0]))
+        return problems + chain
 
 
-def _ranges(numbers: list[int]) -> str:
-    parts: list[str] = []
-    start: int | None = numbers[0]
-    for a, b in zip(numbers, [*numbers[1:], None], strict=True):
-        if b != a + 1:
-            parts.append(str(start) if start == a else f"{start}-{a}")
-            start = b
-    return ", ".join(parts)
+class EventIds:
+    """Every event id verify has read, to find one id on two different events, in 32 bytes an
+    event (decision 36): the id's 128 bits, a 64-bit fingerprint of (hash, topic, stream) and
+    the record's place. Compared once, at the end, by sorting; a copy of the same event in the
+    same stream is not a clash (the stream check calls it a duplicate)."""
+
+    def __init__(self) -> None:
+        self.high = array("Q")
+        self.low = array("Q")
+        self.content = array("q")
+        self.places = array("Q")
+
+    def __len__(self) -> int:
+        return len(self.low)
+
+    def add(self, event_id: int, content: int, place: int) -> None:
+        self.high.append(event_id >> 64)
+        self.low.append(event_id & _MASK64)
+        self.content.append(content)
+        self.places.append(place)
+
+    def clashes(self) -> list[tuple[int, str, int]]:
+        """``(place, first place, event id)`` of every event whose id an earlier, different
+        event carries."""
+        low = self.low
+        ordered = sorted(low)
+        repeated = {a for a, b in pairwise(ordered) if a == b}
+        del ordered
+        if not repeated:
+            return []
+        first: dict[tuple[int, int], int] = {}
+        clashes = []
+        for index, value in enumerate(low):
+            if value not in repeated:
+                continue
+            event_id = (self.high[index], value)
+            earlier = first.setdefault(event_id, index)
+            if earlier != index and self.content[earlier] != self.content[index]:
+                clashes.append((
+                    self.places[index], self.places[earlier],
+                    str(UUID(int=(event_id[0] << 64) | value)),
+                ))
+        return clashes
+
+
+def _spans(gaps: list[tuple[int, int]]) -> str:
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in gaps)
 
 
 def _first_line(exc: Exception) -> str:
