@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import heapq
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from events.reading import Halt, LogReader, Where
 from events.registry import Recorded
@@ -16,7 +18,7 @@ from infra.kafka_io import load_quarantine, read_log
 from infra.keys import load_keyring
 from infra.settings import Settings
 from projections.base import fold
-from projections.catalog import get
+from projections.catalog import NAMES, get
 
 TimeAxis = Literal["recorded", "occurred"]
 
@@ -45,6 +47,64 @@ class ReplayStats:
             self.progress(self.events, self.seconds)
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a replay holds its decoded events: they are
+    acyclic and all live to the end, so each collection only rescanned them (issue 12: with the
+    collector off, replay's rate went from 19.5k to 34.4k events/s). Back on afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def read_topics(
+    settings: Settings, contexts: tuple[str, ...], stats: ReplayStats
+) -> dict[str, list[Recorded]]:
+    """Every event of ``contexts`` the reading rule applies (events/reading.py), read once and
+    decoded once, per topic in offset order. A partition stops at an unreadable record that is
+    not quarantined (``stats.halts``)."""
+    keyring = load_keyring(settings.keyring)
+    reader = LogReader(
+        keyring, load_quarantine(settings.bootstrap_servers, settings.namespace, keyring)
+    )
+    topics = [event_topic(c, settings.namespace) for c in contexts]
+    per_topic: dict[str, list[Recorded]] = {topic: [] for topic in topics}
+    with collector_paused():
+        for where, recorded in read_log(
+            settings.bootstrap_servers, topics, reader, on_record=stats.count
+        ):
+            per_topic[where.topic].append(recorded)
+    stats.halts = sorted(reader.halts.values(), key=lambda h: h.where)
+    stats.quarantined = list(reader.skipped)
+    return per_topic
+
+
+def merged(
+    per_topic: dict[str, list[Recorded]],
+    topics: list[str],
+    as_of: datetime | None = None,
+    axis: TimeAxis = "recorded",
+) -> Iterator[Recorded]:
+    """The events of ``topics`` (in that order, which breaks ties), each topic in offset order,
+    topics merged by recorded time (the order a live worker roughly sees them in); with
+    ``as_of``, only those recorded (or occurred, by ``axis``) by then."""
+    events = heapq.merge(
+        *(per_topic[topic] for topic in topics), key=lambda r: r.envelope.recorded_at
+    )
+    if as_of is None:
+        yield from events
+        return
+    for recorded in events:
+        envelope = recorded.envelope
+        moment = envelope.recorded_at if axis == "recorded" else envelope.occurred_at
+        if moment <= as_of:
+            yield recorded
+
+
 def recorded_events(
     settings: Settings,
     contexts: tuple[str, ...],
@@ -55,27 +115,10 @@ def recorded_events(
     """Every event of ``contexts`` that the reading rule applies (events/reading.py), once,
     each topic in offset order, topics merged by recorded time (the order a live worker roughly
     sees them in). A partition stops at an unreadable record that is not quarantined."""
-    keyring = load_keyring(settings.keyring)
-    reader = LogReader(
-        keyring, load_quarantine(settings.bootstrap_servers, settings.namespace, keyring)
-    )
-    per_topic: dict[str, list[tuple[Where, Recorded]]] = {}
-    for where, recorded in read_log(
-        settings.bootstrap_servers,
-        [event_topic(c, settings.namespace) for c in contexts],
-        reader,
-        on_record=stats.count,
+    per_topic = read_topics(settings, contexts, stats)
+    for recorded in merged(
+        per_topic, [event_topic(c, settings.namespace) for c in contexts], as_of, axis
     ):
-        per_topic.setdefault(where.topic, []).append((where, recorded))
-    stats.halts = sorted(reader.halts.values(), key=lambda h: h.where)
-    stats.quarantined = list(reader.skipped)
-    merged = heapq.merge(*per_topic.values(), key=lambda item: item[1].envelope.recorded_at)
-    for _where, recorded in merged:
-        envelope = recorded.envelope
-        if as_of is not None:
-            moment = envelope.recorded_at if axis == "recorded" else envelope.occurred_at
-            if moment > as_of:
-                continue
         stats.applied += 1
         yield recorded
 
@@ -93,9 +136,43 @@ def replay(
     depends on the time it is read at (what is overdue) is read at ``as_of``, or ``now``."""
     projection = get(name)
     stats = stats if stats is not None else ReplayStats()
-    states = fold(
-        projection,
-        recorded_events(settings, projection.contexts, stats, as_of, axis),
-        errors=stats.fold_errors,
-    )
-    return projection.document(states, as_of or now or datetime.now(UTC))
+    with collector_paused():
+        states = fold(
+            projection,
+            recorded_events(settings, projection.contexts, stats, as_of, axis),
+            errors=stats.fold_errors,
+        )
+        return projection.document(states, as_of or now or datetime.now(UTC))
+
+
+def replay_all(
+    settings: Settings,
+    names: tuple[str, ...] = NAMES,
+    *,
+    as_of: datetime | None = None,
+    axis: TimeAxis = "recorded",
+    stats: ReplayStats | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Every projection of ``names``, from one read of the topics they fold: each record is
+    read and decoded once, then each projection folds its own topics in its own merge order,
+    so each document is the one :func:`replay` gives for that projection alone.
+    ``stats.applied`` counts the events folded over all the projections."""
+    stats = stats if stats is not None else ReplayStats()
+    projections = [get(name) for name in names]
+    contexts = tuple(dict.fromkeys(c for p in projections for c in p.contexts))
+    documents: dict[str, Any] = {}
+    with collector_paused():
+        per_topic = read_topics(settings, contexts, stats)
+        for name, projection in zip(names, projections, strict=True):
+            topics = [event_topic(c, settings.namespace) for c in projection.contexts]
+            events = merged(per_topic, topics, as_of, axis)
+            states = fold(projection, _counted(events, stats), errors=stats.fold_errors)
+            documents[name] = projection.document(states, as_of or now or datetime.now(UTC))
+    return documents
+
+
+def _counted(events: Iterator[Recorded], stats: ReplayStats) -> Iterator[Recorded]:
+    for recorded in events:
+        stats.applied += 1
+        yield recorded

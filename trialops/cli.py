@@ -280,7 +280,16 @@ def _parse_time(value: str | None) -> datetime | None:
 
 @app.command()
 def replay(
-    projection: Annotated[str, typer.Argument(help="Projection name, e.g. cohort-occupancy.")],
+    projection: Annotated[
+        str | None, typer.Argument(help="Projection name, e.g. cohort-occupancy.")
+    ] = None,
+    all_projections: Annotated[
+        bool, typer.Option("--all", help="Every projection, from one read of the topics.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="With --all: write each projection to OUT/<name>.json instead."),
+    ] = None,
     as_of: Annotated[
         str | None, typer.Option(help="ISO 8601 time with zone: state as of this moment.")
     ] = None,
@@ -288,27 +297,46 @@ def replay(
         str, typer.Option(help="'recorded' (what the system knew) or 'occurred' (business time).")
     ] = "recorded",
 ):
-    """Rebuild PROJECTION from the topics and print the JSON the live view serves."""
-    from audit.replay import ReplayStats, TimeAxis
+    """Rebuild PROJECTION from the topics and print the JSON the live view serves; with
+    --all, every projection from one read of the topics (an object by name, or one file each
+    in --out, each the bytes 'replay NAME' prints)."""
+    from audit.replay import ReplayStats, TimeAxis, replay_all
     from audit.replay import replay as run_replay
     from projections.base import to_json
     from projections.catalog import NAMES
 
-    if projection not in NAMES:
+    if all_projections == (projection is not None):
+        raise fail("name one projection, or give --all")
+    if projection is not None and projection not in NAMES:
         raise fail(f"unknown projection {projection!r}; known: {', '.join(sorted(NAMES))}")
+    if out is not None and not all_projections:
+        raise fail("--out goes with --all")
     axes: dict[str, TimeAxis] = {"recorded": "recorded", "occurred": "occurred"}
     if axis not in axes:
         raise fail(f"--axis must be 'recorded' or 'occurred', not {axis!r}")
     stats = ReplayStats(progress=_progress)
     try:
-        document = run_replay(
-            Settings.from_env(), projection, as_of=_parse_time(as_of), axis=axes[axis], stats=stats
-        )
+        if projection is not None:
+            document = run_replay(
+                Settings.from_env(), projection, as_of=_parse_time(as_of), axis=axes[axis],
+                stats=stats,
+            )
+        else:
+            documents = replay_all(
+                Settings.from_env(), as_of=_parse_time(as_of), axis=axes[axis], stats=stats
+            )
     except LookupError as exc:
         raise fail(f"{exc}; create the topics with 'trialops topics create'") from None
     except ValueError as exc:  # no keyring, or an unusable one
         raise fail(str(exc)) from None
-    sys.stdout.buffer.write(to_json(document))
+    if projection is not None:
+        sys.stdout.buffer.write(to_json(document))
+    elif out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, each in documents.items():
+            (out / f"{name}.json").write_bytes(to_json(each))
+    else:
+        sys.stdout.buffer.write(to_json(documents))
     seconds = stats.seconds
     typer.echo(
         f"replayed {stats.applied} of {stats.events} events in {seconds:.2f}s "

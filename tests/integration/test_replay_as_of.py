@@ -46,3 +46,45 @@ def test_an_event_recorded_late_is_in_business_time_but_not_in_recorded_time(set
     assert (stats.events, stats.applied) == (2, 1)
     # and as of 17:00 both agree
     assert replay(settings, "patient-timeline", as_of=FIVE_PM) == by_business_time
+
+
+def test_replay_all_reads_the_log_once_and_gives_each_projection_its_own_replay(settings):
+    """Issue 12: ``replay --all`` reads every topic once and each document is, byte for byte,
+    the one ``replay NAME`` gives (decision 6: one serialisation for live and replay)."""
+    from audit.replay import replay_all
+    from events.manufacturing import ApheresisReceived, LotHarvested
+    from projections.base import to_json
+    from projections.catalog import NAMES
+
+    ensure_topics(settings.bootstrap_servers, settings.namespace)
+    enrollment = RawWriter(settings)
+    manufacturing = RawWriter(settings, context="manufacturing")
+    # Given events on two topics, two of them recorded at the same instant (a tie the merge
+    # must break the same way as each projection's own replay does),
+    enrollment.append("subject-MSK-0007", SubjectRegistered(subject_id="MSK-0007", site_id="MSK"),
+                      occurred_at=NINE, recorded_at=NINE)
+    manufacturing.append("lot-LOT-0007-A", ApheresisReceived(lot_id="LOT-0007-A",
+                                                             subject_id="MSK-0007"),
+                         occurred_at=NINE, recorded_at=NINE)
+    manufacturing.append("lot-LOT-0007-A", LotHarvested(lot_id="LOT-0007-A", subject_id="MSK-0007",
+                                                        total_viable_cells=9.5e8),
+                         occurred_at=NOON, recorded_at=FIVE_PM)
+    enrollment.append("subject-MSK-0008", SubjectRegistered(subject_id="MSK-0008", site_id="MSK"),
+                      occurred_at=NOON, recorded_at=NOON)
+    enrollment.producer.flush()
+    manufacturing.producer.flush()
+
+    # When every projection is replayed from one read, now and as of noon,
+    for as_of in (None, NOON):
+        stats = ReplayStats()
+        documents = replay_all(settings, as_of=as_of, now=FIVE_PM, stats=stats)
+        # Then every record was read once (four records, not once per projection)
+        assert stats.events == 4
+        assert list(documents) == list(NAMES)
+        # and each document is the projection's own replay, byte for byte.
+        for name in NAMES:
+            alone = replay(settings, name, as_of=as_of, now=FIVE_PM)
+            assert to_json(documents[name]) == to_json(alone), name
+    assert subjects(replay_all(settings, ("patient-timeline",))["patient-timeline"]) == [
+        "MSK-0007", "MSK-0008"
+    ]
