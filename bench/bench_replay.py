@@ -1,14 +1,22 @@
-"""Issue 5: how fast ``trialops replay`` rebuilds every projection, and ``trialops verify``
-checks the log, against reading the same topics raw with kafka-python.
+"""Issues 5 and 12: how fast ``trialops replay --all``, one projection's replay and
+``trialops verify`` read the log, against reading the same topics raw with kafka-python, and
+how much memory each needs.
 
-For each size (``--sizes``; each in a namespace of its own), after producing N events:
+For each size (``--sizes``; each in a namespace of its own), after producing N events, each
+step runs in a process of its own (so its peak RSS is its own), one after the other:
 
 a. raw consumption with kafka-python: ``infra.kafka_io.read_to_end`` over every context's
-   topic, counting bytes (what replay and verify read through); and the same read with the
-   consumer's CRC check off, to show what the checksum costs;
-b. ``audit.replay.replay(settings, name)`` for every projection of the catalogue, one after
-   the other, each reading the topics itself: events/s per projection and for all together;
-c. ``audit.verify.verify(settings)``.
+   topic, counting bytes (what replay and verify read through);
+b. ``audit.replay.replay_all``: every projection of the catalogue from one read of the topics
+   (``trialops replay --all``);
+c. ``audit.replay.replay(settings, NAME)`` for one projection (``--one``, default
+   patient-timeline, which folds every context's topic, so it reads what raw reads);
+d. ``audit.verify.verify(settings)``.
+
+Each line gives events/s, the ratio to (a) in the same run and the step's peak RSS. With
+``--profile`` each step also runs under cProfile and prints its 20 most expensive functions
+(own time) on stderr. ``--namespace NS`` measures a namespace that already holds events
+(``--keep-topics`` of an earlier run, with the same ``TRIALOPS_KEYRING``) instead of producing.
 
 Run from the repository root:  python -m bench.bench_replay [--quick] [--sizes 100000,1000000]
 """
@@ -16,18 +24,17 @@ Run from the repository root:  python -m bench.bench_replay [--quick] [--sizes 1
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 
-from kafka import KafkaConsumer, TopicPartition
-
-from audit.replay import ReplayStats, replay
-from audit.verify import verify
 from bench.common import (
+    TRIAL_ID,
     Produced,
-    Ticker,
     WorkloadOptions,
     decode_costs,
     decode_lines,
@@ -37,25 +44,22 @@ from bench.common import (
     parse_sizes,
     print_block,
     produce_and_say,
-    projection_catalog,
     rate,
     ratio,
     run,
     say,
 )
 from events.topics import CONTEXTS, event_topic
-from infra.kafka_io import read_to_end
 from infra.settings import Settings
-from projections.base import to_json
 
-PROJECTIONS = projection_catalog()
+DEFAULT_ONE = "patient-timeline"
 
 
 @dataclass
 class Timing:
     events: int = 0
-    bytes: int = 0
     seconds: float = 0.0
+    rss_mb: float = 0.0
     note: str = ""
 
     @property
@@ -68,249 +72,204 @@ class SizeRun:
     size: int
     namespace: str = ""
     produced: Produced | None = None
-    raw: Timing | None = None
-    raw_no_crc: Timing | None = None
-    replays: dict[str, Timing] = field(default_factory=dict)
-    verify: Timing | None = None
+    steps: dict[str, Timing] = field(default_factory=dict)
     costs: dict[str, float] | None = None
 
 
-def topics_of(settings: Settings) -> list[str]:
-    return [event_topic(c, settings.namespace) for c in CONTEXTS]
+# ---------------------------------------------------------------- the steps (child process)
 
 
-def raw_read_to_end(settings: Settings, expected: int) -> Timing:
-    say(f"a. kafka-python read_to_end over {len(CONTEXTS)} topics ...")
+def step_raw(settings: Settings) -> Timing:
+    from infra.kafka_io import read_to_end
+
     timing = Timing()
-    with Ticker("read_to_end", lambda: timing.events, expected):
-        started = time.perf_counter()
-        for _position, _key, value in read_to_end(
-            settings.bootstrap_servers, topics_of(settings), client_id="trialops-bench-raw"
-        ):
-            timing.events += 1
-            timing.bytes += len(value)
-        timing.seconds = time.perf_counter() - started
-    say(f"  done in {timing.seconds:.2f}s: {rate(timing.events, timing.seconds)}")
+    size = 0
+    started = time.perf_counter()
+    topics = [event_topic(c, settings.namespace) for c in CONTEXTS]
+    for _position, _key, value in read_to_end(
+        settings.bootstrap_servers, topics, client_id="trialops-bench-raw"
+    ):
+        timing.events += 1
+        size += len(value)
+    timing.seconds = time.perf_counter() - started
+    timing.note = f"{size / 1e6 / max(timing.seconds, 1e-9):,.1f} MB/s"
     return timing
 
 
-def raw_without_crc(settings: Settings, expected: int) -> Timing:
-    """read_to_end's consumer and loop with ``check_crcs=False``: the difference to
-    ``raw_read_to_end`` is what verifying each record batch's CRC-32C costs."""
-    say("a. the same read with check_crcs=False ...")
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        client_id="trialops-bench-raw",
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-        check_crcs=False,
-    )
-    timing = Timing()
-    try:
-        partitions = []
-        for topic in topics_of(settings):
-            partitions += [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        ends = consumer.end_offsets(partitions)
-        with Ticker("no-crc read", lambda: timing.events, expected):
-            started = time.perf_counter()
-            for tp in partitions:
-                if ends[tp] == 0:
-                    continue
-                consumer.assign([tp])
-                consumer.seek_to_beginning(tp)
-                while consumer.position(tp) < ends[tp]:
-                    batch = consumer.poll(timeout_ms=1000, max_records=2000)
-                    for record in batch.get(tp, []):
-                        if record.offset < ends[tp]:
-                            timing.events += 1
-                            timing.bytes += len(record.value)
-            timing.seconds = time.perf_counter() - started
-    finally:
-        consumer.close()
-    say(f"  done in {timing.seconds:.2f}s: {rate(timing.events, timing.seconds)}")
-    return timing
+def step_replay_all(settings: Settings) -> Timing:
+    from audit.replay import ReplayStats, replay_all
 
-
-def replay_one(settings: Settings, name: str, expected: int) -> Timing:
-    say(f"b. replay {name} ...")
     stats = ReplayStats()
-    with Ticker(f"replay {name}", lambda: stats.events, expected):
-        started = time.perf_counter()
-        document = replay(settings, name, stats=stats)
-        seconds = time.perf_counter() - started
-    t = time.perf_counter()
-    size = len(to_json(document))
-    serialise = time.perf_counter() - t
+    started = time.perf_counter()
+    documents = replay_all(settings, stats=stats)
+    seconds = time.perf_counter() - started
     if stats.halts:
-        raise RuntimeError(
-            f"replay {name}: halted at unreadable records: "
-            + "; ".join(halt.describe() for halt in stats.halts)
-        )
-    timing = Timing(
-        stats.events,
-        seconds=seconds,
-        note=f"{stats.applied:,} applied; document {size / 1e6:,.1f} MB "
-        f"(to_json {serialise:.2f}s, not included)",
+        raise RuntimeError("replay --all halted: " + "; ".join(h.describe() for h in stats.halts))
+    return Timing(
+        stats.events, seconds,
+        note=f"{len(documents)} projections, {stats.applied:,} folds from one read",
     )
-    say(f"  done in {seconds:.2f}s: {rate(timing.events, seconds)}; {timing.note}")
-    return timing
 
 
-def verify_all(settings: Settings, expected: int) -> Timing:
-    say("c. trialops verify ...")
-    last = [0.0]
+def step_replay_one(settings: Settings, name: str) -> Timing:
+    from audit.replay import ReplayStats, replay
 
-    def progress(events: int, seconds: float) -> None:
-        if seconds - last[0] >= 5:
-            last[0] = seconds
-            say(f"  verify: {events:,} ({100 * events // max(expected, 1)}%) read, "
-                f"{events / seconds:,.0f} events/s")  # fmt: skip
+    stats = ReplayStats()
+    started = time.perf_counter()
+    replay(settings, name, stats=stats)
+    seconds = time.perf_counter() - started
+    if stats.halts:
+        raise RuntimeError(f"replay {name} halted: " + "; ".join(h.describe() for h in stats.halts))
+    return Timing(stats.events, seconds, note=f"{stats.applied:,} applied")
 
-    report = verify(settings, progress=progress)
+
+def step_verify(settings: Settings) -> Timing:
+    from audit.verify import verify
+
+    report = verify(settings)
     note = f"{report.streams:,} streams; " + (
         "no problems found" if report.ok else f"PROBLEMS: {report.by_kind()}"
     )
-    timing = Timing(report.events, seconds=report.seconds, note=note)
-    say(f"  done in {report.seconds:.2f}s: {rate(report.events, report.seconds)}; {note}")
+    return Timing(report.events, report.seconds, note=note)
+
+
+def child(step: str, bootstrap: str, namespace: str, profile: bool) -> None:
+    """Run one step and print its figures as the last line of stdout (JSON)."""
+    settings = Settings(bootstrap_servers=bootstrap, namespace=namespace, trial_id=TRIAL_ID)
+    if step == "raw":
+        work = lambda: step_raw(settings)  # noqa: E731
+    elif step == "replay-all":
+        work = lambda: step_replay_all(settings)  # noqa: E731
+    elif step.startswith("replay:"):
+        work = lambda: step_replay_one(settings, step.removeprefix("replay:"))  # noqa: E731
+    elif step == "verify":
+        work = lambda: step_verify(settings)  # noqa: E731
+    else:
+        raise SystemExit(f"unknown step {step!r}")
+    if profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        timing = profiler.runcall(work)
+        print(f"---- cProfile of {step} (own time; slowed by the profiler)", file=sys.stderr)
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(20)
+    else:
+        timing = work()
+    timing.rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(timing.__dict__), flush=True)
+
+
+def measure(step: str, settings: Settings, profile: bool) -> Timing:
+    say(f"{step} (own process) ...")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.bench_replay", "--child", step,
+         settings.bootstrap_servers, settings.namespace, *(["--profile"] if profile else [])],
+        stdout=subprocess.PIPE, text=True, check=True,
+    )
+    timing = Timing(**json.loads(done.stdout.strip().splitlines()[-1]))
+    say(f"  {timing.events:,} events in {timing.seconds:.2f}s: "
+        f"{rate(timing.events, timing.seconds)}; peak RSS {timing.rss_mb:,.0f} MB; {timing.note}")
     return timing
 
 
+# ---------------------------------------------------------------- the run (parent process)
+
+
 def run_size(
-    bootstrap: str, size: int, options: WorkloadOptions, keep_topics: bool, runs: list[SizeRun]
+    bootstrap: str, size: int, args: argparse.Namespace, options: WorkloadOptions,
+    runs: list[SizeRun],
 ) -> None:
     """Measure one size; its partial figures are in ``runs`` even when a step fails."""
-    settings = fresh_settings(bootstrap)
+    if args.namespace:
+        settings = Settings(bootstrap_servers=bootstrap, namespace=args.namespace,
+                            trial_id=TRIAL_ID)
+    else:
+        settings = fresh_settings(bootstrap)
     result = SizeRun(size, settings.namespace)
     runs.append(result)
     try:
-        result.produced = produce_and_say(settings, size, options)
-        result.costs = decode_costs(result.produced.samples)
-        result.raw = raw_read_to_end(settings, size)
-        result.raw_no_crc = raw_without_crc(settings, size)
-        for name in PROJECTIONS:
-            result.replays[name] = replay_one(settings, name, size)
-        result.verify = verify_all(settings, size)
+        if not args.namespace:
+            result.produced = produce_and_say(settings, size, options)
+            result.costs = decode_costs(result.produced.samples)
+        for step in ("raw", "replay-all", f"replay:{args.one}", "verify"):
+            result.steps[step] = measure(step, settings, args.profile)
     finally:
-        if not keep_topics:
+        if not args.keep_topics and not args.namespace:
             drop_namespace(settings)
 
 
-def crc_implementation() -> str:
-    try:
-        from kafka.record import util
-
-        if getattr(util, "crc32c_c", None) is not None:
-            return "C (the crc32c package)"
-        return "pure Python (the crc32c package is not installed)"
-    except ImportError:
-        return "unknown"
-
-
-def report(runs: list[SizeRun], options: WorkloadOptions, broker: str) -> None:
+def report(runs: list[SizeRun], options: WorkloadOptions, broker: str, one: str) -> None:
     lines = [
         f"broker {broker}; {os.cpu_count()} cores; Python {sys.version.split()[0]}",
         f"workload: {options.describe()}",
-        f"kafka-python's CRC-32C check of fetched batches: {crc_implementation()}",
+        "each step in its own process, one after the other; ratio = step's events/s / raw's",
     ]
+    labels = {
+        "raw": "a. raw read_to_end (kafka-python)",
+        "replay-all": "b. replay --all (one read, every projection)",
+        f"replay:{one}": f"c. replay {one}",
+        "verify": "d. verify",
+    }
     for r in runs:
-        if r.produced is None:
-            continue
-        p = r.produced
-        lines += [
-            "",
-            f"-- {r.size:,} events (namespace {r.namespace}, {p.bytes / 1e6:,.1f} MB, "
-            f"{p.workload.describe()})",
-            f"  generation (seal + to_bytes, own process)  {rate(p.events, p.generate_seconds)}",
-            f"  produce (kafka-python, acks=all, overall)  {rate(p.events, p.seconds)}",
-        ]
-        raw = r.raw
-        if raw is not None:
+        lines += ["", f"-- {r.size:,} events (namespace {r.namespace})"]
+        if r.produced is not None:
+            p = r.produced
+            lines.append(f"  produced {p.bytes / 1e6:,.1f} MB; {p.workload.describe()}")
+        raw = r.steps.get("raw")
+        lines.append(
+            f"  {'step':<46} {'events/s':>16} {'seconds':>9} {'ratio':>7} {'peak RSS':>10}"
+        )
+        for step, t in r.steps.items():
             lines.append(
-                f"a. raw read_to_end (kafka-python)           {rate(raw.events, raw.seconds):>18}"
-                f"  ({raw.seconds:.2f}s, {raw.bytes / 1e6 / raw.seconds:,.1f} MB/s)"
-            )
-        if r.raw_no_crc is not None:
-            t = r.raw_no_crc
-            lines.append(
-                f"   same read, check_crcs=False              {rate(t.events, t.seconds):>18}"
-                f"  ({t.seconds:.2f}s)"
-            )
-        if r.replays:
-            lines.append("b. replay                                     events/s"
-                         "            seconds   replay/raw")  # fmt: skip
-            for name, t in r.replays.items():
-                if not t.events:
-                    contexts = ", ".join(PROJECTIONS[name].contexts)
-                    lines.append(
-                        f"   {name:<40} {'no events':>18} {t.seconds:9.2f}s"
-                        f"   (reads {contexts}: empty in this workload)"
-                    )
-                    continue
-                lines.append(
-                    f"   {name:<40} {rate(t.events, t.seconds):>18} {t.seconds:9.2f}s"
-                    f"   {ratio(t.rate, raw.rate if raw else 0):>9}"
-                )
-                lines.append(f"     ({t.note})")
-            if len(r.replays) == len(PROJECTIONS):
-                total = sum(t.seconds for t in r.replays.values())
-                together = r.size / total
-                lines.append(
-                    f"   all {len(r.replays)} projections, one after the other "
-                    f"{rate(r.size, total):>18} {total:9.2f}s"
-                    f"   {ratio(together, raw.rate if raw else 0):>9}"
-                )
-                lines.append("     (N / the sum of the replays' times: every replay reads "
-                             "the topics again)")  # fmt: skip
-        if r.verify is not None:
-            t = r.verify
-            lines.append(
-                f"c. trialops verify                           {rate(t.events, t.seconds):>18}"
-                f" {t.seconds:9.2f}s   {ratio(t.rate, raw.rate if raw else 0):>9}"
+                f"  {labels.get(step, step):<46} {rate(t.events, t.seconds):>16} "
+                f"{t.seconds:8.2f}s {ratio(t.rate, raw.rate if raw else 0):>7} "
+                f"{t.rss_mb:8,.0f} MB"
             )
             lines.append(f"     ({t.note})")
         if r.costs is not None:
             lines.append("  per-event CPU of every reader (sample of the topic, this process):")
             lines += decode_lines(r.costs)
-    done = [r for r in runs if r.verify is not None]
+    done = [r for r in runs if "verify" in r.steps]
     if len(done) >= 2:
         small, large = done[0], done[-1]
-        lines += ["", f"rate at {large.size:,} / rate at {small.size:,} events "
-                      "(1.00 = throughput independent of history)"]  # fmt: skip
-        pairs = [("raw read_to_end", small.raw, large.raw)]
-        pairs += [
-            (f"replay {n}", small.replays[n], large.replays[n])
-            for n in small.replays
-            if small.replays[n].events
-        ]
-        pairs.append(("verify", small.verify, large.verify))
-        for label, a, b in pairs:
-            if a is not None and b is not None and a.rate:
-                lines.append(f"  {label:<40} {b.rate / a.rate:6.2f}")
-    print_block("trialops replay / verify benchmark (issue 5)", lines)
+        lines += ["", f"at {large.size:,} / at {small.size:,} events: rate, peak RSS"]
+        for step in small.steps:
+            a, b = small.steps[step], large.steps.get(step)
+            if b is not None and a.rate and a.rss_mb:
+                lines.append(f"  {labels.get(step, step):<46} {b.rate / a.rate:6.2f} "
+                             f"{b.rss_mb / a.rss_mb:6.2f}")
+    print_block("trialops replay --all / replay / verify benchmark (issues 5, 12)", lines)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.bench_replay",
-        description="Replay of every projection and verify, against raw kafka-python reading.",
+        description="replay --all, one replay and verify against raw kafka-python reading.",
     )
     parser.add_argument(
-        "--sizes",
-        default="100000,1000000",
+        "--sizes", default="100000,1000000",
         help="event counts, comma-separated (default 100000,1000000)",
     )
     parser.add_argument("--quick", action="store_true", help="sizes 10000,100000 instead")
+    parser.add_argument("--one", default=DEFAULT_ONE, help=f"the single projection ({DEFAULT_ONE})")
+    parser.add_argument("--profile", action="store_true", help="cProfile each step (stderr)")
+    parser.add_argument("--namespace", help="measure this namespace's events; produce nothing")
     parser.add_argument(
         "--keep-topics", action="store_true", help="do not delete the run's topics at the end"
     )
     WorkloadOptions.add_arguments(parser)
     args = parser.parse_args()
     args.size_list = sorted(set(parse_sizes("10000,100000" if args.quick else args.sizes)))
+    if args.namespace:
+        args.size_list = args.size_list[:1]
     return args
 
 
 def main() -> None:
+    if len(sys.argv) >= 5 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3], sys.argv[4], "--profile" in sys.argv[5:])
+        return
     args = parse_args()
     options = WorkloadOptions.from_args(args)
     say(f"plan: sizes {', '.join(f'{s:,}' for s in args.size_list)}; {options.describe()}")
@@ -319,10 +278,10 @@ def main() -> None:
         try:
             for size in args.size_list:
                 say(f"==== {size:,} events")
-                run_size(bootstrap, size, options, args.keep_topics, runs)
+                run_size(bootstrap, size, args, options, runs)
         finally:
             if runs:
-                report(runs, options, bootstrap)
+                report(runs, options, bootstrap, args.one)
 
 
 if __name__ == "__main__":
