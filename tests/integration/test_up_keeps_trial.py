@@ -54,3 +54,24 @@ def test_the_demo_is_seeded_into_an_empty_trial(settings, no_simulation):
             0.0,
             settings,
         )
+
+
+def test_the_access_log_alone_does_not_count_as_a_trial(settings, no_simulation):
+    """The services record the demo users on the access topic before the demo starts."""
+    from events.access import UserAdded
+
+    ensure_topics(settings.bootstrap_servers, settings.namespace)
+    writer = RawWriter(settings, "access")
+    try:
+        writer.append("user-demo-auditor", UserAdded(
+            user_id="demo-auditor", role="auditor",
+            token_hash="scrypt$16384$8$1$" + "a" * 32 + "$" + "b" * 64))
+    finally:
+        writer.close()
+
+    with pytest.raises(Simulated):
+        stack._demo(
+            SimpleNamespace(projections_url="http://127.0.0.1:1", service_url="http://x"),
+            0.0,
+            settings,
+        )
