@@ -5,12 +5,13 @@ from __future__ import annotations
 import gc
 import heapq
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from audit.checkpoint import end_offsets
 from events.reading import Halt, LogReader, Where
 from events.registry import Recorded
 from events.topics import event_topic
@@ -67,24 +68,53 @@ def read_topics(
     """Every event of ``contexts`` the reading rule applies (events/reading.py), read once and
     decoded once, per topic in offset order. A partition stops at an unreadable record that is
     not quarantined (``stats.halts``)."""
+    reader = _reader(settings)
+    per_topic = _read_into_lists(
+        settings, [event_topic(c, settings.namespace) for c in contexts], reader, stats
+    )
+    _note_reading(stats, reader)
+    return per_topic
+
+
+def _reader(settings: Settings) -> LogReader:
     keyring = load_keyring(settings.keyring)
-    reader = LogReader(
+    return LogReader(
         keyring, load_quarantine(settings.bootstrap_servers, settings.namespace, keyring)
     )
-    topics = [event_topic(c, settings.namespace) for c in contexts]
+
+
+def _read_into_lists(
+    settings: Settings, topics: list[str], reader: LogReader, stats: ReplayStats
+) -> dict[str, list[Recorded]]:
     per_topic: dict[str, list[Recorded]] = {topic: [] for topic in topics}
+    if not topics:
+        return per_topic
     with collector_paused():
         for where, recorded in read_log(
             settings.bootstrap_servers, topics, reader, on_record=stats.count
         ):
             per_topic[where.topic].append(recorded)
-    stats.halts = sorted(reader.halts.values(), key=lambda h: h.where)
-    stats.quarantined = list(reader.skipped)
     return per_topic
 
 
+def _note_reading(stats: ReplayStats, reader: LogReader) -> None:
+    stats.halts = sorted(reader.halts.values(), key=lambda h: h.where)
+    stats.quarantined = list(reader.skipped)
+
+
+def _largest(settings: Settings, topics: list[str]) -> str:
+    """The topic with the most records (the one a replay reads last and does not hold)."""
+    if len(topics) == 1:
+        return topics[0]
+    ends = end_offsets(settings.bootstrap_servers, topics)
+    sizes = {topic: 0 for topic in topics}
+    for (topic, _partition), end in ends.items():
+        sizes[topic] += end
+    return max(topics, key=lambda topic: sizes[topic])
+
+
 def merged(
-    per_topic: dict[str, list[Recorded]],
+    per_topic: Mapping[str, Iterable[Recorded]],
     topics: list[str],
     as_of: datetime | None = None,
     axis: TimeAxis = "recorded",
@@ -114,13 +144,25 @@ def recorded_events(
 ) -> Iterator[Recorded]:
     """Every event of ``contexts`` that the reading rule applies (events/reading.py), once,
     each topic in offset order, topics merged by recorded time (the order a live worker roughly
-    sees them in). A partition stops at an unreadable record that is not quarantined."""
-    per_topic = read_topics(settings, contexts, stats)
-    for recorded in merged(
-        per_topic, [event_topic(c, settings.namespace) for c in contexts], as_of, axis
-    ):
-        stats.applied += 1
-        yield recorded
+    sees them in). A partition stops at an unreadable record that is not quarantined.
+
+    The largest topic is read last and merged as it is read, the others are held: a
+    one-topic projection holds nothing. (The order topics are read in does not change what the
+    rule applies: a key rotation retires a key of its own topic's writer only.)"""
+    topics = [event_topic(c, settings.namespace) for c in contexts]
+    streamed = _largest(settings, topics)
+    reader = _reader(settings)
+    sources: dict[str, Iterable[Recorded]] = dict(
+        _read_into_lists(settings, [t for t in topics if t != streamed], reader, stats)
+    )
+    live = read_log(settings.bootstrap_servers, [streamed], reader, on_record=stats.count)
+    sources[streamed] = (recorded for _where, recorded in live)
+    try:
+        for recorded in merged(sources, topics, as_of, axis):
+            stats.applied += 1
+            yield recorded
+    finally:
+        _note_reading(stats, reader)
 
 
 def replay(
