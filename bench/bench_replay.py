@@ -199,12 +199,28 @@ def run_size(
             drop_namespace(settings)
 
 
+def signature_microseconds(n: int = 2000) -> float:
+    """What one Ed25519 verification costs here: every reader does one per record (decision
+    20), so one core cannot read faster than its inverse."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    message = b"0" * 64
+    signature = key.sign(message)
+    public = key.public_key()
+    started = time.perf_counter()
+    for _ in range(n):
+        public.verify(signature, message)
+    return (time.perf_counter() - started) / n * 1e6
+
+
 def report(runs: list[SizeRun], options: WorkloadOptions, broker: str, one: str) -> None:
     lines = [
         f"broker {broker}; {os.cpu_count()} cores; Python {sys.version.split()[0]}",
         f"workload: {options.describe()}",
         "each step in its own process, one after the other; ratio = step's events/s / raw's",
     ]
+    signature = signature_microseconds()
     labels = {
         "raw": "a. raw read_to_end (kafka-python)",
         "replay-all": "b. replay --all (one read, every projection)",
@@ -227,6 +243,11 @@ def report(runs: list[SizeRun], options: WorkloadOptions, broker: str, one: str)
                 f"{t.rss_mb:8,.0f} MB"
             )
             lines.append(f"     ({t.note})")
+        lines.append(
+            f"  Ed25519 verify, once per record in every reader: {signature:.0f} us, a ceiling "
+            f"of {1e6 / signature:,.0f} events/s on one core = "
+            f"{ratio(1e6 / signature, raw.rate if raw else 0)} of raw"
+        )
         if r.costs is not None:
             lines.append("  per-event CPU of every reader (sample of the topic, this process):")
             lines += decode_lines(r.costs)
