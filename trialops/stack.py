@@ -8,6 +8,7 @@ only into a trial that has no events yet. ``--fresh`` deletes the broker's data 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -153,6 +154,11 @@ def run_stack(
         if fresh:
             for path, size in broker.wipe():
                 print(f"--fresh: deleted {path} ({size / 1e6:.1f} MB)")
+            # Checkpoints of the wiped log would only fail against the new one.
+            old_checkpoints = Path(".trialops") / "checkpoints"
+            if old_checkpoints.exists():
+                shutil.rmtree(old_checkpoints)
+                print(f"--fresh: deleted {old_checkpoints} (checkpoints of the old log)")
         settings = Settings.from_env(bootstrap_servers=broker.start())
         print(
             f"Kafka keeps the trial in {broker.cluster_dir} between runs "
