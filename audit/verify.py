@@ -368,7 +368,7 @@ class EventIds:
         self.content.append(content)
         self.places.append(place)
 
-    def clashes(self) -> list[tuple[int, str, int]]:
+    def clashes(self) -> list[tuple[int, int, str]]:
         """``(place, first place, event id)`` of every event whose id an earlier, different
         event carries."""
         low = self.low

@@ -149,7 +149,7 @@ def summary(problem: Problem) -> tuple[str, str, str]:
     detail = problem.detail.removeprefix(f"{NAME}: ")
     if problem.kind == "missing":
         spans = detail.split(" of ")[0].removeprefix("seq ")
-        numbers = []
+        numbers: list[int] = []
         for span in spans.split(", "):
             a, _, b = span.partition("-")
             numbers += range(int(a), int(b or a) + 1)
