@@ -35,7 +35,7 @@ def rotation(writer="enrollment", retired="enrollment-1", next_key="enrollment-2
     return WriterKeyRotated(writer=writer, retired_key_id=retired, next_key_id=next_key)
 
 
-def signed_log(*steps: tuple[object, Signer]) -> list[bytes]:
+def signed_log(*steps: tuple[SubjectRegistered | WriterKeyRotated, Signer]) -> list[bytes]:
     """Each payload sealed in order (subjects in their streams, rotations in the writer's key
     stream) and signed by the given key, as wire bytes."""
     new = [
