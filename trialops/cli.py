@@ -338,9 +338,14 @@ def replay(
     else:
         sys.stdout.buffer.write(to_json(documents))
     seconds = stats.seconds
+    done = (
+        f"replayed {stats.applied} of {stats.events} events"
+        if projection is not None
+        else f"read {stats.events} events once; {len(documents)} projections folded "
+        f"{stats.applied} of them in all"
+    )
     typer.echo(
-        f"replayed {stats.applied} of {stats.events} events in {seconds:.2f}s "
-        f"({stats.events / max(seconds, 1e-9):,.0f} events/s)",
+        f"{done} in {seconds:.2f}s ({stats.events / max(seconds, 1e-9):,.0f} events/s)",
         err=True,
     )
     report_reading(stats)
