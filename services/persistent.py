@@ -12,7 +12,7 @@ and always return the persistent kind.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Set
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence, Set
 from operator import itemgetter
 from typing import Any, TypeVar, overload
 
@@ -86,9 +86,12 @@ class PMap(Mapping[K, V]):
         return key in self._trie
 
     def __iter__(self) -> Iterator[K]:
+        return iter(self._ordered())
+
+    def _ordered(self) -> list[K]:
         if self._keys is None:
             self._keys = [key for key, _rank in sorted(self._rank.items(), key=itemgetter(1))]
-        return iter(self._keys)
+        return self._keys
 
     def __len__(self) -> int:
         return len(self._trie)
@@ -157,6 +160,71 @@ class PSet(Set[T]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (PSet, (list(self._trie),))
+
+
+class PQueue(Sequence[T]):
+    """An immutable first-come list without repeats (a waiting list): ``append`` and
+    ``remove`` in O(log n), membership in O(1); positions are counted on the first positional
+    read of a queue and kept with it. It compares equal to a tuple or list in the same order.
+    Appending an item already in it leaves it where it is."""
+
+    __slots__ = ("_items",)
+    _items: PMap[T, None]
+
+    def __init__(self, items: Iterable[T] = ()) -> None:
+        self._items = items._items if isinstance(items, PQueue) else PMap(
+            (item, None) for item in items
+        )
+
+    @classmethod
+    def _of(cls, items: PMap[T, None]) -> PQueue[T]:
+        new = cls.__new__(cls)
+        new._items = items
+        return new
+
+    def append(self, item: T) -> PQueue[T]:
+        return self if item in self._items else self._of(self._items.set(item, None))
+
+    def remove(self, item: T) -> PQueue[T]:
+        """Without ``item`` (the same queue when it is absent)."""
+        return self._of(self._items.remove(item)) if item in self._items else self
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[T, ...]: ...
+    def __getitem__(self, index: int | slice) -> T | tuple[T, ...]:
+        ordered = self._items._ordered()
+        return tuple(ordered[index]) if isinstance(index, slice) else ordered[index]
+
+    def index(self, value: Any, start: int = 0, stop: int | None = None) -> int:
+        ordered = self._items._ordered()
+        return ordered.index(value, start, len(ordered) if stop is None else stop)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PQueue):
+            return self._items._ordered() == other._items._ordered()
+        if isinstance(other, tuple | list):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"PQueue({list(self)!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PQueue, (list(self),))
 
 
 def put(mapping: Mapping[K, V], key: K, value: V) -> PMap[K, V]:

@@ -13,7 +13,7 @@ as at its start.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -38,7 +38,7 @@ from events.enrollment import (
 from events.manufacturing import ExceptionalReleaseApproved, LotOutOfSpecification, LotReleased
 from events.registry import EventPayload
 from events.safety import EnrollmentPaused, EnrollmentResumed
-from services.persistent import PMap, PSet, add, put
+from services.persistent import PMap, PQueue, PSet, add, put
 
 LotStatus = Literal["released", "out-of-specification", "exceptionally-released"]
 
@@ -115,7 +115,7 @@ class Pause:
 class EnrollmentState:
     cohorts: Mapping[str, Cohort] = field(default_factory=PMap)
     subjects: Mapping[str, Subject] = field(default_factory=PMap)
-    waiting: tuple[str, ...] = ()
+    waiting: Sequence[str] = PQueue()
     """The trial-wide waiting list, first come first: subject ids in order of arrival."""
     lots: Mapping[str, Lot] = field(default_factory=PMap)
     infused: AbstractSet[str] = PSet()
@@ -157,7 +157,7 @@ def evolve(state: EnrollmentState, event: EventPayload) -> EnrollmentState:
             state = _update(state, event.subject_id, screen_failed=event.reason_code)
             return _off_waiting_list(state, event.subject_id)
         case SubjectWaitlisted():
-            return replace(state, waiting=(*state.waiting, event.subject_id))
+            return replace(state, waiting=PQueue(state.waiting).append(event.subject_id))
         case SubjectEnrolled():
             cohort = state.cohorts[event.cohort_id]
             slots = tuple(sorted((*cohort.slots, (event.slot, event.subject_id))))
@@ -223,4 +223,4 @@ def _lot(state: EnrollmentState, lot: Lot) -> EnrollmentState:
 def _off_waiting_list(state: EnrollmentState, subject_id: str) -> EnrollmentState:
     if subject_id not in state.waiting:
         return state
-    return replace(state, waiting=tuple(s for s in state.waiting if s != subject_id))
+    return replace(state, waiting=PQueue(state.waiting).remove(subject_id))

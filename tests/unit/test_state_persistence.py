@@ -13,9 +13,15 @@ from __future__ import annotations
 import pickle
 
 from services.enrollment.state import Cohort, EnrollmentState, Subject, evolve, fold
-from services.persistent import PMap, PSet, add, drop, put
+from services.persistent import PMap, PQueue, PSet, add, drop, put
 
-from .builders import cohort_opened, subject_enrolled, subject_registered
+from .builders import (
+    cohort_opened,
+    subject_enrolled,
+    subject_registered,
+    subject_waitlisted,
+    subject_withdrawn,
+)
 
 
 def _payloads(*events):
@@ -88,3 +94,28 @@ def test_a_persistent_set_behaves_like_the_frozenset_it_replaces():
     assert "MSK-002" in infused and "MSK-003" not in infused
     assert hash(infused) == hash(frozenset({"MSK-001", "MSK-002"}))
     assert infused.remove("MSK-001") == {"MSK-002"}
+
+
+def test_the_waiting_list_keeps_first_come_order_as_subjects_join_and_leave():
+    state = fold(_payloads(cohort_opened("DL1-IP", 1), subject_registered("MSK-001"),
+                           subject_enrolled("MSK-001", "DL1-IP", 1)))
+    for subject in ("MSK-002", "MSK-003", "MSK-004"):
+        state = fold(_payloads(subject_registered(subject),
+                               subject_waitlisted(subject, "DL1-IP", len(state.waiting) + 1)),
+                     state)
+
+    left = fold(_payloads(subject_withdrawn("MSK-003")), state)
+
+    assert state.waiting == ("MSK-002", "MSK-003", "MSK-004")
+    assert left.waiting == ("MSK-002", "MSK-004") == tuple(left.waiting)
+    assert left.waiting.index("MSK-004") == 1 and left.waiting[:1] == ("MSK-002",)
+    assert "MSK-003" not in left.waiting
+
+
+def test_a_persistent_queue_neither_repeats_nor_moves_a_subject_already_in_it():
+    queue = PQueue(["MSK-002", "MSK-004"])
+
+    assert queue.append("MSK-002") == ["MSK-002", "MSK-004"]
+    assert queue.append("MSK-005") == ("MSK-002", "MSK-004", "MSK-005")
+    assert queue.remove("MSK-009") is queue
+    assert queue == ("MSK-002", "MSK-004")  # unchanged by the copies above
