@@ -150,7 +150,7 @@ def verify(
         stream = (position.topic, envelope.stream_id)
         check = streams.get(stream)
         if check is None:
-            check = streams[stream] = StreamCheck(f"{position.topic} stream {envelope.stream_id}")
+            check = streams[stream] = StreamCheck(position.topic, envelope.stream_id)
         check.add(envelope.stream_seq, envelope.hash, envelope.prev_hash, position)
         event_ids.add(envelope.event_id.int, hash((envelope.hash, stream)), place)
         if stream in wanted and wanted[stream] == envelope.stream_seq:
@@ -263,7 +263,6 @@ def _prefix(hash_hex: str) -> int:
     return int(hash_hex[:16], 16)
 
 
-@dataclass(slots=True)
 class StreamCheck:
     """The sequence checks of one stream, fed its events in the order they are on the topic,
     keeping what they need rather than the events: the contiguous run 1..``run`` received and
@@ -276,42 +275,71 @@ class StreamCheck:
     ranges); an event whose ``prev_hash`` is not the hash of the event before it
     (``broken-chain``; not reported where the event before it is missing)."""
 
-    name: str
-    run: int = 0
-    head: str = GENESIS_HASH
-    top: int = 0
-    prefixes: array = field(default_factory=lambda: array("Q"))
-    ahead: dict[int, tuple[str, str]] = field(default_factory=dict)
-    problems: list[Problem] = field(default_factory=list)
-    chain: list[Problem] = field(default_factory=list)
+    __slots__ = (
+        "ahead",
+        "chain",
+        "head",
+        "prefixes",
+        "problems",
+        "run",
+        "stream_id",
+        "top",
+        "topic",
+    )
+
+    def __init__(self, topic: str, stream_id: str):
+        self.topic = topic
+        self.stream_id = stream_id
+        self.run = 0
+        self.head = GENESIS_HASH
+        self.top = 0
+        self.prefixes = array("Q")
+        # Made when first needed: most streams never have anything ahead or wrong.
+        self.ahead: dict[int, tuple[str, str]] | None = None
+        self.problems: list[Problem] | None = None
+        self.chain: list[Problem] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.topic} stream {self.stream_id}"
 
     def add(self, seq: int, hash_hex: str, prev_hash: str, where: object) -> None:
-        if seq <= self.run or seq in self.ahead:
+        ahead = self.ahead
+        if seq <= self.run or (ahead is not None and seq in ahead):
             if seq == self.run:
                 same = hash_hex == self.head
             elif seq < self.run:
                 same = _prefix(hash_hex) == self.prefixes[seq - 1]
             else:
-                same = hash_hex == self.ahead[seq][0]
+                same = ahead is not None and hash_hex == ahead[seq][0]
             kind = "duplicate" if same else "conflicting-duplicate"
-            self.problems.append(Problem(kind, str(where), f"{self.name}: seq {seq} appears again"))
+            self._found(Problem(kind, str(where), f"{self.name}: seq {seq} appears again"))
             return
         if seq < self.top:
-            self.problems.append(Problem(
+            self._found(Problem(
                 "reordered", str(where), f"{self.name}: seq {seq} comes after seq {self.top}"
             ))
         if seq > self.top:
             self.top = seq
         if seq != self.run + 1:
-            self.ahead[seq] = (hash_hex, prev_hash)
+            if ahead is None:
+                ahead = self.ahead = {}
+            ahead[seq] = (hash_hex, prev_hash)
             return
         self._extend(seq, hash_hex, prev_hash)
-        while self.ahead and (self.run + 1) in self.ahead:
+        while ahead and (self.run + 1) in ahead:
             following = self.run + 1
-            self._extend(following, *self.ahead.pop(following))
+            self._extend(following, *ahead.pop(following))
+
+    def _found(self, problem: Problem) -> None:
+        if self.problems is None:
+            self.problems = []
+        self.problems.append(problem)
 
     def _extend(self, seq: int, hash_hex: str, prev_hash: str) -> None:
         if prev_hash != self.head:
+            if self.chain is None:
+                self.chain = []
             self.chain.append(self._broken(seq, prev_hash, self.head))
         self.run = seq
         self.head = hash_hex
@@ -326,8 +354,9 @@ class StreamCheck:
 
     def finish(self) -> list[Problem]:
         """The stream's problems: per event in the order met, then missing, then the chain."""
-        problems = list(self.problems)
-        ahead = sorted(self.ahead)
+        problems = list(self.problems or ())
+        waiting = self.ahead or {}
+        ahead = sorted(waiting)
         if ahead:
             gaps: list[tuple[int, int]] = []
             previous = self.run
@@ -339,11 +368,11 @@ class StreamCheck:
                 "missing", self.name,
                 f"seq {_spans(gaps)} of 1..{self.top} not on the topic",
             ))
-        chain = list(self.chain)
+        chain = list(self.chain or ())
         for seq in ahead:
-            before = self.ahead.get(seq - 1)
-            if before is not None and self.ahead[seq][1] != before[0]:
-                chain.append(self._broken(seq, self.ahead[seq][1], before[0]))
+            before = waiting.get(seq - 1)
+            if before is not None and waiting[seq][1] != before[0]:
+                chain.append(self._broken(seq, waiting[seq][1], before[0]))
         return problems + chain
 
 

@@ -31,7 +31,7 @@ def event(seq: int, variant: int = 0, prev: str | None = None) -> tuple[int, str
 
 
 def check(*events: tuple[int, str, str]) -> list[Problem]:
-    stream = StreamCheck(NAME)
+    stream = StreamCheck("trial.enrollment", "subject-MSK-0001")
     for offset, (seq, hash_hex, prev) in enumerate(events):
         stream.add(seq, hash_hex, prev, f"t@0:{offset}")
     return stream.finish()
@@ -107,10 +107,10 @@ def test_chains_are_checked_among_events_that_arrived_ahead_of_a_gap():
 
 
 def test_a_long_clean_stream_keeps_nothing_waiting():
-    stream = StreamCheck(NAME)
+    stream = StreamCheck("trial.enrollment", "subject-MSK-0001")
     for n in range(1, 20_001):
         stream.add(*event(n), f"t@0:{n}")
-    assert stream.ahead == {}
+    assert not stream.ahead
     assert stream.run == 20_000
     assert stream.prefixes.itemsize == 8
     assert stream.finish() == []
@@ -184,7 +184,7 @@ def test_in_300_seeded_walks_the_streaming_check_reports_what_the_whole_log_chec
                 seq, hash_hex, _prev = events[i]
                 events[i] = (seq, hash_hex, h(seq + 7))
         placed = [(s, x, p, f"t@0:{o}") for o, (s, x, p) in enumerate(events)]
-        streaming = StreamCheck(NAME)
+        streaming = StreamCheck("trial.enrollment", "subject-MSK-0001")
         for seq, hash_hex, prev, where in placed:
             streaming.add(seq, hash_hex, prev, where)
         assert [summary(p) for p in streaming.finish()] == whole_log_check(placed), seed
