@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import tee
 from typing import Any, Literal
 
 from audit.checkpoint import end_offsets
@@ -197,24 +198,73 @@ def replay_all(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Every projection of ``names``, from one read of the topics they fold: each record is
-    read and decoded once, then each projection folds its own topics in its own merge order,
+    read and decoded once, and each projection folds its own topics in its own merge order,
     so each document is the one :func:`replay` gives for that projection alone.
-    ``stats.applied`` counts the events folded over all the projections."""
+    ``stats.applied`` counts the events folded over all the projections.
+
+    The largest topic is read last and not held: the projections that fold it take its events
+    in turns of :data:`STRIDE` as it is read (each through its own branch of one read), so
+    only the other topics and about a stride of it are in memory at once."""
     stats = stats if stats is not None else ReplayStats()
     projections = [get(name) for name in names]
-    contexts = tuple(dict.fromkeys(c for p in projections for c in p.contexts))
-    documents: dict[str, Any] = {}
+    topics_of = [[event_topic(c, settings.namespace) for c in p.contexts] for p in projections]
+    topics = list(dict.fromkeys(t for each in topics_of for t in each))
+    streamed = _largest(settings, topics)
+    reader = _reader(settings)
+    taken = [0] * len(projections)
+    errors: list[list[str]] = [[] for _ in projections]
+    states: list[dict] = [{} for _ in projections]
+
+    def counted(index: int, branch: Iterator[Recorded]) -> Iterator[Recorded]:
+        for recorded in branch:
+            taken[index] += 1
+            yield recorded
+
     with collector_paused():
-        per_topic = read_topics(settings, contexts, stats)
-        for name, projection in zip(names, projections, strict=True):
-            topics = [event_topic(c, settings.namespace) for c in projection.contexts]
-            events = merged(per_topic, topics, as_of, axis)
-            states = fold(projection, _counted(events, stats), errors=stats.fold_errors)
-            documents[name] = projection.document(states, as_of or now or datetime.now(UTC))
+        held = _read_into_lists(settings, [t for t in topics if t != streamed], reader, stats)
+        live = (recorded for _where, recorded in read_log(
+            settings.bootstrap_servers, [streamed], reader, on_record=stats.count
+        ))
+        folding_live = [i for i, each in enumerate(topics_of) if streamed in each]
+        branches = dict(zip(folding_live, tee(live, len(folding_live)) if folding_live else (),
+                            strict=True))
+        merges: list[Iterator[Recorded]] = []
+        for index, each in enumerate(topics_of):
+            sources: dict[str, Iterable[Recorded]] = {t: held[t] for t in each if t != streamed}
+            if index in branches:
+                sources[streamed] = counted(index, branches[index])
+            merges.append(merged(sources, each, as_of, axis))
+        active = set(range(len(projections)))
+        target = 0
+        while active:
+            target += STRIDE
+            for index in sorted(active):
+                turn = _turn(merges[index], index, taken, target, active, stats)
+                fold(projections[index], turn, states[index], errors=errors[index])
+        _note_reading(stats, reader)
+        documents: dict[str, Any] = {}
+        for index, name in enumerate(names):
+            stats.fold_errors.extend(errors[index])
+            documents[name] = projections[index].document(
+                states[index], as_of or now or datetime.now(UTC)
+            )
     return documents
 
 
-def _counted(events: Iterator[Recorded], stats: ReplayStats) -> Iterator[Recorded]:
-    for recorded in events:
+def _turn(
+    events: Iterator[Recorded], index: int, taken: list[int], target: int, active: set[int],
+    stats: ReplayStats,
+) -> Iterator[Recorded]:
+    """A projection's events until its branch of the streamed topic has given ``target`` (all
+    of them for a projection that does not fold that topic); at the end it leaves ``active``."""
+    while taken[index] < target:
+        recorded = next(events, None)
+        if recorded is None:
+            active.discard(index)
+            return
         stats.applied += 1
         yield recorded
+
+
+STRIDE = 2_000
+"""How many events of the streamed topic each projection folds in its turn (replay_all)."""
