@@ -40,7 +40,7 @@ def bounded(value: Any, limit: int = TEXT_LIMIT) -> Any:
 def capped_details(details: dict[str, Any], max_bytes: int) -> dict[str, Any]:
     """``details`` with its strings shortened; if that still takes more than ``max_bytes`` as
     JSON (a payload with many items), a note of its size instead."""
-    kept = bounded(details)
+    kept: dict[str, Any] = bounded(details)
     size = len(orjson.dumps(kept))
     if size <= max_bytes:
         return kept

@@ -104,7 +104,7 @@ def apply(state: State, recorded: Recorded) -> State | None:
     return state
 
 
-def render(states: Mapping[str, State]) -> dict:
+def render(states: Mapping[str, State]) -> dict[str, Any]:
     waiting = sorted(
         (s for key, s in states.items() if key.startswith("waiting:") and s["waiting_since"]),
         key=lambda s: tuple(
@@ -141,7 +141,7 @@ def render(states: Mapping[str, State]) -> dict:
     }
 
 
-def select(document: dict, cohort_id: str) -> dict | None:
+def select(document: dict[str, Any], cohort_id: str) -> dict[str, Any] | None:
     cohorts = [c for c in document["cohorts"] if c["cohort_id"] == cohort_id]
     return {**document, "cohorts": cohorts} if cohorts else None
 

@@ -8,6 +8,7 @@ count of earlier ones; the complete history is on the topics (replay, audit trai
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from events.registry import Recorded
 from events.topics import CONTEXTS
@@ -59,7 +60,7 @@ def apply(state: State, recorded: Recorded) -> State:
     return {**state, "entries": entries[-MAX_ENTRIES:], "earlier_entries_omitted": omitted}
 
 
-def render(states: Mapping[str, State]) -> dict:
+def render(states: Mapping[str, State]) -> dict[str, Any]:
     return {
         "projection": NAME,
         "subjects": [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -58,7 +58,7 @@ class EscalationDesign(Strict):
     patient with grade 2 toxicity; stopping at the first is the more cautious reading."""
 
     @model_validator(mode="after")
-    def _boin_needs_a_target(self):
+    def _boin_needs_a_target(self) -> Self:
         if self.design == "boin" and self.target_dlt_rate is None:
             raise ValueError("target_dlt_rate is required when design is 'boin'")
         if self.min_patients > self.max_patients:
@@ -246,7 +246,7 @@ class TrialConfig(Strict):
     )
 
     @model_validator(mode="after")
-    def _time_zone_is_known(self):
+    def _time_zone_is_known(self) -> Self:
         try:
             ZoneInfo(self.time_zone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -258,7 +258,7 @@ class TrialConfig(Strict):
         return ZoneInfo(self.time_zone)
 
     @model_validator(mode="after")
-    def _levels_are_consistent(self):
+    def _levels_are_consistent(self) -> Self:
         names = [d.level for d in self.dose_levels]
         if len(set(names)) != len(names):
             raise ValueError(f"dose_levels: level names repeat: {names}")

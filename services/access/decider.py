@@ -29,6 +29,7 @@ from services.auth import ADMINISTRATOR, ROLES
 from services.decider import Decider, NewEvent
 from services.errors import NotFound, RuleViolated
 from services.persistent import put
+from trial.config import TrialConfig
 
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 
@@ -231,5 +232,5 @@ def active(state: AccessState) -> list[UserAccess]:
     return [u for u in state.values() if u.role is not None]
 
 
-def make_decider(_trial=None) -> Decider[AccessState]:
+def make_decider(_trial: TrialConfig | None = None) -> Decider[AccessState]:
     return Decider(EMPTY, decide, evolve)

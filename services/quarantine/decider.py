@@ -16,6 +16,7 @@ from events.reading import Where
 from events.registry import EventPayload
 from services.decider import Decider, NewEvent
 from services.errors import RuleViolated
+from trial.config import TrialConfig
 
 
 class QuarantineRecord(BaseModel):
@@ -67,5 +68,5 @@ def evolve(state: QuarantineState, event: EventPayload) -> QuarantineState:
     return state
 
 
-def make_decider(_trial=None) -> Decider[QuarantineState]:
+def make_decider(_trial: TrialConfig | None = None) -> Decider[QuarantineState]:
     return Decider(frozenset(), decide, evolve)

@@ -17,6 +17,13 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from events.safety import (
+    AdverseEventReported,
+    Attribution,
+    ImprovementOutcome,
+    SeriousnessCriterion,
+    Verdict,
+)
 from projections.base import fold as fold_projection
 from projections.catalog import build
 from services.decider import NewEvent
@@ -33,6 +40,7 @@ from services.safety.commands import (
     SubmitExpeditedReport,
 )
 from services.safety.expedited import aggregate_review, awaiting_determination, due_for
+from services.safety.grading import CrsObservation
 from services.safety.state import SafetyState
 
 from .builders import history
@@ -41,8 +49,14 @@ from .test_safety_givens import DECIDER, INFUSED_AT, TRIAL, given, treated
 BOARD = build(TRIAL)["safety"]
 SUBJECTS = ("MSK-0007", "MSK-0008")
 TERMS = ("Cytokine release syndrome", "Pericarditis", "Colitis", "Febrile neutropenia")
-ATTRIBUTIONS = ("unrelated", "unlikely", "possible", "probable", "definite")
-CRITERIA = ("hospitalisation", "life-threatening", "important-medical-event")
+ATTRIBUTIONS: tuple[Attribution, ...] = (
+    "unrelated", "unlikely", "possible", "probable", "definite"
+)
+CRITERIA: tuple[SeriousnessCriterion, ...] = (
+    "hospitalisation", "life-threatening", "important-medical-event"
+)
+OUTCOMES: tuple[ImprovementOutcome, ...] = ("grade-2-or-less", "resolved")
+VERDICTS: tuple[Verdict, ...] = ("dlt", "not-dlt")
 REPORTS = ("7-day", "7-day-complete", "15-day", "follow-up-1")
 
 
@@ -56,7 +70,7 @@ def command(rng: random.Random, at: datetime, ae_ids: list[str], n: int):
     match kind:
         case "report":
             grade = rng.choice((1, 2, 3, 4, 5))
-            criteria = ("death",) if grade == 5 else tuple(
+            criteria: tuple[SeriousnessCriterion, ...] = ("death",) if grade == 5 else tuple(
                 rng.sample(CRITERIA, rng.choice((0, 0, 1, 2)))
             )
             subject = rng.choice(SUBJECTS)
@@ -79,7 +93,9 @@ def command(rng: random.Random, at: datetime, ae_ids: list[str], n: int):
                 "hypotension": rng.choice(("none", "one-vasopressor", "multiple-vasopressors")),
                 "death": rng.random() < 0.15,
             }
-            return GradeCrs(ae_id=ae, observation=observation, occurred_at=at)
+            return GradeCrs(
+                ae_id=ae, observation=CrsObservation.model_validate(observation), occurred_at=at
+            )
         case "regrade":
             return RegradeAdverseEvent(
                 ae_id=ae,
@@ -89,7 +105,7 @@ def command(rng: random.Random, at: datetime, ae_ids: list[str], n: int):
                 occurred_at=at,
             )
         case "improve":
-            outcome = rng.choice(("grade-2-or-less", "resolved"))
+            outcome = rng.choice(OUTCOMES)
             return RecordAeResolution(ae_id=ae, outcome=outcome, occurred_at=at)
         case "determine":
             return DetermineExpeditedReport(ae_id=ae, occurred_at=at)
@@ -103,7 +119,7 @@ def command(rng: random.Random, at: datetime, ae_ids: list[str], n: int):
                 ae_id=ae, report=rng.choice(REPORTS), reference="IND-SR-1", occurred_at=at
             )
         case "adjudicate":
-            verdict = rng.choice(("dlt", "not-dlt"))
+            verdict = rng.choice(VERDICTS)
             return AdjudicateDlt(ae_id=ae, verdict=verdict, reason="committee", occurred_at=at)
         case "review":
             return RecordSafetyReview(
@@ -131,7 +147,7 @@ def walk(seed: int) -> tuple[list[NewEvent], SafetyState]:
             continue
         for new in events:
             state = DECIDER.evolve(state, new.payload)
-            if type(new.payload).__name__ == "AdverseEventReported":
+            if isinstance(new.payload, AdverseEventReported):
                 ae_ids.append(new.payload.ae_id)
         produced.extend(events)
     return produced, state

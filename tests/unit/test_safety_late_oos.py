@@ -73,7 +73,9 @@ def open_lots(state) -> list[tuple[str, tuple[str, ...]]]:
 def refused(state, command) -> RuleViolated | NotFound:
     with pytest.raises((RuleViolated, NotFound)) as caught:
         DECIDER.decide(command, state)
-    return caught.value
+    error = caught.value
+    assert isinstance(error, RuleViolated | NotFound)
+    return error
 
 
 # ---------------------------------------------------------------- the follow-up opens
