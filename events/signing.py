@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -43,7 +44,23 @@ class Keyring(Frozen):
     retired: frozenset[str] = frozenset()
 
     def key(self, key_id: str) -> WriterKey | None:
-        return next((k for k in self.keys if k.key_id == key_id), None)
+        return self._by_id()[1].get(key_id)
+
+    @cached_property
+    def _index(self) -> list[tuple[tuple[WriterKey, ...], dict[str, WriterKey]]]:
+        return []
+
+    def _by_id(self) -> tuple[tuple[WriterKey, ...], dict[str, WriterKey]]:
+        """Read for every record: a lookup, not a scan (the first listing of an id wins, as
+        the scan it replaces did). Made again when ``keys`` is not the tuple it was made from
+        (``model_copy`` carries the cache along)."""
+        index = self._index
+        if not index or index[0][0] is not self.keys:
+            found: dict[str, WriterKey] = {}
+            for k in self.keys:
+                found.setdefault(k.key_id, k)
+            index[:] = [(self.keys, found)]
+        return index[0]
 
     def retiring(self, key_id: str) -> Keyring:
         """This keyring with ``key_id`` retired (the same keyring when it already is)."""
@@ -88,12 +105,19 @@ def check_writer_signature(envelope: Envelope, keyring: Keyring, context: str) -
             f"key {signed.key_id!r} was retired by a key rotation earlier on this topic",
         )
     try:
-        public = Ed25519PublicKey.from_public_bytes(base64.b64decode(key.public_key))
-        public.verify(base64.b64decode(signed.signature), envelope.hash.encode())
+        _public_key(key.public_key).verify(
+            base64.b64decode(signed.signature), envelope.hash.encode()
+        )
     except (InvalidSignature, ValueError):
         raise SignatureProblem(
             "bad-signature", f"{envelope.event_type}'s signature does not verify"
         ) from None
+
+
+@lru_cache(maxsize=256)
+def _public_key(encoded: str) -> Ed25519PublicKey:
+    """The key object of a keyring entry, made once (every record is checked against one)."""
+    return Ed25519PublicKey.from_public_bytes(base64.b64decode(encoded))
 
 
 @dataclass(frozen=True)
