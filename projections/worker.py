@@ -105,6 +105,11 @@ def create_app(
         # after a crash. Heartbeats go every 3 s, so 20 s tolerates a few missed ones.
         broker_session_timeout=20.0,
         broker_heartbeat_interval=3.0,
+        # On shutdown and rebalance Faust waits by default until every event in flight is
+        # processed; an agent halted at an unreadable record never finishes its event, so a
+        # halted worker took its whole stop timeout to stop. Events in flight are redelivered
+        # instead, and applied once (projections/applying.py).
+        stream_wait_empty=False,
     )
     dead_letters = app.topic(
         dead_letter_topic(group, settings.namespace),
