@@ -15,17 +15,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+# The attribution scale is the events' vocabulary; the trial file names its thresholds on it.
+from events.safety import Attribution
+
 SHIPPED = Path(__file__).parent / "trials" / "nct06623396.json"
 
 Route = Literal["intraperitoneal", "intravenous"]
-Attribution = Literal["unrelated", "unlikely", "possible", "probable", "definite"]
-ATTRIBUTION_ORDER: tuple[Attribution, ...] = (
-    "unrelated",
-    "unlikely",
-    "possible",
-    "probable",
-    "definite",
-)
 Percent = Annotated[float, Field(ge=0, le=100)]
 
 
