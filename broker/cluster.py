@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -54,8 +53,6 @@ from broker.jars import (
 )
 from broker.node import (
     HOST,
-    SCRAM,
-    SECURE_LISTENER,
     _formatted_cluster_id,
     _free_ports,
     _is_our_broker,
@@ -69,9 +66,9 @@ from broker.node import (
     _write_private,
     new_cluster_id,
 )
-from broker.tls import ClusterTls, TlsError
-from broker.tls import ensure as ensure_tls
-from infra.kafka_security import ADMIN, PRINCIPALS, kafka_python_settings, load, write_config
+from broker.security import cluster_security, scram_format_arguments
+from broker.tls import ClusterTls
+from infra.kafka_security import ADMIN, kafka_python_settings
 
 __all__ = ["KAFKA_VERSION", "BrokerError", "LocalKafka", "default_home", "fetch_jars", "find_java"]
 
@@ -403,46 +400,10 @@ class LocalKafka:
         self, stored: dict[str, Any] | None
     ) -> tuple[str, ClusterTls] | tuple[None, None]:
         """The admin password and the TLS material of a secure cluster (``(None, None)``: a
-        plain one). New secure storage gets new random passwords for every principal, written
-        to ``client_config``; kept storage stays as it was formatted. The certificates are
-        kept too (``broker.tls.ensure``); the client file always says SASL_SSL and names the
-        cluster's CA, also when the storage was formatted before the brokers served TLS."""
-        secure = bool(stored["secure"]) if stored is not None else bool(self.requested_secure)
-        if stored is not None and self.requested_secure not in (None, secure):
-            kind = "secure (SASL/SCRAM and ACLs)" if secure else "plain (no authentication)"
-            raise BrokerError(
-                f"broker '{self.name}' keeps the data of a {kind} cluster; start it as it was, "
-                f"or delete its data with 'trialops broker wipe --name {self.name}'"
-            )
-        if not secure:
-            return None, None
-        try:
-            tls = ensure_tls(self.cluster_dir, self.name)
-        except (OSError, TlsError) as exc:
-            raise BrokerError(f"broker '{self.name}': {exc}") from None
-        cafile = tls.ca_cert.as_posix()
-        if stored is None:
-            write_config(
-                self.client_config,
-                {p: secrets.token_hex(24) for p in PRINCIPALS},
-                security_protocol=SECURE_LISTENER,
-                ssl_cafile=cafile,
-            )
-        try:
-            security = load(self.client_config)
-        except ValueError as exc:
-            raise BrokerError(f"broker '{self.name}': {exc}") from None
-        if security is None or ADMIN not in security.credentials:
-            raise BrokerError(f"broker '{self.name}': no admin credentials in {self.client_config}")
-        if security.security_protocol != SECURE_LISTENER or security.ssl_cafile != cafile:
-            write_config(
-                self.client_config,
-                {name: password for name, (_, password) in security.credentials.items()},
-                security_protocol=SECURE_LISTENER,
-                sasl_mechanism=security.sasl_mechanism,
-                ssl_cafile=cafile,
-            )
-        return security.credentials[ADMIN][1], tls
+        plain one); see ``broker.security.cluster_security``."""
+        return cluster_security(
+            self.cluster_dir, self.name, self.client_config, stored, self.requested_secure
+        )
 
     def _format(
         self,
@@ -454,12 +415,7 @@ class LocalKafka:
     ) -> None:
         """Format every node's storage (in parallel: each run is a JVM start-up); a secure
         cluster's storage gets the SCRAM credentials of every principal."""
-        scram: list[str] = []
-        if secure:
-            security = load(self.client_config)
-            assert security is not None
-            for username, password in security.credentials.values():
-                scram += ["--add-scram", f'{SCRAM}=[name={username},password="{password}"]']
+        scram = scram_format_arguments(self.client_config) if secure else []
         running = []
         for node in nodes:
             cmd = [
