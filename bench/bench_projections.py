@@ -129,6 +129,9 @@ class Worker:
         self.log_path = data_dir / "worker.log"
         self.process: subprocess.Popen | None = None
         self.started_at = 0.0
+        self.peak_rss_kb = 0
+        """The largest peak RSS (VmHWM) of any process of the worker's session: the Faust worker
+        itself, under ``trialops worker``'s supervisor."""
         self._connection: http.client.HTTPConnection | None = None
 
     def start(self) -> None:
@@ -172,6 +175,22 @@ class Worker:
             out.append(f"({skipped} 'producer buffer full' warnings left out)")
         return "\n".join([*out, "last lines:", *kept[-lines:]])
 
+    def sample_rss(self) -> None:
+        """Note the peak RSS of the worker's processes (Linux /proc; nothing elsewhere)."""
+        if self.process is None:
+            return
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                # The fields after the command name (which may hold spaces) start at ") ".
+                fields = stat.read_text().rsplit(") ", 1)[1].split()
+                if int(fields[2]) != self.process.pid:  # the process group: its session
+                    continue
+                for line in stat.with_name("status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.peak_rss_kb = max(self.peak_rss_kb, int(line.split()[1]))
+            except (OSError, IndexError, ValueError):
+                continue
+
     def check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:
             raise WorkerFailed(
@@ -197,6 +216,7 @@ class Worker:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+        self.sample_rss()
         process, self.process = self.process, None
         if process is None:
             return
@@ -300,6 +320,7 @@ def apply_with_worker(
                     f"projection, {elapsed:.0f}s since the first event"
                 )
                 next_say = now + 15
+                worker.sample_rss()
             if not result.finished:
                 time.sleep(poll)
     except WorkerFailed as exc:
@@ -430,6 +451,7 @@ class SizeRun:
     costs: dict[str, float] | None = None
     applied: Applied | None = None
     queries: list[Timed] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
 
 
 def run_size(
@@ -461,6 +483,7 @@ def run_size(
                     )
             finally:
                 worker.stop()
+                result.peak_rss_mb = worker.peak_rss_kb / 1024
     finally:
         if not args.keep_topics:
             drop_namespace(settings)
@@ -502,6 +525,9 @@ def report(runs: list[SizeRun], args: argparse.Namespace, options: WorkloadOptio
             lines.append(
                 "b. Faust worker apply: not measured (interrupted, or an earlier step failed)"
             )
+        if run_.peak_rss_mb:
+            lines.append(f"  peak worker RSS (VmHWM, applying and queries)  "
+                         f"{run_.peak_rss_mb:,.0f} MB")
         if run_.costs is not None:
             lines.append("  per-event CPU of every reader (sample of the topic, this process):")
             lines += decode_lines(run_.costs)
@@ -528,6 +554,13 @@ def report(runs: list[SizeRun], args: argparse.Namespace, options: WorkloadOptio
                 f"  note: cohort-occupancy's filter is ?{key}= (its state is keyed by "
                 f"{key}), so ?cohort_id= is ignored and the whole document comes back"
             )
+    with_rss = sorted((r for r in runs if r.peak_rss_mb and r.applied and r.applied.finished),
+                      key=lambda r: r.size)
+    if len(with_rss) >= 2:
+        small, large = with_rss[0], with_rss[-1]
+        lines += ["", f"peak worker RSS: {small.peak_rss_mb:,.0f} MB at {small.size:,} events, "
+                  f"{large.peak_rss_mb:,.0f} MB at {large.size:,} "
+                  f"(x{large.peak_rss_mb / small.peak_rss_mb:.2f})"]
     missing = [r.size for r in runs if r.size in args.size_list and not r.queries]
     if missing:
         lines.append(
