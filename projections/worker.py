@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 
 import faust
@@ -27,19 +26,13 @@ from infra.kafka_io import load_quarantine, read_log
 from infra.kafka_security import faust_credentials
 from infra.keys import load_keyring
 from infra.settings import Settings
-from projections.applying import (
-    apply_once,
-    count_dead_letter,
-    dead_letter_counts,
-    state_of,
-    states,
-)
-from projections.base import Projection, to_json
+from projections.applying import apply_once, count_dead_letter, dead_letter_counts
 from projections.catalog import build
 from projections.faust_kafka import ReadCommittedTransport
+from projections.views import _serve, _unauthorized
 from services.access.decider import EMPTY, AccessState
 from services.access.decider import evolve as evolve_access
-from services.auth import READ_ROLES, LiveUsers, UserDirectory, bearer_token
+from services.auth import LiveUsers, UserDirectory
 from trial.config import TrialConfig
 
 log = logging.getLogger(__name__)
@@ -323,108 +316,6 @@ def load_access(settings: Settings, keyring) -> AccessState:
     except LookupError:  # no access topic yet
         return EMPTY
     return state
-
-
-def _unauthorized(web, request, users: UserDirectory | LiveUsers):
-    """A 401 answer unless the request carries the bearer token of a user with a read role;
-    the token is never repeated."""
-    token = bearer_token(request.headers.get("Authorization"))
-    actor = None if token is None else users.authenticate(token)
-    if actor is not None and actor.role in READ_ROLES:
-        return None
-    if actor is not None:
-        return web.json({"error": "role-not-permitted",
-                         "message": f"role {actor.role} may not read the projections"}, status=403)
-    return web.json(
-        {"error": "unauthenticated",
-         "message": "send 'Authorization: Bearer <token>' of a user with a read role"},
-        status=401,
-        headers={"WWW-Authenticate": 'Bearer realm="trialops"'},
-    )
-
-
-def _serve(
-    app, projection: Projection, table, positions, users: UserDirectory | LiveUsers
-) -> None:
-    async def view(web, request):
-        if refused := _unauthorized(web, request, users):
-            return refused
-        wanted = request.query.get("wait_for")
-        if wanted:
-            problem = await _wait_for(positions, projection.name, wanted, request.query)
-            if problem is not None:
-                return web.json(problem[1], status=problem[0])
-        try:
-            as_of = _query_time(request.query.get("as_of"))
-        except ValueError as exc:
-            return web.json({"error": "bad-query", "message": str(exc)}, status=400)
-        document = _document(projection, table, request.query, as_of)
-        if document is None:
-            selected = request.query.get(projection.key_name)
-            return web.json(
-                {
-                    "error": "not-found",
-                    "message": f"{projection.name} has no {projection.key_name} {selected}",
-                },
-                status=404,
-            )
-        return web.bytes(to_json(document), content_type="application/json")
-
-    app.page(f"/projections/{projection.name}", name=f"view-{projection.name}")(view)
-
-
-def _document(projection: Projection, table, query, as_of: datetime) -> dict | None:
-    """The rendered projection, narrowed by its key filter when the query has one. A filter on
-    the table's own key reads that one entry, so its cost does not grow with the table."""
-    selected = query.get(projection.key_name)
-    if selected is None:
-        return projection.document(states(table), as_of)
-    if projection.select is not None:
-        return projection.select(projection.document(states(table), as_of), selected)
-    stored = table.get(selected)
-    if stored is None:
-        return None
-    return projection.document({selected: state_of(stored)}, as_of)
-
-
-def _query_time(value: str | None) -> datetime:
-    """The time a clock-dependent projection is read at: ``as_of`` (ISO 8601 with a zone)."""
-    if value is None:
-        return datetime.now(UTC)
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"as_of: {value!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise ValueError(f"as_of: {value!r} has no time zone")
-    return moment
-
-
-async def _wait_for(positions, name: str, wanted: str, query) -> tuple[int, dict] | None:
-    """Wait until the projection applied ``topic:partition:offset``; a problem if it did not."""
-    try:
-        topic, partition, offset = wanted.rsplit(":", 2)
-        target = int(offset)
-        timeout = float(query.get("timeout", "5"))
-        if not 0 < timeout <= 60:
-            raise ValueError
-    except ValueError:
-        return 400, {
-            "error": "bad-query",
-            "message": "wait_for must be TOPIC:PARTITION:OFFSET (as a command's response gives "
-            "it) and timeout a number of seconds in (0, 60]",
-        }
-    key = f"{topic}:{partition}"
-    deadline = asyncio.get_running_loop().time() + timeout
-    while positions[key] <= target:
-        if asyncio.get_running_loop().time() >= deadline:
-            return 504, {
-                "error": "projection-behind",
-                "message": f"{name} has applied {topic}:{partition} up to offset "
-                f"{positions[key] - 1}, not yet {target}; timed out after {timeout:g}s",
-            }
-        await asyncio.sleep(0.05)
-    return None
 
 
 async def _dead_letter(dead_letters, dead_lettered, event, exc: Exception) -> None:
