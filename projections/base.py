@@ -19,6 +19,20 @@ State = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class Listing:
+    """Where a projection's document holds one item per table key (subjects, lots, AEs): the
+    list its live view pages (projections/paging.py)."""
+
+    path: tuple[str, ...]
+    """The list's place in the document: ``("subjects",)``, ``("adverse_events", "list")``."""
+    prefix: str = ""
+    """The table keys the list is made of (``ae:`` for the AEs): other keys are not listed."""
+    summary: bool = False
+    """Whether the rest of the document aggregates every key (counts by stage, the reporting
+    clock): then the first page carries it, computed over the whole table."""
+
+
+@dataclass(frozen=True)
 class Projection:
     name: str
     contexts: tuple[str, ...]
@@ -39,6 +53,9 @@ class Projection:
     render_at: Callable[[Mapping[str, State], datetime], Any] | None = None
     """For documents that depend on the time they are read at (what is overdue): used instead
     of ``render`` with the query time."""
+    listing: Listing | None = None
+    """The document's per-key list, which the live view pages; None for a document that is
+    one aggregate (the escalation's history, the cohorts), served whole."""
 
     def document(self, states: Mapping[str, State], as_of: datetime) -> Any:
         if self.render_at is not None:

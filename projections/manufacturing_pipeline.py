@@ -37,7 +37,7 @@ from events.manufacturing import (
     QcResultRecorded,
 )
 from events.registry import Recorded
-from projections.base import Projection, State, ordered_insert, stamp
+from projections.base import Listing, Projection, State, ordered_insert, stamp
 from services.manufacturing.state import stage_after
 
 NAME = "manufacturing-pipeline"
@@ -211,4 +211,5 @@ PROJECTION = Projection(
     apply=apply,
     render=render,
     key_name="lot_id",
+    listing=Listing(path=("lots",), summary=True),
 )

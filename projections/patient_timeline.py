@@ -12,7 +12,7 @@ from typing import Any
 
 from events.registry import Recorded
 from events.topics import CONTEXTS
-from projections.base import Projection, State
+from projections.base import Listing, Projection, State
 from projections.bounded import capped_details, shorten
 
 NAME = "patient-timeline"
@@ -81,4 +81,5 @@ PROJECTION = Projection(
     apply=apply,
     render=render,
     key_name="subject_id",
+    listing=Listing(path=("subjects",)),
 )

@@ -39,7 +39,7 @@ from events.safety import (
     IcansGraded,
     LateOosFollowUpRecorded,
 )
-from projections.base import Projection, State, stamp
+from projections.base import Listing, Projection, State, stamp
 from projections.bounded import bounded
 from services.safety import state as safety
 from services.safety.dlt import window_ends_at, window_last_day
@@ -279,4 +279,5 @@ def make(trial: TrialConfig) -> Projection:
         render=render,
         key_name="key",
         render_at=render_at,
+        listing=Listing(path=("adverse_events", "list"), prefix="ae:", summary=True),
     )

@@ -1,7 +1,8 @@
 """The worker's HTTP views: each projection served as JSON to a reader with a read role.
 
-Moved out of ``projections/worker.py`` (the Faust wiring) unchanged; the worker registers
-them with ``_serve`` and uses ``_unauthorized`` for its own pages.
+The worker (``projections/worker.py``, the Faust wiring) registers them with ``_serve`` and
+uses ``_unauthorized`` for its own pages. A projection with a per-key list is served a page at
+a time (``limit``, ``cursor``; projections/paging.py); a key filter reads that one key.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 
 from projections.applying import state_of, states
 from projections.base import Projection, to_json
+from projections.paging import BadPage, decode_cursor, page_document, parse_limit
 from services.auth import READ_ROLES, LiveUsers, UserDirectory, bearer_token
 
 
@@ -45,9 +47,9 @@ def _serve(
                 return web.json(problem[1], status=problem[0])
         try:
             as_of = _query_time(request.query.get("as_of"))
-        except ValueError as exc:
+            document = _document(projection, table, request.query, as_of)
+        except (ValueError, BadPage) as exc:
             return web.json({"error": "bad-query", "message": str(exc)}, status=400)
-        document = _document(projection, table, request.query, as_of)
         if document is None:
             selected = request.query.get(projection.key_name)
             return web.json(
@@ -63,9 +65,24 @@ def _serve(
 
 
 def _document(projection: Projection, table, query, as_of: datetime) -> dict | None:
-    """The rendered projection, narrowed by its key filter when the query has one. A filter on
-    the table's own key reads that one entry, so its cost does not grow with the table."""
+    """The rendered projection, narrowed by its key filter when the query has one, else one
+    page of its list when it has one (``BadPage`` for a bad ``limit`` or ``cursor``). A filter
+    on the table's own key reads that one entry, and a page reads its keys' entries only
+    (every key is compared, no value read), so neither renders the whole table."""
     selected = query.get(projection.key_name)
+    if selected is None and projection.listing is not None:
+        limit = parse_limit(query.get("limit"))
+        cursor = query.get("cursor")
+        after = None if cursor is None else decode_cursor(cursor, projection.listing.prefix)
+        return page_document(
+            projection,
+            table.keys(),
+            lambda key: None if (stored := table.get(key)) is None else state_of(stored),
+            lambda: states(table),
+            after,
+            limit,
+            as_of,
+        )
     if selected is None:
         return projection.document(states(table), as_of)
     if projection.select is not None:

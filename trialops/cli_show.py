@@ -10,6 +10,8 @@ import orjson
 import typer
 
 from clients.http import TOKEN_ENV, call, reader_token
+from projections.catalog import get as projection
+from projections.paging import DEFAULT_LIMIT, MAX_LIMIT, NEXT, assemble
 from trialops import tables
 
 app = typer.Typer(
@@ -24,6 +26,17 @@ Json = Annotated[bool, typer.Option("--json", help="Print the projection's JSON 
 WaitFor = Annotated[
     str | None,
     typer.Option(help="TOPIC:PARTITION:OFFSET from a command's answer: wait until applied."),
+]
+Limit = Annotated[
+    int | None,
+    typer.Option(help=f"Items per page of the list, 1 to {MAX_LIMIT} (the worker's default: "
+                 f"{DEFAULT_LIMIT})."),
+]
+Cursor = Annotated[
+    str | None, typer.Option(help="The next_cursor a page gave: the page after it.")
+]
+Every = Annotated[
+    bool, typer.Option("--all", help="Follow next_cursor to the end: the whole list.")
 ]
 DEFAULT_URL = os.environ.get("TRIALOPS_PROJECTIONS_URL", "http://127.0.0.1:6066")
 
@@ -46,6 +59,26 @@ def fetch(url: str, name: str, **query: str | None) -> dict:
         typer.echo(f"error: {name}: {body.get('message', body)}", err=True)
         raise typer.Exit(1)
     return body
+
+
+def fetch_list(
+    url: str, name: str, limit: int | None, cursor: str | None, every: bool, **query: str | None
+) -> dict:
+    """A page of ``name``'s list (projections/paging.py), or with ``every`` the whole document put
+    together from the pages after ``cursor``. A page that is not the last says on stderr how
+    to ask for the next."""
+    size = None if limit is None else str(limit)
+    doc = fetch(url, name, limit=size, cursor=cursor, **query)
+    if not every:
+        if doc.get(NEXT):
+            typer.echo(f"more: --cursor {doc[NEXT]}", err=True)
+        return doc
+    listing = projection(name).listing
+    assert listing is not None, f"{name} is not a list view"
+    pages = [doc]
+    while pages[-1].get(NEXT):
+        pages.append(fetch(url, name, limit=size, cursor=pages[-1][NEXT], **query))
+    return assemble(listing, pages)
 
 
 def _print(doc: dict, as_json: bool, render) -> None:
@@ -73,31 +106,59 @@ def escalation(url: Url = DEFAULT_URL, wait_for: WaitFor = None, json: Json = Fa
 
 @app.command()
 def lots(
-    url: Url = DEFAULT_URL, lot: str | None = None, wait_for: WaitFor = None, json: Json = False
+    url: Url = DEFAULT_URL,
+    lot: str | None = None,
+    wait_for: WaitFor = None,
+    json: Json = False,
+    limit: Limit = None,
+    cursor: Cursor = None,
+    every: Every = False,
 ):
-    """The manufacturing pipeline: lots, chain of identity, vein-to-vein times."""
-    _print(fetch(url, "manufacturing-pipeline", lot_id=lot, wait_for=wait_for), json, tables.lots)
+    """The manufacturing pipeline: lots (a page at a time), chain of identity, vein-to-vein
+    times."""
+    doc = fetch_list(
+        url, "manufacturing-pipeline", limit, cursor, every, lot_id=lot, wait_for=wait_for
+    )
+    _print(doc, json, tables.lots)
 
 
 @app.command()
 def safety(
-    url: Url = DEFAULT_URL, as_of: str | None = None, wait_for: WaitFor = None, json: Json = False
+    url: Url = DEFAULT_URL,
+    as_of: str | None = None,
+    wait_for: WaitFor = None,
+    json: Json = False,
+    limit: Limit = None,
+    cursor: Cursor = None,
+    every: Every = False,
 ):
-    """AEs, DLT windows, DLTs per cohort and the expedited-report clock."""
-    _print(fetch(url, "safety", as_of=as_of, wait_for=wait_for), json, tables.safety)
+    """AEs, DLT windows, DLTs per cohort and the expedited-report clock (the AE list, in
+    ``--json``, a page at a time)."""
+    doc = fetch_list(url, "safety", limit, cursor, every, as_of=as_of, wait_for=wait_for)
+    if not json and "as_of" not in doc:
+        typer.echo("error: a later page of safety holds its AE list only: add --json", err=True)
+        raise typer.Exit(1)
+    _print(doc, json, tables.safety)
 
 
 @app.command()
 def timeline(
-    subject: Annotated[str, typer.Argument(help="Pseudonymous subject id.")],
+    subject: Annotated[
+        str | None, typer.Argument(help="Pseudonymous subject id; without it, every subject.")
+    ] = None,
     url: Url = DEFAULT_URL,
     wait_for: WaitFor = None,
     json: Json = False,
+    limit: Limit = None,
+    cursor: Cursor = None,
+    every: Every = False,
 ):
-    """Everything that happened to one subject, with who recorded it."""
-    _print(
-        fetch(url, "patient-timeline", subject_id=subject, wait_for=wait_for), json, tables.timeline
+    """Everything that happened to one subject (or to every subject, a page at a time), with
+    who recorded it."""
+    doc = fetch_list(
+        url, "patient-timeline", limit, cursor, every, subject_id=subject, wait_for=wait_for
     )
+    _print(doc, json, tables.timeline)
 
 
 def status(url: Url = DEFAULT_URL):

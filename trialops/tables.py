@@ -108,13 +108,15 @@ def lots(doc: dict) -> str:
         )
         for lot in doc["lots"]
     ]
-    v2v = doc["vein_to_vein_days"]
+    lots_table = "Manufacturing pipeline\n" + table(
+        ["lot", "subject", "stage", "chain of identity", "hand-offs", "vein-to-vein d", "OOS"],
+        rows,
+    )
+    v2v = doc.get("vein_to_vein_days")
+    if v2v is None:  # a later page of the list: the summary is on the first
+        return lots_table
     return (
-        "Manufacturing pipeline\n"
-        + table(
-            ["lot", "subject", "stage", "chain of identity", "hand-offs", "vein-to-vein d", "OOS"],
-            rows,
-        )
+        lots_table
         + f"\n\nvein-to-vein: {v2v['infused_lots']} infused, median {_text(v2v['median'])} d"
     )
 

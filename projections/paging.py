@@ -1,0 +1,149 @@
+"""Paging a projection's list view: a page of keys in key order after a cursor, and the page's
+document.
+
+A page is chosen from the table's keys alone: one pass over them keeps the ``limit + 1``
+smallest after the cursor (a heap of that size, never a sorted copy of every key), and only
+the page's values are read and rendered. The cursor is the last key of the page, base64url
+encoded: opaque to clients, and valid whatever was added or removed since, because a page
+starts after it, not at a position. Pure: the worker's view passes its table's keys and a way
+to read one value.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import heapq
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from projections.base import Listing, Projection, State
+
+DEFAULT_LIMIT = 100
+"""Items a page holds when the query names no ``limit``."""
+MAX_LIMIT = 1000
+"""The largest ``limit`` a query may ask for: a page's cost stays bounded."""
+NEXT = "next_cursor"
+"""The document field that holds the cursor of the next page, null on the last one."""
+
+
+class BadPage(ValueError):
+    """A ``limit`` or ``cursor`` the view refuses; the message names the parameter and the
+    rule it breaks."""
+
+
+@dataclass(frozen=True)
+class Page:
+    keys: list[str]
+    """The page's table keys, in key order."""
+    last: str | None
+    """The key the next page starts after; None when this page is the last."""
+
+
+def parse_limit(value: str | None) -> int:
+    """The page size a query asks for: a whole number from 1 to ``MAX_LIMIT``."""
+    if value is None:
+        return DEFAULT_LIMIT
+    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+        raise BadPage(f"limit must be a whole number from 1 to {MAX_LIMIT}, not {value!r}")
+    return int(value)
+
+
+def encode_cursor(key: str) -> str:
+    """The cursor of the page that starts after ``key``: base64url of its UTF-8, unpadded."""
+    return base64.urlsafe_b64encode(key.encode()).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str, prefix: str = "") -> str:
+    """The key a cursor stands for; ``BadPage`` for anything ``encode_cursor`` did not give for
+    a key of this list (keys listed start with ``prefix``)."""
+    problem = BadPage(f"cursor {cursor[:80]!r} is not a next_cursor this view gave")
+    if not cursor or len(cursor) % 4 == 1:
+        raise problem
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        key = raw.decode()
+    except (binascii.Error, ValueError):
+        raise problem from None
+    if encode_cursor(key) != cursor or not key.startswith(prefix):
+        raise problem
+    return key
+
+
+def page_of(keys: Iterable[str], after: str | None, limit: int, prefix: str = "") -> Page:
+    """The first ``limit`` keys with ``prefix`` after ``after``, in key order, and whether more
+    follow. One pass over ``keys`` with a heap of ``limit + 1``: O(n log limit) comparisons and
+    O(limit) memory, whatever order the table iterates in."""
+    wanted = (k for k in keys if k.startswith(prefix) and (after is None or k > after))
+    chosen = heapq.nsmallest(limit + 1, wanted)
+    if len(chosen) > limit:
+        return Page(chosen[:limit], chosen[limit - 1])
+    return Page(chosen, None)
+
+
+def listed(document: Any, path: tuple[str, ...]) -> list[Any]:
+    """The list at ``path`` in a rendered document."""
+    for name in path:
+        document = document[name]
+    if not isinstance(document, list):
+        raise TypeError(f"{'.'.join(path)} is not a list in the document")
+    return document
+
+
+def with_listed(
+    document: dict[str, Any], path: tuple[str, ...], items: list[Any]
+) -> dict[str, Any]:
+    """A copy of ``document`` with ``items`` at ``path`` (the objects above it copied, so the
+    original is left as it was)."""
+    head, *rest = path
+    if not rest:
+        return {**document, head: items}
+    return {**document, head: with_listed(document.get(head, {}), tuple(rest), items)}
+
+
+def page_document(
+    projection: Projection,
+    keys: Iterable[str],
+    state: Callable[[str], State | None],
+    whole: Callable[[], Mapping[str, State]],
+    after: str | None,
+    limit: int,
+    as_of: datetime,
+) -> dict[str, Any]:
+    """One page of ``projection``'s list view: the list's items for the page's keys, rendered
+    from those keys' states alone, and ``next_cursor``. The first page of a list with a
+    summary carries the summary, rendered over ``whole()``; later pages carry the list only.
+    ``state`` reads one key's state (None if it is gone since the keys were listed)."""
+    listing = _listing(projection)
+    page = page_of(keys, after, limit, listing.prefix)
+    states = {key: s for key in page.keys if (s := state(key)) is not None}
+    items = listed(projection.document(states, as_of), listing.path)
+    base: dict[str, Any] = {"projection": projection.name}
+    if listing.summary and after is None:
+        base = projection.document(whole(), as_of)
+    document = with_listed(base, listing.path, items)
+    document[NEXT] = None if page.last is None else encode_cursor(page.last)
+    return document
+
+
+def assemble(listing: Listing, pages: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The whole document from its pages in order: the first page (with its summary) and the
+    list items of every page, without ``next_cursor``. What a client following the cursors
+    gets, and what the replay prints for the same events."""
+    whole: dict[str, Any] | None = None
+    items: list[Any] = []
+    for page in pages:
+        if whole is None:
+            whole = {k: v for k, v in page.items() if k != NEXT}
+        items.extend(listed(page, listing.path))
+    if whole is None:
+        raise ValueError("no page to assemble")
+    return with_listed(whole, listing.path, items)
+
+
+def _listing(projection: Projection) -> Listing:
+    if projection.listing is None:
+        raise TypeError(f"{projection.name} is one aggregate document, not a list view")
+    return projection.listing
