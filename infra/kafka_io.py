@@ -4,13 +4,13 @@ through the one reading rule (events/reading.py), the quarantine, and following 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from events.quarantine import RecordQuarantined
-from events.reading import LogReader, Quarantine, Where
+from events.reading import Head, LogReader, Quarantine, Where
 from events.registry import Recorded
 from events.signing import Keyring
 from events.topics import QUARANTINE, event_topic
@@ -37,10 +37,13 @@ def read_to_end(
     *,
     client_id: str = "trialops-reader",
     principal: str = AUDITOR,
+    start: dict[str, int] | None = None,
 ) -> Iterator[tuple[Position, bytes | None, bytes]]:
     """Every committed record of ``topics`` from the beginning to the end offsets taken at the
     start, partition by partition in offset order: ``(position, key, value)``. ``principal``
-    is who reads, on a secured broker (infra/kafka_security.py)."""
+    is who reads, on a secured broker (infra/kafka_security.py). ``start``: the offset to
+    begin at in a topic's (single) partition instead of its beginning (a writer's snapshot
+    covers what is before it)."""
     consumer = KafkaConsumer(
         **kafka_python_settings(principal),
         bootstrap_servers=bootstrap_servers,
@@ -60,10 +63,14 @@ def read_to_end(
             partitions += [TopicPartition(topic, p) for p in sorted(ids)]
         ends = consumer.end_offsets(partitions)
         for tp in partitions:
-            if ends[tp] == 0:
+            first = (start or {}).get(tp.topic)
+            if ends[tp] == 0 or (first is not None and first >= ends[tp]):
                 continue
             consumer.assign([tp])
-            consumer.seek_to_beginning(tp)
+            if first is None:
+                consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, first)
             done = False
             while not done:
                 batch = consumer.poll(timeout_ms=1000, max_records=2000)
@@ -88,12 +95,13 @@ def read_log(
     client_id: str = "trialops-reader",
     on_record=None,
     principal: str = AUDITOR,
+    start: dict[str, int] | None = None,
 ) -> Iterator[tuple[Where, Recorded]]:
     """The events of ``topics`` that ``reader``'s rule applies, in offset order per partition;
     a partition's halt (an unreadable record) is left in ``reader.halts``. ``on_record`` is
     called with each record's position, applied or not (progress, counts)."""
     for where, _key, value in read_to_end(
-        bootstrap_servers, topics, client_id=client_id, principal=principal
+        bootstrap_servers, topics, client_id=client_id, principal=principal, start=start
     ):
         if on_record is not None:
             on_record(where)
@@ -204,6 +212,26 @@ class Tail:
     @property
     def halts(self):
         return list(self.reader.halts.values())
+
+    @property
+    def topics(self) -> frozenset[str]:
+        return frozenset(tp.topic for tp in self._partitions)
+
+    def positions(self) -> tuple[tuple[str, int, int], ...]:
+        """(topic, partition, next offset to read) of every followed partition."""
+        return tuple((tp.topic, tp.partition, self._consumer.position(tp))
+                     for tp in self._partitions)
+
+    def restore(self, positions: Iterable[tuple[str, int, int]],
+                heads: dict[tuple[str, str], Head], keyring: Keyring) -> None:
+        """Read on from ``positions`` with the reading rule's ``heads`` and ``keyring`` there
+        (a writer's snapshot, services/snapshots.py), as if everything before had just been
+        read: the next ``read_new`` starts at those offsets."""
+        self.reader.heads = dict(heads)
+        self.reader.keyring = keyring
+        self.reader.halts.clear()
+        for topic, partition, offset in positions:
+            self._consumer.seek(TopicPartition(topic, partition), offset)
 
     def resume(self, quarantine: Quarantine) -> None:
         """Read on with a newer quarantine: halted partitions are read again from the record

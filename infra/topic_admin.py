@@ -51,6 +51,7 @@ from events.topics import (
     event_topic,
 )
 from infra.kafka_security import ADMIN, AUDITOR, WORKER, kafka_python_settings, load
+from infra.snapshot_topic import snapshot_topic
 
 REPLICATION_ENV = "TRIALOPS_REPLICATION_FACTOR"
 _MISSING_RETRIES = 3
@@ -163,6 +164,9 @@ def namespace_acls(namespace: str) -> list[ACL]:
         acls += [acl(context, o, topic, name) for name in events for o in (op.READ, op.DESCRIBE)]
         writer_id = f"{namespace}.{context}.writer"
         acls += [acl(context, o, txn, writer_id) for o in (op.WRITE, op.DESCRIBE)]
+        # Its snapshots (decision 40): its own to create, write and read, no one else's.
+        acls += [acl(context, o, topic, snapshot_topic(own))
+                 for o in (op.CREATE, op.WRITE, op.READ, op.DESCRIBE)]
         acls += [acl(context, op.IDEMPOTENT_WRITE, ResourceType.CLUSTER, "kafka-cluster")]
     acls += [acl(WORKER, o, topic, name) for name in events for o in (op.READ, op.DESCRIBE)]
     prefixes = (worker_group(namespace), dead_letter_topic("", namespace))

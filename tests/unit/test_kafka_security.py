@@ -90,7 +90,18 @@ def _writes(principal: str) -> set[str]:
 
 def test_each_writer_may_write_only_its_own_event_topic():
     for context in WRITERS:
-        assert _writes(context) == {event_topic(context, "ns")}
+        # and its own snapshots (decision 40)
+        assert _writes(context) == {event_topic(context, "ns"), f"ns.{context}.snapshots"}
+
+
+def test_a_writers_snapshots_are_read_by_that_writer_alone():
+    for context in WRITERS:
+        readers = {
+            a.principal for a in namespace_acls("ns")
+            if a.resource_pattern.resource_name == f"ns.{context}.snapshots"
+            and a.operation == ACLOperation.READ
+        }
+        assert readers == {f"User:{context}"}
 
 
 def test_no_one_else_may_write_an_event_topic():
