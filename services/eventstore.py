@@ -152,6 +152,11 @@ class KafkaEventStore:
                 # A transaction that cannot complete is abandoned well before the HTTP client
                 # gives up.
                 transaction_timeout_ms=30_000,
+                # A transaction begun right after the previous commit is often answered
+                # "concurrent transactions" while the broker writes the markers; the client's
+                # default 100 ms back-off before retrying capped a writer at about 10
+                # transactions/s (issue 12's profile), 10 ms lets it retry in time.
+                retry_backoff_ms=10,
                 max_block_ms=APPEND_TIMEOUT_MS,
                 request_timeout_ms=APPEND_TIMEOUT_MS,
                 bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
@@ -315,20 +320,26 @@ class KafkaEventStore:
         reason: str | None = None,
         follow_up: Callable[[Envelope], list[NewEvent]] | None = None,
         idempotency: Idempotency | None = None,
+        pending: dict[str, tuple[int, str]] | None = None,
     ) -> list[Envelope]:
         """Seal envelopes for ``new_events`` against the current stream heads (no I/O).
         ``follow_up`` may add events right after each sealed one (a signature of it).
+        ``pending`` holds the heads that envelopes sealed earlier in the same batch, not yet
+        appended, left: it is read and, once every event is sealed, updated.
 
         Only the heads of the streams these events touch are copied: a command touches a few
         streams, while the store may hold tens of thousands of heads."""
         heads: dict[str, tuple[int, str]] = {}
+        earlier = pending if pending is not None else {}
         sealed: list[Envelope] = []
         queue = list(new_events)
         while queue:
             new = queue.pop(0)
             if new.stream_id not in heads:
                 head = self._heads.get(new.stream_id)
-                heads[new.stream_id] = (0, GENESIS_HASH) if head is None else (head.seq, head.hash)
+                heads[new.stream_id] = earlier.get(new.stream_id) or (
+                    (0, GENESIS_HASH) if head is None else (head.seq, head.hash)
+                )
             seq, prev = heads[new.stream_id]
             envelope = seal(
                 event_id=uuid4(),
@@ -352,6 +363,8 @@ class KafkaEventStore:
             sealed.append(envelope)
             if follow_up is not None and new.payload.context != "shared":
                 queue[:0] = follow_up(envelope)
+        if pending is not None:
+            pending.update(heads)
         return sealed
 
     def append(self, envelopes: list[Envelope]) -> list[Appended]:

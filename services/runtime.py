@@ -1,7 +1,8 @@
-"""Runs a decider against its event store: one command at a time, state caught up from the topic.
+"""Runs a decider against its event store, state caught up from the topic.
 
-Every command is decided and appended under one lock, so two commands racing for the same
-slot are decided one after the other against the state the first one left.
+Commands are decided under one lock, in batches (group commit, decision 39): two commands
+racing for the same slot are decided one after the other against the state the first one left,
+and their events are appended together in one transaction.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID, uuid4
 
 from kafka.errors import KafkaError
 
-from events.envelope import Actor, Idempotency
+from events.envelope import Actor, Envelope, Idempotency
 from events.reading import Quarantine
 from events.registry import EventPayload, Recorded
 from events.signatures import Meaning, RecordSigned
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 COMMAND_DEADLINE_SECONDS = 15.0
 """How long a command may take, queue included, before it is answered 503 undecided."""
 START_DEADLINE_SECONDS = 60.0
+GATHER_SECONDS = 0.003
+"""How long a batch may wait for commands still on their way (``CommandHandler._gather``):
+small against an append's round trips (about 15 ms on one local broker)."""
 
 S = TypeVar("S")
 
@@ -78,6 +82,57 @@ class RequestExpired(StoreUnavailable):
     rule = "request-expired"
 
 
+@dataclass(eq=False)
+class _Pending:
+    """A command waiting for its turn in a batch, and its outcome."""
+
+    command: Any
+    actor: Actor
+    correlation_id: UUID | None
+    reason: str | None
+    signature: Signature | None
+    deadline: float
+    still_wanted: Callable[[], bool]
+    idempotency: Idempotency | None
+    outcome: asyncio.Future[list[Appended]]
+    copies: list[_Pending] = field(default_factory=list)
+    """Retries of this command (same user and Idempotency-Key) in the same batch."""
+
+    def succeed(self, appended: list[Appended]) -> None:
+        for p in (self, *self.copies):
+            if not p.outcome.done():
+                p.outcome.set_result(appended)
+
+    def fail(self, exc: BaseException) -> None:
+        for p in (self, *self.copies):
+            if not p.outcome.done():
+                p.outcome.set_exception(exc)
+
+
+def _expired(p: _Pending) -> bool:
+    """True (and the command answered) when it waited past its deadline or its client left."""
+    if time.monotonic() < p.deadline and p.still_wanted():
+        return False
+    p.fail(RequestExpired(
+        "the request waited past its deadline or its client has gone: not executed"
+    ))
+    return True
+
+
+def _fail_all(batch: list[_Pending], exc: BaseException) -> None:
+    for p in batch:
+        p.fail(exc)
+
+
+def _key_reused(idempotency: Idempotency) -> IdempotencyKeyReused:
+    return IdempotencyKeyReused(
+        "idempotency-key-reused",
+        f"Idempotency-Key {idempotency.key!r} was first used with another request; "
+        "use a new key for a new request",
+        key=idempotency.key,
+    )
+
+
 class CommandHandler(Generic[S]):
     """Decides commands for one context. ``upstream`` follows other contexts' topics read-only:
     their events are evolved into the same state, caught up to their end before each command,
@@ -111,6 +166,9 @@ class CommandHandler(Generic[S]):
         from. A state, not the events, so it grows with the facts, not with the upstream log."""
         self._answered: dict[tuple[str, str], tuple[str, list[Appended]]] = {}
         self._lock = asyncio.Lock()
+        self._queue: list[_Pending] = []
+        self._drainer: asyncio.Future[None] | None = None
+        """Commands waiting for the next batch (group commit)."""
         self.problem: str | None = "not started"
         """Why the context is not ready (None when it is)."""
 
@@ -184,12 +242,7 @@ class CommandHandler(Generic[S]):
             return None
         request, appended = found
         if request != idempotency.request_sha256:
-            raise IdempotencyKeyReused(
-                "idempotency-key-reused",
-                f"Idempotency-Key {idempotency.key!r} was first used with another request; "
-                "use a new key for a new request",
-                key=idempotency.key,
-            )
+            raise _key_reused(idempotency)
         return appended
 
     def _evolve(self, state: S, payload: EventPayload) -> S:
@@ -246,55 +299,151 @@ class CommandHandler(Generic[S]):
     ) -> list[Appended]:
         """Decide ``command`` and append its events by ``deadline`` (``time.monotonic``).
         Raises a ``DomainError`` (nothing appended) or ``StoreUnavailable`` (nothing decided,
-        or the append's outcome unknown: the store re-opens before the next command)."""
-        deadline = deadline if deadline is not None else time.monotonic() + COMMAND_DEADLINE_SECONDS
-        async with self._lock:
-            if time.monotonic() >= deadline or not still_wanted():
-                raise RequestExpired(
-                    "the request waited past its deadline or its client has gone: not executed"
-                )
-            try:
-                appended = await self._decide_and_append(
-                    command, actor, correlation_id, reason, signature, deadline, idempotency
-                )
-            except (KafkaError, BrokerTimeout) as exc:
-                # Whatever the client raised on the way (a broker gone, a bootstrap that timed
-                # out): nothing was decided, the command gets 503.
-                self.problem = f"{self.context}: the broker did not answer: {exc!r}"
-                self.store.close()
-                raise StoreUnavailable(self.problem) from exc
-            except StoreUnavailable as exc:
-                self.problem = str(exc)
-                log.warning("%s: command not executed: %s", self.context, exc)
-                raise
-            self.problem = None
-            return appended
+        or the append's outcome unknown: the store re-opens before the next command).
 
-    async def _decide_and_append(self, command, actor, correlation_id, reason, signature,
-                                 deadline: float, idempotency) -> list[Appended]:
+        Group commit (decision 39): the command joins the queue; whoever holds the lock next
+        decides everything queued, one command after another against the state the previous
+        one left, and appends all their events in one transaction. A lone command is decided
+        at once, as before; under load a batch forms while the previous one is appended."""
+        pending = _Pending(
+            command, actor, correlation_id, reason, signature,
+            deadline if deadline is not None else time.monotonic() + COMMAND_DEADLINE_SECONDS,
+            still_wanted, idempotency, asyncio.get_running_loop().create_future(),
+        )
+        self._queue.append(pending)
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.ensure_future(self._drain())
+        try:
+            # A caller that goes away does not cancel the batch its command is in.
+            return await asyncio.shield(pending.outcome)
+        except asyncio.CancelledError:
+            if pending in self._queue:
+                self._queue.remove(pending)
+            raise
+
+    async def _drain(self) -> None:
+        """Run batches until the queue is empty (the only task that decides commands)."""
+        async with self._lock:
+            last = 0
+            while self._queue:
+                if len(self._queue) < last:
+                    await self._gather(last)
+                batch, self._queue = self._queue, []
+                last = len(batch)
+                await self._run_batch(batch)
+
+    async def _gather(self, expected: int) -> None:
+        """Under load, the clients answered by the last batch send their next commands at
+        once: wait a moment (at most ``GATHER_SECONDS``) for as many as that batch held, so
+        that they make one batch rather than a lone command and then the rest. A lone command
+        (nothing queued after its batch) never waits."""
+        until = time.monotonic() + GATHER_SECONDS
+        while len(self._queue) < expected and time.monotonic() < until:
+            await asyncio.sleep(GATHER_SECONDS / 10)
+
+    async def _run_batch(self, batch: list[_Pending]) -> None:
+        """Decide and append ``batch``; every command in it gets its own outcome."""
+        batch = [p for p in batch if not _expired(p)]
+        if not batch:
+            return
+        try:
+            await self._prepare(max(p.deadline for p in batch))
+            decided, envelopes, state = self._decide_all(batch)
+            if envelopes:
+                appended = await self._append(envelopes, max(p.deadline for p, *_ in decided))
+                self._remember(appended)
+                self.state = state
+                for p, first, count in decided:
+                    p.succeed(appended[first:first + count])
+            self.problem = None
+        except (KafkaError, BrokerTimeout) as exc:
+            # Whatever the client raised on the way (a broker gone, a bootstrap that timed
+            # out): nothing was decided, the commands get 503.
+            self.problem = f"{self.context}: the broker did not answer: {exc!r}"
+            self.store.close()
+            _fail_all(batch, StoreUnavailable(self.problem))
+        except StoreUnavailable as exc:
+            self.problem = str(exc)
+            log.warning("%s: %d command(s) not executed: %s", self.context,
+                        sum(not p.outcome.done() for p in batch), exc)
+            _fail_all(batch, exc)
+        except Exception as exc:  # a fault of this code: the batch's commands are answered
+            log.exception("%s: a batch failed", self.context)
+            _fail_all(batch, exc)
+
+    async def _prepare(self, deadline: float) -> None:
+        """Before deciding: the store open, the followed topics read to their end, and this
+        writer still the only one."""
         store = self.store
         if store.retired is not None:
             raise WriterRetired(store.retired)
         if not store.is_open or store.halt is not None:
             log.warning("opening %s before the command", store.topic)
             await self._open()
-        await self._follow_upstream(deadline)
-        await asyncio.to_thread(store.check_sole_writer)
-        answered = self._answer_of_retry(actor, idempotency)
-        if answered is not None:
-            return answered
-        new_events = self.decider.decide(command, self.state)
-        if not new_events:
-            return []
-        envelopes = store.seal_all(
-            new_events,
-            actor=actor,
-            recorded_at=self.clock(),
-            correlation_id=correlation_id or uuid4(),
-            reason=reason if reason is not None else getattr(command, "reason", None),
-            follow_up=None if signature is None else signature.of,
-            idempotency=idempotency,
+        # Both ask the broker for end offsets, on clients of their own: at once, not in turn.
+        outcomes = await asyncio.gather(
+            self._follow_upstream(deadline), asyncio.to_thread(store.check_sole_writer),
+            return_exceptions=True,
         )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    def _decide_all(
+        self, batch: list[_Pending]
+    ) -> tuple[list[tuple[_Pending, int, int]], list[Envelope], S]:
+        """Decide the commands in order against the state the previous ones left; a refused
+        command gets its error and leaves the state, the heads and the others as they were.
+        Returns the decided commands (with their slice of the envelopes), the envelopes to
+        append and the state once they are."""
+        state = self.state
+        heads: dict[str, tuple[int, str]] = {}
+        envelopes: list[Envelope] = []
+        decided: list[tuple[_Pending, int, int]] = []
+        keyed: dict[tuple[str, str], _Pending] = {}
+        for p in batch:
+            if _expired(p):
+                continue
+            try:
+                answered = self._answer_of_retry(p.actor, p.idempotency)
+                if answered is not None:
+                    p.succeed(answered)
+                    continue
+                key = None if p.idempotency is None else (p.actor.user_id, p.idempotency.key)
+                first = None if key is None else keyed.get(key)
+                if first is not None and p.idempotency is not None:
+                    if first.idempotency != p.idempotency:
+                        raise _key_reused(p.idempotency)
+                    first.copies.append(p)  # a retry of a command in this very batch
+                    continue
+                new_events = self.decider.decide(p.command, state)
+                sealed = self.store.seal_all(
+                    new_events,
+                    actor=p.actor,
+                    recorded_at=self.clock(),
+                    correlation_id=p.correlation_id or uuid4(),
+                    reason=p.reason if p.reason is not None else getattr(p.command, "reason",
+                                                                         None),
+                    follow_up=None if p.signature is None else p.signature.of,
+                    idempotency=p.idempotency,
+                    pending=heads,
+                ) if new_events else []
+                for new in new_events:
+                    state = self.decider.evolve(state, new.payload)
+            except Exception as exc:  # a refusal (DomainError) or a fault: this command only
+                p.fail(exc)
+                continue
+            if key is not None:
+                keyed[key] = p
+            if not sealed:
+                p.succeed([])
+                continue
+            decided.append((p, len(envelopes), len(sealed)))
+            envelopes += sealed
+        return decided, envelopes, state
+
+    async def _append(self, envelopes: list[Envelope], deadline: float) -> list[Appended]:
+        store = self.store
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise RequestExpired("the deadline passed before the append: nothing was appended")
@@ -308,13 +457,7 @@ class CommandHandler(Generic[S]):
                 f"append to {store.topic} did not finish by the deadline; its outcome is "
                 "settled by the next command's catch-up (retry with the same Idempotency-Key)"
             )
-        appended = append.result()
-        self._remember(appended)
-        state = self.state
-        for new in new_events:
-            state = self.decider.evolve(state, new.payload)
-        self.state = state
-        return appended
+        return append.result()
 
     def close(self) -> None:
         self.store.close()
