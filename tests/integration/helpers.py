@@ -4,12 +4,15 @@ subject to eligibility, reading topics back, and a stand-in writer for an upstre
 from __future__ import annotations
 
 import time
+import urllib.parse
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
-from clients.http import call
+import orjson
+
+from clients.http import call, get_bytes
 from events.envelope import Actor, Envelope, from_bytes
 from events.reading import Quarantine
 from events.registry import EventPayload
@@ -17,6 +20,9 @@ from events.topics import event_topic
 from infra.kafka_io import read_to_end
 from infra.keys import load_keyring, load_signer
 from infra.settings import Settings
+from projections.base import to_json
+from projections.catalog import get as get_projection
+from projections.paging import MAX_LIMIT, NEXT, assemble
 from services.decider import NewEvent
 from services.eventstore import KafkaEventStore
 
@@ -165,3 +171,20 @@ def eventually(check: Callable[[], Any], timeout: float = 30, interval: float = 
             return last
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s; last answer: {last!r}")
+
+
+def whole_view(url: str, token: str | None = None) -> bytes:
+    """A projection's live view as one document: its pages followed through ``next_cursor``
+    and put together (projections/paging.py), serialised as the worker and the replay
+    serialise a document. A view without a list is its one answer."""
+    path, _, query = url.partition("?")
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    listing = get_projection(name).listing
+    if listing is None:
+        return get_bytes(url, token=token)
+    joined = f"{url}{'&' if query else '?'}limit={MAX_LIMIT}"
+    pages = [orjson.loads(get_bytes(joined, token=token))]
+    while cursor := pages[-1][NEXT]:
+        cursor_query = urllib.parse.urlencode({"cursor": cursor})
+        pages.append(orjson.loads(get_bytes(f"{joined}&{cursor_query}", token=token)))
+    return to_json(assemble(listing, pages))

@@ -34,7 +34,7 @@ from events.topics import event_topic
 from infra.settings import Settings
 from projections.base import to_json
 from tests.conftest import free_port
-from tests.integration.helpers import events_of, eventually
+from tests.integration.helpers import events_of, eventually, whole_view
 from trialops.stack import Stack
 
 pytestmark = pytest.mark.kafka
@@ -135,7 +135,7 @@ def live_equals_replay(stack: Stack, settings: Settings) -> None:
         status = get_bytes(f"{stack.projections_url}/projections").decode()
         log = (stack.work_dir / "projections.log").read_text(errors="replace")[-3000:]
         raise AssertionError(f"the worker did not reach offset {last}: {status}\n{log}") from None
-    live = get_bytes(url)
+    live = whole_view(url)
     assert to_json(replay(settings, "patient-timeline")) == live
 
 

@@ -20,7 +20,7 @@ from clients.http import DEMO_READER, call, get_bytes
 from events.enrollment import CohortOpened, SubjectEnrolled, SubjectWaitlisted
 from events.envelope import to_bytes
 from events.topics import dead_letter_topic
-from tests.integration.helpers import eventually
+from tests.integration.helpers import eventually, whole_view
 from tests.integration.raw_events import RawWriter
 from tests.integration.test_unreadable_records import quarantine
 
@@ -185,7 +185,7 @@ def test_a_worker_killed_mid_stream_recovers_to_the_replay(stack, settings):
     eventually(converged, timeout=deadline - time.monotonic())
     row = orjson.loads(expected)["cohorts"][0]
     assert (len(row["enrolled"]), len(row["waiting_list"])) == (18, 132)
-    assert replay(settings, "patient-timeline") == get_bytes(
+    assert replay(settings, "patient-timeline") == whole_view(
         f"{stack.projections_url}/projections/patient-timeline"
     )
 

@@ -11,9 +11,8 @@ import pytest
 
 from audit.replay import replay
 from audit.verify import verify
-from clients.http import get_bytes
 from events.safety import AdverseEventReported
-from tests.integration.helpers import eventually
+from tests.integration.helpers import eventually, whole_view
 from tests.integration.raw_events import START, RawWriter
 
 pytestmark = pytest.mark.kafka
@@ -43,7 +42,7 @@ def test_version_1_and_2_events_are_read_alike(stack, settings):
     as_of = "2027-01-01T00:00:00Z"
     url = (f"{stack.projections_url}/projections/safety?as_of={as_of}"
            f"&wait_for={last.topic}:{last.partition}:{last.offset}")
-    live = orjson.loads(get_bytes(url))
+    live = orjson.loads(whole_view(url))
     assert [ae["ae_id"] for ae in live["adverse_events"]["list"]] == ["AE-0001-01", "AE-0002-01"]
 
     replayed = replay(settings, "safety", now=datetime.fromisoformat(as_of))

@@ -42,7 +42,7 @@ from infra.kafka_security import (
     load,
 )
 from infra.topic_admin import check_event_topics, ensure_topics
-from tests.integration.helpers import eventually
+from tests.integration.helpers import eventually, whole_view
 
 pytestmark = pytest.mark.kafka
 
@@ -392,7 +392,7 @@ def test_the_whole_stack_runs_on_the_secure_broker_each_part_as_its_principal(
             token="demo-auditor",
         )
         assert b"MSK-0401" in live
-        assert to_json(replay(settings, "patient-timeline")) == get_bytes(
+        assert to_json(replay(settings, "patient-timeline")) == whole_view(
             url, token="demo-auditor"
         )
     finally:
