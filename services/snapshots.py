@@ -373,20 +373,33 @@ _ENCODERS: dict[type, Callable[[Any], Any]] = {
 def from_plain(data: Any) -> Any:
     """The value :func:`to_plain` encoded as ``data``; ``ValueError`` for a tag or a class it
     does not allow."""
-    if not isinstance(data, list):
+    if type(data) is not list:
         return data
     tag = data[0]
+    # the common tags first, without a call for each plain value or empty tuple
     if tag == "c":
-        cls = _allowed(data[1], dataclass_=True)
-        return cls(*(from_plain(item) for item in data[2:]))
+        cls = _DATACLASSES.get(data[1]) or _allowed(data[1], dataclass_=True)
+        return cls(*[item if type(item) is not list else
+                     () if item == _EMPTY_TUPLE else from_plain(item) for item in data[2:]])
+    if tag == "t":
+        return tuple(_all(data)) if len(data) > 1 else ()
     decode_ = _DECODERS.get(tag)
     if decode_ is None:
         raise ValueError(f"unknown tag {tag!r} in a snapshot")
     return decode_(data)
 
 
+_EMPTY_TUPLE = ["t"]
+
+
+def _all(data: list[Any], start: int = 1) -> list[Any]:
+    """The values encoded in ``data[start:]`` (a plain value is its own encoding: no call)."""
+    return [item if type(item) is not list else from_plain(item) for item in data[start:]]
+
+
 def _pairs_of(data: list[Any]) -> list[tuple[Any, Any]]:
-    return [(from_plain(data[i]), from_plain(data[i + 1])) for i in range(1, len(data), 2)]
+    values = _all(data)
+    return list(zip(values[::2], values[1::2], strict=True))
 
 
 def _model(data: list[Any]) -> BaseModel:
@@ -395,12 +408,12 @@ def _model(data: list[Any]) -> BaseModel:
 
 
 _DECODERS: dict[str, Callable[[list[Any]], Any]] = {
-    "t": lambda d: tuple(from_plain(i) for i in d[1:]),
-    "l": lambda d: [from_plain(i) for i in d[1:]],
-    "fs": lambda d: frozenset(from_plain(i) for i in d[1:]),
-    "s": lambda d: {from_plain(i) for i in d[1:]},
-    "ps": lambda d: PSet(from_plain(i) for i in d[1:]),
-    "pq": lambda d: PQueue(from_plain(i) for i in d[1:]),
+    "t": lambda d: tuple(_all(d)),
+    "l": _all,
+    "fs": lambda d: frozenset(_all(d)),
+    "s": lambda d: set(_all(d)),
+    "ps": lambda d: PSet(_all(d)),
+    "pq": lambda d: PQueue(_all(d)),
     "d": lambda d: dict(_pairs_of(d)),
     "pm": lambda d: PMap(_pairs_of(d)),
     "mp": lambda d: MappingProxyType(dict(_pairs_of(d))),
@@ -427,6 +440,10 @@ def _init_fields(cls: type) -> tuple[str, ...]:
     return found
 
 
+_DATACLASSES: dict[str, Any] = {}
+"""The dataclasses a body named that were allowed (a body names one for every value)."""
+
+
 @cache
 def _allowed(name: str, *, dataclass_: bool) -> Any:
     """The class ``name`` names when it is a dataclass (or a pydantic model) of an already
@@ -441,4 +458,6 @@ def _allowed(name: str, *, dataclass_: bool) -> Any:
         raise ValueError(f"{name!r} is not a dataclass")
     if not dataclass_ and not issubclass(cls, BaseModel):
         raise ValueError(f"{name!r} is not a model")
+    if dataclass_:
+        _DATACLASSES[name] = cls
     return cls
