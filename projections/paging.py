@@ -1,12 +1,14 @@
 """Paging a projection's list view: a page of keys in key order after a cursor, and the page's
 document.
 
-A page is chosen from the table's keys alone: one pass over them keeps the ``limit + 1``
-smallest after the cursor (a heap of that size, never a sorted copy of every key), and only
-the page's values are read and rendered. The cursor is the last key of the page, base64url
-encoded: opaque to clients, and valid whatever was added or removed since, because a page
-starts after it, not at a position. Pure: the worker's view passes its table's keys and a way
-to read one value.
+A page is chosen from the table's keys alone, and only the page's values are read and
+rendered. While the table changes, a page costs one pass over its keys that keeps the
+``limit + 1`` smallest after the cursor (a heap of that size); once the table is quiet (the
+same version at two requests in a row), its keys are sorted once and kept (``KeyOrder``), and
+a page costs a binary search and ``limit`` steps until the table changes again. The cursor is
+the last key of the page, base64url encoded: opaque to clients, and valid whatever was added or
+removed since, because a page starts after it, not at a position. Pure: the worker's view
+passes its table's keys, its version and a way to read one value.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from __future__ import annotations
 import base64
 import binascii
 import heapq
-from collections.abc import Callable, Iterable, Mapping
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -83,6 +86,52 @@ def page_of(keys: Iterable[str], after: str | None, limit: int, prefix: str = ""
     return Page(chosen, None)
 
 
+class KeyOrder:
+    """A table's keys in order, sorted once the table is quiet and kept while it stays so.
+
+    ``version`` is anything that changes whenever the table's keys may have changed (the
+    worker passes the positions it has applied and the table's size). At a version seen for
+    the first time, a page is chosen by ``page_of`` (one pass, no copy); at the same version
+    twice in a row the keys are sorted and kept, and pages are cut from them until the version
+    changes. A reader following the cursors of a quiet table pays the sort once."""
+
+    def __init__(self) -> None:
+        self.seen: Hashable = _NEVER
+        """The version of the last request."""
+        self.sorted_at: Hashable = _NEVER
+        """The version ``keys`` were sorted at."""
+        self.keys: list[str] = []
+
+    def page(
+        self,
+        keys: Callable[[], Iterable[str]],
+        version: Hashable,
+        after: str | None,
+        limit: int,
+        prefix: str = "",
+    ) -> Page:
+        if version != self.sorted_at:
+            if version != self.seen:
+                self.seen, self.keys, self.sorted_at = version, [], _NEVER
+                return page_of(keys(), after, limit, prefix)
+            self.keys, self.sorted_at = sorted(keys()), version
+        ordered = self.keys
+        start = bisect_left(ordered, prefix)
+        if after is not None:
+            start = max(start, bisect_right(ordered, after))
+        chosen: list[str] = []
+        for i in range(start, min(start + limit + 1, len(ordered))):
+            if not ordered[i].startswith(prefix):
+                break
+            chosen.append(ordered[i])
+        if len(chosen) > limit:
+            return Page(chosen[:limit], chosen[limit - 1])
+        return Page(chosen, None)
+
+
+_NEVER = object()
+
+
 def listed(document: Any, path: tuple[str, ...]) -> list[Any]:
     """The list at ``path`` in a rendered document."""
     for name in path:
@@ -111,13 +160,18 @@ def page_document(
     after: str | None,
     limit: int,
     as_of: datetime,
+    order: tuple[KeyOrder, Hashable] | None = None,
 ) -> dict[str, Any]:
     """One page of ``projection``'s list view: the list's items for the page's keys, rendered
     from those keys' states alone, and ``next_cursor``. The first page of a list with a
     summary carries the summary, rendered over ``whole()``; later pages carry the list only.
-    ``state`` reads one key's state (None if it is gone since the keys were listed)."""
+    ``state`` reads one key's state (None if it is gone since the keys were listed); ``order``
+    is the table's ``KeyOrder`` and its version now, without which every page is one pass."""
     listing = _listing(projection)
-    page = page_of(keys, after, limit, listing.prefix)
+    if order is None:
+        page = page_of(keys, after, limit, listing.prefix)
+    else:
+        page = order[0].page(lambda: keys, order[1], after, limit, listing.prefix)
     states = {key: s for key in page.keys if (s := state(key)) is not None}
     items = listed(projection.document(states, as_of), listing.path)
     base: dict[str, Any] = {"projection": projection.name}

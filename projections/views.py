@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from projections.applying import state_of, states
 from projections.base import Projection, to_json
-from projections.paging import BadPage, decode_cursor, page_document, parse_limit
+from projections.paging import BadPage, KeyOrder, decode_cursor, page_document, parse_limit
 from services.auth import READ_ROLES, LiveUsers, UserDirectory, bearer_token
 
 
@@ -37,6 +37,8 @@ def _unauthorized(web, request, users: UserDirectory | LiveUsers):
 def _serve(
     app, projection: Projection, table, positions, users: UserDirectory | LiveUsers
 ) -> None:
+    order = KeyOrder()
+
     async def view(web, request):
         if refused := _unauthorized(web, request, users):
             return refused
@@ -47,7 +49,10 @@ def _serve(
                 return web.json(problem[1], status=problem[0])
         try:
             as_of = _query_time(request.query.get("as_of"))
-            document = _document(projection, table, request.query, as_of)
+            # The table's keys may have changed only if the worker applied something since
+            # (positions move at the end of every batch) or its size changed (a restore).
+            version = (tuple(sorted(positions.items())), len(table))
+            document = _document(projection, table, request.query, as_of, (order, version))
         except (ValueError, BadPage) as exc:
             return web.json({"error": "bad-query", "message": str(exc)}, status=400)
         if document is None:
@@ -64,11 +69,14 @@ def _serve(
     app.page(f"/projections/{projection.name}", name=f"view-{projection.name}")(view)
 
 
-def _document(projection: Projection, table, query, as_of: datetime) -> dict | None:
+def _document(
+    projection: Projection, table, query, as_of: datetime, order: tuple[KeyOrder, object]
+) -> dict | None:
     """The rendered projection, narrowed by its key filter when the query has one, else one
     page of its list when it has one (``BadPage`` for a bad ``limit`` or ``cursor``). A filter
     on the table's own key reads that one entry, and a page reads its keys' entries only
-    (every key is compared, no value read), so neither renders the whole table."""
+    (the keys are compared or kept sorted in ``order``, no other value read), so neither
+    renders the whole table."""
     selected = query.get(projection.key_name)
     if selected is None and projection.listing is not None:
         limit = parse_limit(query.get("limit"))
@@ -82,6 +90,7 @@ def _document(projection: Projection, table, query, as_of: datetime) -> dict | N
             after,
             limit,
             as_of,
+            order,
         )
     if selected is None:
         return projection.document(states(table), as_of)

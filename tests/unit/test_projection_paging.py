@@ -20,6 +20,7 @@ from projections.paging import (
     MAX_LIMIT,
     NEXT,
     BadPage,
+    KeyOrder,
     assemble,
     decode_cursor,
     encode_cursor,
@@ -216,3 +217,64 @@ def test_a_page_of_lots_reads_the_summary_of_every_lot():
 def _items(page: dict, projection: Projection) -> list:
     assert projection.listing is not None
     return listed(page, projection.listing.path)
+
+
+# ---------------------------------------------------------------- keys kept sorted while quiet
+
+
+class Table(dict):
+    """A table that counts how often its keys are iterated."""
+
+    listed = 0
+
+    def keys_now(self):
+        self.listed += 1
+        return iter(self)
+
+
+def walk_ordered(order: KeyOrder, table: Table, version: object, limit: int, prefix: str = ""):
+    pages, after = [], None
+    while True:
+        page = order.page(table.keys_now, version, after, limit, prefix)
+        pages.append(page.keys)
+        if page.last is None:
+            return pages
+        after = page.last
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 7, 100])
+def test_a_quiet_table_is_sorted_once_and_paged_alike(limit):
+    table = Table.fromkeys(SUBJECTS, {})
+    order = KeyOrder()
+    pages = walk_ordered(order, table, ("positions", 1), limit)
+    assert pages == walk(SUBJECTS, limit)
+    # one pass for the first page, one sort at the second request of the same version
+    assert table.listed == min(len(pages), 2)
+    assert walk_ordered(order, table, ("positions", 1), limit) == pages
+    assert table.listed == 2
+
+
+def test_a_table_that_changed_is_read_anew():
+    table = Table.fromkeys(SUBJECTS, {})
+    order = KeyOrder()
+    walk_ordered(order, table, 1, 2)  # sorted and kept at version 1
+    table["AAA-0001"] = {}
+    del table["MSK-0110"]
+
+    def everything(version: int) -> list[str]:
+        return [k for p in walk_ordered(order, table, version, 2) for k in p]
+
+    assert everything(2) == sorted(table)  # one pass at a new version
+    assert everything(2) == sorted(table)  # sorted again, now at version 2
+    table["ZZZ-0001"] = {}
+    assert everything(3) == sorted(table)
+
+
+def test_sorted_keys_page_only_the_keys_of_their_list():
+    keys = ["ae:AE-2", "subject:MSK-0101", "ae:AE-1", "stopping-rule", "lot:L-1", "ae:AE-3"]
+    table = Table.fromkeys(keys, {})
+    order = KeyOrder()
+    for _ in range(3):
+        assert walk_ordered(order, table, 0, 2, "ae:") == [["ae:AE-1", "ae:AE-2"], ["ae:AE-3"]]
+        assert walk_ordered(order, table, 0, 5, "lot:") == [["lot:L-1"]]
+        assert walk_ordered(order, table, 0, 5, "none:") == [[]]
