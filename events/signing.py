@@ -17,8 +17,9 @@ import base64
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
 from pydantic import Field
 
 from events.envelope import Envelope, Frozen, WriterSignature
@@ -105,19 +106,24 @@ def check_writer_signature(envelope: Envelope, keyring: Keyring, context: str) -
             f"key {signed.key_id!r} was retired by a key rotation earlier on this topic",
         )
     try:
-        _public_key(key.public_key).verify(
-            base64.b64decode(signed.signature), envelope.hash.encode()
+        _verify_key(key.public_key).verify(
+            envelope.hash.encode(), base64.b64decode(signed.signature)
         )
-    except (InvalidSignature, ValueError):
+    except (BadSignatureError, ValueError):
         raise SignatureProblem(
             "bad-signature", f"{envelope.event_type}'s signature does not verify"
         ) from None
 
 
 @lru_cache(maxsize=256)
-def _public_key(encoded: str) -> Ed25519PublicKey:
-    """The key object of a keyring entry, made once (every record is checked against one)."""
-    return Ed25519PublicKey.from_public_bytes(base64.b64decode(encoded))
+def _verify_key(encoded: str) -> VerifyKey:
+    """The key object of a keyring entry, made once (every record is checked against one).
+
+    Verification goes through libsodium (PyNaCl), signing through ``cryptography``: both are
+    RFC 8032 Ed25519, and libsodium verifies in about half the time (measured 53 against
+    104-114 us a signature on the development machine), the largest cost of reading a record
+    (decision 40)."""
+    return VerifyKey(base64.b64decode(encoded))
 
 
 @dataclass(frozen=True)
