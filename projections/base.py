@@ -21,7 +21,7 @@ State = dict[str, Any]
 @dataclass(frozen=True)
 class Listing:
     """Where a projection's document holds one item per table key (subjects, lots, AEs): the
-    list its live view pages (projections/paging.py)."""
+    list its live view pages (projections/paging.py, decision 41)."""
 
     path: tuple[str, ...]
     """The list's place in the document: ``("subjects",)``, ``("adverse_events", "list")``."""

@@ -1,5 +1,5 @@
 """Paging a projection's list view: a page of keys in key order after a cursor, and the page's
-document.
+document (decision 41).
 
 A page is chosen from the table's keys alone, and only the page's values are read and
 rendered. While the table changes, a page costs one pass over its keys that keeps the

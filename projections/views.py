@@ -2,7 +2,8 @@
 
 The worker (``projections/worker.py``, the Faust wiring) registers them with ``_serve`` and
 uses ``_unauthorized`` for its own pages. A projection with a per-key list is served a page at
-a time (``limit``, ``cursor``; projections/paging.py); a key filter reads that one key.
+a time (``limit``, ``cursor``; projections/paging.py, decision 41); a key filter reads that one
+key.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def fetch(url: str, name: str, **query: str | None) -> dict:
 def fetch_list(
     url: str, name: str, limit: int | None, cursor: str | None, every: bool, **query: str | None
 ) -> dict:
-    """A page of ``name``'s list (projections/paging.py), or with ``every`` the whole document put
+    """A page of ``name``'s list (decision 41), or with ``every`` the whole document put
     together from the pages after ``cursor``. A page that is not the last says on stderr how
     to ask for the next."""
     size = None if limit is None else str(limit)

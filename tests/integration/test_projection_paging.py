@@ -1,7 +1,7 @@
 """The worker's list views page on a real broker: following ``next_cursor`` with a small
 ``limit`` gives every subject (and every lot) once, in key order, and the pages put together
 are what ``trialops replay`` prints for the same events; a bad ``limit`` or ``cursor`` is
-refused with HTTP 400 naming the parameter (the paging contract in docs/decisions.md).
+refused with HTTP 400 naming the parameter (decision 41).
 
 Events are written straight onto the topics (tests/integration/raw_events.py), as in
 test_projection_worker.py, so this exercises the worker's views alone."""

@@ -1,7 +1,7 @@
-"""``trialops show`` pages the list views as the worker serves them (the paging contract in
-docs/decisions.md): ``--limit`` and ``--cursor`` ask for one page, whose next cursor the
-command prints on stderr; ``--all`` follows the cursors and prints the whole document, the one
-the replay prints. The worker is stood in for by the same page code over a fixed table."""
+"""``trialops show`` pages the list views as the worker serves them (decision 41): ``--limit``
+and ``--cursor`` ask for one page, whose next cursor the command prints on stderr; ``--all``
+follows the cursors and prints the whole document, the one the replay prints. The worker is
+stood in for by the same page code over a fixed table."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Paging the list views (projections/paging.py; the contract is a decision in
+"""Paging the list views (projections/paging.py; the contract is decision 41 in
 docs/decisions.md): a page holds at most ``limit`` items (100 unless asked, 1 to 1000), in key
 order, after an opaque cursor; ``next_cursor`` is null on the last page; a malformed limit or
 cursor is refused naming the parameter and the rule. Following the cursors from the first page
