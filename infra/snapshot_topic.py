@@ -1,4 +1,4 @@
-"""Where a writer keeps its snapshots (services/snapshots.py, decision 40): a compacted topic of
+"""Where a writer keeps its snapshots (services/snapshots.py, decision 42): a compacted topic of
 its own, ``<namespace>.<context>.snapshots``, so a service restarted on another machine finds
 the latest one.
 

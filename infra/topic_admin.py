@@ -164,7 +164,7 @@ def namespace_acls(namespace: str) -> list[ACL]:
         acls += [acl(context, o, topic, name) for name in events for o in (op.READ, op.DESCRIBE)]
         writer_id = f"{namespace}.{context}.writer"
         acls += [acl(context, o, txn, writer_id) for o in (op.WRITE, op.DESCRIBE)]
-        # Its snapshots (decision 40): its own to create, write and read, no one else's.
+        # Its snapshots (decision 42): its own to create, write and read, no one else's.
         acls += [acl(context, o, topic, snapshot_topic(own))
                  for o in (op.CREATE, op.WRITE, op.READ, op.DESCRIBE)]
         acls += [acl(context, op.IDEMPOTENT_WRITE, ResourceType.CLUSTER, "kafka-cluster")]

@@ -30,7 +30,7 @@ from services.http import (
     json_errors,
     readiness,
 )
-from services.runtime import CommandHandler
+from services.runtime import SNAPSHOT_ON_SHUTDOWN, CommandHandler
 from services.validation import BusinessTimeWindow
 from trial.config import TrialConfig
 
@@ -129,6 +129,12 @@ def build_app(
         yield
         recovering.cancel()
         for handler in handlers:
+            try:  # the next start reads only what follows it (decision 42)
+                await handler.write_snapshot(SNAPSHOT_ON_SHUTDOWN)
+            except Exception:  # never a reason not to shut down
+                logging.getLogger(__name__).exception(
+                    "%s: no snapshot written at shutdown", handler.context
+                )
             handler.close()
 
     app.cleanup_ctx.append(lifecycle)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
@@ -39,7 +39,17 @@ from events.topics import context_of
 from infra.kafka_io import BOOTSTRAP_TIMEOUT_MS, BrokerTimeout, Position, read_log, read_range
 from infra.kafka_security import kafka_python_settings
 from infra.keys import load_next_signer, promote_next_key
+from infra.snapshot_topic import SnapshotTopic, read_record
 from services.decider import NewEvent
+from services.snapshots import (
+    Anchor,
+    Snapshot,
+    SnapshotRefused,
+    anchor_problem,
+    find_anchor,
+    open_snapshot,
+    seal_snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +95,10 @@ class Appended:
     position: Position
 
 
+_NO_ANCHOR = Anchor(-1, "", 0, GENESIS_HASH)
+"""A draft snapshot's anchor, until ``write_snapshot`` finds it."""
+
+
 @dataclass(slots=True)
 class _StreamHead:
     seq: int = 0
@@ -99,7 +113,17 @@ APPEND_TIMEOUT_MS = 10_000
 """How long an append may block in the client before the command is answered 503."""
 
 
+ANCHOR_SEARCH = 64
+"""How many records below a snapshot's end are read back to find the last event it covers."""
+
+
 class KafkaEventStore:
+    snapshots: SnapshotTopic | None = None
+    """Where this writer's snapshots are kept (decision 42); set by the first ``open``."""
+    resumed_from: Snapshot | None = None
+    """The snapshot the last catch-up started from (None: it read the topic from its start);
+    the command handler takes its state from it."""
+
     def __init__(
         self,
         bootstrap_servers: str,
@@ -172,14 +196,30 @@ class KafkaEventStore:
             self._abandon()
             raise StoreUnavailable(f"opening {self.topic} failed: {exc!r}") from exc
 
-    def catch_up(self, quarantine: Quarantine) -> list[tuple[Position, Recorded]]:
-        reader = LogReader(self.base_keyring, quarantine)
+    def catch_up(
+        self, quarantine: Quarantine, resume: bool = True
+    ) -> list[tuple[Position, Recorded]]:
+        """Read the topic to its end through the reading rule, from the latest snapshot that
+        checks out (``resumed_from``), or from its start when there is none or ``resume`` is
+        False. Returns the events read, in order."""
+        snapshot = self._resume_point() if resume else None
+        keyring, heads, start = self.base_keyring, {}, None
+        if snapshot is not None:
+            keyring = keyring.model_copy(update={"retired": keyring.retired | snapshot.retired})
+            heads = {(self.topic, sid): Head(seq, h) for sid, (seq, h) in snapshot.heads.items()}
+            start = {self.topic: snapshot.covers}
+        reader = LogReader(keyring, quarantine, heads=heads)
         history = list(
             read_log(
                 self.bootstrap_servers, [self.topic], reader,
-                client_id=f"{self.writer_id}-catch-up", principal=self.principal,
+                client_id=f"{self.writer_id}-catch-up", principal=self.principal, start=start,
             )
         )
+        if snapshot is not None and snapshot.key_id in reader.keyring.retired:
+            log.warning("%s: the key that sealed its snapshot (%s) was retired after it: "
+                        "folding the topic from its start", self.topic, snapshot.key_id)
+            return self.catch_up(quarantine, resume=False)
+        self.resumed_from = snapshot
         self._heads = {
             stream_id: _StreamHead(head.seq, head.hash)
             for (_topic, stream_id), head in reader.heads.items()
@@ -190,6 +230,83 @@ class KafkaEventStore:
             log.error("%s halted: %s", self.topic, self.halt.describe())
         self._expected_end = self._end_offset()
         return history
+
+    # ------------------------------------------------------------------ snapshots
+
+    def _snapshot_topic(self) -> SnapshotTopic:
+        if self.snapshots is None:
+            self.snapshots = SnapshotTopic(self.bootstrap_servers, self.topic,
+                                           principal=self.principal, client_id=self.writer_id)
+        return self.snapshots
+
+    def _resume_point(self) -> Snapshot | None:
+        """The latest snapshot of this topic when it checks out (services/snapshots.py: sealed
+        by this writer's key, by this code, anchored at its last event); otherwise None, with
+        a warning, and the topic is read from its start."""
+        try:
+            sealed = self._snapshot_topic().latest()
+            if sealed is None:
+                return None
+            snapshot = open_snapshot(sealed, self.base_keyring, self.topic)
+            if snapshot.trial_id != self.trial_id:
+                raise SnapshotRefused(f"a snapshot of trial {snapshot.trial_id}")
+            end = self._end_offset()
+            if end < snapshot.covers:
+                raise SnapshotRefused(f"it covers offsets up to {snapshot.covers}, the topic "
+                                      f"ends at {end}")
+            value = read_record(self.bootstrap_servers, self.topic, snapshot.anchor.offset,
+                                client_id=f"{self.writer_id}-anchor", principal=self.principal)
+            problem = anchor_problem(snapshot, value, self.base_keyring)
+            if problem is not None:
+                raise SnapshotRefused(problem)
+        except (SnapshotRefused, LookupError) as exc:
+            log.warning("%s: its snapshot is not used (%s): reading the topic from its start",
+                        self.topic, exc)
+            return None
+        except (BrokerTimeout, KafkaError) as exc:
+            log.warning("%s: its snapshot could not be read (%s): reading the topic from its "
+                        "start", self.topic, exc)
+            return None
+        log.info("%s: resuming from the snapshot at offset %d (%d events)", self.topic,
+                 snapshot.covers, snapshot.events)
+        return snapshot
+
+    def draft_snapshot(self) -> Snapshot | None:
+        """What this store knows now, for a snapshot (the command handler adds its states):
+        the end its appends left, each stream's head, the retired keys. Cheap enough to take
+        between two batches (a copy of the heads); None when the store is not in a state to
+        be snapshotted (closed, halted, retired, nothing appended)."""
+        if self.retired is not None or self.halt is not None or not self.is_open:
+            return None
+        if self._expected_end == 0:
+            return None
+        return Snapshot(
+            topic=self.topic, trial_id=self.trial_id, covers=self._expected_end,
+            anchor=_NO_ANCHOR,
+            heads={sid: (h.seq, h.hash) for sid, h in self._heads.items()},
+            retired=self.keyring.retired, state=None, upstream_state=None, answered={},
+            upstream=None,
+        )
+
+    def write_snapshot(self, draft: Snapshot) -> Snapshot | None:
+        """Anchor ``draft`` at the last event it covers (read back from the topic), seal it
+        with this writer's key and write it to the snapshot topic. Blocking: call it from a
+        worker thread. None when no anchor is found (it is then not written)."""
+        below = [
+            (where.offset, value) for where, value in read_range(
+                self.bootstrap_servers, Where(self.topic, 0, max(0, draft.covers - ANCHOR_SEARCH)),
+                draft.covers, client_id=f"{self.writer_id}-anchor", principal=self.principal,
+            )
+        ]
+        anchor = find_anchor(below, draft.heads, self.base_keyring, self.topic)
+        if anchor is None:
+            log.warning("%s: no event at the head of its stream in the %d records below offset "
+                        "%d: no snapshot written", self.topic, len(below), draft.covers)
+            return None
+        snapshot = replace(draft, anchor=anchor, key_id=self.signer.key_id,
+                           events=sum(seq for seq, _h in draft.heads.values()))
+        self._snapshot_topic().write(seal_snapshot(snapshot, self.signer))
+        return snapshot
 
     # ------------------------------------------------------------------ key rotation
 

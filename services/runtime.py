@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID, uuid4
@@ -19,7 +19,7 @@ from uuid import UUID, uuid4
 from kafka.errors import KafkaError
 
 from events.envelope import Actor, Envelope, Idempotency
-from events.reading import Quarantine
+from events.reading import Head, Quarantine
 from events.registry import EventPayload, Recorded
 from events.signatures import Meaning, RecordSigned
 from events.topics import SHARED
@@ -33,9 +33,17 @@ from services.eventstore import (
     StoreUnavailable,
     WriterRetired,
 )
+from services.snapshots import Snapshot, Upstream
 
 log = logging.getLogger(__name__)
 
+SNAPSHOT_EVERY = 10_000
+"""Offsets of its own topic (events and commit markers) a writer appends or reads between two
+snapshots (decision 42)."""
+SNAPSHOT_CHECK_SECONDS = 5.0
+SNAPSHOT_ON_SHUTDOWN = 1_000
+"""A clean shutdown writes a snapshot when at least this many offsets are not covered yet (a
+shorter tail is read again in well under a second)."""
 COMMAND_DEADLINE_SECONDS = 15.0
 """How long a command may take, queue included, before it is answered 503 undecided."""
 START_DEADLINE_SECONDS = 60.0
@@ -206,20 +214,107 @@ class CommandHandler(Generic[S]):
     async def _open(self) -> int:
         quarantine = await asyncio.to_thread(self.load_quarantine)
         history = await asyncio.to_thread(self.store.open, quarantine)
-        self._rebuild(history)
+        snapshot, self.store.resumed_from = self.store.resumed_from, None
+        if snapshot is not None and not self._fits(snapshot):
+            log.warning("%s: its snapshot follows other topics than this service does: "
+                        "reading its topic from the start", self.context)
+            snapshot = None
+            history = await asyncio.to_thread(self.store.catch_up, quarantine, False)
+        self._rebuild(history, snapshot)
         if self.store.halt is not None:
             raise ContextHalted(self.context, self.store.halt)
+        self._snapshot_covers = snapshot.covers if snapshot is not None else 0
+        self._keep_snapshots()
         return len(history)
 
-    def _rebuild(self, history: list[tuple[Position, Recorded]]) -> None:
+    def _rebuild(
+        self, history: list[tuple[Position, Recorded]], snapshot: Snapshot | None = None
+    ) -> None:
+        """Fold ``history`` (the events of the topic read by the last open) into the state:
+        onto the snapshot it was read from when there is one (its states, idempotency answers
+        and followed topics' positions, decision 42), else onto the followed topics' state."""
         # Upstream facts first, as they were folded when followed: a state may not depend on
         # the order of events from different topics (services/enrollment/state.py).
         state = self._upstream_state
         self._answered = {}
+        if snapshot is not None:
+            self._upstream_state = snapshot.upstream_state
+            state = snapshot.state
+            self._answered = dict(snapshot.answered)
+            if self.upstream is not None and snapshot.upstream is not None:
+                # followed topics are read again from where the snapshot's state had them
+                keyring = self.upstream.reader.keyring
+                self.upstream.restore(
+                    snapshot.upstream.positions,
+                    {key: Head(seq, h) for key, (seq, h) in snapshot.upstream.heads.items()},
+                    keyring.model_copy(update={"retired": snapshot.upstream.retired}),
+                )
         for position, recorded in history:
             state = self._evolve(state, recorded.payload)
             self._remember([Appended(recorded.envelope, position)])
         self.state = state
+
+    def _fits(self, snapshot: Snapshot) -> bool:
+        """Whether ``snapshot`` follows the topics this handler follows."""
+        if self.upstream is None or snapshot.upstream is None:
+            return self.upstream is None and snapshot.upstream is None
+        return snapshot.upstream.topics == self.upstream.topics
+
+    # ------------------------------------------------------------------ snapshots
+
+    _snapshot_covers = 0
+    """The offset of the topic the last snapshot written or read covers."""
+    _snapshots: asyncio.Future[None] | None = None
+    """The task that writes snapshots while the store is open."""
+
+    def _keep_snapshots(self) -> None:
+        """Write snapshots while the store stays open (from ``_open``, which starts the task
+        again after a re-open). Only a store that keeps them (a Kafka one) gets one."""
+        if self.store.snapshots is None or (self._snapshots and not self._snapshots.done()):
+            return
+        self._snapshots = asyncio.ensure_future(self._snapshot_when_due())
+
+    async def _snapshot_when_due(self) -> None:
+        """Every ``SNAPSHOT_CHECK_SECONDS``: a snapshot once ``SNAPSHOT_EVERY`` offsets were
+        appended or read since the last one (so also right after an open that read that
+        many). Ends when the store closes."""
+        while self.store.is_open and self.store.retired is None:
+            if self.store._expected_end - self._snapshot_covers >= SNAPSHOT_EVERY:
+                try:
+                    await self.write_snapshot()
+                except Exception:  # a snapshot is an optimisation: never a reason to stop
+                    log.exception("%s: writing a snapshot failed", self.context)
+            await asyncio.sleep(SNAPSHOT_CHECK_SECONDS)
+
+    async def write_snapshot(self, newer_by: int = 1) -> Snapshot | None:
+        """Write a snapshot of what this writer knows now, if it covers at least ``newer_by``
+        offsets more than the last one and the context is ready. The states, heads and
+        positions are taken between two batches, under the lock (references to persistent
+        states and a copy of the heads); finding the anchor, encoding, signing and writing
+        happen in a worker thread, off the command path. Returns it, or None when none was
+        written."""
+        async with self._lock:
+            draft = self.store.draft_snapshot()
+            upstream = self.upstream
+            if (draft is None or draft.covers - self._snapshot_covers < max(1, newer_by)
+                    or self.problem is not None or (upstream is not None and upstream.halts)):
+                return None
+            draft = replace(
+                draft, state=self.state, upstream_state=self._upstream_state,
+                answered=dict(self._answered),
+                upstream=None if upstream is None else Upstream(
+                    positions=upstream.positions(),
+                    heads={k: (h.seq, h.hash) for k, h in upstream.reader.heads.items()},
+                    retired=upstream.reader.keyring.retired,
+                ),
+            )
+        started = time.monotonic()
+        written = await asyncio.to_thread(self.store.write_snapshot, draft)
+        if written is not None:
+            self._snapshot_covers = max(self._snapshot_covers, written.covers)
+            log.info("%s: snapshot of %d events written in %.1fs (offset %d)", self.context,
+                     written.events, time.monotonic() - started, written.covers)
+        return written
 
     def _remember(self, appended: list[Appended]) -> None:
         """Keep what a command with an ``Idempotency-Key`` appended, by user and key: rebuilt

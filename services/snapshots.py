@@ -1,5 +1,5 @@
 """A writer's snapshot: the state it folded from its topic, the offsets that state covers, and
-what is needed to read on from there as if the log had been folded from its start (decision 40).
+what is needed to read on from there as if the log had been folded from its start (decision 42).
 
 A service restarted on a long log reads the latest snapshot of its topic, checks it, and folds
 only the events after it. Nothing in a snapshot is trusted because of where it was found:

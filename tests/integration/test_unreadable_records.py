@@ -151,7 +151,8 @@ def test_the_worker_halts_at_an_unreadable_record_and_agrees_with_replay_after_q
 
     # Then the worker stands at the garbage: /ready names it, the enrollment after it is not
     # applied, and the replay shows exactly the same
-    status, body = eventually(lambda: (lambda r: r if r[0] == 503 else None)(
+    # (a 503 may also say a partition is not assigned yet: wait for the halt itself)
+    status, body = eventually(lambda: (lambda r: r if r[0] == 503 and r[1].get("halted") else None)(
         ready(stack.projections_url)), timeout=60)
     [halt] = body["halted"].values()
     assert (halt["offset"], halt["record_sha256"]) == (garbage.offset, digest(GARBAGE))

@@ -90,7 +90,7 @@ def _writes(principal: str) -> set[str]:
 
 def test_each_writer_may_write_only_its_own_event_topic():
     for context in WRITERS:
-        # and its own snapshots (decision 40)
+        # and its own snapshots (decision 42)
         assert _writes(context) == {event_topic(context, "ns"), f"ns.{context}.snapshots"}
 
 

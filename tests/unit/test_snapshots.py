@@ -1,4 +1,4 @@
-"""Writers' snapshots (decision 40): a state restored from a snapshot and folded on equals the
+"""Writers' snapshots (decision 42): a state restored from a snapshot and folded on equals the
 fold of the whole log; a snapshot is used only when its writer sealed it, by this code, over
 the body it carries, and the log still holds the last event it names.
 

@@ -1,0 +1,140 @@
+"""Writers' snapshots on the real broker (decision 42): the enrollment service, restarted after
+it wrote a snapshot, reads only the events after it and knows what a service that folds its
+whole topic knows (its state, its streams' heads, its idempotency answers, the followed
+topics' facts); a snapshot whose bytes were changed is ignored and the topic folded from its
+start."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from events.envelope import Actor, Idempotency
+from events.safety import EnrollmentPaused
+from infra.keys import init_keys
+from infra.snapshot_topic import SnapshotTopic
+from infra.topic_admin import ensure_topics
+from services.app import handler_for
+from services.catalog import services
+from services.enrollment.commands import RegisterSubject
+from services.runtime import CommandHandler
+from services.snapshots import Sealed, to_plain
+from trial.config import load_trial
+
+from .helpers import append_upstream
+
+pytestmark = pytest.mark.kafka
+
+COORDINATOR = Actor(user_id="demo-site_coordinator", role="site_coordinator")
+AT = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+KEY = Idempotency(key="retry-1101", request_sha256="a" * 64)
+
+
+def enrollment(settings) -> CommandHandler:
+    """The enrollment service's writer, built as ``trialops serve`` builds it."""
+    return handler_for(services()["enrollment"], settings, load_trial())
+
+
+async def started(handler: CommandHandler, *, from_snapshot: bool = True) -> CommandHandler:
+    if not from_snapshot:
+        handler.store._resume_point = lambda: None  # type: ignore[method-assign]
+    await handler.start()
+    assert handler.readiness()["ready"], handler.readiness()
+    return handler
+
+
+async def register(handler: CommandHandler, n: int, key: Idempotency | None = None) -> Any:
+    command = RegisterSubject(subject_id=f"MSK-{n:04d}", site_id="MSK", occurred_at=AT)
+    return await handler.handle(command, COORDINATOR, idempotency=key)
+
+
+def known(handler: CommandHandler) -> dict[str, Any]:
+    """Everything a writer decides and seals with, comparable."""
+    return {
+        "state": orjson.dumps(to_plain(handler.state), option=orjson.OPT_SORT_KEYS),
+        "answered": dict(handler._answered),
+        "heads": {s: (h.seq, h.hash) for s, h in handler.store._heads.items()},
+        "end": handler.store._expected_end,
+    }
+
+
+def test_a_restarted_writer_reads_on_from_its_snapshot_and_knows_what_a_full_fold_knows(
+    settings, tmp_path, caplog
+):
+    keyring, writers = init_keys(tmp_path / "keys")
+    settings = replace(settings, keyring=str(keyring), writer_keys=str(writers))
+    ensure_topics(settings.bootstrap_servers, settings.namespace)
+
+    async def scenario() -> None:
+        # Given a writer that registered subjects (one with an Idempotency-Key), followed a
+        # safety fact, and wrote a snapshot
+        first = await started(enrollment(settings))
+        for n in range(1101, 1106):
+            await register(first, n, KEY if n == 1101 else None)
+        answer = (await register(first, 1101, KEY))[0].envelope
+        append_upstream(settings, "safety", "ae-AE-1", EnrollmentPaused(
+            ae_id="AE-1", subject_id="MSK-1102", rule="grade5-related"), "safety_officer")
+        await register(first, 1106)  # the pause does not stop registrations
+        snapshot = await first.write_snapshot()
+        assert snapshot is not None and snapshot.events == 6
+        # and went on after it
+        await register(first, 1107)
+        first.close()
+
+        # When it restarts
+        resumed = await started(enrollment(settings))
+        # Then it read only what follows the snapshot
+        assert resumed._snapshot_covers == snapshot.covers
+        assert resumed.state.pause is not None and resumed.state.pause.ae_id == "AE-1"
+        assert len(resumed.state.subjects) == 7
+        knows = known(resumed)
+        resumed.close()
+        # and knows what a writer that folds the whole topic knows
+        folded = await started(enrollment(settings), from_snapshot=False)
+        assert folded._snapshot_covers == 0
+        assert known(folded) == knows
+        folded.close()
+
+        # When it restarts from the snapshot again
+        again = await started(enrollment(settings))
+        assert again._snapshot_covers == snapshot.covers
+        # Then it answers a retry as it did the first time
+        assert (await register(again, 1101, KEY))[0].envelope == answer
+        # and a fact the followed topic records after the snapshot reaches it
+        append_upstream(settings, "safety", "ae-AE-2", EnrollmentPaused(
+            ae_id="AE-2", subject_id="MSK-1103", rule="grade5-related"), "safety_officer")
+        await register(again, 1108)
+        assert again.state.pause is not None and again.state.pause.ae_id == "AE-2"
+        assert again._upstream_state.pause is not None
+        latest = await again.write_snapshot()
+        assert latest is not None and latest.covers > snapshot.covers
+        again.close()
+        topic_name = again.store.topic
+
+        # When the latest snapshot's body is changed on its topic
+        topic = SnapshotTopic(settings.bootstrap_servers, topic_name,
+                              principal="enrollment", client_id="test")
+        sealed = topic.latest()
+        assert sealed is not None
+        body = bytearray(sealed.body)
+        body[len(body) // 2] ^= 0xFF
+        topic.write(Sealed(sealed.manifest, bytes(body)))
+        # Then a restart ignores it, says so, and folds the topic from its start
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="services.eventstore"):
+            distrusting = await started(enrollment(settings))
+        assert distrusting._snapshot_covers == 0
+        assert any("snapshot is not used" in r.getMessage() for r in caplog.records)
+        folded = await started(enrollment(settings), from_snapshot=False)
+        assert known(distrusting) == known(folded)
+        assert len(distrusting.state.subjects) == 8
+        distrusting.close()
+        folded.close()
+
+    asyncio.run(scenario())
