@@ -22,14 +22,21 @@ of a stream is kept (with the offset that applied it), so that duplicate cannot 
 the original there. The services' transactional, idempotent producers do not write
 duplicates; only a foreign producer could.
 
+The worker applies events in batches (:class:`Batch`): each event is applied as above, but to
+an :class:`Overlay` of each table, and at the end of the batch each touched key's final value
+is written to its table once, with the offset of the last event of the batch applied to it.
+Those writes are a subsequence of the writes event by event would have made (the last one per
+key), so whatever prefix of them survives a crash, the markers still say where each key
+resumes (decision 39).
+
 The functions here take plain mappings, so the rules are tested without a broker; the Faust
 agent passes its tables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any, TypedDict
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from typing import Any, Final, TypedDict, TypeVar
 
 from events.reading import Head, next_in_stream
 from events.registry import Recorded
@@ -48,6 +55,124 @@ class DeadLettered(TypedDict):
 
     count: int
     through: int
+
+
+V = TypeVar("V")
+
+_DELETED: Final = object()
+"""What an overlay holds for a key deleted in the batch."""
+_UNTOUCHED: Final = object()
+
+
+class Overlay(MutableMapping[str, V]):
+    """A table as one batch sees it: reads go through to the table, sets and deletes stay here
+    until :meth:`flush` writes each touched key's last value to the table, once."""
+
+    def __init__(self, table: MutableMapping[str, V]) -> None:
+        self.table = table
+        self.written: dict[str, object] = {}
+        """Per key set or deleted in the batch: its value now, or ``_DELETED``."""
+
+    def __getitem__(self, key: str) -> V:
+        value = self.written.get(key, _UNTOUCHED)
+        if value is _UNTOUCHED:
+            return self.table[key]
+        if value is _DELETED:
+            raise KeyError(key)
+        return value  # type: ignore[return-value]  # only a V or _DELETED is ever stored
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self.written.get(key, _UNTOUCHED)
+        if value is _UNTOUCHED:
+            return self.table.get(key, default)
+        return default if value is _DELETED else value
+
+    def __contains__(self, key: object) -> bool:
+        value = self.written.get(key, _UNTOUCHED) if isinstance(key, str) else _UNTOUCHED
+        if value is _UNTOUCHED:
+            return key in self.table
+        return value is not _DELETED
+
+    def __setitem__(self, key: str, value: V) -> None:
+        self.written[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self.written[key] = _DELETED
+
+    def __iter__(self) -> Iterator[str]:
+        for key in self.table:
+            if key not in self.written:
+                yield key
+        for key, value in self.written.items():
+            if value is not _DELETED:
+                yield key
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def flush(self) -> int:
+        """Write each touched key's value to the table (a key created and deleted in the batch
+        is not written at all); the number of table writes."""
+        writes = 0
+        table = self.table
+        for key, value in self.written.items():
+            if value is _DELETED:
+                if key in table:
+                    del table[key]
+                    writes += 1
+            else:
+                table[key] = value  # type: ignore[assignment]  # not _DELETED: a V
+                writes += 1
+        self.written.clear()
+        return writes
+
+
+class Batch:
+    """Events applied together: to overlays of the projections' tables and of the applied
+    stream heads, with each source partition's next position noted, all written to the tables
+    at :meth:`flush`."""
+
+    def __init__(
+        self,
+        tables: Mapping[str, MutableMapping[str, Stored]],
+        applied: MutableMapping[str, list[Any]],
+        positions: MutableMapping[str, int],
+    ) -> None:
+        self.tables = {name: Overlay(table) for name, table in tables.items()}
+        self.applied = Overlay(applied)
+        self.positions = positions
+        self.passed: dict[str, int] = {}
+        """Per source partition, the next offset to apply once this batch is flushed."""
+
+    def apply(
+        self,
+        projections: Iterable[Projection],
+        source: str,
+        offset: int,
+        recorded: Recorded,
+        errors: list[str] | None = None,
+    ) -> bool:
+        """:func:`apply_once` on the batch's overlays."""
+        return apply_once(projections, self.tables, self.applied, source, offset, recorded,
+                          errors)
+
+    def pass_over(self, source: str, offset: int) -> None:
+        """The record at ``offset`` of ``source`` is done with (applied, a copy, quarantined)."""
+        self.passed[source] = offset + 1
+
+    def flush(self) -> int:
+        """Write what the batch changed: the projections' keys, then the streams' heads, then
+        the positions, so a reader that sees a position sees what came before it. Returns the
+        number of table writes."""
+        writes = sum(overlay.flush() for overlay in self.tables.values())
+        writes += self.applied.flush()
+        for source, position in self.passed.items():
+            self.positions[source] = position
+        writes += len(self.passed)
+        self.passed.clear()
+        return writes
 
 
 def state_of(stored: Stored) -> State:

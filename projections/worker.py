@@ -2,11 +2,13 @@
 table per projection, and the web server serves each projection as JSON.
 
 An agent only reads each record through the reading rule every reader shares
-(events/reading.py) and hands the event to ``projections.applying.apply_once``, which calls the
-projections' pure ``apply`` once per event whatever Kafka redelivers. At an unreadable record
-the agent of that topic halts: it sends the record to the dead-letter topic once, reports it
-on ``/ready``, and goes on only once the record is quarantined, so no projection moves past a
-record the services refused to move past (decision 17). The other topics' agents go on.
+(events/reading.py) and hands the event to ``projections.applying``, which calls the
+projections' pure ``apply`` once per event whatever Kafka redelivers; events come in batches,
+and each table key a batch touched is written once, at its end (decision 39). At an
+unreadable record the agent of that topic halts: it sends the record to the dead-letter
+topic once, reports it on ``/ready``, and goes on only once the record is quarantined, so no
+projection moves past a record the services refused to move past (decision 17). The other
+topics' agents go on.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import weakref
 from pathlib import Path
 
 import faust
+from faust.streams import _current_event
 
 from events.keys import WriterKeyRotated
 from events.reading import Halt, LogReader, Quarantine, Unreadable, Where, decode, digest
@@ -26,7 +30,7 @@ from infra.kafka_io import load_quarantine, read_log
 from infra.kafka_security import faust_credentials
 from infra.keys import load_keyring
 from infra.settings import Settings
-from projections.applying import apply_once, count_dead_letter, dead_letter_counts
+from projections.applying import Batch, count_dead_letter, dead_letter_counts
 from projections.catalog import build
 from projections.faust_kafka import ReadCommittedTransport
 from projections.views import _serve, _unauthorized
@@ -50,6 +54,12 @@ ACCESS_REFRESH_SECONDS = 5.0
 """How often the worker reads the access log again: a revoked reader is refused within this."""
 QUARANTINE_POLL_SECONDS = 2.0
 """How often a halted agent looks for the quarantine of the record it stopped at."""
+BATCH_EVENTS = 1000
+"""The most events an agent applies in one batch (decision 39): each key they touch is written
+to its table's changelog once."""
+BATCH_SECONDS = 0.02
+"""How long an agent waits for more events before it applies the ones it has: a lone command's
+event becomes visible at most this much later."""
 
 DASHBOARD = Path(__file__).with_name("dashboard.html")
 """The read-only operations board: one static page that polls the projections' JSON."""
@@ -103,6 +113,9 @@ def create_app(
         # halted worker took its whole stop timeout to stop. Events in flight are redelivered
         # instead, and applied once (projections/applying.py).
         stream_wait_empty=False,
+        # A batch writes its changed keys together (decision 39): produce requests of up to
+        # 512 KiB per changelog partition, not aiokafka's 16 KiB, carry them in fewer trips.
+        producer_max_batch_size=512 * 1024,
     )
     dead_letters = app.topic(
         dead_letter_topic(group, settings.namespace),
@@ -188,38 +201,54 @@ def create_app(
     def agent_for(topic: str):
         async def fold(stream):
             """Each event is decoded once and applied to every projection that reads its
-            topic, so a table write happens only where state changes."""
-            async for event in stream.events():
-                message = event.message
-                source = f"{message.topic}:{message.partition}"
-                where = Where(message.topic, message.partition, message.offset)
-                while True:
-                    errors: list[str] = []
-                    try:
-                        recorded = decode(event.value, keyring_at(topic, message.offset), topic)
-                        if not apply_once(readers[topic], tables, applied, source,
-                                          message.offset, recorded, errors):
-                            log.info("skipping a copy %s", where)
-                        note_rotation(topic, message.offset, recorded)
-                    except Unreadable as exc:
-                        if exc.kind in NEW_KEY_KINDS and await keyring_reloaded():
+            topic. Events come in batches (decision 39): a batch applies them to overlays of
+            the tables and writes each touched key once, at its end. A batch never holds
+            unwritten changes across an ``await``: the agents of the other topics write the
+            same tables (patient-timeline folds every topic) while this one waits, so it
+            writes what it changed before it waits on anything (the keyring, the quarantine,
+            a dead letter)."""
+            async for events in stream.take_events(BATCH_EVENTS, within=BATCH_SECONDS):
+                batch = Batch(tables, applied, positions)
+                for event in events:
+                    _as_current_event(event)
+                    message = event.message
+                    source = f"{message.topic}:{message.partition}"
+                    where = Where(message.topic, message.partition, message.offset)
+                    while True:
+                        errors: list[str] = []
+                        try:
+                            recorded = decode(event.value, keyring_at(topic, message.offset),
+                                              topic)
+                            if not batch.apply(readers[topic], source, message.offset,
+                                               recorded, errors):
+                                log.info("skipping a copy %s", where)
+                            note_rotation(topic, message.offset, recorded)
+                        except Unreadable as exc:
+                            # What came before the record reaches the tables; the position
+                            # stays at the record.
+                            batch.flush()
+                            if exc.kind in NEW_KEY_KINDS and await keyring_reloaded():
+                                continue
+                            if await quarantined(where, event.value):
+                                log.warning("passing over quarantined record %s", where)
+                                break
+                            if source not in halts:
+                                halts[source] = Halt(where, exc.kind, exc.detail,
+                                                     digest(event.value))
+                                log.error("halted: %s", halts[source].describe())
+                                await _dead_letter(dead_letters, dead_lettered, event, exc)
+                            await asyncio.sleep(QUARANTINE_POLL_SECONDS)
                             continue
-                        if await quarantined(where, event.value):
-                            log.warning("passing over quarantined record %s", where)
-                            break
-                        if source not in halts:
-                            halts[source] = Halt(where, exc.kind, exc.detail, digest(event.value))
-                            log.error("halted: %s", halts[source].describe())
-                            await _dead_letter(dead_letters, dead_lettered, event, exc)
-                        await asyncio.sleep(QUARANTINE_POLL_SECONDS)
-                        continue
-                    if errors:
-                        await _dead_letter(
-                            dead_letters, dead_lettered, event, RuntimeError("; ".join(errors))
-                        )
-                    break
-                halts.pop(source, None)
-                positions[source] = message.offset + 1
+                        if errors:
+                            batch.flush()
+                            await _dead_letter(
+                                dead_letters, dead_lettered, event,
+                                RuntimeError("; ".join(errors)),
+                            )
+                        break
+                    halts.pop(source, None)
+                    batch.pass_over(source, message.offset)
+                batch.flush()
 
         return fold
 
@@ -316,6 +345,13 @@ def load_access(settings: Settings, keyring) -> AccessState:
     except LookupError:  # no access topic yet
         return EMPTY
     return state
+
+
+def _as_current_event(event) -> None:
+    """Make ``event`` the one Faust's tables attribute a write to (its partition is the
+    changelog's, and the RocksDB store files the key under it). An agent that takes events in
+    batches reads them outside Faust's own iteration, which sets this per event."""
+    _current_event.set(weakref.ref(event))
 
 
 async def _dead_letter(dead_letters, dead_lettered, event, exc: Exception) -> None:

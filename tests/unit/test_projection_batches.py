@@ -1,0 +1,199 @@
+"""The live projections apply events in batches (projections/applying.py, decision 39): each
+touched key is written once per batch, and the crash-and-redelivery guarantees of decision 5
+still hold.
+
+The reference, as in test_projection_redelivery.py, is the pure fold (projections.base.fold) of
+the same events, each once: what the replay computes and the worker must converge to. A
+crash is modelled as that file models it: every changelog keeps its writes up to the last
+consumer commit (Faust flushes its producer before committing) and a prefix of the rest (one
+changelog partition keeps its order)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+
+import pytest
+
+from events.reading import Unreadable
+from events.registry import Recorded
+from events.topics import event_topic
+from projections.applying import Batch, Overlay, states
+
+from .test_projection_redelivery import (
+    DELETED,
+    LOG,
+    PROJECTIONS,
+    Changelog,
+    expected_states,
+    readers,
+)
+
+Entry = tuple[str, int, Recorded]
+
+
+def fresh() -> tuple[dict[str, Changelog], Changelog, Changelog]:
+    return {name: Changelog() for name in PROJECTIONS}, Changelog(), Changelog()
+
+
+def run_in_batches(
+    log: Sequence[Entry], tables, applied, positions, rng: random.Random, largest: int = 40
+) -> list[int]:
+    """Apply ``log`` as the worker does, in batches of 1 to ``largest`` events; the indexes of
+    ``log`` at which each batch was flushed (where the consumer may commit)."""
+    boundaries = []
+    start = 0
+    while start < len(log):
+        end = min(len(log), start + rng.randint(1, largest))
+        batch = Batch(tables, applied, positions)
+        for source, offset, recorded in log[start:end]:
+            batch.apply(readers(source), source, offset, recorded)
+            batch.pass_over(source, offset)
+        batch.flush()
+        boundaries.append(end)
+        start = end
+    return boundaries
+
+
+def end_positions(log: Sequence[Entry]) -> dict[str, int]:
+    ends: dict[str, int] = {}
+    for source, offset, _recorded in log:
+        ends[source] = offset + 1
+    return ends
+
+
+# -- the overlay
+
+
+def test_an_overlay_reads_through_and_writes_each_key_once_at_flush():
+    table = Changelog()
+    table["C001"] = 1
+    table["C002"] = 2
+    table.writes.clear()
+    overlay: Overlay[int] = Overlay(table)
+
+    overlay["C001"] = 10
+    overlay["C001"] = 11  # the same key twice in one batch
+    overlay["C003"] = 3
+    del overlay["C002"]
+    overlay["C004"] = 4
+    del overlay["C004"]  # a key whose state began and ended in the batch
+
+    # The batch sees its own writes; the table does not, yet
+    assert dict(overlay) == {"C001": 11, "C003": 3}
+    assert overlay.get("C002") is None and "C002" not in overlay and "C004" not in overlay
+    assert len(overlay) == 2 and table.data == {"C001": 1, "C002": 2} and not table.writes
+    with pytest.raises(KeyError):
+        overlay["C002"]
+    with pytest.raises(KeyError):
+        del overlay["C005"]
+
+    writes = overlay.flush()
+
+    assert table.data == {"C001": 11, "C003": 3}
+    assert sorted(table.writes, key=lambda w: w[0]) == [
+        ("C001", 11), ("C002", DELETED), ("C003", 3)
+    ]
+    assert writes == 3 and not overlay.written and dict(overlay) == table.data
+
+
+# -- batches
+
+
+def test_events_applied_in_batches_give_the_fold():
+    tables, applied, positions = fresh()
+    run_in_batches(LOG, tables, applied, positions, random.Random(1))
+
+    assert {n: states(t) for n, t in tables.items()} == expected_states()
+    assert positions.data == end_positions(LOG)
+
+
+def test_a_batch_writes_each_touched_key_once():
+    # Given the whole simulated trial in one batch
+    tables, applied, positions = fresh()
+    batch = Batch(tables, applied, positions)
+    for source, offset, recorded in LOG:
+        batch.apply(readers(source), source, offset, recorded)
+        batch.pass_over(source, offset)
+
+    batch.flush()
+
+    for table in [*tables.values(), applied, positions]:
+        keys = [key for key, _value in table.writes]
+        assert len(keys) == len(set(keys))
+    # and the same trial event by event writes some key many times
+    one_by_one, applied_1, positions_1 = fresh()
+    run_in_batches(LOG, one_by_one, applied_1, positions_1, random.Random(2), largest=1)
+    assert sum(len(t.writes) for t in tables.values()) < sum(
+        len(t.writes) for t in one_by_one.values()
+    )
+    assert {n: states(t) for n, t in tables.items()} == {
+        n: states(t) for n, t in one_by_one.items()
+    }
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_crash_during_a_flush_and_the_redelivery_give_the_fold(seed):
+    rng = random.Random(seed)
+    tables, applied, positions = fresh()
+    # Given a worker that committed its consumer offsets after one batch ...
+    boundaries = run_in_batches(LOG, tables, applied, positions, rng)
+    committed = rng.choice([0, *boundaries[:-1]])
+    tables, applied, positions = fresh()
+    run_in_batches(LOG[:committed], tables, applied, positions, rng)
+    flushed = {name: len(t.writes) for name, t in tables.items()}
+    flushed_applied, flushed_positions = len(applied.writes), len(positions.writes)
+    # ... and died during a later flush: each changelog kept a prefix of what followed
+    crashed = rng.randrange(committed, len(LOG)) + 1
+    run_in_batches(LOG[committed:crashed], tables, applied, positions, rng)
+
+    def survived(table: Changelog, flushed: int) -> Changelog:
+        return Changelog.recovered(table.writes[: rng.randint(flushed, len(table.writes))])
+
+    recovered = {n: survived(t, flushed[n]) for n, t in tables.items()}
+    recovered_applied = survived(applied, flushed_applied)
+    recovered_positions = survived(positions, flushed_positions)
+
+    # When the restarted worker reads again from the committed offsets, in other batches
+    run_in_batches(LOG[committed:], recovered, recovered_applied, recovered_positions, rng)
+
+    # Then every projection equals the fold of the log, each event once, as an
+    # uninterrupted run gives it
+    assert {n: states(t) for n, t in recovered.items()} == expected_states()
+    assert recovered_positions.data == end_positions(LOG)
+
+
+def test_a_batch_stops_at_an_unreadable_record_with_what_came_before_it_written():
+    # Given an enrollment log from which the second event of a stream is missing, so that
+    # stream's third event, some records later, does not follow its head
+    enrollment = [entry for entry in LOG if entry[0] == f"{event_topic('enrollment')}:0"]
+    counts = Counter(r.envelope.stream_id for _s, _o, r in enrollment)
+    stream = next(s for s, n in counts.items() if n >= 3)
+    second, third = [i for i, (_s, _o, r) in enumerate(enrollment)
+                     if r.envelope.stream_id == stream][1:3]
+    log = [*enrollment[:second], *enrollment[second + 1 : third + 1]]
+    assert len(log) >= 3
+    tables, applied, positions = fresh()
+    batch = Batch(tables, applied, positions)
+
+    # When the worker applies it as one batch, flushing at the record that raises
+    halted_at = None
+    for source, offset, recorded in log:
+        try:
+            batch.apply(readers(source), source, offset, recorded)
+        except Unreadable as exc:
+            assert exc.kind == "broken-chain"
+            halted_at = offset
+            break
+        batch.pass_over(source, offset)
+    batch.flush()
+
+    # Then the tables hold exactly the events before it, and the position stands at it
+    tables_before, applied_before, positions_before = fresh()
+    run_in_batches(log[:-1], tables_before, applied_before, positions_before, random.Random(3))
+    assert halted_at == log[-1][1]
+    assert {n: states(t) for n, t in tables.items()} == {
+        n: states(t) for n, t in tables_before.items()
+    }
+    assert positions.data == {log[-1][0]: log[-1][1]}
