@@ -66,6 +66,15 @@ def all_types() -> dict[str, type[EventPayload]]:
     return dict(sorted(_TYPES.items()))
 
 
+def readable_versions(name: str) -> list[int]:
+    """Every schema version of ``name`` a reader accepts, oldest first: the current one and
+    each older one from which upcasters lead, one step at a time, to it."""
+    versions = [payload_type(name).schema_version]
+    while (name, versions[0] - 1) in _UPCASTERS:
+        versions.insert(0, versions[0] - 1)
+    return versions
+
+
 def upcast(name: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:
     current = payload_type(name).schema_version
     if version > current:
