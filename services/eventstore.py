@@ -29,6 +29,7 @@ from kafka.errors import (
     TransactionalIdAuthorizationFailedError,
 )
 
+from events.cloudevents import record_headers
 from events.envelope import GENESIS_HASH, Actor, Envelope, Idempotency, seal, to_bytes
 from events.keys import WriterKeyRotated
 from events.keys import stream_of as key_stream
@@ -494,7 +495,10 @@ class KafkaEventStore:
         try:
             producer.begin_transaction()
             futures = [
-                producer.send(self.topic, key=e.stream_id.encode(), value=to_bytes(e))
+                producer.send(
+                    self.topic, key=e.stream_id.encode(), value=to_bytes(e),
+                    headers=record_headers(e, self.topic),
+                )
                 for e in envelopes
             ]
             producer.flush(timeout=APPEND_TIMEOUT_MS / 1000)
