@@ -20,7 +20,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-schemas_app = typer.Typer(help="JSON Schemas of every event type.", no_args_is_help=True)
+schemas_app = typer.Typer(
+    help="JSON Schemas of every event type and version, and the topics' AsyncAPI document.",
+    no_args_is_help=True,
+)
 topics_app = typer.Typer(help="The Kafka topic catalogue.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
@@ -101,8 +104,10 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 @schemas_app.command("export")
 def schemas_export(directory: Annotated[Path, typer.Argument(help="Folder to write into.")]):
-    """Write the envelope's and every event type's JSON Schema into DIRECTORY."""
-    from events.schemas import export
+    """Write into DIRECTORY the JSON Schemas of the envelope, of every event type in every
+    version a reader accepts (payload and record), of the signed checkpoint, and the AsyncAPI
+    3.0 document of every topic (asyncapi.json), which refers to them."""
+    from trialops.contracts import export
 
     for path in export(directory):
         typer.echo(str(path))
