@@ -9,12 +9,71 @@ key.
 from __future__ import annotations
 
 import asyncio
+import re
+import weakref
 from datetime import UTC, datetime
+
+import orjson
+from aiohttp import web as aioweb
 
 from projections.applying import state_of, states
 from projections.base import Projection, to_json
+from projections.openapi import document as views_document
 from projections.paging import BadPage, KeyOrder, decode_cursor, page_document, parse_limit
 from services.auth import READ_ROLES, LiveUsers, UserDirectory, bearer_token
+from services.problems import PROBLEM_JSON, problem_document
+
+
+def _problem(web, request, status: int, error: str, message: str, headers=None):
+    """An error answer as an RFC 9457 problem, as the command services answer (decision 44)."""
+    return web.json(
+        problem_document(status, error, message, request.path),
+        status=status, content_type=PROBLEM_JSON, headers=headers,
+    )
+
+
+@aioweb.middleware
+async def _problems(request, handler):
+    """aiohttp's own errors (an unknown path, a method a view does not take) as problems."""
+    try:
+        return await handler(request)
+    except aioweb.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        error = re.sub(r"[^a-z0-9]+", "-", (exc.reason or "error").lower()).strip("-")
+        document = problem_document(
+            exc.status, error, f"{exc.reason}: {request.method} {request.path}", request.path
+        )
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return aioweb.Response(
+            status=exc.status, body=orjson.dumps(document), content_type=PROBLEM_JSON,
+            headers=allow,
+        )
+
+
+_DESCRIBED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""The projections each worker app serves, for its ``/openapi.json``."""
+
+
+def _describe(app, projection: Projection) -> None:
+    """Lists ``projection`` in the worker's ``/openapi.json`` (projections/openapi.py), which
+    is registered with the first view; like ``/ready``, it asks for no token."""
+    served = _DESCRIBED.get(app)
+    if served is None:
+        served = _DESCRIBED[app] = []
+
+        async def openapi(web, request):
+            return web.bytes(orjson.dumps(views_document(served)), content_type="application/json")
+
+        app.page("/openapi.json", name="openapi")(openapi)
+    served.append(projection)
+
+
+def _answer_errors_as_problems(app) -> None:
+    """Adds ``_problems`` to the Faust app's aiohttp application once, before it starts."""
+    web_app = getattr(app.web, "web_app", None)
+    if web_app is not None and _problems not in web_app.middlewares:
+        web_app.middlewares.append(_problems)
 
 
 def _unauthorized(web, request, users: UserDirectory | LiveUsers):
@@ -25,12 +84,11 @@ def _unauthorized(web, request, users: UserDirectory | LiveUsers):
     if actor is not None and actor.role in READ_ROLES:
         return None
     if actor is not None:
-        return web.json({"error": "role-not-permitted",
-                         "message": f"role {actor.role} may not read the projections"}, status=403)
-    return web.json(
-        {"error": "unauthenticated",
-         "message": "send 'Authorization: Bearer <token>' of a user with a read role"},
-        status=401,
+        return _problem(web, request, 403, "role-not-permitted",
+                        f"role {actor.role} may not read the projections")
+    return _problem(
+        web, request, 401, "unauthenticated",
+        "send 'Authorization: Bearer <token>' of a user with a read role",
         headers={"WWW-Authenticate": 'Bearer realm="trialops"'},
     )
 
@@ -39,6 +97,8 @@ def _serve(
     app, projection: Projection, table, positions, users: UserDirectory | LiveUsers
 ) -> None:
     order = KeyOrder()
+    _answer_errors_as_problems(app)
+    _describe(app, projection)
 
     async def view(web, request):
         if refused := _unauthorized(web, request, users):
@@ -47,7 +107,8 @@ def _serve(
         if wanted:
             problem = await _wait_for(positions, projection.name, wanted, request.query)
             if problem is not None:
-                return web.json(problem[1], status=problem[0])
+                status, body = problem
+                return _problem(web, request, status, body["error"], body["message"])
         try:
             as_of = _query_time(request.query.get("as_of"))
             # The table's keys may have changed only if the worker applied something since
@@ -55,15 +116,12 @@ def _serve(
             version = (tuple(sorted(positions.items())), len(table))
             document = _document(projection, table, request.query, as_of, (order, version))
         except (ValueError, BadPage) as exc:
-            return web.json({"error": "bad-query", "message": str(exc)}, status=400)
+            return _problem(web, request, 400, "bad-query", str(exc))
         if document is None:
             selected = request.query.get(projection.key_name)
-            return web.json(
-                {
-                    "error": "not-found",
-                    "message": f"{projection.name} has no {projection.key_name} {selected}",
-                },
-                status=404,
+            return _problem(
+                web, request, 404, "not-found",
+                f"{projection.name} has no {projection.key_name} {selected}",
             )
         return web.bytes(to_json(document), content_type="application/json")
 

@@ -30,6 +30,7 @@ from services.http import (
     json_errors,
     readiness,
 )
+from services.openapi import add_description
 from services.runtime import SNAPSHOT_ON_SHUTDOWN, CommandHandler
 from services.validation import BusinessTimeWindow
 from trial.config import TrialConfig
@@ -120,6 +121,7 @@ def build_app(
             )
 
     app.router.add_get("/ready", readiness({h.context: h for h in handlers}))
+    add_description(app, [available[c] for c in chosen], trial.roles_for)
 
     async def lifecycle(_app: web.Application):
         for handler in handlers:

@@ -20,6 +20,7 @@ from events.signatures import Meaning
 from services.auth import LiveUsers, UserDirectory, hash_token, new_token
 from services.errors import DomainError
 from services.eventstore import Appended, StoreUnavailable
+from services.problems import PROBLEM_JSON, problem_document
 from services.runtime import COMMAND_DEADLINE_SECONDS, CommandHandler, Signature
 from services.validation import (
     BusinessTimeWindow,
@@ -34,9 +35,35 @@ ACTOR = web.RequestKey("actor", Actor)
 """The authenticated actor of a request."""
 
 
-def problem(status: int, error: str, message: str, **extra: Any) -> web.Response:
-    body = {"error": error, "message": message, **extra}
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+class ProblemAnswer(web.Response):
+    """An RFC 9457 problem answer. ``json_errors`` adds the ``instance`` (the request's path)
+    before it is sent, since the code that refuses a request seldom has the request."""
+
+    def __init__(self, status: int, document: dict[str, Any], headers=None) -> None:
+        super().__init__(
+            status=status, body=orjson.dumps(document), content_type=PROBLEM_JSON,
+            headers=headers,
+        )
+        self.document = document
+
+    def at(self, instance: str) -> ProblemAnswer:
+        if "instance" not in self.document:
+            self.document = {**self.document, "instance": instance}
+            self.body = orjson.dumps(self.document)
+        return self
+
+
+def problem(status: int, error: str, message: str, *, headers=None, **extra: Any) -> ProblemAnswer:
+    return ProblemAnswer(status, problem_document(status, error, message, **extra), headers)
+
+
+class Refused(Exception):
+    """Raised where returning the answer is awkward (reading the body): ``json_errors``
+    answers with ``answer``."""
+
+    def __init__(self, answer: ProblemAnswer) -> None:
+        super().__init__(answer.document["detail"])
+        self.answer = answer
 
 
 def ok(status: int, body: Any) -> web.Response:
@@ -52,36 +79,55 @@ _BEARER = re.compile(r"Bearer ([A-Za-z0-9._~+/-]+=*)", re.IGNORECASE)
 
 
 def json_errors(max_body_bytes: int = MAX_BODY_BYTES):
-    """aiohttp raises its own HTTP errors (413 for a body over ``client_max_size``, 404, 405)
-    as plain text; every answer of the API is JSON ``{"error", "message"}``."""
+    """Every 4xx and 5xx of the API is an RFC 9457 problem (``application/problem+json``).
+    aiohttp raises its own HTTP errors (413 for a body over ``client_max_size``, 404 for an
+    unknown path, 405 for a method a path does not take) as plain text: they are answered as
+    problems here, and every problem gets the request's path as its ``instance``."""
 
     @web.middleware
     async def middleware(request: web.Request, handler):
         try:
-            return await handler(request)
+            answer = await handler(request)
+        except Refused as refused:
+            answer = refused.answer
         except web.HTTPRequestEntityTooLarge:
-            return problem(
+            answer = problem(
                 413,
                 "body-too-large",
                 f"the request body is over the limit of {max_body_bytes} bytes",
             )
         except web.HTTPException as exc:
-            if exc.status < 400 or exc.content_type == "application/json":
+            if exc.status < 400:
                 raise
             error = re.sub(r"[^a-z0-9]+", "-", (exc.reason or "error").lower()).strip("-")
-            return problem(exc.status, error, f"{exc.reason}: {request.method} {request.path}")
+            allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            answer = problem(
+                exc.status, error, f"{exc.reason}: {request.method} {request.path}",
+                headers=allow,
+            )
+        if isinstance(answer, ProblemAnswer):
+            answer.at(request.path)
+        return answer
 
     return middleware
+
+
+PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs"})
+"""Answered without a token: liveness, readiness and the API's own description (built from
+the source code's route tables; it holds no trial data)."""
 
 
 def authentication(users: UserDirectory | LiveUsers):
     @web.middleware
     async def middleware(request: web.Request, handler):
-        if request.path in ("/health", "/ready"):
+        # An unknown path (404) or method (405) is said before asking who is calling: the
+        # routes are public anyway (/openapi.json), and a 401 would send a client looking
+        # for a token when its URL is wrong.
+        if request.path in PUBLIC_PATHS or request.match_info.http_exception is not None:
             return await handler(request)
         header = request.headers.get("Authorization")
         if header is None:
-            return problem(401, "unauthenticated", "send 'Authorization: Bearer <token>'")
+            return unauthenticated("send 'Authorization: Bearer <token>'")
         # Neither the header nor the token is ever repeated, in the answer or the log.
         well_formed = _BEARER.fullmatch(header)
         if well_formed is None:
@@ -90,14 +136,23 @@ def authentication(users: UserDirectory | LiveUsers):
                 "malformed-authorization",
                 "the Authorization header must be 'Bearer <token>', the token made of letters, "
                 "digits and -._~+/ (RFC 6750 section 2.1); the header is not repeated here",
+                headers=_CHALLENGE,
             )
         actor = users.authenticate(well_formed.group(1))
         if actor is None:
-            return problem(401, "unauthenticated", "the bearer token authenticates nobody")
+            return unauthenticated("the bearer token authenticates nobody")
         request[ACTOR] = actor
         return await handler(request)
 
     return middleware
+
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="trialops"'}
+"""RFC 9110 section 11.6.1: a 401 carries a challenge."""
+
+
+def unauthenticated(message: str) -> ProblemAnswer:
+    return problem(401, "unauthenticated", message, headers=_CHALLENGE)
 
 
 def describe_validation(exc: ValidationError) -> list[dict[str, str]]:
@@ -112,23 +167,15 @@ def describe_validation(exc: ValidationError) -> list[dict[str, str]]:
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object, whatever its Content-Type (curl's ``-d`` sends a form type);
+    ``Refused`` with a 400 problem otherwise."""
     raw = await request.read()
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise web.HTTPBadRequest(
-            body=orjson.dumps(
-                {"error": "malformed-json", "message": f"request body is not JSON: {exc}"}
-            ),
-            content_type="application/json",
-        ) from None
+        raise Refused(problem(400, "malformed-json", f"request body is not JSON: {exc}")) from None
     if not isinstance(body, dict):
-        raise web.HTTPBadRequest(
-            body=orjson.dumps(
-                {"error": "malformed-json", "message": "request body must be a JSON object"}
-            ),
-            content_type="application/json",
-        )
+        raise Refused(problem(400, "malformed-json", "request body must be a JSON object"))
     return body
 
 
@@ -243,7 +290,10 @@ def command_endpoint(
             return problem(exc.status, exc.rule, exc.message, details=exc.details)
         except StoreUnavailable as exc:
             return problem(503, exc.rule, str(exc), details=exc.details())
-        answer: dict[str, Any] = {"events": [summarise(a) for a in appended]}
+        answer: dict[str, Any] = {
+            "events": [summarise(a) for a in appended],
+            "outcome": outcome(command, appended),
+        }
         if token is not None and any(
             a.envelope.payload.get("token_hash") == body["token_hash"] for a in appended
         ):
@@ -322,6 +372,36 @@ def summarise(appended) -> Mapping[str, Any]:
     }
 
 
+NEVER_IN_OUTCOME = frozenset({"token_hash"})
+"""Payload members never repeated in an answer (a new token is answered once, as ``token``)."""
+
+
+def outcome(command: BaseModel, appended: list[Appended]) -> dict[str, Any]:
+    """What the decider reached, read from the appended events rather than written per route:
+    each event type appended, with the members of its payload that the command did not already
+    say (a member the command carried with the same value is left out). An eligibility
+    assessment answers its criteria, met or not, and a ``SubjectScreenFailed`` when one was not
+    met; a CRS observation its grade and the domains that set it; an expedited-report
+    determination the reports due. A type appended more than once maps to a list."""
+    said = command.model_dump(mode="json")
+    found: dict[str, Any] = {}
+    for item in appended:
+        payload = item.envelope.payload
+        news = {
+            name: value
+            for name, value in payload.items()
+            if name not in NEVER_IN_OUTCOME and (name not in said or said[name] != value)
+        }
+        kind = item.envelope.event_type
+        if kind not in found:
+            found[kind] = news
+        elif isinstance(found[kind], list):
+            found[kind].append(news)
+        else:
+            found[kind] = [found[kind], news]
+    return found
+
+
 async def health(_request: web.Request) -> web.Response:
     return ok(200, {"status": "ok"})
 
@@ -338,7 +418,12 @@ def readiness(handlers: Mapping[str, CommandHandler]):
 
     async def ready(_request: web.Request) -> web.Response:
         contexts = {name: handler.readiness() for name, handler in handlers.items()}
-        ready = all(c["ready"] for c in contexts.values())
-        return ok(200 if ready else 503, {"ready": ready, "contexts": contexts})
+        if all(c["ready"] for c in contexts.values()):
+            return ok(200, {"ready": True, "contexts": contexts})
+        waiting = sorted(name for name, c in contexts.items() if not c["ready"])
+        return problem(
+            503, "not-ready", f"not taking commands yet: {', '.join(waiting)}",
+            ready=False, contexts=contexts,
+        )
 
     return ready

@@ -19,6 +19,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
+from services.problems import PROBLEM_JSON, problem_document
+
 
 class _JsonErrors(RequestHandler):
     def handle_error(self, request, status=500, exc=None, message=None):
@@ -35,15 +37,16 @@ class _JsonErrors(RequestHandler):
                 "value); its content is not repeated here",
             )
         answer = super().handle_error(request, status, exc, message)
-        return _json(answer.status, "internal-error", "the server failed to handle the request")
+        return _json(
+            answer.status, "internal-error", "the server failed to handle the request",
+            request.path,
+        )
 
 
-def _json(status: int, error: str, message: str) -> web.Response:
-    response = web.Response(
-        status=status,
-        body=orjson.dumps({"error": error, "message": message}),
-        content_type="application/json",
-    )
+def _json(status: int, error: str, message: str, instance: str | None = None) -> web.Response:
+    # No middleware runs here: the answer is built whole, in the API's problem format.
+    document = problem_document(status, error, message, instance)
+    response = web.Response(status=status, body=orjson.dumps(document), content_type=PROBLEM_JSON)
     response.force_close()
     return response
 

@@ -2,8 +2,8 @@
 services/serving.py), without Kafka: the real middlewares and endpoint around a stand-in
 handler that records what it was asked to append.
 
-Given a route, When a body breaks a rule, Then the answer is a 4xx in the API's JSON error
-format naming the field and the rule, and the handler was never called."""
+Given a route, When a body breaks a rule, Then the answer is a 4xx in the API's error format
+(an RFC 9457 problem) naming the field and the rule, and the handler was never called."""
 
 from __future__ import annotations
 
@@ -74,7 +74,9 @@ def post(path: str, body, headers=None) -> tuple[int, dict, Recorder]:
                 data=data,
                 headers={"Authorization": f"Bearer {TOKEN}", **(headers or {})},
             )
-            assert answer.content_type == "application/json", await answer.text()
+            # RFC 9457: a refusal is a problem; an accepted command, plain JSON.
+            expected = "application/json" if answer.status < 400 else "application/problem+json"
+            assert answer.content_type == expected, await answer.text()
             return answer.status, await answer.json()
 
     status, answer = asyncio.run(go())
@@ -255,7 +257,7 @@ def test_an_unparseable_authorization_header_is_answered_in_json_and_never_logge
 
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.split()[1] == b"400"
-    assert b"application/json" in head
+    assert b"application/problem+json" in head
     assert orjson.loads(body)["error"] == "malformed-request"
     assert b"s3cret" not in answer
     assert "s3cret" not in caplog.text
