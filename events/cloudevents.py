@@ -113,7 +113,8 @@ def ce_type(envelope: Envelope, topic: str) -> str:
 
 def ce_source(topic: str) -> str:
     """``/trialops/<namespace>/<context>``: the writer that appended the record (a URI
-    reference; with ``ce_id`` unique per event, CloudEvents 1.0.2 section 3.1.1)."""
+    reference; source and ``ce_id`` together identify the event, CloudEvents 1.0.2, "Context
+    Attributes")."""
     context = context_of(topic)
     if context is None:
         return f"{SOURCE_ROOT}/{topic}"

@@ -1,6 +1,6 @@
 """Kafka headers of every appended record (decision 43).
 
-Sources: CloudEvents 1.0.2 (attributes, section 3.1: specversion "1.0", id, source, type,
+Sources: CloudEvents 1.0.2 ("Context Attributes": specversion "1.0", id, source, type,
 subject, time in RFC 3339, dataschema) and its Kafka Protocol Binding 1.0.2 (binary content
 mode, section 3.2: each attribute in a header named ``ce_<attribute>``, the data's media type
 in ``content-type``); W3C Trace Context Level 1 (``traceparent``: version 00, a 32-hex trace id
