@@ -12,6 +12,8 @@ holds, unchanged, everything the checkpoint covered.
 from __future__ import annotations
 
 import base64
+import time
+from collections.abc import Callable
 from datetime import datetime
 
 import orjson
@@ -60,16 +62,24 @@ def canonical(statement: Statement) -> bytes:
     return orjson.dumps(statement.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
 
 
-def take(settings: Settings, signer: Signer, now: datetime) -> SignedCheckpoint:
-    """Read every topic through the reading rule and sign the heads and the end offsets."""
+def take(
+    settings: Settings,
+    signer: Signer,
+    now: datetime,
+    progress: Callable[[int, float], None] | None = None,
+) -> SignedCheckpoint:
+    """Read every topic through the reading rule and sign the heads and the end offsets;
+    ``progress(records, seconds)`` every 10,000 records read."""
+    started = time.monotonic()
     keyring = load_keyring(settings.keyring)
     topics = [event_topic(c, settings.namespace) for c in WRITERS]
     ends = end_offsets(settings.bootstrap_servers, topics)
     reader = LogReader(
         keyring, load_quarantine(settings.bootstrap_servers, settings.namespace, keyring)
     )
-    for _where, _recorded in read_log(settings.bootstrap_servers, topics, reader):
-        pass
+    for count, _ in enumerate(read_log(settings.bootstrap_servers, topics, reader), 1):
+        if progress is not None and count % 10_000 == 0:
+            progress(count, time.monotonic() - started)
     states = {
         topic: TopicState(
             end_offsets={str(p): end for (t, p), end in ends.items() if t == topic},

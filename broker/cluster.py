@@ -293,7 +293,9 @@ class LocalKafka:
                 if any(self._node_alive(n) for n in previous["nodes"]):
                     raise BrokerError(
                         f"broker '{self.name}' is already running at "
-                        f"{previous['bootstrap_servers']}; stop it first"
+                        f"{previous['bootstrap_servers']} (pids "
+                        f"{', '.join(str(n['pid']) for n in previous['nodes'])}); stop it "
+                        f"with 'trialops broker stop --name {self.name}'"
                     )
                 self.state_file.unlink(missing_ok=True)  # stale: left by a crash
             stored = self.storage()

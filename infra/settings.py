@@ -1,12 +1,155 @@
-"""Runtime settings from the environment: where Kafka is, which namespace, which trial."""
+"""Runtime settings from the environment: where Kafka is, which namespace, which trial.
+
+Where Kafka is, in order (``find_kafka``): ``KAFKA_BOOTSTRAP_SERVERS``; else the system that
+``trialops up`` or ``trialops broker start`` recorded last (``system.json`` in the project's
+state folder), if its broker still runs; else ``KafkaNotFound``, one line naming what was tried.
+The keyring (and the writers' keys) follow the same order: ``TRIALOPS_KEYRING``, else the one
+the record names for that same broker, so that ``trialops verify`` works after ``./scripts/up``
+with nothing exported."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from events.topics import DEFAULT_NAMESPACE
+
+BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
+STATE_DIR_ENV = "TRIALOPS_STATE_DIR"
+SYSTEM_FILE = "system.json"
+KAFKA_UNREACHABLE = 3
+"""The CLI's exit code when no Kafka answers (1 means problems found, 2 bad arguments)."""
+
+
+class KafkaNotFound(Exception):
+    """No Kafka to talk to: the message, one line, names what was tried."""
+
+
+def state_dir() -> Path:
+    """``$TRIALOPS_STATE_DIR``, else ``.trialops`` in the project's root: where ``trialops up``
+    keeps its keys, logs, checkpoints and the record of its system."""
+    env = os.environ.get(STATE_DIR_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    return Path(__file__).resolve().parent.parent / ".trialops"
+
+
+def system_file() -> Path:
+    return state_dir() / SYSTEM_FILE
+
+
+def record_system(
+    bootstrap_servers: str,
+    *,
+    started_by: str,
+    broker: str | None = None,
+    pids: list[int] | None = None,
+    keyring: str | None = None,
+    writer_keys: str | None = None,
+    namespace: str | None = None,
+) -> Path:
+    """Record where the system's broker is (and its keys), for the commands run after it."""
+    path = system_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "bootstrap_servers": bootstrap_servers,
+        "broker": broker,
+        "pids": pids or [],
+        "started_by": started_by,
+        "owner_pid": os.getpid(),
+        "keyring": keyring,
+        "writer_keys": writer_keys,
+        "namespace": namespace,
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_system() -> dict[str, Any] | None:
+    """The recorded system, running or not; None when there is no readable record."""
+    try:
+        record = json.loads(system_file().read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("bootstrap_servers"), str):
+        return None
+    return record
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def answers(bootstrap_servers: str, timeout: float = 2.0) -> str | None:
+    """None when one of the servers accepts a TCP connection within ``timeout``; else why not
+    (the last refusal)."""
+    why = "no server given"
+    for server in filter(None, (s.strip() for s in bootstrap_servers.split(","))):
+        host, _, port = server.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout):
+                return None
+        except (OSError, ValueError) as exc:
+            why = f"{server}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+    return why
+
+
+def running_system() -> dict[str, Any] | None:
+    """The recorded system if its broker runs: every recorded process alive and a server
+    answering."""
+    record = read_system()
+    if record is None:
+        return None
+    if not all(_pid_alive(int(p)) for p in record.get("pids") or []):
+        return None
+    if answers(record["bootstrap_servers"], timeout=1.0) is not None:
+        return None
+    return record
+
+
+def find_kafka() -> tuple[str, dict[str, Any] | None]:
+    """Bootstrap servers, and the record they come from (None: from the environment). Raises
+    ``KafkaNotFound`` naming what was tried."""
+    env = os.environ.get(BOOTSTRAP_ENV)
+    if env:
+        return env, None
+    record = running_system()
+    if record is not None:
+        return record["bootstrap_servers"], record
+    tried = f"{BOOTSTRAP_ENV} is not set and "
+    recorded = read_system()
+    if recorded is None:
+        tried += f"no system is recorded in {system_file()}"
+    else:
+        name = f"broker '{recorded['broker']}'" if recorded.get("broker") else "broker"
+        tried += (
+            f"the {name} recorded in {system_file()} (by '{recorded.get('started_by')}', at "
+            f"{recorded['bootstrap_servers']}) is not running"
+        )
+    raise KafkaNotFound(
+        f"no Kafka to talk to: {tried}; start one with ./scripts/up or 'trialops broker "
+        f"start', or set {BOOTSTRAP_ENV}"
+    )
+
+
+def require_answer(bootstrap_servers: str, source: str, timeout: float = 3.0) -> None:
+    """Raise ``KafkaNotFound`` at once when no server answers, rather than a client's long
+    bootstrap timeout."""
+    why = answers(bootstrap_servers, timeout)
+    if why is not None:
+        raise KafkaNotFound(f"Kafka does not answer at {bootstrap_servers} ({source}): {why}")
 
 
 @dataclass(frozen=True)
@@ -24,19 +167,45 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides: str | int | None) -> Settings:
+        """From the environment, Kafka and the keys found as ``find_kafka`` says; ``overrides``
+        win. Raises ``KafkaNotFound`` when no Kafka is given or recorded."""
         values: dict[str, Any] = {
-            "bootstrap_servers": os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
             "namespace": os.environ.get("TRIALOPS_NAMESPACE", DEFAULT_NAMESPACE),
             "trial_id": os.environ.get("TRIALOPS_TRIAL_ID", "NCT06623396"),
             "replication_factor": int(os.environ.get("TRIALOPS_REPLICATION_FACTOR", "1")),
         }
+        if overrides.get("bootstrap_servers") is None:
+            values["bootstrap_servers"], record = find_kafka()
+            if record is None:  # given: the recorded system's keys only if it is that one
+                recorded = read_system()
+                record = (
+                    recorded
+                    if recorded and recorded["bootstrap_servers"] == values["bootstrap_servers"]
+                    else None
+                )
+            for key, env in (("keyring", "TRIALOPS_KEYRING"),
+                             ("writer_keys", "TRIALOPS_WRITER_KEYS"),
+                             ("namespace", "TRIALOPS_NAMESPACE")):
+                if record is not None and record.get(key) and not os.environ.get(env):
+                    values[key] = record[key]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    @classmethod
+    def reachable(cls, **overrides: str | int | None) -> Settings:
+        """``from_env``, then a quick check that Kafka answers (``KafkaNotFound`` in seconds):
+        for the commands that read or write the log once and exit."""
+        settings = cls.from_env(**overrides)
+        source = BOOTSTRAP_ENV if os.environ.get(BOOTSTRAP_ENV) else f"recorded in {system_file()}"
+        if overrides.get("bootstrap_servers") is not None:
+            source = "given"
+        require_answer(settings.bootstrap_servers, source)
+        return settings
 
     def env(self) -> dict[str, str]:
         """The same settings as environment variables, for child processes."""
         return {
-            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            BOOTSTRAP_ENV: self.bootstrap_servers,
             "TRIALOPS_NAMESPACE": self.namespace,
             "TRIALOPS_TRIAL_ID": self.trial_id,
             "TRIALOPS_REPLICATION_FACTOR": str(self.replication_factor),

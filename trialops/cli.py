@@ -12,14 +12,58 @@ from typing import Annotated
 
 import typer
 
-from infra.settings import Settings
+from infra.settings import KAFKA_UNREACHABLE, KafkaNotFound, Settings
 
-app = typer.Typer(
-    help="trialops: event-sourced operations backend for a phase I CAR T-cell trial.",
+EXIT_CODES = (
+    "Exit codes: 0 done; 1 problems found (verify: tampering, gaps, topic settings) or a "
+    f"service that failed; 2 bad arguments or configuration; {KAFKA_UNREACHABLE} no Kafka "
+    "answers (KAFKA_BOOTSTRAP_SERVERS, else the broker ./scripts/up or 'trialops broker "
+    "start' recorded)."
+)
+
+
+class _Cli(typer.Typer):
+    """The root command: a Kafka that cannot be reached, from any command, is one line on
+    stderr and its own exit code, not a client's traceback."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except KafkaNotFound as exc:
+            typer.echo(f"error: {exc}", err=True)
+            sys.exit(KAFKA_UNREACHABLE)
+        except Exception as exc:
+            if not type(exc).__module__.startswith(("kafka.", "aiokafka.")):
+                raise
+            typer.echo(f"error: Kafka: {type(exc).__name__}: {exc}", err=True)
+            sys.exit(KAFKA_UNREACHABLE)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"trialops {version('trialops')}")
+        raise typer.Exit()
+
+
+app = _Cli(
+    help="trialops: event-sourced operations backend for a phase I CAR T-cell trial.\n\n"
+    + EXIT_CODES,
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root(
+    _show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True,
+                     help="Print the installed version and exit."),
+    ] = False,
+) -> None:
+    """trialops: event-sourced operations backend for a phase I CAR T-cell trial."""
 schemas_app = typer.Typer(
     help="JSON Schemas of every event type and version, and the topics' AsyncAPI document.",
     no_args_is_help=True,
@@ -61,9 +105,10 @@ def _mount_audit() -> None:
 
     app.add_typer(show_app, name="show")
     app.command("status")(status)
-    from trialops.cli_simulate import simulate
+    from trialops.cli_simulate import simulate, walk
 
     app.command("simulate")(simulate)
+    app.command("walk")(walk)
     from trialops.cli_users import app as users_app
 
     app.add_typer(users_app, name="users")
@@ -124,7 +169,7 @@ def topics_create():
         ensure_topics,
     )
 
-    s = Settings.from_env()
+    s = Settings.reachable()
     try:
         created = ensure_topics(s.bootstrap_servers, s.namespace, configured_replication_factor())
     except ValueError as exc:
@@ -235,12 +280,7 @@ def worker(
         )
     except KeysError as exc:
         raise fail(str(exc)) from None
-    faust_worker = faust.Worker(faust_app, loglevel=loglevel, quiet=True)
-    # Faust's terminal spinner sets the root logger to DEBUG so that it turns on every record:
-    # every debug call of Faust and aiokafka then built its record (8% of the worker's time in
-    # issue 12's profile). Without the spinner the root logger keeps --loglevel.
-    faust_worker.spinner = None
-    faust_worker.execute_from_commandline()
+    faust.Worker(faust_app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
 def _wait_for_broker(bootstrap_servers: str) -> int:
@@ -328,12 +368,12 @@ def replay(
     try:
         if projection is not None:
             document = run_replay(
-                Settings.from_env(), projection, as_of=_parse_time(as_of), axis=axes[axis],
+                Settings.reachable(), projection, as_of=_parse_time(as_of), axis=axes[axis],
                 stats=stats,
             )
         else:
             documents = replay_all(
-                Settings.from_env(), as_of=_parse_time(as_of), axis=axes[axis], stats=stats
+                Settings.reachable(), as_of=_parse_time(as_of), axis=axes[axis], stats=stats
             )
     except LookupError as exc:
         raise fail(f"{exc}; create the topics with 'trialops topics create'") from None
@@ -379,7 +419,7 @@ def verify(
     from infra.topic_admin import check_event_topics
     from trialops.cli_trust import read_checkpoint
 
-    settings = Settings.from_env()
+    settings = Settings.reachable()
     try:
         report = run_verify(
             settings, progress=_progress, checkpoint=read_checkpoint(checkpoint)
@@ -435,16 +475,22 @@ def up(
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Delete the kept trial (the broker's data) first.")
     ] = False,
+    broker_name: Annotated[
+        str, typer.Option(help="Name of the local broker it runs ('trialops broker status').")
+    ] = "up",
 ):
     """Run everything: a broker (unless KAFKA_BOOTSTRAP_SERVERS is set), the topics, the
-    enrollment service, the Faust worker, and a demo. Ctrl-C stops it all. The broker keeps
-    the trial between runs; the demo is seeded only into an empty trial."""
+    enrollment service, the Faust worker, and a demo. Ctrl-C or SIGTERM stops it all, the
+    broker last. The broker keeps the trial between runs; the demo is seeded only into an
+    empty trial. The other commands (verify, replay, audit, export, checkpoint) find its
+    broker and keyring by themselves while it runs."""
     from trialops.stack import run_stack
 
     try:
         with contextlib.suppress(KeyboardInterrupt):
             run_stack(
-                service_port=service_port, web_port=web_port, demo=demo, speed=speed, fresh=fresh
+                service_port=service_port, web_port=web_port, demo=demo, speed=speed, fresh=fresh,
+                broker_name=broker_name,
             )
     except (TimeoutError, RuntimeError) as exc:
         raise fail(str(exc), code=1) from None

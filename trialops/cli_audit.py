@@ -99,7 +99,7 @@ def trail(
         selection = trails.Selection(subject, lot, cohort, *window, user_id=user)
     except trails.SelectionError as exc:
         raise _fail(str(exc)) from None
-    settings = Settings.from_env()
+    settings = Settings.reachable()
     stats = ReplayStats()
     try:
         found = trails.read_trail(settings, selection, stats)
@@ -164,7 +164,7 @@ def export(
 
     stats = exporting.ExportStats()
     selected = exporting.select(
-        exporting.wire_records(Settings.from_env()), stats, subject_id=subject, progress=progress
+        exporting.wire_records(Settings.reachable()), stats, subject_id=subject, progress=progress
     )
     # A file is written beside its name and renamed when complete: an export file that exists
     # holds the whole export.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated, Any
 
 import typer
@@ -103,6 +104,7 @@ def start(
         _wipe(kafka)
     bootstrap = _run(lambda: kafka.start(timeout=timeout))
     typer.echo(bootstrap)
+    record(kafka, "trialops broker start")
     hint = f"use it with:  export KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n"
     if kafka.status().get("secure"):
         from infra.settings import Settings
@@ -150,12 +152,44 @@ def wipe(
     _wipe(kafka)
 
 
+def _status_of(name: str) -> dict[str, Any]:
+    return LocalKafka(name=name).status()
+
+
+def record(kafka: LocalKafka, started_by: str, **keys: str | None) -> None:
+    """Record the running cluster as the system the other commands talk to (infra.settings)."""
+    from infra.settings import record_system
+
+    info = kafka.status()
+    record_system(
+        info["bootstrap_servers"],
+        started_by=started_by,
+        broker=kafka.name,
+        pids=[n["pid"] for n in info["nodes"] if n.get("pid")],
+        **keys,
+    )
+
+
 @app.command()
-def status(name: NameOption = "default") -> None:
-    """Print the cluster's state as JSON; exit code 1 if it is not running. A secure
-    cluster's ``client_config`` is the file for ``TRIALOPS_KAFKA_CONFIG``, and ``ca_cert`` the
-    CA its brokers' certificates chain to."""
-    info = _run(lambda: LocalKafka(name=name).status())
-    typer.echo(json.dumps(info, indent=2))
-    if not info["running"]:
+def status(
+    name: Annotated[
+        str | None, typer.Option("--name", help="One cluster (default: every local cluster).")
+    ] = None,
+) -> None:
+    """Print the cluster's state as JSON (without --name, a list of every local cluster's:
+    './scripts/up' runs the one named 'up'); exit code 1 if it (or every one) is not running.
+    A secure cluster's ``client_config`` is the file for ``TRIALOPS_KAFKA_CONFIG``, and
+    ``ca_cert`` the CA its brokers' certificates chain to."""
+    if name is not None:
+        info = _run(lambda: LocalKafka(name=name).status())
+        typer.echo(json.dumps(info, indent=2))
+        if not info["running"]:
+            raise typer.Exit(1)
+        return
+    folder = default_home() / "clusters"
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    every = [_run(partial(_status_of, n)) for n in names]
+    typer.echo(json.dumps(every, indent=2))
+    if not any(info["running"] for info in every):
+        _err(f"no local cluster is running ({len(every)} kept in {folder})")
         raise typer.Exit(1)

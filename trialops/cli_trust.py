@@ -3,6 +3,7 @@ checkpoints of the log (events/signing.py, audit/checkpoint.py)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -88,8 +89,6 @@ def checkpoint_command(
     later proves the log still holds all of it. With --every and --into, a running system
     takes one on that schedule (checkpoint-<UTC time>.json each), the first at once; a failed
     one is reported and the next is taken on time."""
-    import time
-
     if every is None:
         if output is None or into is not None:
             raise fail("give --output FILE for one checkpoint, or --every DURATION --into DIR")
@@ -136,11 +135,13 @@ def _checkpoint_to(output: Path) -> None:
 
     from audit.checkpoint import SIGNER, publish, take
     from infra.keys import load_keyring, load_signer
+    from trialops.cli import _progress
 
-    settings = Settings.from_env()
+    settings = Settings.reachable()
+    started = time.monotonic()
     try:
         signer = load_signer(settings.writer_keys, SIGNER, load_keyring(settings.keyring))
-        signed = take(settings, signer, datetime.now(UTC))
+        signed = take(settings, signer, datetime.now(UTC), progress=_progress)
     except LookupError as exc:
         raise fail(f"{exc}; create the topics with 'trialops topics create'") from None
     except ValueError as exc:
@@ -153,5 +154,5 @@ def _checkpoint_to(output: Path) -> None:
     streams = sum(len(t.streams) for t in signed.statement.topics.values())
     typer.echo(
         f"checkpoint of {streams} streams in {len(signed.statement.topics)} topics written to "
-        f"{output} and appended to the checkpoint topic"
+        f"{output} and appended to the checkpoint topic ({time.monotonic() - started:.2f}s)"
     )

@@ -3,7 +3,10 @@ enrollment service and the Faust worker. Used by ``trialops up`` and by the end-
 
 ``trialops up`` keeps the trial between runs: its broker ('up') keeps its data and the
 namespace stays the same, so a second run serves the trial of the first; the demo is seeded
-only into a trial that has no events yet. ``--fresh`` deletes the broker's data first."""
+only into a trial that has no events yet. ``--fresh`` deletes the broker's data first.
+
+``trialops up`` records its broker and keys (``infra.settings.record_system``), so that the
+commands run beside it find them; SIGINT and SIGTERM stop what it started, the broker last."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from clients.http import DEMO_READER, get_bytes, wait_until_up
 from infra.keys import init_keys
-from infra.settings import Settings
+from infra.settings import Settings, record_system, state_dir
 from infra.topic_admin import check_event_topics, configured_replication_factor, ensure_topics
 
 
@@ -113,7 +116,7 @@ class Stack:
         os.killpg(process.pid, sig)
         process.wait(timeout=30)
 
-    def stop(self, timeout: float = 20) -> None:
+    def stop(self, timeout: float = 10) -> None:
         for process in self.processes.values():
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -136,10 +139,20 @@ takes them on a schedule)."""
 
 
 def run_stack(
-    *, service_port: int, web_port: int, demo: bool, speed: float = 0.05, fresh: bool = False
+    *,
+    service_port: int,
+    web_port: int,
+    demo: bool,
+    speed: float = 0.05,
+    fresh: bool = False,
+    broker_name: str = "up",
 ) -> None:
     from broker.cluster import LocalKafka
 
+    # SIGTERM (a service manager, `kill`) stops everything like Ctrl-C does, instead of
+    # leaving the broker, the services and the worker running without their parent.
+    signal.signal(signal.SIGTERM, _interrupt)
+    work_dir = state_dir()
     broker = None
     if "KAFKA_BOOTSTRAP_SERVERS" in os.environ:
         if fresh:
@@ -150,24 +163,30 @@ def run_stack(
         settings = Settings.from_env()
         print(f"using the Kafka at {settings.bootstrap_servers}")
     else:
-        broker = LocalKafka(name="up")
+        broker = LocalKafka(name=broker_name)
         if fresh:
             for path, size in broker.wipe():
                 print(f"--fresh: deleted {path} ({size / 1e6:.1f} MB)")
             # Checkpoints of the wiped log would only fail against the new one.
-            old_checkpoints = Path(".trialops") / "checkpoints"
+            old_checkpoints = work_dir / "checkpoints"
             if old_checkpoints.exists():
                 shutil.rmtree(old_checkpoints)
                 print(f"--fresh: deleted {old_checkpoints} (checkpoints of the old log)")
-        settings = Settings.from_env(bootstrap_servers=broker.start())
+        try:
+            settings = Settings.from_env(bootstrap_servers=broker.start())
+        except BaseException:
+            broker.stop()
+            raise
         print(
             f"Kafka keeps the trial in {broker.cluster_dir} between runs "
             "('trialops up --fresh' starts a new one)"
         )
-    stack = Stack(settings, Path(".trialops"), service_port=service_port, web_port=web_port,
+    stack = Stack(settings, work_dir, service_port=service_port, web_port=web_port,
                   checkpoints_every=CHECKPOINTS_EVERY)
     try:
+        _record(stack, broker)
         stack.start()
+        _record(stack, broker)
         print(
             f"\ntrialops is up. Kafka {settings.bootstrap_servers}\n"
             f"  dashboard:   {stack.projections_url}/#token={DEMO_READER}   (open it to watch "
@@ -176,9 +195,9 @@ def run_stack(
             "demo-administrator); not for a real trial\n"
             f"  commands:    {stack.service_url}/enrollment|manufacturing|dosing|safety/...\n"
             f"  projections: {stack.projections_url}/projections/<name>\n"
-            f"  replay:      KAFKA_BOOTSTRAP_SERVERS={settings.bootstrap_servers} "
-            f"TRIALOPS_KEYRING={stack.settings.keyring} trialops replay dose-escalation\n"
-            "Ctrl-C stops everything.\n"
+            "  auditors:    .venv/bin/trialops verify | replay dose-escalation | audit trail ... "
+            "(they find this Kafka and its keyring by themselves)\n"
+            "Ctrl-C (or SIGTERM) stops everything.\n"
         )
         if demo:
             _demo(stack, speed, settings)
@@ -186,13 +205,49 @@ def run_stack(
             time.sleep(1)
         stack.check_alive()
     finally:
+        # A second Ctrl-C must not cut the stopping short and leave a broker behind.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        print("stopping: the services, the worker" + (", the broker" if broker else ""),
+              flush=True)
         stack.stop()
         if broker is not None:
             broker.stop()
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _record(stack: Stack, broker: object) -> None:
+    """Record the Kafka and the keys of this system for the commands run beside it."""
+    from broker.cluster import LocalKafka
+
+    pids: list[int] = []
+    name = None
+    if isinstance(broker, LocalKafka):
+        info = broker.status()
+        pids = [n["pid"] for n in info["nodes"] if n.get("pid")]
+        name = broker.name
+    record_system(
+        stack.settings.bootstrap_servers,
+        started_by="trialops up",
+        broker=name,
+        pids=pids,
+        keyring=stack.settings.keyring,
+        writer_keys=stack.settings.writer_keys,
+        namespace=stack.settings.namespace,
+    )
+
+
+DEMO_PATIENTS = 9
+"""The demo treats 9 patients: the 3+3 path escalates, stays, de-escalates and expands the lower
+dose's cohort (DL1-IP) by 3 slots that stay open, so a user can enroll a patient of their own
+after it (decision 45)."""
+
+
 def _demo(stack: Stack, speed: float, settings: Settings) -> None:
-    """A whole simulated trial (18 patients, seed 7) through the public command API, into a
+    """A simulated trial (``DEMO_PATIENTS``, seed 7) through the public command API, into a
     trial that has no events yet."""
     from clients.journey import JourneyStepRefused
     from clients.simulate import SimulationError, simulate
@@ -217,7 +272,7 @@ def _demo(stack: Stack, speed: float, settings: Settings) -> None:
 
     print(f"demo: simulating the trial at {speed:g} s per command (trialops simulate)...")
     try:
-        report = simulate(18, 7, stack.service_url, stack.projections_url, speed=speed)
+        report = simulate(DEMO_PATIENTS, 7, stack.service_url, stack.projections_url, speed=speed)
     except (SimulationError, JourneyStepRefused) as exc:
         print(f"demo not run: {exc}")
         return

@@ -15,6 +15,10 @@ from collections.abc import Callable
 
 CONFIG_ERROR = 2
 """The child's exit code for a bad configuration: restarting would not help."""
+STOP_GRACE = 8.0
+"""Seconds a child has to stop after SIGTERM or SIGINT before it is killed: the worker's
+projections are kept in changelogs and recovered from them, so a worker held up in Faust's
+shutdown (commits, rebalances, a broker gone) is not worth waiting for."""
 
 
 def supervise(
@@ -23,18 +27,35 @@ def supervise(
     say: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
     backoff: tuple[float, float] = (1.0, 30.0),
     on_crash: Callable[[], None] = lambda: None,
+    grace: float = STOP_GRACE,
 ) -> int:
     """Run ``command`` until it exits 0 or with ``CONFIG_ERROR``, or until we are asked to
     stop; return its last exit code. A child that dies otherwise is started again, after a
     delay that doubles while it keeps dying within a minute (``backoff``: first, largest), and
-    only after ``on_crash`` has succeeded (it is retried until it does)."""
-    stopping: list[int] = []
+    only after ``on_crash`` has succeeded (it is retried until it does). Asked to stop, it
+    passes the signal on and kills a child still running ``grace`` seconds later."""
+    stopping: list[float] = []
     child: subprocess.Popen | None = None
 
     def forward(signum, _frame) -> None:
-        stopping.append(signum)
+        stopping.append(time.monotonic())
         if child is not None and child.poll() is None:
             child.send_signal(signum)
+
+    def wait_for(process: subprocess.Popen) -> int:
+        while True:
+            try:
+                return process.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                if stopping and time.monotonic() - stopping[0] > grace:
+                    say(f"worker still running {grace:g} s after it was asked to stop: killed")
+                    process.kill()
+
+    def pause(seconds: float) -> None:
+        """Sleep, but wake at once when asked to stop (a sleep resumes after a signal)."""
+        until = time.monotonic() + seconds
+        while not stopping and time.monotonic() < until:
+            time.sleep(min(0.2, max(until - time.monotonic(), 0)))
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     delay = backoff[0]
@@ -42,12 +63,12 @@ def supervise(
         while True:
             started = time.monotonic()
             child = subprocess.Popen(command)
-            code = child.wait()
+            code = wait_for(child)
             if stopping or code in (0, CONFIG_ERROR):
                 return code
             delay = backoff[0] if time.monotonic() - started > 60 else min(delay * 2, backoff[1])
             say(f"worker exited with code {code}; starting it again in {delay:.0f} s")
-            time.sleep(delay)
+            pause(delay)
             # The child starts again only once the restart is prepared: a worker started on a
             # state that ``on_crash`` was meant to discard (its projections' changelogs ahead
             # of or behind its committed offsets) would serve a projection that misses events.
@@ -57,7 +78,7 @@ def supervise(
                     break
                 except Exception as exc:
                     say(f"could not prepare the restart ({exc!r}); trying again in {delay:.0f} s")
-                    time.sleep(delay)
+                    pause(delay)
                     delay = min(delay * 2, backoff[1])
             if stopping:
                 return code

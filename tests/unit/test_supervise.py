@@ -28,3 +28,29 @@ def test_a_restart_waits_until_its_preparation_succeeds(tmp_path):
     assert code == 0
     assert story == ["prepare after 1 start(s)"] * 3
     assert runs.read_text() == "xx"
+
+
+def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
+    """Issue 14: an orphaned worker held out against SIGTERM for over 35 s; the supervisor
+    passes the signal on and kills a child still running after its grace."""
+    import os
+    import signal
+    import threading
+
+    started = tmp_path / "started"
+    child = [sys.executable, "-c",
+             "import pathlib, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+             f"pathlib.Path({str(started)!r}).touch(); time.sleep(600)"]
+
+    def stop_when_started() -> None:
+        while not started.exists():
+            threading.Event().wait(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=stop_when_started, daemon=True).start()
+    said: list[str] = []
+
+    code = supervise(child, say=said.append, grace=0.5)
+
+    assert code == -signal.SIGKILL
+    assert said == ["worker still running 0.5 s after it was asked to stop: killed"]

@@ -1,0 +1,150 @@
+"""Where the CLI finds Kafka and the keyring (issue 14; infra/settings.py): first
+``KAFKA_BOOTSTRAP_SERVERS``; else the system ``trialops up`` or ``trialops broker start``
+recorded, if its broker runs; else one line naming what was tried, and the CLI's own exit code
+(3), not verify's "problems found" (1). No broker needed: a listening socket stands for one."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from importlib.metadata import version
+
+import pytest
+
+from infra.settings import KAFKA_UNREACHABLE, KafkaNotFound, Settings, record_system
+
+
+@pytest.fixture
+def state(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRIALOPS_STATE_DIR", str(tmp_path))
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "TRIALOPS_KEYRING", "TRIALOPS_WRITER_KEYS",
+                 "TRIALOPS_NAMESPACE"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def listening() -> Iterator[str]:
+    """A port that accepts connections, as a running broker's does."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_the_environment_names_kafka_first(state, listening, monkeypatch):
+    record_system(listening, started_by="trialops up", broker="up", pids=[os.getpid()])
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka.example:9092")
+
+    assert Settings.from_env().bootstrap_servers == "kafka.example:9092"
+
+
+def test_the_running_system_up_recorded_gives_kafka_its_keyring_and_namespace(state, listening):
+    record_system(listening, started_by="trialops up", broker="up", pids=[os.getpid()],
+                  keyring="/keys/keyring.json", writer_keys="/keys/writers", namespace="demo")
+
+    settings = Settings.from_env()
+
+    assert settings.bootstrap_servers == listening
+    assert settings.keyring == "/keys/keyring.json"
+    assert settings.writer_keys == "/keys/writers"
+    assert settings.namespace == "demo"
+
+
+def test_a_keyring_in_the_environment_wins_over_the_recorded_one(state, listening, monkeypatch):
+    record_system(listening, started_by="trialops up", pids=[os.getpid()],
+                  keyring="/keys/keyring.json")
+    monkeypatch.setenv("TRIALOPS_KEYRING", "/mine/keyring.json")
+
+    assert Settings.from_env().keyring == "/mine/keyring.json"
+
+
+def test_the_recorded_keyring_goes_only_with_the_recorded_broker(state, listening, monkeypatch):
+    record_system(listening, started_by="trialops up", pids=[os.getpid()],
+                  keyring="/keys/keyring.json")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka.example:9092")
+    assert Settings.from_env().keyring is None
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", listening)
+    assert Settings.from_env().keyring == "/keys/keyring.json"
+
+
+def test_a_recorded_broker_that_stopped_is_not_used_and_is_named(state, listening):
+    record_system(listening, started_by="trialops up", broker="up", pids=[dead_pid()])
+
+    with pytest.raises(KafkaNotFound) as refused:
+        Settings.from_env()
+
+    message = str(refused.value)
+    assert "KAFKA_BOOTSTRAP_SERVERS is not set" in message
+    assert f"broker 'up' recorded in {state / 'system.json'}" in message
+    assert "is not running" in message and "\n" not in message
+
+
+def test_without_environment_or_record_kafka_is_not_found(state):
+    with pytest.raises(KafkaNotFound, match="no system is recorded in"):
+        Settings.from_env()
+
+
+def test_a_kafka_that_does_not_answer_is_refused_at_once(state, monkeypatch):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{closed.getsockname()[1]}"  # bound, never listening
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", address)
+
+    with pytest.raises(KafkaNotFound, match=f"Kafka does not answer at {address}"):
+        Settings.reachable()
+
+
+def cli(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trialops", *arguments], capture_output=True, text=True,
+        timeout=60, env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **env}, check=False,
+    )
+
+
+@pytest.mark.parametrize("command", [
+    ["verify"], ["replay", "dose-escalation"], ["audit", "trail", "--subject", "MSK-0101"],
+    ["export", "--format", "jsonl"], ["checkpoint", "--output", "cp.json"], ["topics", "create"],
+])
+def test_an_auditor_command_without_kafka_says_so_in_one_line_with_its_own_code(
+    state, command
+):
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    done = subprocess.run(
+        [sys.executable, "-m", "trialops", *command], capture_output=True, text=True,
+        timeout=60, env={**env, "TRIALOPS_STATE_DIR": str(state)}, check=False, cwd=state,
+    )
+
+    assert done.returncode == KAFKA_UNREACHABLE != 1
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: no Kafka to talk to: KAFKA_BOOTSTRAP_SERVERS")
+
+
+def test_the_version_comes_from_the_package_metadata():
+    done = cli("--version", env={})
+
+    assert done.returncode == 0
+    assert done.stdout == f"trialops {version('trialops')}\n"
+
+
+def test_help_documents_the_exit_codes():
+    done = cli("--help", env={})
+
+    assert "2 bad arguments" in done.stdout and "3 no Kafka" in done.stdout
+
+
+def test_shell_completion_is_offered():
+    done = cli("--show-completion", "bash", env={})
+
+    assert done.returncode == 0, done.stderr
+    assert "COMP_WORDS" in done.stdout and "complete " in done.stdout
