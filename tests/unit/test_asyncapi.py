@@ -265,3 +265,24 @@ def test_the_correlation_id_is_found_where_the_document_says():
 
     assert location == "$message.payload#/correlation_id"
     assert record["correlation_id"] == "11111111-1111-4111-8111-111111111111"
+
+
+def examples() -> list:
+    """Each registered type's documented example, on its writer's topic (shared types on the
+    enrollment topic)."""
+    cases = []
+    for name, model in all_types().items():
+        example = model.model_json_schema().get("examples")
+        if example:
+            context = "enrollment" if model.context == SHARED else model.context
+            cases.append(pytest.param(name, model.model_validate(example[0]), context, id=name))
+    return cases
+
+
+@pytest.mark.parametrize(("name", "payload", "context"), examples())
+def test_every_types_record_and_headers_match_its_current_message(name, payload, context):
+    record = sealed(payload)
+    key = f"{name}.v{payload.schema_version}"
+
+    message_part(key, "payload").validate(value_of(record))
+    message_part(key, "headers").validate(headers_of(record, f"trialops.{context}.events"))
