@@ -13,7 +13,11 @@ Writers keep snapshots (decision 42): the first restart of a size finds none, fo
 topic and then writes one (its time is reported apart, it is off the command path); the
 restarts after it start from that snapshot and fold only what follows it. The report gives
 both: *from offset 0* (the first restart) and *from a snapshot* (the best of the others).
-``--no-snapshot`` makes every restart read the topic from its start and write none.
+``--no-snapshot`` makes every restart read the topic from its start and write none. A snapshot
+is ignored when the code that reads it differs from the code that wrote it (its code version,
+services/snapshots.py); the working tree may change while a run lasts, so the run pins the
+code version its children write and read with (``SNAPSHOT_CODE_ENV``) to the one it started
+with. A restart that ignored a snapshot says why.
 
 The figure that matters is the restart time from a snapshot at the largest size against the
 smallest: issue 12 asks for at most 2x between 10k and 1M events.
@@ -53,6 +57,8 @@ from bench.common import (
 from events.registry import EventPayload
 from infra.settings import Settings
 
+SNAPSHOT_CODE_ENV = "BENCH_SNAPSHOT_CODE_VERSION"
+
 
 @dataclass
 class Restart:
@@ -64,6 +70,8 @@ class Restart:
     """The offset the snapshot it started from covers (0: it read the topic from its start)."""
     snapshot_seconds: float = 0.0
     """How long writing a snapshot took after it was ready (0: none written)."""
+    ignored: str = ""
+    """Why a snapshot on the topic was not used (empty: none was ignored)."""
 
 
 @dataclass
@@ -97,9 +105,24 @@ def child(namespace: str, bootstrap: str, snapshots: bool = True) -> None:
     """One restart of the enrollment service, in this process: prints one JSON line. With
     ``snapshots`` it starts from the latest snapshot if there is one and, once ready, writes
     one (timed apart)."""
+    import logging
+
+    import services.snapshots as snapshot_module
     from services.app import handler_for
     from services.catalog import services
     from trial.config import load_trial
+
+    pinned = os.environ.get(SNAPSHOT_CODE_ENV)
+    if pinned:
+        snapshot_module.code_version = lambda: pinned  # type: ignore[assignment]
+    ignored: list[str] = []
+
+    class Ignored(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "snapshot" in record.getMessage():
+                ignored.append(record.getMessage())
+
+    logging.getLogger("services.eventstore").addHandler(Ignored(logging.WARNING))
 
     settings = Settings(bootstrap_servers=bootstrap, namespace=namespace)
     handler = handler_for(services()["enrollment"], settings, load_trial())
@@ -114,6 +137,7 @@ def child(namespace: str, bootstrap: str, snapshots: bool = True) -> None:
         resumed["at"] = snapshot.covers if snapshot is not None else 0
 
     handler._rebuild = timed_rebuild  # type: ignore[method-assign]
+    handler._keep_snapshots = lambda: None  # type: ignore[method-assign]  # written below
     if not snapshots:
         handler.store._resume_point = lambda: None  # type: ignore[method-assign]
 
@@ -140,11 +164,14 @@ def child(namespace: str, bootstrap: str, snapshots: bool = True) -> None:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "resumed_at": resumed["at"],
         "snapshot_seconds": snapshot_seconds,
+        "ignored": "; ".join(ignored)[:300],
     }))
 
 
 def restart_once(settings: Settings, snapshots: bool) -> Restart:
-    env = {**os.environ, **settings.env()}
+    from services.snapshots import code_version
+
+    env = {**os.environ, **settings.env(), SNAPSHOT_CODE_ENV: code_version()}
     done = subprocess.run(
         [sys.executable, "-m", "bench.bench_restart", "--child", settings.namespace,
          settings.bootstrap_servers, *([] if snapshots else ["--no-snapshot"])],
@@ -172,7 +199,8 @@ def run_size(bootstrap: str, size: int, options: WorkloadOptions, restarts: int,
                 + (f"from the snapshot at offset {r.resumed_at:,}" if r.resumed_at
                    else "from offset 0")
                 + (f"; then a snapshot written in {r.snapshot_seconds:.2f}s"
-                   if r.snapshot_seconds else ""))
+                   if r.snapshot_seconds else "")
+                + (f"; a snapshot was ignored: {r.ignored}" if r.ignored else ""))
     finally:
         if not keep_topics:
             drop_namespace(settings)

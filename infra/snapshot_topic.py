@@ -149,9 +149,13 @@ class SnapshotTopic:
         try:
             if self.topic in admin.list_topics():
                 return
-            factor = configured_replication_factor() or wanted_replication(
-                len(admin.describe_cluster().get("brokers", []))
-            )
+            factor = configured_replication_factor()
+            if factor is None:
+                try:
+                    brokers = len(admin.describe_cluster().get("brokers", []))
+                except KafkaError:  # not allowed to describe the cluster: one copy will do
+                    brokers = 1
+                factor = wanted_replication(brokers)
             admin.create_topics([NewTopic(self.topic, 1, factor,
                                           topic_configs=SNAPSHOT_TOPIC_CONFIG)])
         except TopicAlreadyExistsError:

@@ -266,6 +266,8 @@ class CommandHandler(Generic[S]):
     """The offset of the topic the last snapshot written or read covers."""
     _snapshots: asyncio.Future[None] | None = None
     """The task that writes snapshots while the store is open."""
+    _snapshot_lock: asyncio.Lock | None = None
+    """One snapshot written at a time (the periodic one, the one at shutdown)."""
 
     def _keep_snapshots(self) -> None:
         """Write snapshots while the store stays open (from ``_open``, which starts the task
@@ -293,6 +295,12 @@ class CommandHandler(Generic[S]):
         states and a copy of the heads); finding the anchor, encoding, signing and writing
         happen in a worker thread, off the command path. Returns it, or None when none was
         written."""
+        if self._snapshot_lock is None:
+            self._snapshot_lock = asyncio.Lock()
+        async with self._snapshot_lock:
+            return await self._write_snapshot(newer_by)
+
+    async def _write_snapshot(self, newer_by: int) -> Snapshot | None:
         async with self._lock:
             draft = self.store.draft_snapshot()
             upstream = self.upstream

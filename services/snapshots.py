@@ -158,7 +158,9 @@ def seal_snapshot(snapshot: Snapshot, signer: Signer) -> Sealed:
         "covers": snapshot.covers,
         "anchor": [snapshot.anchor.offset, snapshot.anchor.stream_id, snapshot.anchor.seq,
                    snapshot.anchor.hash],
-        "heads": [[sid, seq, h] for sid, (seq, h) in snapshot.heads.items()],
+        # columns: one list each, not one per stream (a long log has hundreds of thousands)
+        "heads": [list(snapshot.heads), [seq for seq, _h in snapshot.heads.values()],
+                  [h for _seq, h in snapshot.heads.values()]],
         "retired": sorted(snapshot.retired),
         "state": to_plain(snapshot.state),
         "upstream_state": to_plain(snapshot.upstream_state),
@@ -246,7 +248,9 @@ def _snapshot_of(document: dict[str, Any], key_id: str) -> Snapshot:
         trial_id=document["trial_id"],
         covers=int(document["covers"]),
         anchor=Anchor(*document["anchor"]),
-        heads={sid: (seq, h) for sid, seq, h in document["heads"]},
+        heads=dict(zip(document["heads"][0],
+                       zip(document["heads"][1], document["heads"][2], strict=True),
+                       strict=True)),
         retired=frozenset(document["retired"]),
         state=from_plain(document["state"]),
         upstream_state=from_plain(document["upstream_state"]),
@@ -338,6 +342,24 @@ def to_plain(value: Any) -> Any:
     raise TypeError(f"a snapshot cannot hold a {kind.__module__}.{kind.__qualname__}")
 
 
+def _persistent_map(mapping: PMap[Any, Any]) -> list[Any]:
+    """A persistent map whose keys are strings and whose values are all dataclasses of one
+    class (a state's subjects, lots, cohorts) by columns: its keys, then each field's values
+    (``["pmc", class, keys, column, ...]``); any other one by pairs."""
+    kind = None
+    for key, item in mapping.items():
+        if kind is None:
+            kind = type(item)
+        if type(key) is not str or type(item) is not kind:
+            return _by_pairs(mapping)
+    if (kind is None or not is_dataclass(kind) or not kind.__module__.startswith(_ALLOWED_MODULES)
+            or not kind.__dataclass_params__.frozen):  # type: ignore[attr-defined]
+        return _by_pairs(mapping)
+    items = list(mapping.values())
+    columns = [[to_plain(getattr(item, f)) for item in items] for f in _init_fields(kind)]
+    return ["pmc", _name(kind), list(mapping), *columns]
+
+
 def _pairs(tag: str) -> Callable[[Mapping[Any, Any]], list[Any]]:
     def encode(mapping: Mapping[Any, Any]) -> list[Any]:
         out: list[Any] = [tag]
@@ -354,6 +376,8 @@ def _items(tag: str) -> Callable[[Any], list[Any]]:
     return encode
 
 
+_by_pairs = _pairs("pm")
+
 _ENCODERS: dict[type, Callable[[Any], Any]] = {
     tuple: _items("t"),
     list: _items("l"),
@@ -362,7 +386,7 @@ _ENCODERS: dict[type, Callable[[Any], Any]] = {
     PSet: _items("ps"),
     PQueue: _items("pq"),
     dict: _pairs("d"),
-    PMap: _pairs("pm"),
+    PMap: _persistent_map,
     MappingProxyType: _pairs("mp"),
     datetime: lambda v: ["dt", v.isoformat()],
     date: lambda v: ["da", v.isoformat()],
@@ -402,6 +426,18 @@ def _pairs_of(data: list[Any]) -> list[tuple[Any, Any]]:
     return list(zip(values[::2], values[1::2], strict=True))
 
 
+def _columns(data: list[Any]) -> PMap[Any, Any]:
+    cls = _DATACLASSES.get(data[1]) or _allowed(data[1], dataclass_=True)
+    columns = [
+        [item if type(item) is not list else () if item == _EMPTY_TUPLE else from_plain(item)
+         for item in column]
+        for column in data[3:]
+    ]
+    if len(columns) != len(_init_fields(cls)):
+        raise ValueError(f"{data[1]!r} has {len(_init_fields(cls))} fields, not {len(columns)}")
+    return PMap(zip(data[2], map(cls, *columns), strict=True))
+
+
 def _model(data: list[Any]) -> BaseModel:
     cls = _allowed(data[1], dataclass_=False)
     return cls.model_validate({k: from_plain(v) for k, v in data[2].items()})
@@ -416,6 +452,7 @@ _DECODERS: dict[str, Callable[[list[Any]], Any]] = {
     "pq": lambda d: PQueue(_all(d)),
     "d": lambda d: dict(_pairs_of(d)),
     "pm": lambda d: PMap(_pairs_of(d)),
+    "pmc": _columns,
     "mp": lambda d: MappingProxyType(dict(_pairs_of(d))),
     "dt": lambda d: datetime.fromisoformat(d[1]),
     "da": lambda d: date.fromisoformat(d[1]),

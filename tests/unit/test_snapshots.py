@@ -162,6 +162,28 @@ def test_a_body_cannot_name_anything_but_the_states_own_values(data):
         from_plain(data)
 
 
+def test_maps_of_one_kind_of_record_go_by_columns_and_others_by_pairs():
+    from services.enrollment.state import Cohort, Subject
+
+    subjects = PMap({"MSK-002": Subject("MSK-002", consents=()),
+                     "MSK-001": Subject("MSK-001", cohort_id="DL1-IP", slot=2)})
+    mixed = PMap({"MSK-002": Subject("MSK-002"), "DL1-IP": Cohort("DL1-IP", "DL1", 3)})
+    keyed_by_pairs = PMap({("user", "key"): Subject("MSK-003")})
+    assert to_plain(subjects)[0] == "pmc"
+    for value in (subjects, mixed, keyed_by_pairs, PMap()):
+        back = through_json(value)
+        assert back == value and list(back) == list(value) and type(back) is PMap
+
+
+def test_a_body_whose_columns_do_not_fit_the_record_is_refused():
+    import services.enrollment.state  # noqa: F401  (the class a body may name)
+
+    with pytest.raises(ValueError):
+        from_plain(["pmc", "services.enrollment.state:Subject", ["MSK-001"], ["MSK-001"]])
+    with pytest.raises(ValueError):
+        from_plain(["pmc", "os:system", ["x"], ["echo owned"]])
+
+
 def test_a_value_the_encoding_does_not_know_is_not_written():
     with pytest.raises(TypeError):
         to_plain({"key": object()})
