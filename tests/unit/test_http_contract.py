@@ -19,6 +19,7 @@ from schemathesis.checks import (
     not_a_server_error,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
 )
 
 from services.catalog import services
@@ -36,6 +37,7 @@ SCHEMA = schemathesis.openapi.from_dict(document(services().values(), TRIAL.role
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
+    unsupported_method,
     content_type_conformance,
     response_schema_conformance,
 ]
