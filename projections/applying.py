@@ -27,7 +27,7 @@ an :class:`Overlay` of each table, and at the end of the batch each touched key'
 is written to its table once, with the offset of the last event of the batch applied to it.
 Those writes are a subsequence of the writes event by event would have made (the last one per
 key), so whatever prefix of them survives a crash, the markers still say where each key
-resumes (decision 39).
+resumes (decision 46).
 
 The functions here take plain mappings, so the rules are tested without a broker; the Faust
 agent passes its tables.

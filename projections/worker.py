@@ -4,7 +4,7 @@ table per projection, and the web server serves each projection as JSON.
 An agent only reads each record through the reading rule every reader shares
 (events/reading.py) and hands the event to ``projections.applying``, which calls the
 projections' pure ``apply`` once per event whatever Kafka redelivers; events come in batches,
-and each table key a batch touched is written once, at its end (decision 39). At an
+and each table key a batch touched is written once, at its end (decision 46). At an
 unreadable record the agent of that topic halts: it sends the record to the dead-letter
 topic once, reports it on ``/ready``, and goes on only once the record is quarantined, so no
 projection moves past a record the services refused to move past (decision 17). The other
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import weakref
 from pathlib import Path
 
@@ -55,11 +56,19 @@ ACCESS_REFRESH_SECONDS = 5.0
 QUARANTINE_POLL_SECONDS = 2.0
 """How often a halted agent looks for the quarantine of the record it stopped at."""
 BATCH_EVENTS = 1000
-"""The most events an agent applies in one batch (decision 39): each key they touch is written
+"""The most events an agent applies in one batch (decision 46): each key they touch is written
 to its table's changelog once."""
 BATCH_SECONDS = 0.02
 """How long an agent waits for more events before it applies the ones it has: a lone command's
 event becomes visible at most this much later."""
+ROCKSDB_OPTIONS = {
+    "write_buffer_size": 4 * 1024 * 1024,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 8 * 1024 * 1024,
+}
+"""Each table's RocksDB (decision 46): small memtables and block cache, so the worker's memory
+stays near a fixed size while its tables grow on disk (Faust's defaults are 64 MiB memtables
+and a 2 GiB cache per table)."""
 
 DASHBOARD = Path(__file__).with_name("dashboard.html")
 """The read-only operations board: one static page that polls the projections' JSON."""
@@ -77,10 +86,13 @@ def create_app(
     web_port: int = 6066,
     web_host: str = "127.0.0.1",
     data_dir: Path = Path(".trialops"),
-    store: str = "memory://",
+    store: str = "rocksdb://",
     users: UserDirectory,
 ) -> TrialopsApp:
     group = f"{settings.namespace}-projections"
+    # The tables' local copies are rebuilt from their changelogs at every start (decision 46):
+    # what a previous worker left on disk may be ahead of its changelogs, or of another log.
+    shutil.rmtree(data_dir / "faust", ignore_errors=True)
     (data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = TrialopsApp(
         group,
@@ -113,7 +125,7 @@ def create_app(
         # halted worker took its whole stop timeout to stop. Events in flight are redelivered
         # instead, and applied once (projections/applying.py).
         stream_wait_empty=False,
-        # A batch writes its changed keys together (decision 39): produce requests of up to
+        # A batch writes its changed keys together (decision 46): produce requests of up to
         # 512 KiB per changelog partition, not aiokafka's 16 KiB, carry them in fewer trips.
         producer_max_batch_size=512 * 1024,
     )
@@ -123,16 +135,22 @@ def create_app(
         value_serializer="raw",
         partitions=1,
     )
+    options = dict(ROCKSDB_OPTIONS) if store.startswith("rocksdb") else None
+
+    def table(name: str, **kwargs):
+        return app.Table(name, partitions=1, key_type=str,
+                         options=dict(options) if options else None, **kwargs)
+
     # Last stream_seq applied per (topic, stream), with its offset: Kafka delivers at least
     # once, the worker applies each event once (projections/applying.py).
-    applied = app.Table("applied-seq", partitions=1, key_type=str)
+    applied = table("applied-seq")
     # Next offset to apply per topic:partition: read-your-writes waits on it.
-    positions = app.Table("positions", default=int, partitions=1, key_type=str)
+    positions = table("positions", default=int)
     # Per source partition: how many events went to the dead-letter topic, and the offset of
     # the last one, in one value, so a poison event redelivered after a crash counts once.
-    dead_lettered = app.Table("dead-lettered", partitions=1, key_type=str)
+    dead_lettered = table("dead-lettered")
     projections = build(trial)
-    tables = {name: app.Table(name, partitions=1, key_type=str) for name in projections}
+    tables = {name: table(name) for name in projections}
     readers = {
         event_topic(context, settings.namespace): [
             p for p in projections.values() if context in p.contexts
@@ -143,7 +161,7 @@ def create_app(
     base_keyring = [keyring]
     # Per event topic, the keys a WriterKeyRotated retired and the offset of that rotation:
     # a record is read with the keys retired before it, whatever offset the worker resumes at.
-    retired_at = app.Table("retired-keys", partitions=1, key_type=str)
+    retired_at = table("retired-keys")
 
     def keyring_at(topic: str, offset: int) -> Keyring:
         rotations = retired_at.get(topic)
@@ -201,7 +219,7 @@ def create_app(
     def agent_for(topic: str):
         async def fold(stream):
             """Each event is decoded once and applied to every projection that reads its
-            topic. Events come in batches (decision 39): a batch applies them to overlays of
+            topic. Events come in batches (decision 46): a batch applies them to overlays of
             the tables and writes each touched key once, at its end. A batch never holds
             unwritten changes across an ``await``: the agents of the other topics write the
             same tables (patient-timeline folds every topic) while this one waits, so it
