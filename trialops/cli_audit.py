@@ -99,8 +99,10 @@ def trail(
         selection = trails.Selection(subject, lot, cohort, *window, user_id=user)
     except trails.SelectionError as exc:
         raise _fail(str(exc)) from None
+    from trialops.cli import _progress
+
     settings = Settings.reachable()
-    stats = ReplayStats()
+    stats = ReplayStats(progress=_progress)
     try:
         found = trails.read_trail(settings, selection, stats)
     except LookupError as exc:
@@ -127,7 +129,7 @@ def trail(
     flagged = sum(1 for row in found.rows if row.flags)
     typer.echo(
         f"audit trail of {selection.describe()}: {len(found.rows)} events "
-        f"({stats.events} records read)",
+        f"({stats.events} records read in {stats.seconds:.2f}s)",
         err=True,
     )
     from trialops.cli import report_reading

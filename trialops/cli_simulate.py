@@ -30,7 +30,7 @@ def simulate(
         typer.Option(help="Wall-clock seconds to pause between commands (0: as fast as possible)."),
     ] = 0.0,
     service_url: Annotated[
-        str, typer.Option(help="The command services' HTTP address.")
+        str, typer.Option(envvar="TRIALOPS_SERVICE_URL", help="The command services' HTTP address.")
     ] = DEFAULT_SERVICE_URL,
     projections_url: Annotated[
         str,
@@ -97,7 +97,7 @@ def walk(
     ] = False,
     site: Annotated[str, typer.Option(help="The site's id.")] = "MSK",
     service_url: Annotated[
-        str, typer.Option(help="The command services' HTTP address.")
+        str, typer.Option(envvar="TRIALOPS_SERVICE_URL", help="The command services' HTTP address.")
     ] = DEFAULT_SERVICE_URL,
 ):
     """Walk one patient through the command API as the demo users (needs 'serve --demo'):
