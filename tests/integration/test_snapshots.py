@@ -28,6 +28,7 @@ from services.snapshots import Sealed, to_plain
 from trial.config import load_trial
 
 from .helpers import append_upstream
+from .raw_events import RawWriter
 
 pytestmark = pytest.mark.kafka
 
@@ -138,3 +139,38 @@ def test_a_restarted_writer_reads_on_from_its_snapshot_and_knows_what_a_full_fol
         folded.close()
 
     asyncio.run(scenario())
+
+
+def test_an_unreadable_record_after_the_snapshot_halts_the_restarted_writer_as_a_full_read_does(
+    settings, tmp_path
+):
+    keyring, writers = init_keys(tmp_path / "keys")
+    settings = replace(settings, keyring=str(keyring), writer_keys=str(writers))
+    ensure_topics(settings.bootstrap_servers, settings.namespace)
+
+    async def scenario() -> None:
+        # Given a writer that wrote a snapshot
+        first = await started(enrollment(settings))
+        await register(first, 1201)
+        await register(first, 1202)
+        assert await first.write_snapshot() is not None
+        first.close()
+        # When a record no reader can apply lands on its topic after the snapshot
+        junk = RawWriter(settings, "enrollment").send_bytes("junk", b"not an envelope")
+        # Then the writer restarted from the snapshot stops at that record, as a writer that
+        # reads the topic from its start does, and knows the same
+        halted: dict[str, dict[str, Any]] = {}
+        for name, from_snapshot in (("resumed", True), ("folded", False)):
+            handler = enrollment(settings)
+            if not from_snapshot:
+                handler.store._resume_point = lambda: None  # type: ignore[method-assign]
+            await handler.start()
+            ready = handler.readiness()
+            assert not ready["ready"] and f":{junk.offset} is unreadable" in ready["problem"]
+            assert (handler._snapshot_covers > 0) == from_snapshot
+            halted[name] = known(handler)
+            handler.close()
+        assert halted["resumed"] == halted["folded"]
+
+    asyncio.run(scenario())
+
