@@ -21,6 +21,11 @@ projections are kept in changelogs and recovered from them, so a worker held up 
 shutdown (commits, rebalances, a broker gone) is not worth waiting for."""
 
 
+class _Stopped(BaseException):
+    """Raised by the signal handler between two children, to cut a restart's preparation
+    short (a Kafka call against a broker that is gone can block for its whole timeout)."""
+
+
 def supervise(
     command: list[str],
     *,
@@ -33,14 +38,18 @@ def supervise(
     stop; return its last exit code. A child that dies otherwise is started again, after a
     delay that doubles while it keeps dying within a minute (``backoff``: first, largest), and
     only after ``on_crash`` has succeeded (it is retried until it does). Asked to stop, it
-    passes the signal on and kills a child still running ``grace`` seconds later."""
+    passes the signal on and kills a child still running ``grace`` seconds later; between two
+    children it stops at once, whatever the restart's preparation is doing."""
     stopping: list[float] = []
     child: subprocess.Popen | None = None
+    restarting: list[bool] = []
 
     def forward(signum, _frame) -> None:
         stopping.append(time.monotonic())
         if child is not None and child.poll() is None:
             child.send_signal(signum)
+        elif restarting:
+            raise _Stopped
 
     def wait_for(process: subprocess.Popen) -> int:
         while True:
@@ -59,13 +68,18 @@ def supervise(
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     delay = backoff[0]
+    code = 0
     try:
         while True:
             started = time.monotonic()
+            restarting.clear()
             child = subprocess.Popen(command)
+            if stopping:  # asked to stop while it was being started
+                child.send_signal(signal.SIGTERM)
             code = wait_for(child)
             if stopping or code in (0, CONFIG_ERROR):
                 return code
+            restarting.append(True)
             delay = backoff[0] if time.monotonic() - started > 60 else min(delay * 2, backoff[1])
             say(f"worker exited with code {code}; starting it again in {delay:.0f} s")
             pause(delay)
@@ -82,6 +96,8 @@ def supervise(
                     delay = min(delay * 2, backoff[1])
             if stopping:
                 return code
+    except _Stopped:
+        return code
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

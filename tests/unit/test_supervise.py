@@ -54,3 +54,31 @@ def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
 
     assert code == -signal.SIGKILL
     assert said == ["worker still running 0.5 s after it was asked to stop: killed"]
+
+
+def test_a_stop_during_the_restarts_preparation_cuts_it_short(tmp_path):
+    """A restart's preparation against a broker that is gone may block for a client's whole
+    timeout; asked to stop meanwhile, the supervisor returns the worker's last exit code
+    without finishing it or starting the worker again."""
+    import os
+    import signal
+    import threading
+    import time
+
+    runs = tmp_path / "runs"
+    child = [sys.executable, "-c",
+             f"import pathlib; p = pathlib.Path({str(runs)!r}); "
+             "p.write_text(p.read_text() + 'x' if p.exists() else 'x'); raise SystemExit(1)"]
+    story: list[str] = []
+
+    def prepare() -> None:
+        story.append("preparing")
+        threading.Thread(target=lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
+        time.sleep(30)  # a Kafka call that hangs; the signal ends it
+        story.append("prepared")
+
+    code = supervise(child, say=lambda _m: None, backoff=(0.01, 0.02), on_crash=prepare)
+
+    assert code == 1
+    assert story == ["preparing"]
+    assert runs.read_text() == "x"
