@@ -289,6 +289,9 @@ class Tail:
             for tp, records in batch.items():
                 for record in records:
                     if record.offset >= ends[tp]:
+                        # Committed after the ends were taken: the consumer has moved past it
+                        # with this poll; stand on it, or the next read would never see it.
+                        consumer.seek(tp, record.offset)
                         break
                     where = Where(tp.topic, tp.partition, record.offset)
                     recorded = self.reader.admit(where, record.value)
