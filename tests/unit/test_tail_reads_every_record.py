@@ -43,7 +43,8 @@ class Topic:
 
 class Consumer:
     def __init__(self, topic: Topic, **_settings):
-        self.topic, self.positions = topic, {}
+        self.topic = topic
+        self.positions: dict[TopicPartition, int] = {}
 
     def partitions_for_topic(self, _name):
         return {0}
@@ -97,9 +98,9 @@ def test_an_event_committed_while_the_tail_reads_is_handed_over_by_the_next_read
         topic.committed = 2  # the second event's transaction commits just after
         return ends
 
-    main.end_offsets = commit_after_the_ends_are_taken  # type: ignore[method-assign]
+    main.end_offsets = commit_after_the_ends_are_taken
     first = tail.read_new(time.monotonic() + 5)
-    main.end_offsets = ends_taken  # type: ignore[method-assign]
+    main.end_offsets = ends_taken
     second = tail.read_new(time.monotonic() + 5)
 
     assert [w.offset for w, _r in first] == [0]
