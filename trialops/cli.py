@@ -280,7 +280,12 @@ def worker(
         )
     except KeysError as exc:
         raise fail(str(exc)) from None
-    faust.Worker(faust_app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    faust_worker = faust.Worker(faust_app, loglevel=loglevel, quiet=True)
+    # Faust's terminal spinner sets the root logger to DEBUG so that it turns on every record:
+    # every debug call of Faust and aiokafka then built its record (8% of the worker's time in
+    # issue 12's profile). Without the spinner the root logger keeps --loglevel.
+    faust_worker.spinner = None
+    faust_worker.execute_from_commandline()
 
 
 def _wait_for_broker(bootstrap_servers: str) -> int:
