@@ -157,9 +157,15 @@ def _status_of(name: str) -> dict[str, Any]:
 
 
 def record(kafka: LocalKafka, started_by: str, **keys: str | None) -> None:
-    """Record the running cluster as the system the other commands talk to (infra.settings)."""
-    from infra.settings import record_system
+    """Record the running cluster as the system the other commands talk to (infra.settings).
+    The keys an earlier ``trialops up`` recorded for this same cluster stay with it, so that
+    its kept trial can be read again after ``trialops broker start --name up``."""
+    from infra.settings import read_system, record_system
 
+    earlier = read_system()
+    if earlier is not None and earlier.get("broker") == kafka.name:
+        for key in ("keyring", "writer_keys", "namespace"):
+            keys.setdefault(key, earlier.get(key))
     info = kafka.status()
     record_system(
         info["bootstrap_servers"],

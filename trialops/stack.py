@@ -278,3 +278,5 @@ def _demo(stack: Stack, speed: float, settings: Settings) -> None:
         return
     print(report.summary())
     print(f"\nthe trial is on the dashboard: {stack.projections_url}/#token={DEMO_READER}")
+    print("cohort DL1-IP keeps 3 free slots: enroll a patient of your own (README.md, 'Your "
+          "own patient'), e.g. '.venv/bin/trialops walk MSK-0101'")

@@ -148,3 +148,37 @@ def test_shell_completion_is_offered():
 
     assert done.returncode == 0, done.stderr
     assert "COMP_WORDS" in done.stdout and "complete " in done.stdout
+
+
+class StartedCluster:
+    """What ``trialops broker start`` records from: a running cluster's name and status."""
+
+    def __init__(self, name: str, bootstrap: str):
+        self.name, self.bootstrap = name, bootstrap
+
+    def status(self) -> dict:
+        return {"bootstrap_servers": self.bootstrap, "nodes": [{"pid": os.getpid()}]}
+
+
+def test_starting_ups_broker_again_keeps_the_keyring_up_recorded(state, listening):
+    from trialops.cli_broker import record
+
+    record_system("127.0.0.1:1", started_by="trialops up", broker="up", pids=[dead_pid()],
+                  keyring="/keys/keyring.json")
+
+    record(StartedCluster("up", listening), "trialops broker start")
+
+    assert Settings.from_env().keyring == "/keys/keyring.json"
+
+
+def test_another_broker_started_does_not_take_ups_keyring(state, listening):
+    from trialops.cli_broker import record
+
+    record_system("127.0.0.1:1", started_by="trialops up", broker="up", pids=[dead_pid()],
+                  keyring="/keys/keyring.json")
+
+    record(StartedCluster("scratch", listening), "trialops broker start")
+
+    settings = Settings.from_env()
+    assert settings.bootstrap_servers == listening
+    assert settings.keyring is None
