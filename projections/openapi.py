@@ -107,6 +107,14 @@ def _fixed() -> dict[str, Any]:
                 "403": _problem("The user's role may not read the projections."),
             },
         }},
+        "/metrics": {"get": {
+            "operationId": "metrics", "summary": "Prometheus metrics (decision 47)",
+            "security": public,
+            "responses": {"200": {"description": "Prometheus text exposition format 0.0.4: "
+                                  "events applied per topic, lag per partition, halted "
+                                  "partitions, dead letters per topic",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        }},
         "/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document", "security": public,
             "responses": {"200": {"description": "OpenAPI 3.1",

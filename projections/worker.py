@@ -34,6 +34,7 @@ from infra.settings import Settings
 from projections.applying import Batch, count_dead_letter, dead_letter_counts
 from projections.catalog import build
 from projections.faust_kafka import ReadCommittedTransport
+from projections.metrics import CONTENT_TYPE, WorkerState, applied_counter, exposition
 from projections.views import _serve, _unauthorized
 from services.access.decider import EMPTY, AccessState
 from services.access.decider import evolve as evolve_access
@@ -217,6 +218,8 @@ def create_app(
         return quarantine[0].covers(where, value)
 
     def agent_for(topic: str):
+        count_applied = applied_counter(topic)
+
         async def fold(stream):
             """Each event is decoded once and applied to every projection that reads its
             topic. Events come in batches (decision 46): a batch applies them to overlays of
@@ -237,8 +240,10 @@ def create_app(
                         try:
                             recorded = decode(event.value, keyring_at(topic, message.offset),
                                               topic)
-                            if not batch.apply(readers[topic], source, message.offset,
-                                               recorded, errors):
+                            if batch.apply(readers[topic], source, message.offset,
+                                           recorded, errors):
+                                count_applied()
+                            else:
                                 log.info("skipping a copy %s", where)
                             note_rotation(topic, message.offset, recorded)
                         except Unreadable as exc:
@@ -324,6 +329,14 @@ def create_app(
                 except Exception:  # no highwater known yet for this partition
                     continue
         return behind
+
+    state = WorkerState(lag, lambda: list(halts), lambda: dead_letter_counts(dead_lettered))
+
+    @app.page("/metrics", name="metrics")
+    async def metrics(web, request):
+        """Prometheus metrics (projections/metrics.py), open like ``/ready``: counts by topic
+        and partition, no patient data (decision 47)."""
+        return web.bytes(exposition(state), headers={"Content-Type": CONTENT_TYPE})
 
     @app.page("/", name="dashboard")
     async def dashboard(web, request):

@@ -28,8 +28,10 @@ from services.http import (
     command_endpoint,
     health,
     json_errors,
+    observed,
     readiness,
 )
+from services.metrics import metrics_page
 from services.openapi import add_description
 from services.runtime import SNAPSHOT_ON_SHUTDOWN, CommandHandler
 from services.validation import BusinessTimeWindow
@@ -90,7 +92,7 @@ def build_app(
     access = handler_for(available[ACCESS], settings, trial)
     live = LiveUsers(lambda: access.state, seed=users)
     app = web.Application(
-        middlewares=[json_errors(MAX_BODY_BYTES), authentication(live)],
+        middlewares=[observed(), json_errors(MAX_BODY_BYTES), authentication(live)],
         client_max_size=MAX_BODY_BYTES,
     )
     window = BusinessTimeWindow(
@@ -121,6 +123,9 @@ def build_app(
             )
 
     app.router.add_get("/ready", readiness({h.context: h for h in handlers}))
+    app.router.add_get("/metrics", metrics_page(
+        lambda: [(h.context, bool(h.readiness()["ready"])) for h in handlers]
+    ))
     add_description(app, [available[c] for c in chosen], trial.roles_for)
 
     async def lifecycle(_app: web.Application):

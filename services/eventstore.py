@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
@@ -48,6 +48,7 @@ from services.snapshots import (
     SnapshotRefused,
     anchor_problem,
     find_anchor,
+    no_cyclic_gc,
     open_snapshot,
     seal_snapshot,
 )
@@ -207,7 +208,9 @@ class KafkaEventStore:
         keyring, heads, start = self.base_keyring, {}, None
         if snapshot is not None:
             keyring = keyring.model_copy(update={"retired": keyring.retired | snapshot.retired})
-            heads = {(self.topic, sid): Head(seq, h) for sid, (seq, h) in snapshot.heads.items()}
+            with no_cyclic_gc():
+                heads = {(self.topic, sid): Head(seq, h)
+                         for sid, (seq, h) in snapshot.heads.items()}
             start = {self.topic: snapshot.covers}
         reader = LogReader(keyring, quarantine, heads=heads)
         history = list(
@@ -221,10 +224,11 @@ class KafkaEventStore:
                         "folding the topic from its start", self.topic, snapshot.key_id)
             return self.catch_up(quarantine, resume=False)
         self.resumed_from = snapshot
-        self._heads = {
-            stream_id: _StreamHead(head.seq, head.hash)
-            for (_topic, stream_id), head in reader.heads.items()
-        }
+        with no_cyclic_gc():
+            self._heads = {
+                stream_id: _StreamHead(head.seq, head.hash)
+                for (_topic, stream_id), head in reader.heads.items()
+            }
         self.keyring = reader.keyring
         self.halt = next(iter(reader.halts.values()), None)
         if self.halt is not None:
@@ -485,8 +489,12 @@ class KafkaEventStore:
             pending.update(heads)
         return sealed
 
-    def append(self, envelopes: list[Envelope]) -> list[Appended]:
-        """Append all or nothing, in one transaction. Blocking: call it from a worker thread."""
+    def append(
+        self, envelopes: list[Envelope], traceparents: Mapping[UUID, str] | None = None
+    ) -> list[Appended]:
+        """Append all or nothing, in one transaction. Blocking: call it from a worker thread.
+        ``traceparents`` holds, by event id, the ``traceparent`` of the caller whose command
+        appended the event: its record's ``traceparent`` header continues that trace."""
         producer = self._producer
         if self.retired is not None:
             raise WriterRetired(self.retired)
@@ -497,7 +505,9 @@ class KafkaEventStore:
             futures = [
                 producer.send(
                     self.topic, key=e.stream_id.encode(), value=to_bytes(e),
-                    headers=record_headers(e, self.topic),
+                    headers=record_headers(
+                        e, self.topic, traceparents.get(e.event_id) if traceparents else None
+                    ),
                 )
                 for e in envelopes
             ]

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
+from uuid import UUID
 
 import orjson
 from aiohttp import web
@@ -17,7 +18,10 @@ from pydantic import BaseModel, ValidationError
 
 from events.envelope import Actor, Idempotency
 from events.signatures import Meaning
+from infra.logs import correlated
+from services import metrics
 from services.auth import LiveUsers, UserDirectory, hash_token, new_token
+from services.correlation import REQUEST_ID, TRACEPARENT, Correlation, correlation_of
 from services.errors import DomainError
 from services.eventstore import Appended, StoreUnavailable
 from services.problems import PROBLEM_JSON, problem_document
@@ -33,6 +37,8 @@ log = logging.getLogger(__name__)
 
 ACTOR = web.RequestKey("actor", Actor)
 """The authenticated actor of a request."""
+CORRELATION = web.RequestKey("correlation", Correlation)
+"""Where the request's correlation id came from (``observed``)."""
 
 
 class ProblemAnswer(web.Response):
@@ -112,9 +118,47 @@ def json_errors(max_body_bytes: int = MAX_BODY_BYTES):
     return middleware
 
 
-PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs"})
-"""Answered without a token: liveness, readiness and the API's own description (built from
-the source code's route tables; it holds no trial data)."""
+def observed():
+    """The outermost middleware (decision 47): the request's correlation id, from its
+    ``traceparent`` or ``X-Request-ID`` or new (``services.correlation``), is on every log
+    record written while it is handled and echoed in the answer's ``X-Request-ID`` and
+    ``traceparent``; a command (a POST) is counted by route template, status and the rule
+    that refused it (``services.metrics``)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        found = correlation_of(request.headers.get(TRACEPARENT), request.headers.get(REQUEST_ID))
+        request[CORRELATION] = found
+        with correlated(str(found.correlation_id)):
+            try:
+                answer = await handler(request)
+            except web.HTTPException as exc:  # a status below 400 (json_errors answers the rest)
+                exc.headers.update(found.answer_headers())
+                _count(request, exc.status, "")
+                raise
+            except Exception:  # answered 500 by services/serving.py
+                _count(request, 500, "internal-error")
+                raise
+        answer.headers.update(found.answer_headers())
+        rule = answer.document.get("error", "") if isinstance(answer, ProblemAnswer) else ""
+        _count(request, answer.status, rule)
+        return answer
+
+    return middleware
+
+
+def _count(request: web.Request, status: int, rule: str) -> None:
+    if request.method != "POST":
+        return
+    resource = request.match_info.route.resource
+    route = metrics.UNMATCHED if resource is None else resource.canonical
+    metrics.command_answered(route, status, rule)
+
+
+PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/metrics"})
+"""Answered without a token: liveness, readiness, the API's own description (built from
+the source code's route tables; it holds no trial data) and the metrics (counts by route,
+status, rule and context: no subject id, no free text, decision 47)."""
 
 
 def authentication(users: UserDirectory | LiveUsers):
@@ -193,6 +237,8 @@ class HandlesCommands(Protocol):
         deadline: float | None = ...,
         still_wanted: Callable[[], bool] = ...,
         idempotency: Idempotency | None = ...,
+        correlation_id: UUID | None = ...,
+        traceparent: str | None = ...,
     ) -> list[Appended]: ...
 
 
@@ -276,6 +322,7 @@ def command_endpoint(
             return problem(422, "invalid-command", summary, fields=fields)
         if window is not None and (bad := window.problems(command, clock())):
             return refused(bad)
+        found = request.get(CORRELATION)
         try:
             appended = await handler.handle(
                 command,
@@ -285,6 +332,8 @@ def command_endpoint(
                 deadline=arrived + COMMAND_DEADLINE_SECONDS,
                 still_wanted=lambda: not _client_gone(request),
                 idempotency=idempotency,
+                correlation_id=None if found is None else found.correlation_id,
+                traceparent=None if found is None else found.incoming_traceparent,
             )
         except DomainError as exc:
             return problem(exc.status, exc.rule, exc.message, details=exc.details)

@@ -301,6 +301,14 @@ def _fixed_paths() -> dict[str, Any]:
                                 "says which and why."),
             },
         }},
+        "/metrics": {"get": {
+            "operationId": "metrics", "summary": "Prometheus metrics (decision 47)",
+            "security": open_to_all,
+            "responses": {"200": {"description": "Prometheus text exposition format 0.0.4: "
+                                  "commands by route, status and rule; append latency; "
+                                  "commands per batch; contexts ready",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        }},
         "/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document", "security": open_to_all,
             "responses": {"200": {"description": "OpenAPI 3.1",

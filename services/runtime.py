@@ -8,6 +8,7 @@ and their events are appended together in one transaction.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from events.registry import EventPayload, Recorded
 from events.signatures import Meaning, RecordSigned
 from events.topics import SHARED
 from infra.kafka_io import BrokerTimeout, Position, Tail
+from services import metrics
 from services.decider import Decider, NewEvent
 from services.errors import DomainError
 from services.eventstore import (
@@ -107,6 +109,8 @@ class _Pending:
     outcome: asyncio.Future[list[Appended]]
     copies: list[_Pending] = field(default_factory=list)
     """Retries of this command (same user and Idempotency-Key) in the same batch."""
+    traceparent: str | None = None
+    """The caller's ``traceparent``, continued in the records' headers (events/cloudevents.py)."""
 
     def succeed(self, appended: list[Appended]) -> None:
         for p in (self, *self.copies):
@@ -127,6 +131,17 @@ def _expired(p: _Pending) -> bool:
         "the request waited past its deadline or its client has gone: not executed"
     ))
     return True
+
+
+def _traceparents(
+    decided: list[tuple[_Pending, int, int]], envelopes: list[Envelope]
+) -> dict[UUID, str]:
+    """By event id, the ``traceparent`` of the caller whose command appended the event."""
+    return {
+        envelope.event_id: p.traceparent
+        for p, first, count in decided if p.traceparent is not None
+        for envelope in envelopes[first:first + count]
+    }
 
 
 def _fail_all(batch: list[_Pending], exc: BaseException) -> None:
@@ -406,6 +421,7 @@ class CommandHandler(Generic[S]):
         deadline: float | None = None,
         still_wanted: Callable[[], bool] = lambda: True,
         idempotency: Idempotency | None = None,
+        traceparent: str | None = None,
     ) -> list[Appended]:
         """Decide ``command`` and append its events by ``deadline`` (``time.monotonic``).
         Raises a ``DomainError`` (nothing appended) or ``StoreUnavailable`` (nothing decided,
@@ -419,10 +435,15 @@ class CommandHandler(Generic[S]):
             command, actor, correlation_id, reason, signature,
             deadline if deadline is not None else time.monotonic() + COMMAND_DEADLINE_SECONDS,
             still_wanted, idempotency, asyncio.get_running_loop().create_future(),
+            traceparent=traceparent,
         )
         self._queue.append(pending)
         if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.ensure_future(self._drain())
+            # In a context of its own: the batches it runs are no one request's (the log
+            # records it writes carry no request's correlation id).
+            self._drainer = asyncio.get_running_loop().create_task(
+                self._drain(), context=contextvars.Context()
+            )
         try:
             # A caller that goes away does not cancel the batch its command is in.
             return await asyncio.shield(pending.outcome)
@@ -460,7 +481,12 @@ class CommandHandler(Generic[S]):
             await self._prepare(max(p.deadline for p in batch))
             decided, envelopes, state = self._decide_all(batch)
             if envelopes:
-                appended = await self._append(envelopes, max(p.deadline for p, *_ in decided))
+                started = time.monotonic()
+                appended = await self._append(
+                    envelopes, max(p.deadline for p, *_ in decided), _traceparents(decided,
+                                                                                   envelopes),
+                )
+                metrics.appended(self.context, len(decided), time.monotonic() - started)
                 self._remember(appended)
                 self.state = state
                 for p, first, count in decided:
@@ -552,12 +578,18 @@ class CommandHandler(Generic[S]):
             envelopes += sealed
         return decided, envelopes, state
 
-    async def _append(self, envelopes: list[Envelope], deadline: float) -> list[Appended]:
+    async def _append(
+        self, envelopes: list[Envelope], deadline: float,
+        traceparents: dict[UUID, str] | None = None,
+    ) -> list[Appended]:
         store = self.store
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise RequestExpired("the deadline passed before the append: nothing was appended")
-        append = asyncio.ensure_future(asyncio.to_thread(store.append, envelopes))
+        append = asyncio.ensure_future(
+            asyncio.to_thread(store.append, envelopes, traceparents=traceparents)
+            if traceparents else asyncio.to_thread(store.append, envelopes)
+        )
         done, _ = await asyncio.wait({append}, timeout=remaining)
         if not done:
             # The outcome is unknown: the store re-opens (fencing, catch-up) before the next

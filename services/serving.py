@@ -6,6 +6,8 @@ offending header line, and an error log record that quotes it again. With a malf
 ``Authorization`` header that line is the bearer token. Here such a request is answered in
 the API's JSON error format, and the log names only the kind of error; an error raised by a
 handler is answered in JSON too (its traceback stays in the log, as before).
+
+Each request's access log record carries its correlation id (``CorrelatedAccessLog``).
 """
 
 from __future__ import annotations
@@ -16,10 +18,29 @@ from collections.abc import Callable
 
 import orjson
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
+from infra.logs import correlated
+from services.correlation import REQUEST_ID
 from services.problems import PROBLEM_JSON, problem_document
+
+
+class CorrelatedAccessLog(AbstractAccessLogger):
+    """One record per request: method, path (never the query), status and time taken, with
+    the answer's ``X-Request-ID`` as its ``correlation_id`` (aiohttp logs access after the
+    middlewares have returned, outside the request's logging context). No header is logged."""
+
+    def log(self, request, response, time: float) -> None:
+        line = ('%s "%s %s" %s %.1f ms', request.remote, request.method, request.path,
+                response.status, time * 1000)
+        correlation = response.headers.get(REQUEST_ID)
+        if correlation is None:
+            self.logger.info(*line)
+            return
+        with correlated(correlation):
+            self.logger.info(*line)
 
 
 class _JsonErrors(RequestHandler):
@@ -72,7 +93,8 @@ def run(app: web.Application, *, host: str, port: int, say: Callable[[str], None
 
 
 async def _serve(app: web.Application, host: str, port: int, say: Callable[[str], None]):
-    runner = ServiceRunner(app, handle_signals=True, keepalive_timeout=75)
+    runner = ServiceRunner(app, handle_signals=True, keepalive_timeout=75,
+                           access_log_class=CorrelatedAccessLog)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -29,11 +29,13 @@ Pure apart from :func:`code_version` reading the project's own sources once: the
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import math
 import sys
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import date, datetime
 from functools import cache, lru_cache
@@ -149,9 +151,28 @@ def code_version() -> str:
     return digest.hexdigest()
 
 
+@contextmanager
+def no_cyclic_gc() -> Iterator[None]:
+    """The cyclic garbage collector off while a snapshot's hundreds of thousands of values are
+    made (they hold no cycles): each of its passes rescans them all, which more than doubled
+    the time to open the snapshot of 1M events. Reference counting still frees everything."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def seal_snapshot(snapshot: Snapshot, signer: Signer) -> Sealed:
     """Encode ``snapshot`` and sign it with the writer's key. Raises ``TypeError`` for a
     value the encoding does not know (the snapshot is then not written)."""
+    with no_cyclic_gc():
+        return _seal(snapshot, signer)
+
+
+def _seal(snapshot: Snapshot, signer: Signer) -> Sealed:
     document = {
         "topic": snapshot.topic,
         "trial_id": snapshot.trial_id,
@@ -230,8 +251,9 @@ def open_snapshot(sealed: Sealed, keyring: Keyring, topic: str) -> Snapshot:
     if hashlib.sha256(sealed.body).hexdigest() != manifest.get("sha256"):
         raise SnapshotRefused("the body is not the one the manifest signs")
     try:
-        document = orjson.loads(zlib.decompress(sealed.body))
-        snapshot = _snapshot_of(document, key_id)
+        with no_cyclic_gc():
+            document = orjson.loads(zlib.decompress(sealed.body))
+            snapshot = _snapshot_of(document, key_id)
     except (zlib.error, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise SnapshotRefused(f"the body does not decode: {exc!r}") from None
     if snapshot.topic != topic or snapshot.covers != manifest.get("covers"):

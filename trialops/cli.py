@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import sys
 from dataclasses import replace
 from datetime import datetime
@@ -196,6 +195,7 @@ def serve(
     ] = False,
 ):
     """Run the command services, each the single writer of its context's topic."""
+    from infra import logs
     from services import serving
     from services.app import build_app
     from services.auth import UserDirectory
@@ -207,8 +207,7 @@ def serve(
         application = build_app(Settings.from_env(), users, trial, contexts)
     except (TrialConfigError, ValueError) as exc:
         raise fail(str(exc)) from None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    logs.configure("info")  # JSON lines, or a console format on a terminal (infra/logs.py)
     if demo:
         typer.echo("services: demo tokens are active (demo-<role>): not for a real trial")
     serving.run(application, host=host, port=port, say=lambda msg: typer.echo(f"services: {msg}"))
@@ -255,6 +254,7 @@ def worker(
         )
     import faust
 
+    from infra import logs
     from projections.worker import create_app
     from trial.config import TrialConfigError, load_trial
 
@@ -280,7 +280,7 @@ def worker(
         )
     except KeysError as exc:
         raise fail(str(exc)) from None
-    faust_worker = faust.Worker(faust_app, loglevel=loglevel, quiet=True)
+    faust_worker = faust.Worker(faust_app, quiet=True, **logs.faust_options(loglevel))
     # Faust's terminal spinner sets the root logger to DEBUG so that it turns on every record:
     # every debug call of Faust and aiokafka then built its record (8% of the worker's time in
     # issue 12's profile). Without the spinner the root logger keeps --loglevel.

@@ -35,7 +35,8 @@ def test_the_stack_describes_itself_answers_errors_as_problems_and_says_outcomes
     document = requests.get(f"{services_url}/openapi.json", timeout=30).json()
     validate(document)
     every_route = {r.path for spec in services().values() for r in spec.routes}
-    assert every_route | {"/health", "/ready", "/openapi.json", "/docs"} == set(document["paths"])
+    assert every_route | {"/health", "/ready", "/openapi.json", "/docs", "/metrics"} == set(
+        document["paths"])
     views = requests.get(f"{worker_url}/openapi.json", timeout=30).json()
     validate(views)
     assert "/projections/patient-timeline" in views["paths"]

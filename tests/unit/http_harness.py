@@ -16,8 +16,16 @@ from services.auth import UserDirectory
 from services.catalog import services
 from services.decider import Decider
 from services.eventstore import Appended
-from services.http import MAX_BODY_BYTES, authentication, command_endpoint, health, json_errors
+from services.http import (
+    MAX_BODY_BYTES,
+    authentication,
+    command_endpoint,
+    health,
+    json_errors,
+    observed,
+)
 from services.http import readiness as readiness_view
+from services.metrics import metrics_page
 from services.openapi import add_description
 from trial.config import TrialConfig, load_trial
 
@@ -34,8 +42,11 @@ class Deciding:
         self.state = decider.initial_state if state is None else state
         self.heads: dict[str, tuple[int, str]] = {}
         self.count = 0
+        self.traces: list[tuple[Any, Any]] = []
+        """The ``correlation_id`` and ``traceparent`` each command came with."""
 
-    async def handle(self, command, actor, *, reason=None, **_ignored) -> list[Appended]:
+    async def handle(self, command, actor, *, reason=None, **given) -> list[Appended]:
+        self.traces.append((given.get("correlation_id"), given.get("traceparent")))
         appended = []
         for new in self.decider.decide(command, self.state):
             seq, prev_hash = self.heads.get(new.stream_id, (0, GENESIS_HASH))
@@ -65,7 +76,7 @@ def make_app(
     trial = trial or load_trial()
     users = UserDirectory.demo()
     app = web.Application(
-        middlewares=[json_errors(MAX_BODY_BYTES), authentication(users)],
+        middlewares=[observed(), json_errors(MAX_BODY_BYTES), authentication(users)],
         client_max_size=MAX_BODY_BYTES,
     )
     app.router.add_get("/health", health)
@@ -85,5 +96,6 @@ def make_app(
                 ),
             )
     app.router.add_get("/ready", readiness_view(handlers))  # type: ignore[arg-type]
+    app.router.add_get("/metrics", metrics_page(lambda: [(c, True) for c in handlers]))
     add_description(app, specs.values(), trial.roles_for)
     return app, handlers

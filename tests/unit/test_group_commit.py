@@ -61,7 +61,7 @@ class LogInMemory(KafkaEventStore):
     def check_sole_writer(self) -> None:
         pass
 
-    def append(self, envelopes: list[Envelope]) -> list[Appended]:
+    def append(self, envelopes: list[Envelope], traceparents=None) -> list[Appended]:
         self.calls += 1
         time.sleep(self.delay)
         if self.calls == self.fail_call:
