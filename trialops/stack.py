@@ -22,7 +22,7 @@ from pathlib import Path
 
 from clients.http import DEMO_READER, get_bytes, wait_until_up
 from infra.keys import init_keys
-from infra.settings import Settings, record_system, state_dir
+from infra.settings import Settings, answers, record_system, state_dir
 from infra.topic_admin import check_event_topics, configured_replication_factor, ensure_topics
 
 
@@ -153,6 +153,12 @@ def run_stack(
     # leaving the broker, the services and the worker running without their parent.
     signal.signal(signal.SIGTERM, _interrupt)
     work_dir = state_dir()
+    for port, what in ((service_port, "--service-port"), (web_port, "--web-port")):
+        if answers(f"127.0.0.1:{port}", timeout=1.0) is None:
+            raise RuntimeError(
+                f"port {port} ({what}) is taken: is an earlier 'trialops up' (or its services "
+                f"or worker) still running? 'ss -ltnp sport = :{port}' names the process"
+            )
     broker = None
     if "KAFKA_BOOTSTRAP_SERVERS" in os.environ:
         if fresh:
