@@ -21,6 +21,7 @@ from projections.base import Projection, to_json
 from projections.openapi import document as views_document
 from projections.paging import BadPage, KeyOrder, decode_cursor, page_document, parse_limit
 from services.auth import READ_ROLES, LiveUsers, UserDirectory, bearer_token
+from services.http import observed
 from services.problems import PROBLEM_JSON, problem_document
 
 
@@ -69,11 +70,18 @@ def _describe(app, projection: Projection) -> None:
     served.append(projection)
 
 
+_OBSERVED = observed()
+"""As on the services (decision 47): the request's correlation id, from its ``traceparent`` or
+``X-Request-ID`` or new, echoed in the answer and on the records logged meanwhile."""
+
+
 def _answer_errors_as_problems(app) -> None:
-    """Adds ``_problems`` to the Faust app's aiohttp application once, before it starts."""
+    """Adds ``_problems`` to the Faust app's aiohttp application once, before it starts, and
+    ``_OBSERVED`` before every other middleware."""
     web_app = getattr(app.web, "web_app", None)
     if web_app is not None and _problems not in web_app.middlewares:
         web_app.middlewares.append(_problems)
+        web_app.middlewares.insert(0, _OBSERVED)
 
 
 def _unauthorized(web, request, users: UserDirectory | LiveUsers):

@@ -109,3 +109,9 @@ def test_a_traced_command_is_answered_recorded_and_counted_under_the_callers_tra
     assert worker_after.get(applied, 0.0) >= worker_before.get(applied, 0.0) + 1
     assert ("trialops_worker_lag", (("partition", f"{topic}:0"),)) in worker_after
     assert "\x1b" not in (stack.work_dir / "projections.log").read_text(errors="replace")
+
+    # And the worker answers under a caller's request id too
+    request_id = "0f5e2a1c-9b7d-4e3f-8a6b-1c2d3e4f5a6b"
+    ready = requests.get(f"{stack.projections_url}/ready", headers={"X-Request-ID": request_id},
+                         timeout=30)
+    assert ready.headers["X-Request-ID"] == request_id

@@ -33,6 +33,7 @@ from services.serving import CorrelatedAccessLog
 
 from .http_harness import make_app
 from .test_group_commit import SPONSOR, LogInMemory, quarantine
+from .test_projection_view_problems import ask as view_ask
 from .test_safety_givens import day
 
 INVESTIGATOR = {"Authorization": "Bearer demo-investigator"}
@@ -161,6 +162,17 @@ def test_the_workers_metrics_say_lag_halted_partitions_dead_letters_and_events_a
     assert scraped[("trialops_worker_halted", (("partition", "ns.safety.events:0"),))] == 1
     assert ("trialops_worker_halted", (("partition", "ns.enrollment.events:0"),)) not in scraped
     assert scraped[("trialops_worker_dead_letters_total", (("topic", "ns.safety.events"),))] == 2
+
+
+def test_the_workers_views_answer_under_the_callers_correlation_id_too():
+    status, head, _body = view_ask(
+        "GET", "/projections/patient-timeline",
+        {"Authorization": "Bearer demo-auditor", "traceparent": W3C_EXAMPLE},
+    )
+
+    assert status == 200
+    assert head["X-Request-ID"] == W3C_TRACE
+    assert head["traceparent"].split("-")[1] == W3C_TRACE.replace("-", "")
 
 
 # ---------------------------------------------------------------- logs
