@@ -51,8 +51,11 @@ def record_system(
     keyring: str | None = None,
     writer_keys: str | None = None,
     namespace: str | None = None,
+    service_url: str | None = None,
+    projections_url: str | None = None,
 ) -> Path:
-    """Record where the system's broker is (and its keys), for the commands run after it."""
+    """Record where the system's broker is (and its keys and, for ``up``, its servers), for
+    the commands run after it."""
     path = system_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {
@@ -64,6 +67,8 @@ def record_system(
         "keyring": keyring,
         "writer_keys": writer_keys,
         "namespace": namespace,
+        "service_url": service_url,
+        "projections_url": projections_url,
     }
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
@@ -104,6 +109,15 @@ def answers(bootstrap_servers: str, timeout: float = 2.0) -> str | None:
         except (OSError, ValueError) as exc:
             why = f"{server}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
     return why
+
+
+def recorded_url(key: str) -> str | None:
+    """The ``service_url`` or ``projections_url`` of the ``trialops up`` recorded, while the
+    process that recorded it runs (a file read and a signal 0: cheap enough for a default)."""
+    record = read_system()
+    if record is None or not record.get(key) or not record.get("owner_pid"):
+        return None
+    return str(record[key]) if _pid_alive(int(record["owner_pid"])) else None
 
 
 def running_system() -> dict[str, Any] | None:

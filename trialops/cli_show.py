@@ -10,6 +10,7 @@ import orjson
 import typer
 
 from clients.http import TOKEN_ENV, call, reader_token
+from infra.settings import recorded_url
 from projections.catalog import get as projection
 from projections.paging import DEFAULT_LIMIT, MAX_LIMIT, NEXT, assemble
 from trialops import tables
@@ -38,7 +39,11 @@ Cursor = Annotated[
 Every = Annotated[
     bool, typer.Option("--all", help="Follow next_cursor to the end: the whole list.")
 ]
-DEFAULT_URL = os.environ.get("TRIALOPS_PROJECTIONS_URL", "http://127.0.0.1:6066")
+DEFAULT_URL = (
+    os.environ.get("TRIALOPS_PROJECTIONS_URL")
+    or recorded_url("projections_url")  # the running `trialops up`'s, on whatever port
+    or "http://127.0.0.1:6066"
+)
 
 
 def fetch(url: str, name: str, **query: str | None) -> dict:

@@ -10,8 +10,15 @@ from typing import Annotated
 
 import typer
 
-DEFAULT_SERVICE_URL = "http://127.0.0.1:8081"
-DEFAULT_PROJECTIONS_URL = os.environ.get("TRIALOPS_PROJECTIONS_URL", "http://127.0.0.1:6066")
+from infra.settings import recorded_url
+
+# The running `trialops up`'s servers, on whatever ports, unless told otherwise.
+DEFAULT_SERVICE_URL = recorded_url("service_url") or "http://127.0.0.1:8081"
+DEFAULT_PROJECTIONS_URL = (
+    os.environ.get("TRIALOPS_PROJECTIONS_URL")
+    or recorded_url("projections_url")
+    or "http://127.0.0.1:6066"
+)
 
 
 def simulate(

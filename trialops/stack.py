@@ -245,6 +245,8 @@ def _record(stack: Stack, broker: object) -> None:
         keyring=stack.settings.keyring,
         writer_keys=stack.settings.writer_keys,
         namespace=stack.settings.namespace,
+        service_url=stack.service_url,
+        projections_url=stack.projections_url,
     )
 
 

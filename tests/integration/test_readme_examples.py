@@ -1,6 +1,7 @@
 """README.md works as printed (issue 14): every bash block marked ``<!-- readme-test`` runs,
 as a newcomer would paste it, against a running stack found the way the CLI finds
-``./scripts/up``'s (the record in the state folder, nothing exported), and exits 0.
+``./scripts/up``'s (its Kafka, keyring and servers from the record in the state folder,
+nothing exported), and exits 0.
 
 Only the addresses change: the stack listens on free ports instead of 8081 and 6066, and
 ``trialops`` is this interpreter's. Like ``./scripts/up``'s demo, the trial has cohort DL1-IP
@@ -62,7 +63,8 @@ def test_every_marked_readme_example_works_against_a_running_stack(stack, tmp_pa
         record_system(
             stack.settings.bootstrap_servers, started_by="trialops up",
             keyring=stack.settings.keyring, writer_keys=stack.settings.writer_keys,
-            namespace=stack.settings.namespace,
+            namespace=stack.settings.namespace, service_url=stack.service_url,
+            projections_url=stack.projections_url,
         )
     finally:
         del os.environ["TRIALOPS_STATE_DIR"]
@@ -70,14 +72,10 @@ def test_every_marked_readme_example_works_against_a_running_stack(stack, tmp_pa
     env = {
         k: v for k, v in os.environ.items()
         if k not in ("KAFKA_BOOTSTRAP_SERVERS", "TRIALOPS_KEYRING", "TRIALOPS_WRITER_KEYS",
-                     "TRIALOPS_NAMESPACE", "TRIALOPS_TOKEN")
+                     "TRIALOPS_NAMESPACE", "TRIALOPS_TOKEN", "TRIALOPS_SERVICE_URL",
+                     "TRIALOPS_PROJECTIONS_URL")
     }
-    env.update(
-        TRIALOPS_STATE_DIR=str(state),
-        TRIALOPS_SERVICE_URL=stack.service_url,
-        TRIALOPS_PROJECTIONS_URL=stack.projections_url,
-        COLUMNS="200",
-    )
+    env.update(TRIALOPS_STATE_DIR=str(state), COLUMNS="200")
     work = tmp_path / "work"
     work.mkdir()
 

@@ -182,3 +182,31 @@ def test_another_broker_started_does_not_take_ups_keyring(state, listening):
     settings = Settings.from_env()
     assert settings.bootstrap_servers == listening
     assert settings.keyring is None
+
+
+def test_show_and_walk_default_to_the_servers_of_the_running_up(state):
+    from infra.settings import recorded_url
+
+    record_system("127.0.0.1:1", started_by="trialops up", service_url="http://127.0.0.1:7081",
+                  projections_url="http://127.0.0.1:7066")
+    assert recorded_url("projections_url") == "http://127.0.0.1:7066"
+    assert recorded_url("service_url") == "http://127.0.0.1:7081"
+
+    done = subprocess.run(
+        [sys.executable, "-c", "from trialops.cli_show import DEFAULT_URL; print(DEFAULT_URL)"],
+        capture_output=True, text=True, timeout=60, check=True,
+        env={k: v for k, v in os.environ.items() if k != "TRIALOPS_PROJECTIONS_URL"},
+    )
+    # the subprocess runs while this process (the recorder) lives
+    assert done.stdout.strip() == "http://127.0.0.1:7066"
+
+
+def test_an_up_that_has_stopped_leaves_the_default_servers(state, monkeypatch):
+    from infra.settings import recorded_url
+
+    monkeypatch.setattr(os, "getpid", dead_pid)
+    record_system("127.0.0.1:1", started_by="trialops up", service_url="http://127.0.0.1:7081",
+                  projections_url="http://127.0.0.1:7066")
+
+    assert recorded_url("projections_url") is None
+    assert recorded_url("service_url") is None
