@@ -101,6 +101,25 @@ _NO_ANCHOR = Anchor(-1, "", 0, GENESIS_HASH)
 """A draft snapshot's anchor, until ``write_snapshot`` finds it."""
 
 
+class _ResumedHeads(dict[tuple[str, str], Head]):
+    """The reading rule's heads for a catch-up from a snapshot: a stream the catch-up has not
+    met yet is at the snapshot's head. Heads are made only for the streams it meets, not for
+    the hundreds of thousands a long log has."""
+
+    def __init__(self, topic: str, resumed: Mapping[str, tuple[int, str]]):
+        super().__init__()
+        self._topic = topic
+        self._resumed = resumed
+
+    def get(self, key: tuple[str, str], default: Head | None = None) -> Head | None:  # type: ignore[override]
+        found = dict.get(self, key)
+        if found is None and key[0] == self._topic:
+            resumed = self._resumed.get(key[1])
+            if resumed is not None:
+                return Head(*resumed)
+        return default if found is None else found
+
+
 @dataclass(slots=True)
 class _StreamHead:
     seq: int = 0
@@ -205,12 +224,11 @@ class KafkaEventStore:
         checks out (``resumed_from``), or from its start when there is none or ``resume`` is
         False. Returns the events read, in order."""
         snapshot = self._resume_point() if resume else None
-        keyring, heads, start = self.base_keyring, {}, None
+        keyring, start = self.base_keyring, None
+        heads: dict[tuple[str, str], Head] = {}
         if snapshot is not None:
             keyring = keyring.model_copy(update={"retired": keyring.retired | snapshot.retired})
-            with no_cyclic_gc():
-                heads = {(self.topic, sid): Head(seq, h)
-                         for sid, (seq, h) in snapshot.heads.items()}
+            heads = _ResumedHeads(self.topic, snapshot.heads)
             start = {self.topic: snapshot.covers}
         reader = LogReader(keyring, quarantine, heads=heads)
         history = list(
@@ -225,10 +243,15 @@ class KafkaEventStore:
             return self.catch_up(quarantine, resume=False)
         self.resumed_from = snapshot
         with no_cyclic_gc():
-            self._heads = {
-                stream_id: _StreamHead(head.seq, head.hash)
-                for (_topic, stream_id), head in reader.heads.items()
+            self._heads = {} if snapshot is None else {
+                stream_id: _StreamHead(seq, hash_) for stream_id, (seq, hash_)
+                in snapshot.heads.items()
             }
+            # the streams the catch-up moved on (all of them when it read from offset 0)
+            self._heads.update(
+                (stream_id, _StreamHead(head.seq, head.hash))
+                for (_topic, stream_id), head in reader.heads.items()
+            )
         self.keyring = reader.keyring
         self.halt = next(iter(reader.halts.values()), None)
         if self.halt is not None:

@@ -378,3 +378,26 @@ def test_random_cuts_of_a_random_trial_fold_to_the_same_state():
             state = decider.evolve(state, payload)
         assert plain(state) == plain(api.states[context])
         assert replace(state) == api.states[context]
+
+
+def test_a_catch_up_from_a_snapshot_chains_each_stream_to_the_snapshots_head():
+    from events.reading import Head, LogReader
+    from services.eventstore import _ResumedHeads
+
+    first = registered(1)
+    after = signed(sealed(SubjectRegistered(subject_id="MSK-001", site_id="MSK"),
+                          event_id=event_id(7), stream_id=first.stream_id, stream_seq=2,
+                          prev_hash=first.hash))
+    gap = signed(sealed(SubjectRegistered(subject_id="MSK-005", site_id="MSK"),
+                        event_id=event_id(8), stream_id="subject-MSK-005", stream_seq=3,
+                        prev_hash="e" * 64))
+    heads = _ResumedHeads(TOPIC, {first.stream_id: (1, first.hash),
+                                  "subject-MSK-005": (1, "f" * 64)})
+    reader = LogReader(KEYRING, heads=heads)
+    # the event after the snapshot's head is applied; a copy of the head is skipped
+    assert reader.admit(Where(TOPIC, 0, 10), to_bytes(first)) is None and reader.copies == 1
+    assert reader.admit(Where(TOPIC, 0, 11), to_bytes(after)) is not None
+    assert dict(reader.heads) == {(TOPIC, first.stream_id): Head(2, after.hash)}
+    # an event that does not follow the snapshot's head halts the reader
+    assert reader.admit(Where(TOPIC, 0, 12), to_bytes(gap)) is None
+    assert reader.halts[(TOPIC, 0)].kind == "broken-chain"
