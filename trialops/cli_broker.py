@@ -181,9 +181,13 @@ def status(
     name: Annotated[
         str | None, typer.Option("--name", help="One cluster (default: every local cluster).")
     ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Without --name: every cluster's state as JSON.")
+    ] = False,
 ) -> None:
-    """Print the cluster's state as JSON (without --name, a list of every local cluster's:
-    './scripts/up' runs the one named 'up'); exit code 1 if it (or every one) is not running.
+    """Print the cluster's state as JSON; without --name, a line per local cluster (running
+    or stopped, its bootstrap servers and pids; './scripts/up' runs the one named 'up'), or
+    with --json a list of their states. Exit code 1 if it (or every one) is not running.
     A secure cluster's ``client_config`` is the file for ``TRIALOPS_KAFKA_CONFIG``, and
     ``ca_cert`` the CA its brokers' certificates chain to."""
     if name is not None:
@@ -195,7 +199,22 @@ def status(
     folder = default_home() / "clusters"
     names = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     every = [_run(partial(_status_of, n)) for n in names]
-    typer.echo(json.dumps(every, indent=2))
+    if json_output:
+        typer.echo(json.dumps(every, indent=2))
+    else:
+        _say_each(every)
     if not any(info["running"] for info in every):
         _err(f"no local cluster is running ({len(every)} kept in {folder})")
         raise typer.Exit(1)
+
+
+def _say_each(every: list[dict[str, Any]]) -> None:
+    """A line per cluster: running (where, its pids and how to stop it) or stopped."""
+    for info in every:
+        if info["running"]:
+            pids = ", ".join(str(n["pid"]) for n in info["nodes"] if n["alive"])
+            typer.echo(f"{info['name']:<22} running  {info['bootstrap_servers']}  (pids {pids}; "
+                       f"'trialops broker stop --name {info['name']}' stops it)")
+        else:
+            kept = "its data kept" if info.get("storage") else "no data"
+            typer.echo(f"{info['name']:<22} stopped  ({kept})")

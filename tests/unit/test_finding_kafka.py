@@ -210,3 +210,17 @@ def test_an_up_that_has_stopped_leaves_the_default_servers(state, monkeypatch):
 
     assert recorded_url("projections_url") is None
     assert recorded_url("service_url") is None
+
+
+def test_broker_status_without_a_name_lists_every_local_cluster(tmp_path):
+    clusters = tmp_path / "clusters"
+    for name in ("up", "scratch"):
+        (clusters / name).mkdir(parents=True)
+
+    done = cli("broker", "status", env={"TRIALOPS_KAFKA_HOME": str(tmp_path)})
+
+    assert done.returncode == 1  # none of them runs
+    assert [line.split()[:2] for line in done.stdout.splitlines()] == [
+        ["scratch", "stopped"], ["up", "stopped"]
+    ]
+    assert f"no local cluster is running (2 kept in {clusters})" in done.stderr
