@@ -30,6 +30,9 @@ def pytest_configure(config) -> None:
     """Every event is signed by its writer (events/signing.py): the session makes one key per
     writer and the keyring, unless the environment names a set, for the services it starts,
     the readers it runs and the raw writers of the tests."""
+    # The CLI records the broker it starts (`trialops broker start`, `up`) in its state folder
+    # (infra/settings.py): the tests' brokers must not replace a developer's ./scripts/up's.
+    os.environ.setdefault("TRIALOPS_STATE_DIR", tempfile.mkdtemp(prefix="trialops-state-"))
     if not os.environ.get("TRIALOPS_KEYRING"):
         from infra.keys import init_keys
 

@@ -55,19 +55,16 @@ def here(block: str, service_port: int, web_port: int) -> str:
                   flags=re.M)
 
 
-def test_every_marked_readme_example_works_against_a_running_stack(stack, tmp_path):
+def test_every_marked_readme_example_works_against_a_running_stack(stack, tmp_path, monkeypatch):
     # Given a running system recorded as ./scripts/up records it, with DL1-IP open
     state = tmp_path / "state"
-    os.environ["TRIALOPS_STATE_DIR"] = str(state)
-    try:
-        record_system(
-            stack.settings.bootstrap_servers, started_by="trialops up",
-            keyring=stack.settings.keyring, writer_keys=stack.settings.writer_keys,
-            namespace=stack.settings.namespace, service_url=stack.service_url,
-            projections_url=stack.projections_url,
-        )
-    finally:
-        del os.environ["TRIALOPS_STATE_DIR"]
+    monkeypatch.setenv("TRIALOPS_STATE_DIR", str(state))
+    record_system(
+        stack.settings.bootstrap_servers, started_by="trialops up",
+        keyring=stack.settings.keyring, writer_keys=stack.settings.writer_keys,
+        namespace=stack.settings.namespace, service_url=stack.service_url,
+        projections_url=stack.projections_url,
+    )
     open_cohort(stack.service_url, "DL1", occurred_at=datetime(2026, 1, 5, tzinfo=UTC))
     env = {
         k: v for k, v in os.environ.items()
