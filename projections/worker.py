@@ -70,6 +70,55 @@ ROCKSDB_OPTIONS = {
 """Each table's RocksDB (decision 46): small memtables and block cache, so the worker's memory
 stays near a fixed size while its tables grow on disk (Faust's defaults are 64 MiB memtables
 and a 2 GiB cache per table)."""
+IN_MEMORY = frozenset(
+    {"positions", "dead-lettered", "retired-keys", "cohort-occupancy", "dose-escalation"}
+)
+"""Tables kept in memory: their keys are few (partitions, cohorts, dose levels, the waiting
+list) and rewritten often, which RocksDB pays for when it iterates (every old version and
+deleted key in its memtable). The others (stream heads, subjects, lots, adverse events) grow
+with the trial's history and live on disk."""
+
+
+class InMemoryTable(faust.Table):
+    """A table in memory whatever the app's store: Faust ignores a table's own
+    ``store="memory://"`` (a URL with no host or path is false) and takes the app's."""
+
+    def _new_store(self):
+        return self._new_store_by_url("memory://")
+
+
+class CountedTable(faust.Table):
+    """A table that knows its size: RocksDB counts keys by reading every one, and the views
+    ask for a table's size on every request (projections/views.py). The count is taken once
+    (and again after a recovery, which writes to the store directly), then kept."""
+
+    _count: int | None = None
+
+    def __len__(self) -> int:
+        if self._count is None:
+            self._count = super().__len__()
+        return self._count
+
+    def __setitem__(self, key, value) -> None:
+        if self._count is not None and key not in self:
+            self._count += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key) -> None:
+        existed = key in self
+        super().__delitem__(key)
+        if self._count is not None and existed:
+            self._count -= 1
+
+    async def on_recovery_completed(self, active_tps, standby_tps) -> None:
+        self._count = None
+        await super().on_recovery_completed(active_tps, standby_tps)
+        self._count = None
+
+    async def on_rebalance(self, assigned, revoked, newly_assigned, generation_id=0) -> None:
+        self._count = None
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        self._count = None
 
 DASHBOARD = Path(__file__).with_name("dashboard.html")
 """The read-only operations board: one static page that polls the projections' JSON."""
@@ -136,11 +185,13 @@ def create_app(
         value_serializer="raw",
         partitions=1,
     )
-    options = dict(ROCKSDB_OPTIONS) if store.startswith("rocksdb") else None
-
     def table(name: str, **kwargs):
-        return app.Table(name, partitions=1, key_type=str,
-                         options=dict(options) if options else None, **kwargs)
+        kind: type[faust.Table] = InMemoryTable
+        if name not in IN_MEMORY and store.startswith("rocksdb"):
+            kind, kwargs = CountedTable, {**kwargs, "options": dict(ROCKSDB_OPTIONS)}
+        return app.tables.add(
+            kind(app, name=name, beacon=app.tables.beacon, partitions=1, key_type=str, **kwargs)
+        )
 
     # Last stream_seq applied per (topic, stream), with its offset: Kafka delivers at least
     # once, the worker applies each event once (projections/applying.py).
