@@ -35,7 +35,7 @@ from projections.applying import Batch, count_dead_letter, dead_letter_counts
 from projections.catalog import build
 from projections.faust_kafka import ReadCommittedTransport
 from projections.metrics import CONTENT_TYPE, WorkerState, applied_counter, exposition
-from projections.views import _serve, _unauthorized
+from projections.views import PositionsMoved, _serve, _unauthorized
 from services.access.decider import EMPTY, AccessState
 from services.access.decider import evolve as evolve_access
 from services.auth import LiveUsers, UserDirectory
@@ -323,15 +323,19 @@ def create_app(
                     halts.pop(source, None)
                     batch.pass_over(source, message.offset)
                 batch.flush()
+                moved.notify()
 
         return fold
+
+    moved = PositionsMoved()
+    """Wakes the views' ``wait_for`` queries at the end of every batch."""
 
     for context in CONTEXTS:
         topic = event_topic(context, settings.namespace)
         source = app.topic(topic, key_serializer="raw", value_serializer="raw")
         app.agent(source, name=f"fold-{context}")(agent_for(topic))
     for projection in projections.values():
-        _serve(app, projection, tables[projection.name], positions, readers_now)
+        _serve(app, projection, tables[projection.name], positions, readers_now, moved)
 
     unassigned_checks = [0]
 
