@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from bench.common import (
     TRIAL_ID,
     Produced,
+    Workload,
     WorkloadOptions,
     decode_costs,
     decode_lines,
@@ -200,17 +201,19 @@ def run_size(
 
 
 def signature_microseconds(n: int = 2000) -> float:
-    """What one Ed25519 verification costs here: every reader does one per record (decision
-    20), so one core cannot read faster than its inverse."""
+    """What one writer-signature check costs here, as every reader makes it once per record
+    (``events.signing.check_writer_signature``, decisions 20 and 40), so one core cannot read
+    faster than its inverse."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    key = Ed25519PrivateKey.generate()
-    message = b"0" * 64
-    signature = key.sign(message)
-    public = key.public_key()
+    from events.signing import Keyring, Signer, check_writer_signature
+
+    signer = Signer("bench-1", Ed25519PrivateKey.generate())
+    keyring = Keyring(keys=(signer.public("enrollment"),))
+    envelope = signer.sign(next(iter(Workload().envelopes(1))))
     started = time.perf_counter()
     for _ in range(n):
-        public.verify(signature, message)
+        check_writer_signature(envelope, keyring, "enrollment")
     return (time.perf_counter() - started) / n * 1e6
 
 
