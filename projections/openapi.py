@@ -95,8 +95,8 @@ def _fixed() -> dict[str, Any]:
             "security": public,
             "responses": {
                 "200": {"description": "Ready", "content": {JSON: {"schema": {"type": "object"}}}},
-                "503": {"description": "Not ready: `problems` says why",
-                        "content": {JSON: {"schema": {"type": "object"}}}},
+                "503": _problem("Not ready: a problem whose `problems`, `halted` and `lag` "
+                                "members say why."),
             },
         }},
         "/projections": {"get": {

@@ -39,6 +39,7 @@ from projections.views import PositionsMoved, _serve, _unauthorized
 from services.access.decider import EMPTY, AccessState
 from services.access.decider import evolve as evolve_access
 from services.auth import LiveUsers, UserDirectory
+from services.problems import PROBLEM_JSON, problem_document
 from trial.config import TrialConfig
 
 log = logging.getLogger(__name__)
@@ -370,7 +371,14 @@ def create_app(
             "problems": problems,
             "lag": lag(),
         }
-        return web.json(body, status=200 if not problems else 503)
+        if not problems:
+            return web.json(body)
+        # Not ready is an RFC 9457 problem, as on the services (decision 44), with the same
+        # members as before besides.
+        return web.json(
+            problem_document(503, "not-ready", "; ".join(problems), request.path, **body),
+            status=503, content_type=PROBLEM_JSON,
+        )
 
     def lag() -> dict[str, int]:
         """Per assigned event partition: records between what is applied and the end (commit

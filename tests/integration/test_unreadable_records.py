@@ -156,6 +156,9 @@ def test_the_worker_halts_at_an_unreadable_record_and_agrees_with_replay_after_q
         ready(stack.projections_url)), timeout=60)
     [halt] = body["halted"].values()
     assert (halt["offset"], halt["record_sha256"]) == (garbage.offset, digest(GARBAGE))
+    # (an RFC 9457 problem, as the services' own /ready answers when not ready)
+    assert (body["status"], body["error"]) == (503, "not-ready")
+    assert str(garbage.offset) in body["detail"]
     occupancy = f"{stack.projections_url}/projections/cohort-occupancy"
     assert orjson.loads(get_bytes(occupancy))["cohorts"][0]["enrolled"] == []
     replayed = run(settings, "replay", "cohort-occupancy")
