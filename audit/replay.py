@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import gc
 import heapq
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import tee
@@ -18,6 +16,7 @@ from events.registry import Recorded
 from events.topics import event_topic
 from infra.kafka_io import load_quarantine, read_log
 from infra.keys import load_keyring
+from infra.processes import cyclic_gc_paused
 from infra.settings import Settings
 from projections.base import fold
 from projections.catalog import NAMES, get
@@ -49,20 +48,6 @@ class ReplayStats:
             self.progress(self.events, self.seconds)
 
 
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while a replay holds its decoded events: they are
-    acyclic and all live to the end, so each collection only rescanned them (issue 12: with the
-    collector off, replay's rate went from 19.5k to 34.4k events/s). Back on afterwards."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def read_topics(
     settings: Settings, contexts: tuple[str, ...], stats: ReplayStats
 ) -> dict[str, list[Recorded]]:
@@ -90,7 +75,7 @@ def _read_into_lists(
     per_topic: dict[str, list[Recorded]] = {topic: [] for topic in topics}
     if not topics:
         return per_topic
-    with collector_paused():
+    with cyclic_gc_paused():
         for where, recorded in read_log(
             settings.bootstrap_servers, topics, reader, on_record=stats.count
         ):
@@ -179,7 +164,7 @@ def replay(
     depends on the time it is read at (what is overdue) is read at ``as_of``, or ``now``."""
     projection = get(name)
     stats = stats if stats is not None else ReplayStats()
-    with collector_paused():
+    with cyclic_gc_paused():
         states = fold(
             projection,
             recorded_events(settings, projection.contexts, stats, as_of, axis),
@@ -220,7 +205,7 @@ def replay_all(
             taken[index] += 1
             yield recorded
 
-    with collector_paused():
+    with cyclic_gc_paused():
         held = _read_into_lists(settings, [t for t in topics if t != streamed], reader, stats)
         live = (recorded for _where, recorded in read_log(
             settings.bootstrap_servers, [streamed], reader, on_record=stats.count

@@ -29,6 +29,7 @@ from typing import Any
 
 from broker.tls import ClusterTls, broker_properties
 from infra.kafka_security import ADMIN
+from infra.processes import pid_alive as _pid_alive
 
 HOST = "127.0.0.1"
 SCRAM = "SCRAM-SHA-512"
@@ -96,21 +97,6 @@ def _port_open(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
         return True
     return False
-
-
-def _pid_alive(pid: int) -> bool:
-    """True if ``pid`` runs and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no procfs: trust kill(0)
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _is_our_broker(pid: int, properties: str) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from events.topics import DEFAULT_NAMESPACE
+from infra.processes import pid_alive as _pid_alive
 
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 STATE_DIR_ENV = "TRIALOPS_STATE_DIR"
@@ -85,16 +86,6 @@ def read_system() -> dict[str, Any] | None:
     if not isinstance(record, dict) or not isinstance(record.get("bootstrap_servers"), str):
         return None
     return record
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def answers(bootstrap_servers: str, timeout: float = 2.0) -> str | None:

@@ -40,6 +40,7 @@ from events.topics import context_of
 from infra.kafka_io import BOOTSTRAP_TIMEOUT_MS, BrokerTimeout, Position, read_log, read_range
 from infra.kafka_security import kafka_python_settings
 from infra.keys import load_next_signer, promote_next_key
+from infra.processes import cyclic_gc_paused
 from infra.snapshot_topic import SnapshotTopic, read_record
 from services.decider import NewEvent
 from services.snapshots import (
@@ -48,7 +49,6 @@ from services.snapshots import (
     SnapshotRefused,
     anchor_problem,
     find_anchor,
-    no_cyclic_gc,
     open_snapshot,
     seal_snapshot,
 )
@@ -242,7 +242,7 @@ class KafkaEventStore:
                         "folding the topic from its start", self.topic, snapshot.key_id)
             return self.catch_up(quarantine, resume=False)
         self.resumed_from = snapshot
-        with no_cyclic_gc():
+        with cyclic_gc_paused():
             self._heads = {} if snapshot is None else {
                 stream_id: _StreamHead(seq, hash_) for stream_id, (seq, hash_)
                 in snapshot.heads.items()

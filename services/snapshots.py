@@ -29,13 +29,11 @@ Pure apart from :func:`code_version` reading the project's own sources once: the
 from __future__ import annotations
 
 import base64
-import gc
 import hashlib
 import math
 import sys
 import zlib
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import date, datetime
 from functools import cache, lru_cache
@@ -54,6 +52,7 @@ from events.keys import WriterKeyRotated
 from events.reading import Unreadable, decode
 from events.signing import Keyring, Signer
 from events.topics import context_of
+from infra.processes import cyclic_gc_paused
 from services.persistent import PMap, PQueue, PSet
 
 FORMAT = 1
@@ -151,24 +150,10 @@ def code_version() -> str:
     return digest.hexdigest()
 
 
-@contextmanager
-def no_cyclic_gc() -> Iterator[None]:
-    """The cyclic garbage collector off while a snapshot's hundreds of thousands of values are
-    made (they hold no cycles): each of its passes rescans them all, which more than doubled
-    the time to open the snapshot of 1M events. Reference counting still frees everything."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def seal_snapshot(snapshot: Snapshot, signer: Signer) -> Sealed:
     """Encode ``snapshot`` and sign it with the writer's key. Raises ``TypeError`` for a
     value the encoding does not know (the snapshot is then not written)."""
-    with no_cyclic_gc():
+    with cyclic_gc_paused():
         return _seal(snapshot, signer)
 
 
@@ -251,7 +236,7 @@ def open_snapshot(sealed: Sealed, keyring: Keyring, topic: str) -> Snapshot:
     if hashlib.sha256(sealed.body).hexdigest() != manifest.get("sha256"):
         raise SnapshotRefused("the body is not the one the manifest signs")
     try:
-        with no_cyclic_gc():
+        with cyclic_gc_paused():
             document = orjson.loads(zlib.decompress(sealed.body))
             snapshot = _snapshot_of(document, key_id)
     except (zlib.error, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
