@@ -24,8 +24,9 @@ from services.auth import LiveUsers, UserDirectory, hash_token, new_token
 from services.correlation import REQUEST_ID, TRACEPARENT, Correlation, correlation_of
 from services.errors import DomainError
 from services.eventstore import Appended, StoreUnavailable
+from services.pending import Signature
 from services.problems import PROBLEM_JSON, problem_document
-from services.runtime import COMMAND_DEADLINE_SECONDS, CommandHandler, Signature
+from services.runtime import COMMAND_DEADLINE_SECONDS, CommandHandler
 from services.validation import (
     BusinessTimeWindow,
     Problem,

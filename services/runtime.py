@@ -12,7 +12,7 @@ import contextvars
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID, uuid4
@@ -22,18 +22,25 @@ from kafka.errors import KafkaError
 from events.envelope import Actor, Envelope, Idempotency
 from events.reading import Head, Quarantine
 from events.registry import EventPayload, Recorded
-from events.signatures import Meaning, RecordSigned
 from events.topics import SHARED
 from infra.kafka_io import BrokerTimeout, Position, Tail
 from services import metrics
-from services.decider import Decider, NewEvent
-from services.errors import DomainError
+from services.decider import Decider
 from services.eventstore import (
     Appended,
     ContextHalted,
     KafkaEventStore,
     StoreUnavailable,
     WriterRetired,
+)
+from services.pending import (
+    Pending,
+    RequestExpired,
+    Signature,
+    expired,
+    fail_all,
+    key_reused,
+    traceparents,
 )
 from services.snapshots import Snapshot, Upstream
 
@@ -56,106 +63,6 @@ GATHER_SECONDS = 0.003
 small against an append's round trips (about 15 ms on one local broker)."""
 
 S = TypeVar("S")
-
-
-@dataclass(frozen=True)
-class Signature:
-    """An electronic signature applied to every event a command appends (21 CFR 11.50): the
-    signer re-authenticated for it; the time is the server's."""
-
-    actor: Actor
-    printed_name: str
-    meaning: Meaning
-    signed_at: datetime
-
-    def of(self, envelope) -> list[NewEvent]:
-        payload = RecordSigned(
-            signed_event_id=envelope.event_id,
-            signed_event_type=envelope.event_type,
-            signed_hash=envelope.hash,
-            signer_id=self.actor.user_id,
-            printed_name=self.printed_name,
-            role=self.actor.role,
-            meaning=self.meaning,
-            signed_at=self.signed_at,
-        )
-        return [NewEvent(envelope.stream_id, payload, self.signed_at)]
-
-
-class IdempotencyKeyReused(DomainError):
-    """The same Idempotency-Key with a different request (HTTP 422)."""
-
-    status = 422
-
-
-class RequestExpired(StoreUnavailable):
-    """The request waited past its deadline, or its client has gone: it is not executed."""
-
-    rule = "request-expired"
-
-
-@dataclass(eq=False)
-class _Pending:
-    """A command waiting for its turn in a batch, and its outcome."""
-
-    command: Any
-    actor: Actor
-    correlation_id: UUID | None
-    reason: str | None
-    signature: Signature | None
-    deadline: float
-    still_wanted: Callable[[], bool]
-    idempotency: Idempotency | None
-    outcome: asyncio.Future[list[Appended]]
-    copies: list[_Pending] = field(default_factory=list)
-    """Retries of this command (same user and Idempotency-Key) in the same batch."""
-    traceparent: str | None = None
-    """The caller's ``traceparent``, continued in the records' headers (events/cloudevents.py)."""
-
-    def succeed(self, appended: list[Appended]) -> None:
-        for p in (self, *self.copies):
-            if not p.outcome.done():
-                p.outcome.set_result(appended)
-
-    def fail(self, exc: BaseException) -> None:
-        for p in (self, *self.copies):
-            if not p.outcome.done():
-                p.outcome.set_exception(exc)
-
-
-def _expired(p: _Pending) -> bool:
-    """True (and the command answered) when it waited past its deadline or its client left."""
-    if time.monotonic() < p.deadline and p.still_wanted():
-        return False
-    p.fail(RequestExpired(
-        "the request waited past its deadline or its client has gone: not executed"
-    ))
-    return True
-
-
-def _traceparents(
-    decided: list[tuple[_Pending, int, int]], envelopes: list[Envelope]
-) -> dict[UUID, str]:
-    """By event id, the ``traceparent`` of the caller whose command appended the event."""
-    return {
-        envelope.event_id: p.traceparent
-        for p, first, count in decided if p.traceparent is not None
-        for envelope in envelopes[first:first + count]
-    }
-
-
-def _fail_all(batch: list[_Pending], exc: BaseException) -> None:
-    for p in batch:
-        p.fail(exc)
-
-
-def _key_reused(idempotency: Idempotency) -> IdempotencyKeyReused:
-    return IdempotencyKeyReused(
-        "idempotency-key-reused",
-        f"Idempotency-Key {idempotency.key!r} was first used with another request; "
-        "use a new key for a new request",
-        key=idempotency.key,
-    )
 
 
 class CommandHandler(Generic[S]):
@@ -191,7 +98,7 @@ class CommandHandler(Generic[S]):
         from. A state, not the events, so it grows with the facts, not with the upstream log."""
         self._answered: dict[tuple[str, str], tuple[str, list[Appended]]] = {}
         self._lock = asyncio.Lock()
-        self._queue: list[_Pending] = []
+        self._queue: list[Pending] = []
         self._drainer: asyncio.Future[None] | None = None
         """Commands waiting for the next batch (group commit)."""
         self.problem: str | None = "not started"
@@ -367,7 +274,7 @@ class CommandHandler(Generic[S]):
             return None
         request, appended = found
         if request != idempotency.request_sha256:
-            raise _key_reused(idempotency)
+            raise key_reused(idempotency)
         return appended
 
     def _evolve(self, state: S, payload: EventPayload) -> S:
@@ -431,7 +338,7 @@ class CommandHandler(Generic[S]):
         decides everything queued, one command after another against the state the previous
         one left, and appends all their events in one transaction. A lone command is decided
         at once, as before; under load a batch forms while the previous one is appended."""
-        pending = _Pending(
+        pending = Pending(
             command, actor, correlation_id, reason, signature,
             deadline if deadline is not None else time.monotonic() + COMMAND_DEADLINE_SECONDS,
             still_wanted, idempotency, asyncio.get_running_loop().create_future(),
@@ -472,9 +379,9 @@ class CommandHandler(Generic[S]):
         while len(self._queue) < expected and time.monotonic() < until:
             await asyncio.sleep(GATHER_SECONDS / 10)
 
-    async def _run_batch(self, batch: list[_Pending]) -> None:
+    async def _run_batch(self, batch: list[Pending]) -> None:
         """Decide and append ``batch``; every command in it gets its own outcome."""
-        batch = [p for p in batch if not _expired(p)]
+        batch = [p for p in batch if not expired(p)]
         if not batch:
             return
         try:
@@ -483,7 +390,7 @@ class CommandHandler(Generic[S]):
             if envelopes:
                 started = time.monotonic()
                 appended = await self._append(
-                    envelopes, max(p.deadline for p, *_ in decided), _traceparents(decided,
+                    envelopes, max(p.deadline for p, *_ in decided), traceparents(decided,
                                                                                    envelopes),
                 )
                 metrics.appended(self.context, len(decided), time.monotonic() - started)
@@ -497,15 +404,15 @@ class CommandHandler(Generic[S]):
             # out): nothing was decided, the commands get 503.
             self.problem = f"{self.context}: the broker did not answer: {exc!r}"
             self.store.close()
-            _fail_all(batch, StoreUnavailable(self.problem))
+            fail_all(batch, StoreUnavailable(self.problem))
         except StoreUnavailable as exc:
             self.problem = str(exc)
             log.warning("%s: %d command(s) not executed: %s", self.context,
                         sum(not p.outcome.done() for p in batch), exc)
-            _fail_all(batch, exc)
+            fail_all(batch, exc)
         except Exception as exc:  # a fault of this code: the batch's commands are answered
             log.exception("%s: a batch failed", self.context)
-            _fail_all(batch, exc)
+            fail_all(batch, exc)
 
     async def _prepare(self, deadline: float) -> None:
         """Before deciding: the store open, the followed topics read to their end, and this
@@ -526,8 +433,8 @@ class CommandHandler(Generic[S]):
                 raise outcome
 
     def _decide_all(
-        self, batch: list[_Pending]
-    ) -> tuple[list[tuple[_Pending, int, int]], list[Envelope], S]:
+        self, batch: list[Pending]
+    ) -> tuple[list[tuple[Pending, int, int]], list[Envelope], S]:
         """Decide the commands in order against the state the previous ones left; a refused
         command gets its error and leaves the state, the heads and the others as they were.
         Returns the decided commands (with their slice of the envelopes), the envelopes to
@@ -535,10 +442,10 @@ class CommandHandler(Generic[S]):
         state = self.state
         heads: dict[str, tuple[int, str]] = {}
         envelopes: list[Envelope] = []
-        decided: list[tuple[_Pending, int, int]] = []
-        keyed: dict[tuple[str, str], _Pending] = {}
+        decided: list[tuple[Pending, int, int]] = []
+        keyed: dict[tuple[str, str], Pending] = {}
         for p in batch:
-            if _expired(p):
+            if expired(p):
                 continue
             try:
                 answered = self._answer_of_retry(p.actor, p.idempotency)
@@ -549,7 +456,7 @@ class CommandHandler(Generic[S]):
                 first = None if key is None else keyed.get(key)
                 if first is not None and p.idempotency is not None:
                     if first.idempotency != p.idempotency:
-                        raise _key_reused(p.idempotency)
+                        raise key_reused(p.idempotency)
                     first.copies.append(p)  # a retry of a command in this very batch
                     continue
                 new_events = self.decider.decide(p.command, state)

@@ -12,8 +12,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from events.envelope import Actor
 from events.signing import Keyring, Signer
 from services.eventstore import KafkaEventStore
+from services.pending import RequestExpired
 from services.quarantine.decider import QuarantineRecord, make_decider
-from services.runtime import CommandHandler, RequestExpired
+from services.runtime import CommandHandler
 
 from .builders import at
 

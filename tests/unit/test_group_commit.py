@@ -19,8 +19,9 @@ from events.signing import Keyring, Signer
 from infra.kafka_io import Position
 from services.errors import DomainError
 from services.eventstore import Appended, KafkaEventStore, StoreUnavailable, _StreamHead
+from services.pending import IdempotencyKeyReused
 from services.quarantine.decider import QuarantineRecord, make_decider
-from services.runtime import CommandHandler, IdempotencyKeyReused
+from services.runtime import CommandHandler
 
 from .builders import at
 
