@@ -38,6 +38,7 @@ class TrailFormat(enum.StrEnum):
 class ExportFormat(enum.StrEnum):
     jsonl = "jsonl"
     csv = "csv"
+    sdtm_ae = "sdtm-ae"
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -144,7 +145,12 @@ def trail(
 @export_app.command()
 def export(
     output_format: Annotated[
-        ExportFormat, typer.Option("--format", help="jsonl (the wire bytes) or csv.")
+        ExportFormat,
+        typer.Option(
+            "--format",
+            help="jsonl (the wire bytes), csv, or sdtm-ae (CDISC SDTM AE, SAS XPORT v5; "
+            "needs --output).",
+        ),
     ] = ExportFormat.jsonl,
     subject: Annotated[
         str | None,
@@ -157,7 +163,15 @@ def export(
     """Export the event log, or one subject's events, as JSON Lines or CSV.
 
     JSON Lines: one envelope per line exactly as on the wire, so its hash verifies. CSV: the
-    envelope's fields in columns, the payload as JSON. Progress and counts go to stderr."""
+    envelope's fields in columns, the payload as JSON. Progress and counts go to stderr.
+    sdtm-ae: the adverse events replayed from the log as the SDTM AE domain (audit/sdtm.py)."""
+    from trialops.cli_exports import DOMAIN_FORMATS, export_domain
+
+    if output_format.value in DOMAIN_FORMATS:
+        if subject is not None:
+            raise _fail(f"--subject: --format {output_format.value} exports the whole trial")
+        export_domain(output_format.value, output)
+        return
     from audit import export as exporting
 
     def progress(stats: exporting.ExportStats) -> None:

@@ -1,0 +1,66 @@
+"""``trialops export --format sdtm-ae``: the adverse events of the log in a standard format for
+downstream systems, replayed from the topics as the audit trail is.
+
+The file is written beside its name and renamed when complete, so an export file that exists
+holds the whole export; the one-line summary goes to stderr.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+
+from infra.settings import Settings
+
+DOMAIN_FORMATS = ("sdtm-ae",)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def export_domain(kind: str, output: Path | None) -> None:
+    """Replay the contexts ``kind`` needs, write the file, say what it holds."""
+    from audit.replay import ReplayStats, recorded_events
+    from trialops.cli import _progress, report_reading
+
+    if output is None:
+        raise _fail(f"--format {kind} writes a file: give it with --output")
+    settings = Settings.reachable()
+    stats = ReplayStats(progress=_progress)
+    writer, contexts = _WRITERS[kind]
+    partial = output.with_name(f"{output.name}.partial")
+    try:
+        events = list(recorded_events(settings, contexts, stats))
+        summary = writer(events, settings.trial_id, partial)
+        partial.replace(output)
+    except LookupError as exc:
+        raise _fail(f"{exc}; create the topics with 'trialops topics create'") from None
+    except ValueError as exc:  # no keyring, an unusable one, or a value the format refuses
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"--output: {exc}") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    typer.echo(
+        f"exported {summary} to {output} ({stats.events} records read in {stats.seconds:.2f}s)",
+        err=True,
+    )
+    report_reading(stats)
+
+
+def _sdtm_ae(events: list, trial_id: str, path: Path) -> str:
+    from audit.sdtm import adverse_events, ae_rows, write_xpt
+
+    rows = ae_rows(adverse_events(events), trial_id)
+    write_xpt(rows, path)
+    subjects = len({row["USUBJID"] for row in rows})
+    return f"{len(rows)} adverse events of {subjects} subjects as SDTM AE (SAS XPORT v5)"
+
+
+_WRITERS: dict[str, tuple[Callable[[list, str, Path], str], tuple[str, ...]]] = {
+    "sdtm-ae": (_sdtm_ae, ("safety",)),
+}
