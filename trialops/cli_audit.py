@@ -39,6 +39,7 @@ class ExportFormat(enum.StrEnum):
     jsonl = "jsonl"
     csv = "csv"
     sdtm_ae = "sdtm-ae"
+    fhir = "fhir"
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -148,8 +149,8 @@ def export(
         ExportFormat,
         typer.Option(
             "--format",
-            help="jsonl (the wire bytes), csv, or sdtm-ae (CDISC SDTM AE, SAS XPORT v5; "
-            "needs --output).",
+            help="jsonl (the wire bytes), csv, sdtm-ae (CDISC SDTM AE, SAS XPORT v5) or fhir "
+            "(an HL7 FHIR R5 bundle); the last two need --output.",
         ),
     ] = ExportFormat.jsonl,
     subject: Annotated[
@@ -164,7 +165,8 @@ def export(
 
     JSON Lines: one envelope per line exactly as on the wire, so its hash verifies. CSV: the
     envelope's fields in columns, the payload as JSON. Progress and counts go to stderr.
-    sdtm-ae: the adverse events replayed from the log as the SDTM AE domain (audit/sdtm.py)."""
+    sdtm-ae: the adverse events replayed from the log as the SDTM AE domain (audit/sdtm.py).
+    fhir: the trial, its subjects and their AEs as a FHIR R5 bundle (audit/fhir.py)."""
     from trialops.cli_exports import DOMAIN_FORMATS, export_domain
 
     if output_format.value in DOMAIN_FORMATS:

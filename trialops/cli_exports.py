@@ -1,4 +1,4 @@
-"""``trialops export --format sdtm-ae``: the adverse events of the log in a standard format for
+"""``trialops export --format sdtm-ae|fhir``: the adverse events of the log in a standard format for
 downstream systems, replayed from the topics as the audit trail is.
 
 The file is written beside its name and renamed when complete, so an export file that exists
@@ -14,7 +14,7 @@ import typer
 
 from infra.settings import Settings
 
-DOMAIN_FORMATS = ("sdtm-ae",)
+DOMAIN_FORMATS = ("sdtm-ae", "fhir")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -61,6 +61,23 @@ def _sdtm_ae(events: list, trial_id: str, path: Path) -> str:
     return f"{len(rows)} adverse events of {subjects} subjects as SDTM AE (SAS XPORT v5)"
 
 
+def _fhir(events: list, trial_id: str, path: Path) -> str:
+    from datetime import UTC, datetime
+
+    import orjson
+
+    from audit.fhir import bundle
+
+    document = bundle(events, trial_id, datetime.now(UTC))
+    path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    kinds = [entry["resource"]["resourceType"] for entry in document["entry"]]
+    return (
+        f"{kinds.count('ResearchSubject')} research subjects and "
+        f"{kinds.count('AdverseEvent')} adverse events as a FHIR R5 bundle"
+    )
+
+
 _WRITERS: dict[str, tuple[Callable[[list, str, Path], str], tuple[str, ...]]] = {
     "sdtm-ae": (_sdtm_ae, ("safety",)),
+    "fhir": (_fhir, ("enrollment", "safety")),
 }
