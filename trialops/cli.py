@@ -104,6 +104,9 @@ def _mount_audit() -> None:
 
     app.add_typer(show_app, name="show")
     app.command("status")(status)
+    from trialops.cli_inbox import inbox
+
+    app.command("inbox")(inbox)
     from trialops.cli_simulate import simulate, walk
 
     app.command("simulate")(simulate)

@@ -25,6 +25,20 @@ def evaluation_stream(subject_id: str) -> str:
     return f"dlt-evaluation-{subject_id}"
 
 
+def adjudications_pending(state: SafetyState, subject_id: str) -> list[str]:
+    """The ids of the subject's AEs that the DLT rule could count (grade >= 3) and that wait
+    for an investigator's adjudication before the evaluation closes. An AE adjudicated before
+    new information arrived (a regrade, a worse observation) must be adjudicated again before
+    it can be counted either way."""
+    return sorted(
+        ae.ae_id
+        for ae in state.adverse_events.values()
+        if ae.subject_id == subject_id
+        and ae.grade >= 3
+        and (ae.verdict is None or ae.reassessed_since_adjudication)
+    )
+
+
 def close_evaluation(
     cmd: RecordDltEvaluation, state: SafetyState, rule: DltRule, zone: tzinfo
 ) -> list[NewEvent]:
@@ -48,13 +62,7 @@ def close_evaluation(
             subject_id=cmd.subject_id,
         )
     aes = [ae for ae in state.adverse_events.values() if ae.subject_id == cmd.subject_id]
-    # An AE adjudicated before new information arrived (a regrade, a worse observation) must be
-    # adjudicated again before it can be counted either way.
-    pending = sorted(
-        ae.ae_id
-        for ae in aes
-        if ae.grade >= 3 and (ae.verdict is None or ae.reassessed_since_adjudication)
-    )
+    pending = adjudications_pending(state, cmd.subject_id)
     if pending:
         raise RuleViolated(
             "dlt-adjudications-pending",

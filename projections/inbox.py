@@ -1,0 +1,212 @@
+"""The inbox: what each role must do next, by when, why, and the command that clears it.
+
+A pure function of the recorded events and the moment it is read at (issue 15). It writes no
+rule of its own: it folds the services' states with their own ``evolve`` (each context with
+the contexts it follows, as the services do) and asks the services' own functions what is
+pending:
+- determinations due: ``services.safety.expedited.awaiting_determination`` (21 CFR 312.32(b),
+  the 15-day clock starts at the determination, 312.32(c)(1));
+- expedited reports due or overdue: ``services.safety.expedited.due_for`` (7 and 15 calendar
+  days, 21 CFR 312.32(c); follow-ups 312.32(d)), overdue when the sponsor's calendar day is
+  past the due date, as the safety board counts it;
+- DLT adjudications: the AEs the DLT evaluation waits for
+  (``services.safety.evaluation.adjudications_pending``), by the end of the subject's DLT window
+  (``services.safety.dlt.window_ends_at``);
+- DLT evaluations: an infused subject not yet evaluated once the window is over;
+- late out-of-specification follow-ups: ``services.safety.late_oos.awaiting_follow_up``;
+- QC results missing and lots awaiting disposition: ``services.manufacturing.qc.assess``;
+- exceptional-release decisions on an out-of-specification lot: the deciders of
+  ``services.manufacturing.stages.DECIDERS`` who have not approved;
+- eligibility re-confirmation of a subject whose lot is available, before conditioning starts
+  (DOMAIN.md section 2 item 5; dosing refuses conditioning day 1 without it,
+  ``services.dosing.preconditions.eligibility_reconfirmed``);
+- the safety review while enrollment is paused by the stopping rule.
+
+Who must act is the roles the trial file permits to send the clearing command
+(``TrialConfig.permissions``); the command's HTTP route comes from the services' route tables.
+Items without a regulatory clock have no deadline (``due`` None).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from events.registry import EventPayload, Recorded
+from services.catalog import services
+from services.dosing import state as dosing
+from services.manufacturing import state as manufacturing
+from services.manufacturing.qc import assess
+from services.manufacturing.stages import CLOSED, DECIDERS, QC_STAGES
+from services.safety import state as safety
+from services.safety.dlt import window_ends_at
+from services.safety.evaluation import adjudications_pending
+from services.safety.expedited import awaiting_determination, due_for
+from services.safety.late_oos import awaiting_follow_up
+from trial.calendar import calendar_day
+from trial.config import TrialConfig
+
+CONTEXTS = ("enrollment", "manufacturing", "dosing", "safety")
+"""The topics the inbox reads: safety's and manufacturing's own and those they follow."""
+
+
+@dataclass(frozen=True)
+class Item:
+    kind: str
+    """What is pending: ``expedited-report``, ``determination``, ``dlt-adjudication``, ..."""
+    subject: str
+    """What it is about: an AE, a subject or a lot id."""
+    roles: tuple[str, ...]
+    """Who may clear it: the roles the trial file permits to send ``command``."""
+    command: str
+    route: str
+    """The HTTP route that clears it, ``POST /safety/expedited-reports``."""
+    due: date | datetime | None
+    """By when: a calendar day (the reporting clock) or an instant (a window's end)."""
+    overdue: bool
+    why: tuple[str, ...]
+    """The ids of the events behind it."""
+    detail: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "subject": self.subject,
+            "roles": list(self.roles),
+            "command": self.command,
+            "route": self.route,
+            "due": None if self.due is None else self.due.isoformat(),
+            "overdue": self.overdue,
+            "why": list(self.why),
+            "detail": self.detail,
+        }
+
+
+def _context(payload: EventPayload) -> str:
+    return type(payload).__module__.rsplit(".", 1)[-1]
+
+
+def inbox(
+    events: Iterable[Recorded], trial: TrialConfig, as_of: datetime, role: str | None = None
+) -> list[Item]:
+    """The pending actions as of ``as_of`` (events recorded later are left out), for ``role``
+    (every role when None), overdue first, then by deadline."""
+    specs = services()
+    routes = {r.command: f"POST {r.path}" for spec in specs.values() for r in spec.routes}
+    follows = {c: {c, *spec.upstream} for c, spec in specs.items()}
+    safety_state, lots_state = safety.initial_state, manufacturing.initial_state
+    dosing_state = dosing.initial_state
+    by_ref: dict[str, list[str]] = {}
+    pauses: list[str] = []
+    for recorded in events:
+        if recorded.envelope.recorded_at > as_of:
+            continue
+        payload, context = recorded.payload, _context(recorded.payload)
+        if context in follows["safety"]:
+            safety_state = safety.evolve(safety_state, payload)
+        if context in follows["manufacturing"]:
+            lots_state = manufacturing.evolve(lots_state, payload)
+        if context in follows["dosing"]:
+            dosing_state = dosing.evolve(dosing_state, payload)
+        event_id = str(recorded.envelope.event_id)
+        for field in ("ae_id", "lot_id", "subject_id"):
+            ref = getattr(payload, field, None)
+            if isinstance(ref, str):
+                by_ref.setdefault(ref, []).append(event_id)
+                break
+        if payload.event_type == "EnrollmentPaused":
+            pauses.append(event_id)
+        elif payload.event_type == "EnrollmentResumed":
+            pauses = []
+
+    zone = trial.zone()
+    today = calendar_day(as_of, zone)
+    items: list[Item] = []
+
+    def add(kind: str, ref: str, command: str, due: date | datetime | None, detail: str,
+            why: list[str] | None = None, overdue: bool | None = None) -> None:
+        if overdue is None:
+            overdue = due is not None and (
+                today > due if not isinstance(due, datetime) else as_of > due
+            )
+        items.append(Item(kind, ref, tuple(sorted(trial.roles_for(command))), command,
+                          routes.get(command, ""), due, overdue,
+                          tuple(by_ref.get(ref, []) if why is None else why), detail))
+
+    aes = sorted(safety_state.adverse_events.values(), key=lambda a: a.ae_id)
+    for ae in awaiting_determination(safety_state, trial.reporting):
+        add("determination", ae.ae_id, "determine-expedited-report", None,
+            f"{ae.term} of {ae.subject_id}: serious, unexpected and suspected; the sponsor "
+            "determines whether it qualifies")
+    for ae in aes:
+        for d in due_for(ae, trial.reporting, zone):
+            if d.report not in ae.submitted:
+                add("expedited-report", ae.ae_id, "submit-expedited-report", d.due_on,
+                    f"{d.report} report of {ae.ae_id} ({ae.term}, {ae.subject_id}), day 0 "
+                    f"{d.day_zero.isoformat()}")
+    for subject in sorted(safety_state.subjects.values(), key=lambda s: s.subject_id):
+        infusion = subject.infusion
+        if infusion is None or subject.dlt_evaluated:
+            continue
+        ends = window_ends_at(infusion.infused_at, trial.dlt.window_days, zone)
+        for ae_id in adjudications_pending(safety_state, subject.subject_id):
+            ae = safety_state.adverse_events[ae_id]
+            add("dlt-adjudication", ae_id, "adjudicate-dlt", ends,
+                f"grade {ae.grade} {ae.term} of {ae.subject_id} ({infusion.cohort_id}): the "
+                "DLT evaluation waits for its adjudication")
+        if as_of >= ends:
+            add("dlt-evaluation", subject.subject_id, "record-dlt-evaluation", ends,
+                f"{subject.subject_id} ({infusion.cohort_id}): the {trial.dlt.window_days}-day "
+                "DLT window is over", overdue=False)
+    for infused in awaiting_follow_up(safety_state):
+        add("late-oos-follow-up", infused.lot_id, "record-late-oos-follow-up", None,
+            f"infused lot {infused.lot_id} of {infused.subject_id} failed "
+            f"{', '.join(infused.open_tests)} "
+            "after release: the investigator's notice and safety assessment")
+    for lot in sorted(lots_state.lots.values(), key=lambda x: x.lot_id):
+        if (lot.stage in QC_STAGES and lot.disposition is None
+                and lot.target_car_t_cells is not None):
+            missing = assess(lot.results, trial.release, lot.target_car_t_cells).missing
+            if missing:
+                add("qc-results", lot.lot_id, "record-qc-result", None,
+                    f"lot {lot.lot_id} of {lot.subject_id}: no result yet for "
+                    f"{', '.join(missing)}")
+            else:
+                add("lot-disposition", lot.lot_id, "disposition-lot", None,
+                    f"lot {lot.lot_id} of {lot.subject_id}: every release test has a result")
+        if (lot.disposition == "out-of-specification" and not lot.exceptional_release
+                and lot.stage not in CLOSED and lot.subject_id not in lots_state.withdrawn):
+            waiting = [r for r in DECIDERS if not (dec := lot.decisions.get(r)) or not dec.approved]
+            for decider in waiting:
+                items.append(Item(
+                    "exceptional-release", lot.lot_id, (decider,), "decide-exceptional-release",
+                    routes.get("decide-exceptional-release", ""), None, False,
+                    tuple(by_ref.get(lot.lot_id, [])),
+                    f"lot {lot.lot_id} of {lot.subject_id} is out of specification "
+                    f"({', '.join(lot.failed_tests)}): the {decider}'s decision"))
+    for product in sorted(dosing_state.lots.values(), key=lambda x: x.lot_id):
+        patient = dosing_state.subjects.get(product.subject_id or "")
+        if (product.available and not product.thawed and patient is not None
+                and not patient.withdrawn and patient.infused_lot is None
+                and not patient.conditioning
+                and product.lot_id not in patient.reconfirmed_for_lots):
+            add("eligibility-reconfirmation", product.lot_id, "reconfirm-eligibility", None,
+                f"lot {product.lot_id} of {patient.subject_id} is {product.release}: "
+                "eligibility is re-confirmed before conditioning starts")
+    if safety_state.enrollment_paused:
+        add("safety-review", "stopping-rule", "record-safety-review", None,
+            f"enrollment paused by {', '.join(safety_state.pausing)}: a safety review covering "
+            "them may resume it", why=pauses)
+
+    if role is not None:
+        items = [i for i in items if role in i.roles]
+
+    def order(item: Item) -> tuple[bool, str, str, str]:
+        due = item.due
+        day = "" if due is None else (due if isinstance(due, date) and not isinstance(
+            due, datetime) else calendar_day(due, zone)).isoformat()
+        return (not item.overdue, day or "9999", item.kind, item.subject)
+
+    return sorted(items, key=order)

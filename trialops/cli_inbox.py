@@ -1,0 +1,106 @@
+"""``trialops inbox``: what a role must do next, from a replay of the log (projections/inbox.py).
+
+The table (or ``--json``) goes to stdout, the one-line summary and warnings to stderr. Bad
+arguments and missing topics exit 2 with a message, without a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from infra.settings import Settings
+from projections.inbox import CONTEXTS, Item
+from trialops.tables import table
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def document(items: Sequence[Item], role: str, as_of: datetime) -> dict[str, Any]:
+    return {
+        "role": role,
+        "as_of": as_of.isoformat(),
+        "items": [i.as_json() for i in items],
+        "overdue": sum(1 for i in items if i.overdue),
+    }
+
+
+def to_table(items: Sequence[Item]) -> str:
+    rows = [
+        (
+            "OVERDUE" if i.overdue else "",
+            "-" if i.due is None else i.due.isoformat(),
+            i.kind,
+            i.subject,
+            i.route,
+            i.detail,
+            " ".join(i.why),
+        )
+        for i in items
+    ]
+    return table(("", "due", "what", "about", "command", "why", "events"), rows)
+
+
+def summary(items: Sequence[Item], role: str, as_of: datetime) -> str:
+    overdue = sum(1 for i in items if i.overdue)
+    return (
+        f"inbox of {role} as of {as_of.isoformat()}: {len(items)} pending, {overdue} overdue"
+    )
+
+
+def inbox(
+    role: Annotated[
+        str, typer.Option(help="The role whose actions are listed, e.g. safety_officer.")
+    ],
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="ISO 8601 time with zone: the inbox at this moment (default: now)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead.")] = False,
+):
+    """What ROLE must do next: each pending action with its deadline, whether it is overdue,
+    the command that clears it and the events behind it, computed from a replay of the log."""
+    from audit.replay import ReplayStats, recorded_events
+    from projections import inbox as inboxes
+    from trial.config import load_trial
+    from trialops.cli import _progress, report_reading
+
+    trial = load_trial()
+    known = sorted({r for roles in trial.permissions.values() for r in roles})
+    if role not in known:
+        raise _fail(f"unknown role {role!r}; the trial file names: {', '.join(known)}")
+    moment = datetime.now(UTC)
+    if as_of is not None:
+        try:
+            moment = datetime.fromisoformat(as_of)
+        except ValueError:
+            raise _fail(f"--as-of: {as_of!r} is not an ISO 8601 time") from None
+        if moment.tzinfo is None:
+            raise _fail(f"--as-of: {as_of!r} has no time zone; add 'Z' or an offset like +01:00")
+    stats = ReplayStats(progress=_progress)
+    try:
+        events = recorded_events(Settings.reachable(), CONTEXTS, stats, moment)
+        items = inboxes.inbox(events, trial, moment, role)
+    except LookupError as exc:
+        raise _fail(f"{exc}; create the topics with 'trialops topics create'") from None
+    except ValueError as exc:  # no keyring, or an unusable one
+        raise _fail(str(exc)) from None
+    report_reading(stats)
+    if as_json:
+        sys.stdout.buffer.write(
+            orjson.dumps(
+                document(items, role, moment),
+                option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE,
+            )
+        )
+    else:
+        sys.stdout.write(to_table(items) + "\n")
+    typer.echo(summary(items, role, moment), err=True)
