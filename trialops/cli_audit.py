@@ -40,6 +40,7 @@ class ExportFormat(enum.StrEnum):
     csv = "csv"
     sdtm_ae = "sdtm-ae"
     fhir = "fhir"
+    xlsx = "xlsx"
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -149,8 +150,8 @@ def export(
         ExportFormat,
         typer.Option(
             "--format",
-            help="jsonl (the wire bytes), csv, sdtm-ae (CDISC SDTM AE, SAS XPORT v5) or fhir "
-            "(an HL7 FHIR R5 bundle); the last two need --output.",
+            help="jsonl (the wire bytes), csv, sdtm-ae (CDISC SDTM AE, SAS XPORT v5), fhir "
+            "(an HL7 FHIR R5 bundle) or xlsx (the projections); the last three need --output.",
         ),
     ] = ExportFormat.jsonl,
     subject: Annotated[
@@ -166,7 +167,8 @@ def export(
     JSON Lines: one envelope per line exactly as on the wire, so its hash verifies. CSV: the
     envelope's fields in columns, the payload as JSON. Progress and counts go to stderr.
     sdtm-ae: the adverse events replayed from the log as the SDTM AE domain (audit/sdtm.py).
-    fhir: the trial, its subjects and their AEs as a FHIR R5 bundle (audit/fhir.py)."""
+    fhir: the trial, its subjects and their AEs as a FHIR R5 bundle (audit/fhir.py).
+    xlsx: every projection replayed, a sheet per list of records (audit/workbook.py)."""
     from trialops.cli_exports import DOMAIN_FORMATS, export_domain
 
     if output_format.value in DOMAIN_FORMATS:

@@ -1,5 +1,6 @@
-"""``trialops export --format sdtm-ae|fhir``: the adverse events of the log in a standard format for
-downstream systems, replayed from the topics as the audit trail is.
+"""``trialops export --format sdtm-ae|fhir|xlsx``: the adverse events of the log in a standard
+format for downstream systems, and the projections as a workbook, replayed from the topics as
+the audit trail and ``trialops replay`` are.
 
 The file is written beside its name and renamed when complete, so an export file that exists
 holds the whole export; the one-line summary goes to stderr.
@@ -14,7 +15,7 @@ import typer
 
 from infra.settings import Settings
 
-DOMAIN_FORMATS = ("sdtm-ae", "fhir")
+DOMAIN_FORMATS = ("sdtm-ae", "fhir", "xlsx")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -35,7 +36,7 @@ def export_domain(kind: str, output: Path | None) -> None:
     partial = output.with_name(f"{output.name}.partial")
     try:
         events = list(recorded_events(settings, contexts, stats))
-        summary = writer(events, settings.trial_id, partial)
+        summary = writer(events, settings, partial)
         partial.replace(output)
     except LookupError as exc:
         raise _fail(f"{exc}; create the topics with 'trialops topics create'") from None
@@ -52,23 +53,23 @@ def export_domain(kind: str, output: Path | None) -> None:
     report_reading(stats)
 
 
-def _sdtm_ae(events: list, trial_id: str, path: Path) -> str:
+def _sdtm_ae(events: list, settings: Settings, path: Path) -> str:
     from audit.sdtm import adverse_events, ae_rows, write_xpt
 
-    rows = ae_rows(adverse_events(events), trial_id)
+    rows = ae_rows(adverse_events(events), settings.trial_id)
     write_xpt(rows, path)
     subjects = len({row["USUBJID"] for row in rows})
     return f"{len(rows)} adverse events of {subjects} subjects as SDTM AE (SAS XPORT v5)"
 
 
-def _fhir(events: list, trial_id: str, path: Path) -> str:
+def _fhir(events: list, settings: Settings, path: Path) -> str:
     from datetime import UTC, datetime
 
     import orjson
 
     from audit.fhir import bundle
 
-    document = bundle(events, trial_id, datetime.now(UTC))
+    document = bundle(events, settings.trial_id, datetime.now(UTC))
     path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
     kinds = [entry["resource"]["resourceType"] for entry in document["entry"]]
     return (
@@ -77,7 +78,23 @@ def _fhir(events: list, trial_id: str, path: Path) -> str:
     )
 
 
-_WRITERS: dict[str, tuple[Callable[[list, str, Path], str], tuple[str, ...]]] = {
+def _xlsx(events: list, settings: Settings, path: Path) -> str:
+    """Every projection replayed from one read of the topics, and the AEs of ``events``."""
+    from datetime import UTC, datetime
+
+    from audit import replay
+    from audit.sdtm import adverse_events
+    from audit.workbook import sheets, write_workbook
+
+    documents = replay.replay_all(settings, now=datetime.now(UTC))
+    tables = sheets(documents, adverse_events(events))
+    write_workbook(tables, path)
+    rows = sum(len(each) for each in tables.values())
+    return f"{len(tables)} sheets ({rows} rows) as an xlsx workbook"
+
+
+_WRITERS: dict[str, tuple[Callable[[list, Settings, Path], str], tuple[str, ...]]] = {
     "sdtm-ae": (_sdtm_ae, ("safety",)),
     "fhir": (_fhir, ("enrollment", "safety")),
+    "xlsx": (_xlsx, ("safety",)),
 }
