@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from events.dosing import InfusionRecorded
 from events.registry import EventPayload, Recorded
 from services.catalog import services
 from services.dosing import state as dosing
@@ -100,6 +101,8 @@ def inbox(
     dosing_state = dosing.initial_state
     by_ref: dict[str, list[str]] = {}
     pauses: list[str] = []
+    infusions: dict[str, str] = {}
+    """subject -> the infusion that opened the DLT window"""
     for recorded in events:
         if recorded.envelope.recorded_at > as_of:
             continue
@@ -116,6 +119,8 @@ def inbox(
             if isinstance(ref, str):
                 by_ref.setdefault(ref, []).append(event_id)
                 break
+        if isinstance(payload, InfusionRecorded):
+            infusions[payload.subject_id] = event_id
         if payload.event_type == "EnrollmentPaused":
             pauses.append(event_id)
         elif payload.event_type == "EnrollmentResumed":
@@ -151,15 +156,16 @@ def inbox(
         if infusion is None or subject.dlt_evaluated:
             continue
         ends = window_ends_at(infusion.infused_at, trial.dlt.window_days, zone)
+        opened = [infusions[subject.subject_id]] if subject.subject_id in infusions else []
         for ae_id in adjudications_pending(safety_state, subject.subject_id):
             ae = safety_state.adverse_events[ae_id]
             add("dlt-adjudication", ae_id, "adjudicate-dlt", ends,
                 f"grade {ae.grade} {ae.term} of {ae.subject_id} ({infusion.cohort_id}): the "
-                "DLT evaluation waits for its adjudication")
+                "DLT evaluation waits for its adjudication", why=[*by_ref.get(ae_id, []), *opened])
         if as_of >= ends:
             add("dlt-evaluation", subject.subject_id, "record-dlt-evaluation", ends,
                 f"{subject.subject_id} ({infusion.cohort_id}): the {trial.dlt.window_days}-day "
-                "DLT window is over", overdue=False)
+                "DLT window is over", why=opened, overdue=False)
     for infused in awaiting_follow_up(safety_state):
         add("late-oos-follow-up", infused.lot_id, "record-late-oos-follow-up", None,
             f"infused lot {infused.lot_id} of {infused.subject_id} failed "

@@ -152,6 +152,12 @@ def test_the_investigator_evaluates_a_subject_once_the_dlt_window_is_over():
 
     assert subject not in evaluations(inside)
     assert subject in evaluations(after)
+    [due] = [
+        i for i in items_at(after, "investigator", leave_out="DltEvaluationCompleted")
+        if i.kind == "dlt-evaluation" and i.subject == subject
+    ]
+    assert due.why == (str(infusion.envelope.event_id),)
+    assert due.route == "POST /safety/dlt-evaluations"
     assert subject not in [
         i.subject for i in items_at(after, "investigator") if i.kind == "dlt-evaluation"
     ]
