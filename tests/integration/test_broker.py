@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
+from kafka.errors import NodeNotReadyError, TopicAlreadyExistsError, UnknownBrokerIdError
 
 from broker.cluster import LocalKafka
 from tests.integration.helpers import eventually
@@ -122,16 +123,28 @@ def test_three_node_cluster_survives_losing_a_node(cleanup: list[LocalKafka]) ->
             return sorted(b["broker_id"] for b in brokers if not b.get("is_fenced"))
 
         eventually(lambda: unfenced() == [1, 2, 3], timeout=30)
-        admin.create_topics(
-            {
-                topic: {
-                    "num_partitions": 1,
-                    "replication_factor": 3,
-                    "configs": {"min.insync.replicas": "2"},
-                }
-            },
-            wait_for_metadata=True,
-        )
+
+        def created() -> bool:
+            # The admin client's own metadata may not know the controller yet (seen once under
+            # load: UnknownBrokerIdError for node 3): ask again until it does.
+            try:
+                admin.create_topics(
+                    {
+                        topic: {
+                            "num_partitions": 1,
+                            "replication_factor": 3,
+                            "configs": {"min.insync.replicas": "2"},
+                        }
+                    },
+                    wait_for_metadata=True,
+                )
+            except TopicAlreadyExistsError:
+                return True  # an earlier try went through
+            except (UnknownBrokerIdError, NodeNotReadyError):
+                return False
+            return True
+
+        eventually(created, timeout=30)
         deadline = time.monotonic() + 30
         leader, isr = _leader(admin, topic)
         while sorted(isr) != [1, 2, 3] and time.monotonic() < deadline:
