@@ -34,22 +34,17 @@ refuses a dataset that breaks them before a file is written.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from events.registry import Recorded
 from events.safety import (
-    AdverseEventImproved,
-    AdverseEventRegraded,
-    AdverseEventReported,
     Attribution,
-    CrsGraded,
-    DltAdjudicated,
-    IcansGraded,
     SeriousnessCriterion,
 )
+from services.safety.state import evolve, initial_state
 
 CONTEXTS = ("safety",)
 DATASET = "AE"
@@ -113,37 +108,25 @@ class AdverseEventRecord:
 
 
 def adverse_events(events: Iterable[Recorded]) -> list[AdverseEventRecord]:
-    """Every reported AE, folded from the safety events in log order as the safety context
-    folds them; events of an AE never reported are passed over."""
-    found: dict[str, AdverseEventRecord] = {}
+    """Every reported AE as the safety context knows it now: the safety events folded by the
+    safety service's own ``evolve`` (grades only raised by CRS/ICANS gradings, death added at
+    grade 5, regrades, improvements, adjudications), so the export and the service agree."""
+    state = initial_state
     for recorded in events:
-        event = recorded.payload
-        if isinstance(event, AdverseEventReported):
-            found[event.ae_id] = AdverseEventRecord(
-                event.ae_id, event.subject_id, event.term, event.grade, event.serious_criteria,
-                event.attribution, event.expected, event.onset_at,
-            )
-            continue
-        ae_id = getattr(event, "ae_id", None)
-        ae = found.get(ae_id) if isinstance(ae_id, str) else None
-        if ae is None:
-            continue
-        if isinstance(event, CrsGraded | IcansGraded) and event.grade > ae.grade:
-            criteria = ae.serious_criteria
-            if event.grade == 5 and "death" not in criteria:
-                criteria = (*criteria, "death")
-            found[ae.ae_id] = replace(ae, grade=event.grade, serious_criteria=criteria)
-        elif isinstance(event, AdverseEventRegraded):
-            new = event.new
-            found[ae.ae_id] = replace(
-                ae, grade=new.grade, serious_criteria=new.serious_criteria,
-                attribution=new.attribution, expected=new.expected,
-            )
-        elif isinstance(event, AdverseEventImproved):
-            found[ae.ae_id] = replace(ae, improved=event.outcome, improved_at=event.improved_at)
-        elif isinstance(event, DltAdjudicated):
-            found[ae.ae_id] = replace(ae, dlt_verdict=event.verdict)
-    return sorted(found.values(), key=lambda ae: (ae.subject_id, ae.onset_at, ae.ae_id))
+        if recorded.payload.context == "safety":
+            state = evolve(state, recorded.payload)
+    found = [
+        AdverseEventRecord(
+            ae.ae_id, ae.subject_id, ae.term, ae.grade, ae.serious_criteria, ae.attribution,
+            ae.expected, ae.onset_at,
+            improved=("resolved" if ae.resolved_at is not None
+                      else "grade-2-or-less" if ae.improved_at is not None else None),
+            improved_at=ae.resolved_at or ae.improved_at,
+            dlt_verdict=ae.verdict,
+        )
+        for ae in state.adverse_events.values()
+    ]
+    return sorted(found, key=lambda ae: (ae.subject_id, ae.onset_at, ae.ae_id))
 
 
 def iso(moment: datetime) -> str:
