@@ -129,6 +129,15 @@ def _mount_trust() -> None:
 _mount_trust()
 
 
+def _mount_report() -> None:
+    from trialops.cli_report import app as report_app
+
+    app.add_typer(report_app, name="report")
+
+
+_mount_report()
+
+
 def report_reading(stats) -> None:
     """On stderr: where reading stopped at an unreadable record, quarantined records passed
     over, events a fold could not take (replay and audit; the live worker does the same)."""

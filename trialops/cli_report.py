@@ -1,0 +1,117 @@
+"""``trialops report escalation-meeting|safety-review``: the PDF packets a dose-escalation
+meeting and a safety review committee work from (audit/reports/), built from one replay of the
+log through the one reading rule, as the exports are.
+
+The PDF is written beside its name and renamed when complete, so a packet file that exists
+holds the whole packet; the one-line summary goes to stderr. Bad arguments, an unknown cohort,
+a period whose start is not before its end and missing topics exit 2 naming the option and the
+rule, without a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from infra.settings import Settings
+
+app = typer.Typer(
+    help="PDF packets for the dose-escalation meeting and the safety review committee.",
+    no_args_is_help=True,
+)
+
+ESCALATION_CONTEXTS = ("enrollment", "dosing", "safety")
+SAFETY_CONTEXTS = ("enrollment", "dosing", "manufacturing", "safety")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _moment(option: str, text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _fail(f"{option}: {text!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise _fail(f"{option}: {text!r} has no time zone; add 'Z' or an offset like +01:00")
+    return moment
+
+
+def _packet(
+    contexts: tuple[str, ...], output: Path, build: Callable[[list[Any], Any], Any]
+) -> None:
+    """Replay ``contexts``, build the packet, write the PDF, say what it holds."""
+    from audit.replay import ReplayStats, recorded_events
+    from audit.reports.facts import ReportError
+    from audit.reports.render import write_pdf
+    from trial.config import load_trial
+    from trialops.cli import _progress, report_reading
+
+    trial = load_trial()
+    stats = ReplayStats(progress=_progress)
+    partial = output.with_name(f"{output.name}.partial")
+    try:
+        events = list(recorded_events(Settings.reachable(), contexts, stats))
+        report = build(events, trial)
+        pages = write_pdf(report, partial, datetime.now(UTC).isoformat(timespec="seconds"))
+        partial.replace(output)
+    except ReportError as exc:
+        raise _fail(str(exc)) from None
+    except LookupError as exc:
+        raise _fail(f"{exc}; create the topics with 'trialops topics create'") from None
+    except ValueError as exc:  # no keyring, or an unusable one
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"--output: {exc}") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    typer.echo(
+        f"wrote {report.title} ({pages} pages) to {output} "
+        f"({stats.events} records read in {stats.seconds:.2f}s)",
+        err=True,
+    )
+    report_reading(stats)
+
+
+@app.command("escalation-meeting")
+def escalation_meeting(
+    cohort: Annotated[str, typer.Option(help="The cohort the meeting reviews, e.g. DL2-IP.")],
+    output: Annotated[Path, typer.Option(help="The PDF file to write.")],
+):
+    """The dose-escalation meeting's packet for COHORT: its subjects (dose level, route,
+    infusion, DLT-evaluable, DLT), the DLT adjudications with their signatures, its AEs by
+    grade and attribution, the design's recommendation with its evidence and the review's
+    decisions, with the event ids behind every figure."""
+    from audit.reports.escalation_meeting import escalation_meeting as build
+
+    _packet(ESCALATION_CONTEXTS, output, lambda events, trial: build(events, trial, cohort))
+
+
+@app.command("safety-review")
+def safety_review(
+    start: Annotated[
+        str, typer.Option("--from", help="ISO 8601 time with zone: the period's start.")
+    ],
+    end: Annotated[str, typer.Option("--to", help="ISO 8601 time with zone: the period's end.")],
+    output: Annotated[Path, typer.Option(help="The PDF file to write.")],
+):
+    """The safety review committee's packet for a period of business time: AEs with onset in
+    it by grade and attribution, the serious ones, the expedited reports and their clocks, the
+    DLT adjudications and evaluations, pauses and safety reviews, with the event ids behind
+    every figure."""
+    from audit.reports.facts import ReportError
+    from audit.reports.safety_review import check_period
+    from audit.reports.safety_review import safety_review as build
+
+    first, last = _moment("--from", start), _moment("--to", end)
+    try:
+        check_period(first, last)  # before reading the log: the answer does not depend on it
+    except ReportError as exc:
+        raise _fail(str(exc)) from None
+    _packet(SAFETY_CONTEXTS, output, lambda events, trial: build(events, trial, first, last))
