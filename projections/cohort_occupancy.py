@@ -6,7 +6,13 @@ may take a slot in any cohort; per cohort, ``waiting`` counts the waiting subjec
 that cohort. A withdrawal frees a slot only when the service recorded ``SlotReleased`` (before
 infusion).
 
-State is kept per cohort (``cohort:<id>``) and per waiting subject (``waiting:<id>``), never
+``screening`` lists the subjects not (yet) enrolled and where each stands: registered,
+pre-screened (with the MSLN IHC result), consented, assessed eligible or not (the enrollment
+service's verdict, ``services.enrollment.state.eligible``), screen-failed (with the reason and
+the criteria not met), waitlisted or withdrawn before enrollment. An enrolled subject leaves it.
+
+State is kept per cohort (``cohort:<id>``), per waiting subject (``waiting:<id>``) and per
+subject in screening (``screening:<id>``), never
 as one document per trial: a table value is rewritten on every change, and a trial-wide value
 would grow with the waiting list until it outgrew a Kafka message. ``render`` assembles them.
 """
@@ -20,14 +26,19 @@ from events.enrollment import (
     CohortClosed,
     CohortExpanded,
     CohortOpened,
+    ConsentRecorded,
+    EligibilityAssessed,
+    PrescreeningRecorded,
     SlotReleased,
     SubjectEnrolled,
+    SubjectRegistered,
     SubjectScreenFailed,
     SubjectWaitlisted,
     SubjectWithdrawn,
 )
 from events.registry import Recorded
 from projections.base import Projection, State, stamp
+from services.enrollment.state import eligible
 
 NAME = "cohort-occupancy"
 
@@ -40,6 +51,10 @@ _CONCERNS = (
     SubjectWaitlisted,
     SubjectWithdrawn,
     SubjectScreenFailed,
+    SubjectRegistered,
+    PrescreeningRecorded,
+    ConsentRecorded,
+    EligibilityAssessed,
 )
 
 
@@ -49,9 +64,17 @@ def key_of(recorded: Recorded) -> tuple[str, ...] | None:
         case CohortOpened() | CohortExpanded() | CohortClosed() | SlotReleased():
             return (f"cohort:{event.cohort_id}",)
         case SubjectEnrolled():
-            return (f"cohort:{event.cohort_id}", f"waiting:{event.subject_id}")
+            return (
+                f"cohort:{event.cohort_id}",
+                f"waiting:{event.subject_id}",
+                f"screening:{event.subject_id}",
+            )
         case SubjectWaitlisted() | SubjectWithdrawn() | SubjectScreenFailed():
-            return (f"waiting:{event.subject_id}",)
+            return (f"waiting:{event.subject_id}", f"screening:{event.subject_id}")
+        case (
+            SubjectRegistered() | PrescreeningRecorded() | ConsentRecorded() | EligibilityAssessed()
+        ):
+            return (f"screening:{event.subject_id}",)
     return None
 
 
@@ -59,6 +82,8 @@ def initial(key: str) -> State:
     kind, _, ident = key.partition(":")
     if kind == "cohort":
         return _new_cohort(ident)
+    if kind == "screening":
+        return {"subject_id": ident, "status": None, "detail": None}
     return {"subject_id": ident, "asked_for": None, "waiting_since": None}
 
 
@@ -76,6 +101,8 @@ def _new_cohort(cohort_id: str) -> dict[str, Any]:
 
 def apply(state: State, recorded: Recorded) -> State | None:
     event = recorded.payload
+    if "status" in state and "cohort_id" not in state:
+        return _screening(state, recorded)
     match event:
         case CohortOpened():
             return {
@@ -102,6 +129,33 @@ def apply(state: State, recorded: Recorded) -> State | None:
         case SubjectEnrolled() | SubjectWithdrawn() | SubjectScreenFailed():
             return None  # off the waiting list: nothing left to show for this subject here
     return state
+
+
+def _screening(state: State, recorded: Recorded) -> State | None:
+    """Where a subject not enrolled stands; None once enrolled (or withdrawn after)."""
+    event = recorded.payload
+    match event:
+        case SubjectRegistered():
+            return {**state, "status": "registered"}
+        case PrescreeningRecorded():
+            detail = f"MSLN IHC {event.msln_ihc_percent:g}%"
+            return {**state, "status": "prescreened", "detail": detail}
+        case ConsentRecorded():
+            return {**state, "status": "consented"}
+        case EligibilityAssessed():
+            verdict = "eligible" if eligible(event) else "not-eligible"
+            unmet = [c.criterion for c in event.criteria if not c.met]
+            return {**state, "status": verdict, "detail": ", ".join(unmet) or None}
+        case SubjectScreenFailed():
+            failed = ", ".join(c.criterion for c in event.failed_criteria)
+            detail = f"{event.reason_code} at {event.stage}" + (f": {failed}" if failed else "")
+            return {**state, "status": "screen-failed", "detail": detail}
+        case SubjectWaitlisted():
+            detail = f"for {event.cohort_id}"
+            return {**state, "status": "waitlisted", "detail": detail}
+        case SubjectWithdrawn() if state["status"] is not None:
+            return {**state, "status": "withdrawn", "detail": event.reason_code}
+    return None  # enrolled (or withdrawn after enrollment): no longer in screening
 
 
 def render(states: Mapping[str, State]) -> dict[str, Any]:
@@ -138,6 +192,10 @@ def render(states: Mapping[str, State]) -> dict[str, Any]:
         "projection": NAME,
         "cohorts": cohorts,
         "waiting_list": [{"position": n, **entry} for n, entry in enumerate(waiting_list, start=1)],
+        "screening": [
+            {k: states[key][k] for k in ("subject_id", "status", "detail")}
+            for key in sorted(k for k in states if k.startswith("screening:"))
+        ],
     }
 
 

@@ -27,7 +27,7 @@ from events.safety import (
 )
 from projections.base import Projection, State, ordered_insert, stamp
 from projections.bounded import shorten
-from projections.escalation.engine import Recommendation, recommend
+from projections.escalation.engine import Recommendation, recommend, target_rate
 from projections.escalation.evidence import COUNTED_DOSE_LEVEL, counts_at, evidence
 from trial.config import TrialConfig
 
@@ -187,7 +187,7 @@ def make(trial: TrialConfig) -> Projection:
             "trial_id": trial.trial_id,
             "design": {
                 "design": design.design,
-                "target_dlt_rate": design.target_dlt_rate,
+                "target_dlt_rate": target_rate(design),
                 "cohort_size": design.cohort_size,
                 "max_patients": design.max_patients,
                 "min_patients": design.min_patients,

@@ -4,7 +4,9 @@ release, and the vein-to-vein time from apheresis to infusion (DOMAIN.md section
 Every recorded hand-off was checked against both identifiers by the manufacturing service (a
 mismatch is refused and never recorded), so the chain's status is read from what is present:
 a lot's chain is "complete" when it was collected, every hand-off carried its identifiers, and
-two different people verified it at the bedside.
+two different people verified it at the bedside; it is "ended: manufacturing failed" when the
+lot failed (no product will reach a bedside: re-collection or withdrawal follows, DOMAIN.md
+section 2 item 3), and "in progress" otherwise.
 
 The lot's stage is the manufacturing service's: each of the lot's own events goes through the
 service's ``stage_after`` in its stream's order (one lot is one stream, so Kafka keeps that
@@ -166,14 +168,13 @@ def _summary(state: State) -> dict[str, Any]:
         "din": state["din"],
         "conditional_release": bool(reached.get("released", {}).get("conditional")),
         "out_of_specification": reached.get("out-of-specification", {}).get("failed_tests"),
+        "exceptional_release": "exceptionally-released" in reached,
         "chain_of_identity": {
             "collected_with_two_identifiers": state["coi_id"] is not None
             and state["din"] is not None,
             "hand_offs": len(state["custody"]) + state.get("earlier_custody", 0),
             "bedside_verifiers": len(checkers),
-            "status": "complete"
-            if state["coi_id"] and state["din"] and len(checkers) >= 2
-            else "in progress",
+            "status": _chain_status(state, current, len(checkers)),
         },
         "vein_to_vein_days": vein_to_vein,
         "stages": [{"stage": s["stage"], "at": s["occurred_at"]} for s in stages],
@@ -183,6 +184,14 @@ def _summary(state: State) -> dict[str, Any]:
         ],
         "qc": [{k: r[k] for k in ("test", "value", "outcome")} for r in state["qc"]],
     }
+
+
+def _chain_status(state: State, stage: str, bedside_verifiers: int) -> str:
+    if state["coi_id"] and state["din"] and bedside_verifiers >= 2:
+        return "complete"
+    if stage == "failed":
+        return "ended: manufacturing failed"
+    return "in progress"
 
 
 def render(states: Mapping[str, State]) -> dict[str, Any]:

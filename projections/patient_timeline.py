@@ -1,5 +1,7 @@
 """Patient timeline: everything that happened to one subject, in business-time order, with who
 recorded it and when. Any event whose payload names a ``subject_id`` belongs to that subject.
+Each entry's ``summary`` is the line of values the event says that matter (the QC test and
+result, the eligibility verdict, a grade, a dose; projections/timeline_values.py).
 
 A subject's value is bounded whatever is posted: free text is shortened, an entry's details are
 capped, and the value keeps the latest ``MAX_ENTRIES`` entries in business-time order with the
@@ -14,6 +16,7 @@ from events.registry import Recorded
 from events.topics import CONTEXTS
 from projections.base import Listing, Projection, State
 from projections.bounded import capped_details, shorten
+from projections.timeline_values import summary
 
 NAME = "patient-timeline"
 
@@ -45,6 +48,7 @@ def apply(state: State, recorded: Recorded) -> State:
         "recorded_at": e.recorded_at.isoformat(),
         "recorded_by": {"user_id": e.actor.user_id, "role": e.actor.role},
         "reason": shorten(e.reason),
+        "summary": summary(recorded.payload),
         "details": capped_details(
             recorded.payload.model_dump(mode="json", exclude={"subject_id"}), DETAILS_LIMIT
         ),

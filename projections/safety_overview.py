@@ -43,6 +43,7 @@ from projections.base import Listing, Projection, State, stamp
 from projections.bounded import bounded
 from services.safety import state as safety
 from services.safety.dlt import window_ends_at, window_last_day
+from services.safety.evaluation import adjudications_pending
 from services.safety.expedited import aggregate_review, awaiting_determination, due_for
 from services.safety.late_oos import awaiting_follow_up
 from trial.calendar import calendar_day
@@ -128,6 +129,15 @@ def service_state(states: Mapping[str, State]) -> safety.SafetyState:
     return safety.fold([_payload(f) for f in _in_fold_order(states)])
 
 
+def _dlt_status(ae: safety.AdverseEvent, pending: set[str]) -> str | None:
+    """An AE's DLT status as the safety service sees it: its adjudication (``dlt``,
+    ``not-dlt``), or ``adjudication-due`` / ``re-adjudication-due`` while the service's
+    ``adjudications_pending`` counts it, or None for an AE the DLT rule cannot count."""
+    if ae.ae_id in pending:
+        return "re-adjudication-due" if ae.verdict is not None else "adjudication-due"
+    return ae.verdict
+
+
 def make(trial: TrialConfig) -> Projection:
     def render_at(states: Mapping[str, State], as_of: datetime) -> dict[str, Any]:
         state = service_state(states)
@@ -150,6 +160,11 @@ def make(trial: TrialConfig) -> Projection:
         zone = trial.zone()
         today = calendar_day(as_of, zone)
         aes = sorted(state.adverse_events.values(), key=lambda a: a.ae_id)
+        pending = {
+            ae_id
+            for subject_id in {ae.subject_id for ae in aes}
+            for ae_id in adjudications_pending(state, subject_id)
+        }
         reports: list[dict[str, Any]] = []
         for ae in aes:
             for d in due_for(ae, trial.reporting, zone):
@@ -236,6 +251,12 @@ def make(trial: TrialConfig) -> Projection:
                         "expected": ae.expected,
                         "improved": improved.get(ae.ae_id),
                         "dlt": ae.verdict,
+                        "dlt_status": _dlt_status(ae, pending),
+                        "reports": [
+                            {k: r[k] for k in ("report", "due_on", "status")}
+                            for r in reports
+                            if r["ae_id"] == ae.ae_id
+                        ],
                     }
                     for ae in aes
                 ],

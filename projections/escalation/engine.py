@@ -44,6 +44,13 @@ class Recommendation:
         return data
 
 
+def target_rate(design: EscalationDesign) -> float | None:
+    """The target DLT rate the design decides by: BOIN's phi (Liu & Yuan, JRSS-C 2015); None
+    for 3+3, whose rules count DLTs out of 3 or 6 and aim at no rate (DOMAIN.md section 4),
+    whatever rate the trial file keeps for a switch to BOIN."""
+    return design.target_dlt_rate if design.design == "boin" else None
+
+
 def recommend(
     design: EscalationDesign,
     levels: Sequence[str],
@@ -97,7 +104,7 @@ def _recommend(
         "current_level": current_level,
         "counts": counts,
         "evidence": evidence,
-        "target": design.target_dlt_rate,
+        "target": target_rate(design),
         "not_counted": not_counted,
     }
     now = per_level[current]

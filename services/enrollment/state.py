@@ -128,6 +128,13 @@ class EnrollmentState:
 initial_state = EnrollmentState()
 
 
+def eligible(assessment: EligibilityAssessed) -> bool:
+    """The screening verdict: eligible only when every criterion assessed is met (DOMAIN.md
+    section 1; a criterion not met is a screen failure). The service's state, the patient
+    timeline's rows and the board's screening list all read it here."""
+    return all(c.met for c in assessment.criteria)
+
+
 def evolve(state: EnrollmentState, event: EventPayload) -> EnrollmentState:
     match event:
         # ------------------------------------------------------------ cohorts
@@ -151,8 +158,7 @@ def evolve(state: EnrollmentState, event: EventPayload) -> EnrollmentState:
             consent = Consent(event.form_version, event.signed_at)
             return _subject(state, replace(subject, consents=(*subject.consents, consent)))
         case EligibilityAssessed():
-            eligible = all(c.met for c in event.criteria)
-            return _update(state, event.subject_id, eligible=eligible)
+            return _update(state, event.subject_id, eligible=eligible(event))
         case SubjectScreenFailed():
             state = _update(state, event.subject_id, screen_failed=event.reason_code)
             return _off_waiting_list(state, event.subject_id)

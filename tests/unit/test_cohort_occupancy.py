@@ -77,6 +77,10 @@ def test_full_cohort_of_three_with_two_waiting():
             {"position": 1, "subject_id": "MSK-0004", "asked_for": "DL1-IP"},
             {"position": 2, "subject_id": "MSK-0005", "asked_for": "DL1-IP"},
         ],
+        "screening": [
+            {"subject_id": "MSK-0004", "status": "waitlisted", "detail": "for DL1-IP"},
+            {"subject_id": "MSK-0005", "status": "waitlisted", "detail": "for DL1-IP"},
+        ],
     }
 
 
@@ -103,15 +107,15 @@ def test_counts_per_cohort_are_kept_apart():
     assert cohorts["DL2-IV"]["dose_level"] == "DL2"
 
 
-def test_registrations_do_not_concern_any_cohort():
+def test_a_registered_subject_is_in_screening_and_in_no_cohort():
     (registration,) = history([subject_registered("MSK-0001")])
 
-    assert key_of(registration) is None
-    assert fold(PROJECTION, [registration]) == {}
+    assert key_of(registration) == ("screening:MSK-0001",)
     assert occupancy([registration]) == {
         "projection": "cohort-occupancy",
         "cohorts": [],
         "waiting_list": [],
+        "screening": [{"subject_id": "MSK-0001", "status": "registered", "detail": None}],
     }
 
 
@@ -128,10 +132,10 @@ def test_state_is_kept_per_cohort_and_per_waiting_subject_so_no_value_grows_with
 
     assert [key_of(r) for r in recorded] == [
         ("cohort:DL2-IP",),
-        None,
-        ("cohort:DL2-IP", "waiting:MSK-0001"),
-        None,
-        ("waiting:MSK-0002",),
+        ("screening:MSK-0001",),
+        ("cohort:DL2-IP", "waiting:MSK-0001", "screening:MSK-0001"),
+        ("screening:MSK-0002",),
+        ("waiting:MSK-0002", "screening:MSK-0002"),
     ]
 
 
