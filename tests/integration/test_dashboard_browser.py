@@ -3,9 +3,13 @@ headless Chromium (driven by selenium with the system's chromedriver; nothing is
 opens the worker's page (with no token it shows nothing and asks for one; the auditor's token
 handed over as ``/#token=...`` is kept in sessionStorage and taken out of the address bar),
 and every number it shows is compared with the projections' JSON
-fetched by the test: cohorts taken/free, DLTs per level, the recommendation, lots, AEs, overdue
-reports, and a subject's timeline after a click. A screenshot goes to
-test-artifacts/dashboard.png.
+fetched by the test: cohorts taken/free, DLTs per level, the recommendation (worded "stay at
+DL2", "escalate to DL3"), no target line for a 3+3 design, lots with their OOS and
+exceptional-release status, the subjects in screening, AEs and their list (term, grade,
+seriousness, attribution, DLT status, report status), overdue reports, whether each open DLT
+window is over, the inbox panel for a chosen role against ``/projections/inbox?role=...``, and a
+subject's timeline with its rows' values after a click on a subject's link and from a
+``#subject=...`` deep link. A screenshot goes to test-artifacts/dashboard.png.
 
 Without Chromium or chromedriver the test is skipped, except under CI (``CI`` set), where it
 fails: set CHROMIUM and CHROMEDRIVER to their paths if they are not in /usr/bin."""
@@ -14,12 +18,15 @@ from __future__ import annotations
 
 import os
 import urllib.parse
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from clients.http import DEMO_READER, call
 from clients.simulate import Simulation, WorkerView, plan
+from events.safety import AdverseEventReported
+from tests.integration.helpers import append_upstream, eventually
 from trial.config import load_trial
 
 pytestmark = pytest.mark.kafka
@@ -38,6 +45,16 @@ FLAGS = (
     "--disable-sync",
     "--no-first-run",
 )
+
+
+def fatal_ae(ae_id: str, subject_id: str, received: datetime) -> AdverseEventReported:
+    return AdverseEventReported(
+        ae_id=ae_id, subject_id=subject_id, term="Respiratory failure", grade=5,
+        onset_at=received - timedelta(hours=3), serious_criteria=("death",),
+        attribution="possible", expected=False, sponsor_received_at=received,
+        special_interest=None, haematological=False, conditioning_lab_effect=False,
+        ctcae_version="5.0",
+    )
 
 
 def _no_browser(reason: str) -> None:
@@ -83,6 +100,26 @@ def test_the_dashboard_shows_what_the_projections_say(browser, stack):
         stack.service_url, stack.projections_url, trial=trial, say=lambda _line: None
     )
     simulation.run(plan(PATIENTS, SEED, trial), patients=PATIENTS, seed=SEED)
+    # and, after it, a fatal unexpected possibly related AE of a treated subject that the
+    # sponsor received ten days ago: its 7-day report (21 CFR 312.32(c)(2)) is overdue, and the
+    # safety officer's inbox has something to show
+    status, occupancy = call(
+        "GET", f"{stack.projections_url}/projections/cohort-occupancy", token=DEMO_READER
+    )
+    assert status == 200
+    treated = occupancy["cohorts"][0]["enrolled"][0]
+    late_ae = f"AE-{treated}-99"
+    append_upstream(stack.settings, "safety", f"ae-{late_ae}",
+                    fatal_ae(late_ae, treated, datetime.now(UTC) - timedelta(days=10)),
+                    "investigator")
+
+    def safety_lists_it() -> bool:
+        status, doc = call(
+            "GET", f"{stack.projections_url}/projections/safety?limit=1000", token=DEMO_READER
+        )
+        return status == 200 and any(a["ae_id"] == late_ae for a in doc["adverse_events"]["list"])
+
+    eventually(safety_lists_it)
     view = WorkerView(stack.projections_url, trial)
     cohorts, escalation, lots, safety = (
         view.document(name, simulation.positions)
@@ -133,10 +170,18 @@ def test_the_dashboard_shows_what_the_projections_say(browser, stack):
     for level in escalation["levels"]:
         assert text(f"dlts-{level['dose_level']}") == str(level["dlts"]), level["dose_level"]
     rec = escalation["recommendation"]
-    shown = rec["decision"] + (f" to {rec['next_level']}" if rec["next_level"] else "")
+    # "stay at DL2", "escalate to DL3", "de-escalate to DL1": the level stayed at, or moved to
+    preposition = " at " if rec["decision"] == "stay" else " to "
+    shown = rec["decision"] + (preposition + rec["next_level"] if rec["next_level"] else "")
     shown += f" (MTD {rec['mtd_level']})" if rec["mtd_level"] else ""
     assert text("recommendation-decision") == shown
+    assert " to DL" not in shown or rec["decision"] != "stay"
     assert rec["recommendation_id"] in text("recommendation")
+    # 3+3 aims at no DLT rate (DOMAIN.md section 4): no target line
+    assert escalation["design"]["design"] == "3+3"
+    assert browser.execute_script(
+        "return document.querySelector('[data-testid=\"target-line\"]') === null;"
+    )
     # manufacturing and safety
     assert text("lot-count") == str(len(lots["lots"]))
     assert rows("lot-rows") == len(lots["lots"])
@@ -144,9 +189,83 @@ def test_the_dashboard_shows_what_the_projections_say(browser, stack):
     assert text("ae-serious") == str(safety["adverse_events"]["serious"])
     assert text("overdue-reports") == str(safety["overdue_reports"])
     assert rows("report-rows") == len(safety["expedited_reports"]) >= 1
+    assert safety["overdue_reports"] >= 1
+    # subjects in screening
+    assert text("screening-count") == str(len(cohorts["screening"]))
+    for s in cohorts["screening"]:
+        assert text(f"screening-{s['subject_id']}").startswith(s["subject_id"] + s["status"])
+    # lots: the stage and the release status, the out-of-specification lot's failed tests
+    for lot in lots["lots"]:
+        assert text(f"stage-{lot['lot_id']}") == lot["stage"], lot["lot_id"]
+        assert text(f"coi-{lot['lot_id']}").startswith(lot["chain_of_identity"]["status"])
+        if lot["stage"] == "failed":
+            assert not text(f"coi-{lot['lot_id']}").startswith("in progress")
+    (oos,) = [lot for lot in lots["lots"] if lot["out_of_specification"]]
+    release = text(f"release-{oos['lot_id']}")
+    assert f"out of specification ({', '.join(oos['out_of_specification'])})" in release
+    assert ("exceptional release" in release) == oos["exceptional_release"]
+    # open DLT windows: the last day, and "over" rather than "0 days left" once it has passed
+    for w in safety["open_dlt_windows"]:
+        shown_window = text(f"window-{w['subject_id']}")
+        assert shown_window == (
+            "over, not yet evaluated" if w["window_over"] else f"open, {w['days_left']} d left"
+        )
+    # the AE list, every page of it
+    status, all_aes = call(
+        "GET", f"{stack.projections_url}/projections/safety?limit=1000", token=DEMO_READER
+    )
+    assert status == 200 and all_aes["next_cursor"] is None
+    listed = all_aes["adverse_events"]["list"]
+    assert text("ae-count") == str(len(listed)) and rows("ae-rows") == len(listed) >= 1
+    for ae in listed:
+        cells = browser.execute_script(
+            "return [...document.querySelectorAll("
+            "`[data-testid=\"ae-${arguments[0]}\"] td`)].map((c) => c.textContent);",
+            ae["ae_id"],
+        )
+        assert cells[:4] == [ae["ae_id"], ae["subject_id"], ae["term"], str(ae["grade"])]
+        assert cells[4] == (
+            "serious: " + ", ".join(ae["serious_criteria"])
+            if ae["serious_criteria"]
+            else "not serious"
+        )
+        assert cells[5].startswith(ae["attribution"])
+        assert cells[6] == (ae["dlt_status"] or "not a candidate")
+        for r in ae["reports"]:
+            assert f"{r['report']} due {r['due_on']}: {r['status']}" in cells[7]
+
+    # the inbox panel for the safety officer shows the items of the inbox view
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element(By.CSS_SELECTOR, '[data-testid="inbox-role"]')).select_by_value(
+        "safety_officer"
+    )
+    status, inbox = call(
+        "GET", f"{stack.projections_url}/projections/inbox?role=safety_officer",
+        token=DEMO_READER,
+    )
+    assert status == 200, inbox
+    assert inbox["role"] == "safety_officer"
+    assert inbox["overdue"] >= 1
+    assert any(i["subject"] == late_ae and i["overdue"] for i in inbox["items"])
+
+    def inbox_shown() -> list[list[str]]:
+        return browser.execute_script(
+            "return [...document.querySelectorAll('[data-testid^=\"inbox-item-\"]')]"
+            ".map((r) => [...r.querySelectorAll('td')].map((c) => c.textContent));"
+        )
+
+    expected_inbox = [
+        [i["kind"], i["subject"], i["due"] or "-", "overdue" if i["overdue"] else "pending"]
+        for i in inbox["items"]
+    ]
+    WebDriverWait(browser, 10).until(
+        lambda _d: [row[:4] for row in inbox_shown()] == expected_inbox
+    )
+    assert text("inbox-overdue") == str(inbox["overdue"])
+    assert all("safety_officer" in row[4] for row in inbox_shown())
 
     # a click on the out-of-specification lot's subject shows their timeline
-    (oos,) = [lot for lot in lots["lots"] if lot["out_of_specification"]]
     subject = oos["subject_id"]
     query = urllib.parse.urlencode({"subject_id": subject})
     status, timeline = call(
@@ -154,18 +273,35 @@ def test_the_dashboard_shows_what_the_projections_say(browser, stack):
     )
     assert status == 200
     entries = timeline["subjects"][0]["entries"]
-    button = browser.find_element(
-        By.CSS_SELECTOR, f'[data-testid="lot-{oos["lot_id"]}"] button.subject'
+    link = browser.find_element(
+        By.CSS_SELECTOR, f'[data-testid="lot-{oos["lot_id"]}"] a.subject'
     )
-    button.click()
+    link.click()
     WebDriverWait(browser, 10).until(lambda _d: text("timeline-subject") == subject)
     WebDriverWait(browser, 10).until(lambda _d: rows("timeline-rows") == len(entries))
     assert rows("timeline-rows") == len(entries) > 40
-    first = browser.execute_script(
-        "return document.querySelector('[data-testid=\"timeline-rows\"] tr td:nth-child(3)')"
-        ".textContent;"
-    )
-    assert first == entries[0]["event_type"]
+    assert browser.current_url.endswith("#" + query.replace("subject_id", "subject"))
+
+    def timeline_cells() -> list[list[str]]:
+        return browser.execute_script(
+            "return [...document.querySelectorAll('[data-testid=\"timeline-rows\"] tr')]"
+            ".map((r) => [...r.querySelectorAll('td')].map((c) => c.textContent));"
+        )
+
+    shown_rows = timeline_cells()
+    assert shown_rows[0][2] == entries[0]["event_type"]
+    # each row says what its event says: the QC tests with their results, the doses
+    assert [row[3] for row in shown_rows] == [e["summary"] or "" for e in entries]
+    qc_rows = [row[3] for row in shown_rows if row[2] == "QcResultRecorded"]
+    qc_tests = [e["details"]["test"] for e in entries if e["event_type"] == "QcResultRecorded"]
+    assert qc_rows and len(qc_rows) == len(qc_tests)
+    assert all(row.startswith(test) for row, test in zip(qc_rows, qc_tests, strict=True))
+    assert len(set(qc_rows)) > 1  # not nine identical rows
+
+    # a link to a patient: the address opens that subject's timeline
+    other = next(s for c in cohorts["cohorts"] for s in c["enrolled"] if s != subject)
+    browser.get(f"{stack.projections_url}/#subject={other}")
+    WebDriverWait(browser, 30).until(lambda _d: text("timeline-subject") == other)
 
     # the whole page, from its header down: a window as tall as the page, scrolled to the top
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
