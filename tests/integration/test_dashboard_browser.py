@@ -25,6 +25,7 @@ import pytest
 
 from clients.http import DEMO_READER, call
 from clients.simulate import Simulation, WorkerView, plan
+from events.dosing import InfusionRecorded
 from events.safety import AdverseEventReported
 from tests.integration.helpers import append_upstream, eventually
 from trial.config import load_trial
@@ -54,6 +55,14 @@ def fatal_ae(ae_id: str, subject_id: str, received: datetime) -> AdverseEventRep
         attribution="possible", expected=False, sponsor_received_at=received,
         special_interest=None, haematological=False, conditioning_lab_effect=False,
         ctcae_version="5.0",
+    )
+
+
+def old_infusion(subject_id: str, infused_at: datetime) -> InfusionRecorded:
+    return InfusionRecorded(
+        subject_id=subject_id, lot_id="LOT-9002-A", cohort_id="DL1-IP", dose_level="DL1",
+        target_cells_per_kg=1e6, weight_kg=70, cells_infused=7e7, received_cells_per_kg=1e6,
+        counted_dose_level="DL1", route="intraperitoneal", infused_at=infused_at,
     )
 
 
@@ -120,6 +129,21 @@ def test_the_dashboard_shows_what_the_projections_say(browser, stack):
         return status == 200 and any(a["ae_id"] == late_ae for a in doc["adverse_events"]["list"])
 
     eventually(safety_lists_it)
+    # and an infusion 40 days ago whose DLT evaluation was never recorded: its 28-day window
+    # (the trial file's) ended 12 days ago and is still open on the board
+    long_ago = datetime.now(UTC) - timedelta(days=40)
+    append_upstream(stack.settings, "dosing", "infusion-MSK-9002",
+                    old_infusion("MSK-9002", long_ago), "investigator")
+
+    def window_shown() -> bool:
+        status, doc = call(
+            "GET", f"{stack.projections_url}/projections/safety?limit=1", token=DEMO_READER
+        )
+        return status == 200 and any(
+            w["subject_id"] == "MSK-9002" for w in doc["open_dlt_windows"]
+        )
+
+    eventually(window_shown)
     view = WorkerView(stack.projections_url, trial)
     cohorts, escalation, lots, safety = (
         view.document(name, simulation.positions)
@@ -205,6 +229,9 @@ def test_the_dashboard_shows_what_the_projections_say(browser, stack):
     assert f"out of specification ({', '.join(oos['out_of_specification'])})" in release
     assert ("exceptional release" in release) == oos["exceptional_release"]
     # open DLT windows: the last day, and "over" rather than "0 days left" once it has passed
+    (old_window,) = [w for w in safety["open_dlt_windows"] if w["subject_id"] == "MSK-9002"]
+    assert old_window["window_over"]
+    assert text("window-MSK-9002") == "over, not yet evaluated"
     for w in safety["open_dlt_windows"]:
         shown_window = text(f"window-{w['subject_id']}")
         assert shown_window == (
