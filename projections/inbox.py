@@ -29,9 +29,10 @@ Items without a regulatory clock have no deadline (``due`` None).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
 from events.dosing import InfusionRecorded
@@ -89,43 +90,97 @@ def _context(payload: EventPayload) -> str:
     return type(payload).__module__.rsplit(".", 1)[-1]
 
 
+@cache
+def _follows() -> dict[str, frozenset[str]]:
+    """Per context, the contexts whose events its state folds: its own and those it follows."""
+    return {c: frozenset({c, *spec.upstream}) for c, spec in services().items()}
+
+
+@cache
+def _routes() -> dict[str, str]:
+    """Per command, the HTTP route that sends it, ``POST /safety/expedited-reports``."""
+    return {r.command: f"POST {r.path}" for spec in services().values() for r in spec.routes}
+
+
+@dataclass
+class Desk:
+    """What the inbox is computed from: the safety, manufacturing and dosing states folded by
+    the services' own ``evolve``, and, per AE, lot or subject, the ids of the events behind it.
+    Its memory is the states, not the history: :meth:`fold` takes each recorded event once,
+    in the order a reader of the topics meets them, and :meth:`pending` asks, at any moment
+    after the last event folded, what is pending."""
+
+    safety: safety.SafetyState = safety.initial_state
+    lots: manufacturing.ManufacturingState = manufacturing.initial_state
+    dosing: dosing.DosingState = dosing.initial_state
+    by_ref: dict[str, list[str]] = field(default_factory=dict)
+    """AE, lot or subject id -> the ids of the events about it"""
+    pauses: list[str] = field(default_factory=list)
+    """The enrollment pauses not yet followed by a resumption"""
+    infusions: dict[str, str] = field(default_factory=dict)
+    """subject -> the infusion that opened the DLT window"""
+    latest: datetime | None = None
+    """The latest recorded time among the events folded."""
+
+    def fold(self, recorded: Recorded) -> None:
+        payload, context = recorded.payload, _context(recorded.payload)
+        follows = _follows()
+        if context in follows["safety"]:
+            self.safety = safety.evolve(self.safety, payload)
+        if context in follows["manufacturing"]:
+            self.lots = manufacturing.evolve(self.lots, payload)
+        if context in follows["dosing"]:
+            self.dosing = dosing.evolve(self.dosing, payload)
+        event_id = str(recorded.envelope.event_id)
+        for name in ("ae_id", "lot_id", "subject_id"):
+            ref = getattr(payload, name, None)
+            if isinstance(ref, str):
+                self.by_ref.setdefault(ref, []).append(event_id)
+                break
+        if isinstance(payload, InfusionRecorded):
+            self.infusions[payload.subject_id] = event_id
+        if payload.event_type == "EnrollmentPaused":
+            self.pauses.append(event_id)
+        elif payload.event_type == "EnrollmentResumed":
+            self.pauses = []
+        recorded_at = recorded.envelope.recorded_at
+        if self.latest is None or recorded_at > self.latest:
+            self.latest = recorded_at
+
+    def pending(
+        self, trial: TrialConfig, as_of: datetime, role: str | None = None
+    ) -> list[Item]:
+        """The pending actions as of ``as_of``, for ``role`` (every role when None), overdue
+        first, then by deadline."""
+        return _pending(self, trial, as_of, role)
+
+
 def inbox(
     events: Iterable[Recorded], trial: TrialConfig, as_of: datetime, role: str | None = None
 ) -> list[Item]:
     """The pending actions as of ``as_of`` (events recorded later are left out), for ``role``
     (every role when None), overdue first, then by deadline."""
-    specs = services()
-    routes = {r.command: f"POST {r.path}" for spec in specs.values() for r in spec.routes}
-    follows = {c: {c, *spec.upstream} for c, spec in specs.items()}
-    safety_state, lots_state = safety.initial_state, manufacturing.initial_state
-    dosing_state = dosing.initial_state
-    by_ref: dict[str, list[str]] = {}
-    pauses: list[str] = []
-    infusions: dict[str, str] = {}
-    """subject -> the infusion that opened the DLT window"""
+    desk = Desk()
     for recorded in events:
-        if recorded.envelope.recorded_at > as_of:
-            continue
-        payload, context = recorded.payload, _context(recorded.payload)
-        if context in follows["safety"]:
-            safety_state = safety.evolve(safety_state, payload)
-        if context in follows["manufacturing"]:
-            lots_state = manufacturing.evolve(lots_state, payload)
-        if context in follows["dosing"]:
-            dosing_state = dosing.evolve(dosing_state, payload)
-        event_id = str(recorded.envelope.event_id)
-        for field in ("ae_id", "lot_id", "subject_id"):
-            ref = getattr(payload, field, None)
-            if isinstance(ref, str):
-                by_ref.setdefault(ref, []).append(event_id)
-                break
-        if isinstance(payload, InfusionRecorded):
-            infusions[payload.subject_id] = event_id
-        if payload.event_type == "EnrollmentPaused":
-            pauses.append(event_id)
-        elif payload.event_type == "EnrollmentResumed":
-            pauses = []
+        if recorded.envelope.recorded_at <= as_of:
+            desk.fold(recorded)
+    return desk.pending(trial, as_of, role)
 
+
+def document(items: Sequence[Item], role: str | None, as_of: datetime) -> dict[str, Any]:
+    """The inbox as JSON, as ``trialops inbox --json`` prints it and the worker serves it."""
+    return {
+        "role": role,
+        "as_of": as_of.isoformat(),
+        "items": [i.as_json() for i in items],
+        "overdue": sum(1 for i in items if i.overdue),
+    }
+
+
+def _pending(desk: Desk, trial: TrialConfig, as_of: datetime, role: str | None) -> list[Item]:
+    routes = _routes()
+    safety_state, lots_state, dosing_state = desk.safety, desk.lots, desk.dosing
+    by_ref, pauses, infusions = desk.by_ref, desk.pauses, desk.infusions
     zone = trial.zone()
     today = calendar_day(as_of, zone)
     items: list[Item] = []

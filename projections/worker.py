@@ -34,13 +34,14 @@ from infra.settings import Settings
 from projections.applying import Batch, count_dead_letter, dead_letter_counts
 from projections.catalog import build
 from projections.faust_kafka import ReadCommittedTransport
+from projections.live_inbox import LiveDesk, serve_inbox
 from projections.metrics import CONTENT_TYPE, WorkerState, applied_counter, exposition
 from projections.views import PositionsMoved, _serve, _unauthorized
 from services.access.decider import EMPTY, AccessState
 from services.access.decider import evolve as evolve_access
 from services.auth import LiveUsers, UserDirectory
 from services.problems import PROBLEM_JSON, problem_document
-from trial.config import TrialConfig
+from trial.config import TrialConfig, load_trial
 
 log = logging.getLogger(__name__)
 
@@ -337,6 +338,10 @@ def create_app(
         app.agent(source, name=f"fold-{context}")(agent_for(topic))
     for projection in projections.values():
         _serve(app, projection, tables[projection.name], positions, readers_now, moved)
+    # The inbox is read at a moment over several contexts' states: a desk in memory fed by a
+    # tail of the log, not a table (projections/live_inbox.py, decision 51).
+    live_inbox = LiveDesk(settings)
+    serve_inbox(app, live_inbox, trial or load_trial(), readers_now)
 
     unassigned_checks = [0]
 

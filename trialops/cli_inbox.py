@@ -16,6 +16,7 @@ import typer
 
 from infra.settings import Settings
 from projections.inbox import CONTEXTS, Item
+from projections.inbox import document as inbox_document
 from trialops.tables import table
 
 
@@ -25,12 +26,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def document(items: Sequence[Item], role: str, as_of: datetime) -> dict[str, Any]:
-    return {
-        "role": role,
-        "as_of": as_of.isoformat(),
-        "items": [i.as_json() for i in items],
-        "overdue": sum(1 for i in items if i.overdue),
-    }
+    """The same document the worker's ``GET /projections/inbox`` answers."""
+    return inbox_document(items, role, as_of)
 
 
 def to_table(items: Sequence[Item]) -> str:

@@ -1,0 +1,160 @@
+"""The live inbox in the worker: ``GET /projections/inbox?role=ROLE&as_of=ISO`` (decision 51).
+
+The inbox depends on the moment it is read at and on the states of several contexts, so it is
+not a Faust table: the worker keeps one :class:`projections.inbox.Desk` in memory, fed by a tail
+of the topics the inbox reads (``projections.inbox.CONTEXTS``) from offset 0 through the one
+reading rule (``infra.kafka_io.Tail``: the records ``trialops inbox`` reads, quarantine
+honoured), and asks it what is pending when a request comes. Its memory is the states, not the
+history. Each request first reads what was committed since the last read, so an answer is as
+recent as a replay's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from events.reading import LogReader
+from events.registry import Recorded
+from events.topics import event_topic
+from infra.kafka_io import BrokerTimeout, Tail, load_quarantine
+from infra.keys import load_keyring
+from infra.settings import Settings
+from projections.inbox import CONTEXTS, Desk, Item, document
+from projections.views import _problem, _query_time, _unauthorized
+from services.auth import LiveUsers, UserDirectory
+from trial.config import TrialConfig
+
+log = logging.getLogger(__name__)
+
+READ_SECONDS = 10.0
+"""How long one catch-up may take before the request is answered 503."""
+PRINCIPAL = "worker"
+"""The worker reads the event topics as ``worker`` on a secured broker."""
+
+
+class LiveDesk:
+    """A :class:`Desk` kept current by a tail of the inbox's topics. ``catch_up`` reads what was
+    committed since the last call (the tail is opened at the first call, from offset 0) and
+    folds it; calls are serialised."""
+
+    def __init__(self, settings: Settings, contexts: tuple[str, ...] = CONTEXTS,
+                 open_tail: Callable[[], Tail] | None = None) -> None:
+        self.settings = settings
+        self.contexts = contexts
+        self.desk = Desk()
+        self._open_tail = open_tail or self._new_tail
+        self._tail: Tail | None = None
+        self._lock = asyncio.Lock()
+
+    def _new_tail(self) -> Tail:
+        keyring = load_keyring(self.settings.keyring)
+        quarantine = load_quarantine(
+            self.settings.bootstrap_servers, self.settings.namespace, keyring, PRINCIPAL
+        )
+        return Tail(
+            self.settings.bootstrap_servers,
+            [event_topic(c, self.settings.namespace) for c in self.contexts],
+            client_id=f"{self.settings.namespace}-inbox",
+            reader=LogReader(keyring, quarantine),
+            principal=PRINCIPAL,
+        )
+
+    def _read(self) -> list[Recorded]:
+        """Blocking: the new events, each topic in offset order, merged by recorded time as
+        ``audit.replay.merged`` merges them. A halted partition looks for a newer quarantine
+        (and keyring) before each read."""
+        if self._tail is None:
+            self._tail = self._open_tail()
+        tail = self._tail
+        if tail.halts:
+            keyring = load_keyring(self.settings.keyring)
+            tail.reader.keyring = keyring
+            tail.resume(load_quarantine(self.settings.bootstrap_servers,
+                                        self.settings.namespace, keyring, PRINCIPAL))
+        per_topic: dict[str, list[Recorded]] = {}
+        for where, recorded in tail.read_new(time.monotonic() + READ_SECONDS):
+            per_topic.setdefault(where.topic, []).append(recorded)
+        topics = [event_topic(c, self.settings.namespace) for c in self.contexts]
+        return list(heapq.merge(*(per_topic.get(t, []) for t in topics),
+                                key=lambda r: r.envelope.recorded_at))
+
+    async def catch_up(self) -> Desk:
+        async with self._lock:
+            for recorded in await asyncio.to_thread(self._read):
+                self.desk.fold(recorded)
+            return self.desk
+
+    def halts(self) -> list[str]:
+        return [] if self._tail is None else [h.describe() for h in self._tail.halts]
+
+    def close(self) -> None:
+        if self._tail is not None:
+            self._tail.close()
+
+
+def known_roles(trial: TrialConfig) -> list[str]:
+    """The roles the trial file's permissions name (the roles an inbox can belong to)."""
+    return sorted({r for roles in trial.permissions.values() for r in roles})
+
+
+def parse_query(query: Mapping[str, str], trial: TrialConfig) -> tuple[str | None, datetime | None]:
+    """``role`` (optional, one the trial file names) and ``as_of`` (optional ISO 8601 with a
+    zone; None: now, once the desk has caught up); ``ValueError`` naming the parameter."""
+    role = query.get("role") or None
+    if role is not None and role not in known_roles(trial):
+        raise ValueError(
+            f"role: unknown role {role!r}; the trial file names: {', '.join(known_roles(trial))}"
+        )
+    as_of = query.get("as_of")
+    return role, None if as_of is None else _query_time(as_of)
+
+
+def answer(
+    desk: Desk, trial: TrialConfig, role: str | None, as_of: datetime | None
+) -> dict[str, Any]:
+    """The inbox document at ``as_of`` (None: now). ``ValueError`` when ``as_of`` is before an
+    event the desk has folded: the live desk holds states, not the history it would take to go
+    back (``trialops inbox --as-of`` replays the log to a past moment)."""
+    if as_of is None:
+        as_of = datetime.now(UTC)
+    elif desk.latest is not None and as_of < desk.latest:
+        raise ValueError(
+            f"as_of: {as_of.isoformat()} is before the last event the live inbox has folded "
+            f"({desk.latest.isoformat()}); 'trialops inbox --as-of' replays the log to a past "
+            "moment"
+        )
+    items: list[Item] = desk.pending(trial, as_of, role)
+    return document(items, role, as_of)
+
+
+def serve_inbox(app: Any, live: LiveDesk, trial: TrialConfig,
+                users: UserDirectory | LiveUsers) -> None:
+    """Registers ``GET /projections/inbox`` on the worker, with the projections' auth."""
+
+    async def view(web: Any, request: Any) -> Any:
+        if refused := _unauthorized(web, request, users):
+            return refused
+        try:
+            role, as_of = parse_query(request.query, trial)
+        except ValueError as exc:
+            return _problem(web, request, 400, "bad-query", str(exc))
+        try:
+            desk = await live.catch_up()
+        except (BrokerTimeout, LookupError) as exc:
+            return _problem(web, request, 503, "inbox-not-ready",
+                            f"the inbox cannot read the log yet: {exc}")
+        if halts := live.halts():
+            log.warning("inbox: halted at %s", "; ".join(halts))
+        try:
+            body = answer(desk, trial, role, as_of)
+        except ValueError as exc:
+            return _problem(web, request, 400, "bad-query", str(exc))
+        return web.json(body)
+
+    app.page("/projections/inbox", name="view-inbox")(view)
