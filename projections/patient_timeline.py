@@ -26,8 +26,9 @@ trial's busiest has 44 steps), so only a runaway stream reaches it."""
 DETAILS_LIMIT = 1024
 """Bytes of an entry's details (the payload, strings shortened) kept as JSON."""
 MAX_VALUE_BYTES = 512 * 1024
-"""What a subject's value stays under as JSON: MAX_ENTRIES entries of at most about 2.3 KiB
-(details, a shortened reason, ids and times), half of Kafka's default 1 MB message limit."""
+"""What a subject's value stays under as JSON: MAX_ENTRIES entries of at most about 2.5 KiB
+(details, a shortened reason, a summary line of at most about 210 bytes, ids and times), half
+of Kafka's default 1 MB message limit."""
 
 
 def key_of(recorded: Recorded) -> str | None:
