@@ -7,6 +7,7 @@ from events import (  # noqa: F401
     enrollment,
     keys,
     manufacturing,
+    notifications,
     quarantine,
     safety,
     signatures,

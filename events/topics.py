@@ -9,7 +9,9 @@ QUARANTINE = "quarantine"
 """The quarantine service's context: decisions to set an unreadable record aside."""
 ACCESS = "access"
 """The access service's context: who may act in the trial, and every change to it."""
-WRITERS = (*CONTEXTS, QUARANTINE, ACCESS)
+NOTIFICATIONS = "notifications"
+"""The notifications service's context: the alerts raised from the inbox and their delivery."""
+WRITERS = (*CONTEXTS, QUARANTINE, ACCESS, NOTIFICATIONS)
 """Every context with a writer and a topic of its own."""
 SHARED = "shared"
 """Context of event types any context may write (signatures)."""

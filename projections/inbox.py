@@ -36,12 +36,15 @@ from functools import cache
 from typing import Any
 
 from events.dosing import InfusionRecorded
+from events.notifications import AlertDeliveryFailed
 from events.registry import EventPayload, Recorded
+from events.topics import NOTIFICATIONS
 from services.catalog import services
 from services.dosing import state as dosing
 from services.manufacturing import state as manufacturing
 from services.manufacturing.qc import assess
 from services.manufacturing.stages import CLOSED, DECIDERS, QC_STAGES
+from services.notifications import decider as notices
 from services.safety import state as safety
 from services.safety.dlt import window_ends_at
 from services.safety.evaluation import adjudications_pending
@@ -52,6 +55,8 @@ from trial.config import TrialConfig
 
 CONTEXTS = ("enrollment", "manufacturing", "dosing", "safety")
 """The topics the inbox reads: safety's and manufacturing's own and those they follow."""
+DESK_CONTEXTS = (*CONTEXTS, NOTIFICATIONS)
+"""The topics the worker's desk reads: the inbox's, and the alerts raised from it."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,10 @@ class Desk:
     """subject -> the infusion that opened the DLT window"""
     latest: datetime | None = None
     """The latest recorded time among the events folded."""
+    notifications: notices.NotificationsState = notices.initial_state
+    """The alerts raised and delivered (decision 52), when the notifications topic is folded."""
+    failed_at: dict[str, datetime] = field(default_factory=dict)
+    """alert id -> when its last failed delivery was recorded"""
 
     def fold(self, recorded: Recorded) -> None:
         payload, context = recorded.payload, _context(recorded.payload)
@@ -131,6 +140,10 @@ class Desk:
             self.lots = manufacturing.evolve(self.lots, payload)
         if context in follows["dosing"]:
             self.dosing = dosing.evolve(self.dosing, payload)
+        if context == NOTIFICATIONS:
+            self.notifications = notices.evolve(self.notifications, payload)
+            if isinstance(payload, AlertDeliveryFailed):
+                self.failed_at[payload.alert_id] = recorded.envelope.recorded_at
         event_id = str(recorded.envelope.event_id)
         for name in ("ae_id", "lot_id", "subject_id"):
             ref = getattr(payload, name, None)

@@ -2,7 +2,8 @@
 
 The inbox depends on the moment it is read at and on the states of several contexts, so it is
 not a Faust table: the worker keeps one :class:`projections.inbox.Desk` in memory, fed by a tail
-of the topics the inbox reads (``projections.inbox.CONTEXTS``) from offset 0 through the one
+of the topics the inbox reads (``projections.inbox.DESK_CONTEXTS``: the inbox's and the
+alerts') from offset 0 through the one
 reading rule (``infra.kafka_io.Tail``: the records ``trialops inbox`` reads, quarantine
 honoured), and asks it what is pending when a request comes. Its memory is the states, not the
 history. Each request first reads what was committed since the last read, so an answer is as
@@ -25,7 +26,7 @@ from events.topics import event_topic
 from infra.kafka_io import BrokerTimeout, Tail, load_quarantine
 from infra.keys import load_keyring
 from infra.settings import Settings
-from projections.inbox import CONTEXTS, Desk, Item, document
+from projections.inbox import DESK_CONTEXTS, Desk, Item, document
 from projections.views import _problem, _query_time, _unauthorized
 from services.auth import LiveUsers, UserDirectory
 from trial.config import TrialConfig
@@ -43,7 +44,7 @@ class LiveDesk:
     committed since the last call (the tail is opened at the first call, from offset 0) and
     folds it; calls are serialised."""
 
-    def __init__(self, settings: Settings, contexts: tuple[str, ...] = CONTEXTS,
+    def __init__(self, settings: Settings, contexts: tuple[str, ...] = DESK_CONTEXTS,
                  open_tail: Callable[[], Tail] | None = None) -> None:
         self.settings = settings
         self.contexts = contexts

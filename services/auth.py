@@ -24,6 +24,9 @@ from infra.secrets_files import open_to_others
 
 ADMINISTRATOR = "administrator"
 """Changes who may act (the access service); takes no part in the trial's records."""
+NOTIFIER = "notifier"
+"""The worker's alerts (decision 52): raises alerts and records their delivery; a system role
+no person holds, which reads no trial data over HTTP."""
 ROLES = (
     "site_coordinator",
     "investigator",
@@ -32,9 +35,10 @@ ROLES = (
     "sponsor",
     "auditor",
     ADMINISTRATOR,
+    NOTIFIER,
 )
 
-READ_ROLES = tuple(role for role in ROLES if role != ADMINISTRATOR)
+READ_ROLES = tuple(role for role in ROLES if role not in (ADMINISTRATOR, NOTIFIER))
 """Who may read the projections and the dashboard: every role of the trial, the auditor
 included. Commands are permitted per role by the trial file; reading is not narrowed, because
 every role works from the same operational picture (decision 22). The administrator manages

@@ -40,8 +40,9 @@ def services() -> dict[str, ServiceSpec]:
     from services.dosing.routes import SERVICE as dosing
     from services.enrollment.routes import SERVICE as enrollment
     from services.manufacturing.routes import SERVICE as manufacturing
+    from services.notifications.routes import SERVICE as notifications
     from services.quarantine.routes import SERVICE as quarantine
     from services.safety.routes import SERVICE as safety
 
-    specs = (enrollment, manufacturing, dosing, safety, quarantine, access)
+    specs = (enrollment, manufacturing, dosing, safety, quarantine, access, notifications)
     return {spec.context: spec for spec in specs}

@@ -8,6 +8,7 @@ project's documented default. A bad file fails with the key that is wrong.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -176,6 +177,27 @@ class StoppingRule(Strict):
     min_attribution: Attribution = "possible"
 
 
+InboxKind = Annotated[str, Field(pattern=r"^[a-z][a-z-]{0,47}$")]
+"""A kind of inbox item (projections/inbox.py), e.g. ``expedited-report``."""
+
+
+class Alerts(Strict):
+    """When the worker alerts the roles who must act on an inbox item that has a deadline
+    (issue 15, decision 52): once the item is due within its lead time (stage
+    ``approaching``), and again once it is overdue. The trial's operations policy, not a
+    regulation: project default 24 hours for every kind, so a 7-day report (21 CFR
+    312.32(c)(2)) is announced the day before its last day; ``lead_hours_by_kind`` sets a
+    kind's own. Where alerts go (the channels) is deployment configuration, not the trial's."""
+
+    lead_hours: float = Field(default=24, gt=0, le=24 * 30)
+    lead_hours_by_kind: dict[InboxKind, Annotated[float, Field(gt=0, le=24 * 30)]] = Field(
+        default_factory=dict
+    )
+
+    def lead(self, kind: str) -> timedelta:
+        return timedelta(hours=self.lead_hours_by_kind.get(kind, self.lead_hours))
+
+
 class Records(Strict):
     """Which business times a command may carry (checked at the HTTP edge,
     ``services.validation``): none before the trial's start, none later than the server's clock
@@ -228,6 +250,7 @@ class TrialConfig(Strict):
     reporting: Reporting
     stopping_rule: StoppingRule = StoppingRule()
     records: Records
+    alerts: Alerts = Field(default_factory=Alerts)
     washout: dict[TherapyClass, Washout] = Field(
         default_factory=lambda: dict(DEFAULT_WASHOUT),
         description="prior-therapy class -> washout before leukapheresis and before infusion",

@@ -274,6 +274,7 @@ def worker(
         trial = load_trial()
     except TrialConfigError as exc:
         raise fail(str(exc)) from None
+    from infra.alerts import AlertsConfigError
     from infra.keys import KeysError
 
     settings = Settings.from_env()
@@ -290,7 +291,7 @@ def worker(
             settings, trial=trial, users=users, web_port=web_port, web_host=web_host,
             data_dir=data_dir,
         )
-    except KeysError as exc:
+    except (KeysError, AlertsConfigError) as exc:
         raise fail(str(exc)) from None
     faust_worker = faust.Worker(faust_app, quiet=True, **logs.faust_options(loglevel))
     # Faust's terminal spinner sets the root logger to DEBUG so that it turns on every record:

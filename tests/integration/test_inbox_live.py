@@ -1,22 +1,31 @@
-"""The live inbox in the worker on a real broker (issue 15, decision 51): after a short
+"""The live inbox in the worker on a real broker (issue 15, decisions 51 and 52): after a short
 simulated trial, ``GET /projections/inbox?role=ROLE&as_of=T`` answers what
-``trialops inbox --role ROLE --as-of T --json`` computes from a replay of the log."""
+``trialops inbox --role ROLE --as-of T --json`` computes from a replay of the log; and an alert
+is delivered once to a local webhook, recorded on the log, and not sent again after a restart."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+import threading
+import time as time_module
+from datetime import UTC, datetime, time, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 import pytest
 
-from clients.http import DEMO_READER, call, get_bytes
+from clients.http import DEMO_READER, TOKEN_ENV, call, get_bytes, wait_until_up
 from clients.simulate import Simulation, plan
 from events.safety import AdverseEventReported
-from tests.integration.helpers import append_upstream
+from infra.alerts import ALERTS_FILE_ENV, ALERTS_INTERVAL_ENV, SERVICE_URL_ENV
+from tests.conftest import free_port
+from tests.integration.helpers import append_upstream, events_of, eventually
+from trial.calendar import calendar_day
 from trial.config import load_trial
+from trialops.stack import Stack
 
 pytestmark = pytest.mark.kafka
 
@@ -82,3 +91,96 @@ def test_the_workers_inbox_answers_what_the_inbox_command_replays_at_the_same_mo
     assert status == 400 and problem["detail"].startswith("role: unknown role 'courier'")
     status, _problem = call("GET", f"{stack.projections_url}/projections/inbox")
     assert status == 401
+
+
+class Receiver:
+    """A local webhook: keeps every JSON body POSTed to it (apprise's ``json://``)."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        bodies = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                bodies.append(orjson.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *_args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_an_alert_is_delivered_once_recorded_and_not_sent_again_after_a_restart(
+    settings, tmp_path, monkeypatch
+):
+    """21 CFR 312.32(c)(2): the 7-day report of a fatal unexpected suspected adverse reaction
+    is due 7 calendar days after the sponsor's receipt; the trial file's lead time is 24 hours,
+    so on its last day it is alerted (stage approaching)."""
+    receiver = Receiver()
+    channels = tmp_path / "alerts.yml"
+    channels.write_text(
+        f"version: 1\nurls:\n  - json://127.0.0.1:{receiver.port}/alerts:\n"
+        "      tag: safety_officer\n"
+    )
+    channels.chmod(0o600)
+    stack = Stack(settings, tmp_path / "stack", service_port=free_port(), web_port=free_port(),
+                  say=lambda _m: None)
+    monkeypatch.setenv(TOKEN_ENV, DEMO_READER)
+    monkeypatch.setenv(ALERTS_FILE_ENV, str(channels))
+    monkeypatch.setenv(ALERTS_INTERVAL_ENV, "1")
+    monkeypatch.setenv(SERVICE_URL_ENV, stack.service_url)
+    new_york = load_trial().zone()
+    try:
+        stack.start(timeout=120)
+        # Given a fatal unexpected related AE the sponsor received at noon seven days ago
+        today = calendar_day(datetime.now(UTC), new_york)
+        received = datetime.combine(today - timedelta(days=7), time(12), new_york)
+        append_upstream(stack.settings, "safety", "ae-AE-9002-01",
+                        fatal_ae("AE-9002-01", received.astimezone(UTC)), "investigator")
+        expected_id = f"approaching/expedited-report/AE-9002-01/{today.isoformat()}"
+
+        # Then one alert reaches the safety officer's webhook, carrying its id
+        eventually(lambda: receiver.bodies, timeout=90)
+        [body] = receiver.bodies
+        alert = orjson.loads(body["message"])
+        assert alert["alert_id"] == expected_id and expected_id in body["title"]
+        assert alert["stage"] == "approaching" and alert["due"] == today.isoformat()
+        assert alert["roles"] == ["safety_officer"]
+        assert alert["route"] == "POST /safety/expedited-reports"
+
+        # and the log records it raised and delivered, by the notifier
+        def notices() -> list:
+            return events_of(stack.settings, "notifications")
+
+        recorded = eventually(
+            lambda: (n := notices()) and any(e.event_type == "AlertDelivered" for e in n) and n
+        )
+        assert [(e.event_type, e.payload["alert_id"]) for e in recorded] == [
+            ("AlertRaised", expected_id), ("AlertDelivered", expected_id)]
+        assert {(e.actor.user_id, e.actor.role) for e in recorded} == {
+            ("demo-notifier", "notifier")}
+
+        # When the worker is stopped and started again, and several ticks pass
+        stack.kill("projections", signal.SIGTERM)
+        stack.spawn("projections", ["worker", "--demo", "--web-port", str(stack.web_port),
+                                    "--data-dir", str(stack.work_dir)])
+        wait_until_up(f"{stack.projections_url}/projections/inbox", 120, "the worker",
+                      stack.check_alive, token=DEMO_READER)
+        tick_seconds = 1
+        time_module.sleep(8 * tick_seconds)
+
+        # Then the receiver still has the one delivery, and the log one raise and one delivery
+        assert len(receiver.bodies) == 1
+        assert [e.event_type for e in notices()] == ["AlertRaised", "AlertDelivered"]
+    finally:
+        stack.stop()
+        receiver.close()

@@ -16,7 +16,7 @@ DESIGNED_TOPICS = {
 }
 
 
-def test_the_catalogue_holds_the_four_designed_event_topics_the_quarantine_and_access():
+def test_the_catalogue_holds_the_designed_event_topics_the_quarantine_access_and_alerts():
     names = [spec.name for spec in catalogue()]
 
     assert sorted(names) == sorted(
@@ -24,6 +24,7 @@ def test_the_catalogue_holds_the_four_designed_event_topics_the_quarantine_and_a
             *DESIGNED_TOPICS,
             "trialops.quarantine.events",
             "trialops.access.events",
+            "trialops.notifications.events",
             "trialops.checkpoints",
         ]
     )
@@ -34,7 +35,10 @@ def test_one_topic_per_context_named_namespace_context_events(namespace):
     names = [spec.name for spec in catalogue(namespace)]
 
     assert names == [
-        *(f"{namespace}.{context}.events" for context in (*CONTEXTS, "quarantine", "access")),
+        *(
+            f"{namespace}.{context}.events"
+            for context in (*CONTEXTS, "quarantine", "access", "notifications")
+        ),
         f"{namespace}.checkpoints",
     ]
 
