@@ -182,7 +182,8 @@ def escalation_meeting(
     subjects = {row.subject_id for row in rows}
     fold_ = safety_fold(events)
     aes = tuple(a for a in fold_.lines() if a.subject_id in subjects)
-    document = dose_escalation.make(trial).render(fold(dose_escalation.make(trial), events))
+    projection = dose_escalation.make(trial)
+    document = projection.render(fold(projection, events))
     recommendation = _recommendation(document, subjects, events)
     cited = {recommendation.recommendation_id} if recommendation else set()
     cited |= set(recommendation.earlier if recommendation else ())

@@ -142,7 +142,8 @@ def safety_review(
     fold_ = safety_fold(known)
     aes = tuple(a for a in fold_.lines() if start <= a.onset_at <= end)
     serious = tuple(a for a in aes if a.serious)
-    board = safety_overview.make(trial).document(fold(safety_overview.make(trial), known), end)
+    overview = safety_overview.make(trial)
+    board = overview.document(fold(overview, known), end)
     reports = _reports(board, known, fold_.events_of_ae, signed, start, end, trial)
     overdue = [r for r in reports if r.status == "overdue"]
     within = [r for r in known if start <= r.envelope.occurred_at]

@@ -25,7 +25,12 @@ from audit.reports.render import html, write_pdf
 from audit.reports.safety_review import PERIOD_ORDER, safety_review
 from clients.simulate import plan
 from events.dosing import InfusionRecorded
-from events.enrollment import CohortOpened, SubjectEnrolled, SubjectRegistered
+from events.enrollment import (
+    CohortOpened,
+    SubjectEnrolled,
+    SubjectRegistered,
+    SubjectWithdrawn,
+)
 from events.envelope import Actor
 from events.registry import EventPayload, Recorded
 from events.safety import (
@@ -33,9 +38,12 @@ from events.safety import (
     Attribution,
     DltAdjudicated,
     DltEvaluationCompleted,
+    EnrollmentPaused,
+    EnrollmentResumed,
     ExpeditedReportDetermined,
     ExpeditedReportSubmitted,
     ReportDue,
+    SafetyReviewRecorded,
     SeriousnessCriterion,
 )
 from events.signatures import Meaning, RecordSigned
@@ -421,6 +429,54 @@ def test_the_safety_review_lists_the_periods_dlt_adjudication_and_evaluations():
     assert not review.paused_at_end and review.stopping == ()
 
 
+def test_a_pause_by_the_stopping_rule_and_the_review_that_lifts_it_are_in_their_periods():
+    """DOMAIN.md section 3: a grade 5 event at least possibly related pauses enrollment until
+    a documented safety review."""
+    t = dl2_trial()
+    death = START + 5 * DAY
+    t.marks["fatal"] = t.append("ae-AE-0005-02", ae(
+        5, 2, "Respiratory failure", 5, "possible", death, serious=("death",), expected=False),
+        death)
+    t.marks["paused"] = t.append("ae-AE-0005-02", EnrollmentPaused(
+        ae_id="AE-0005-02", subject_id=subject(5), rule="grade5-related"), death)
+    reviewed = START + 12 * DAY
+    t.marks["review"] = t.append("review-SR-2026-01", SafetyReviewRecorded(
+        review_id="SR-2026-01", reviewed_ae_ids=("AE-0005-02",), allows_resumption=True,
+        summary="Not attributable to the product on autopsy review", reviewed_at=reviewed),
+        reviewed, SAFETY_OFFICER)
+    t.marks["resumed"] = t.append("review-SR-2026-01", EnrollmentResumed(
+        review_id="SR-2026-01", summary="Enrollment resumes"), reviewed, SAFETY_OFFICER)
+
+    during = safety_review(t.events, load_trial(), START, START + 10 * DAY)
+    after = safety_review(t.events, load_trial(), START + 10 * DAY, START + 20 * DAY)
+
+    assert during.paused_at_end and during.paused_by == ("AE-0005-02",)
+    assert [(line.kind, line.event_id) for line in during.stopping] == [
+        ("paused", t.id("paused"))]
+    assert not after.paused_at_end
+    assert [(line.kind, line.event_id) for line in after.stopping] == [
+        ("review", t.id("review")), ("resumed", t.id("resumed"))]
+    assert "allows resumption" in after.stopping[0].detail
+    assert during.by_grade_and_attribution.cell(5, "possible").events == (t.id("fatal"),)
+
+
+def test_a_subject_not_yet_infused_and_one_withdrawn_are_rows_without_a_dlt():
+    t = dl2_trial()
+    later = START + 50 * DAY
+    for n, slot in ((7, 1), (8, 2)):
+        t.append(f"subject-{subject(n)}", SubjectEnrolled(
+            subject_id=subject(n), cohort_id="DL2-IP", slot=slot), later)
+    t.marks["withdrawn"] = t.append("subject-MSK-0008", SubjectWithdrawn(
+        subject_id=subject(8), reason_code="consent-withdrawn"), later + DAY)
+
+    rows = {r.subject_id: r for r in escalation_meeting(t.events, load_trial(), "DL2-IP").rows}
+
+    assert (rows["MSK-0007"].evaluable, rows["MSK-0007"].dlt, rows["MSK-0007"].infused_at) == (
+        "not infused", None, None)
+    assert (rows["MSK-0008"].evaluable, rows["MSK-0008"].dlt) == ("withdrawn", None)
+    assert t.id("withdrawn") in rows["MSK-0008"].events
+
+
 def test_a_period_that_ends_before_it_starts_is_refused():
     with pytest.raises(ReportError) as raised:
         safety_review([], load_trial(), T0, T0 - DAY)
@@ -458,3 +514,15 @@ def test_the_report_command_writes_the_pdf_and_refuses_an_unknown_cohort(monkeyp
     assert "--cohort" in unknown.output and UNKNOWN_COHORT in unknown.output
     assert not (tmp_path / "x.pdf").exists()
     assert backwards.exit_code == 2 and PERIOD_ORDER in backwards.output
+    assert not (tmp_path / "y.pdf").exists()
+
+
+def test_the_safety_review_command_writes_the_periods_pdf(monkeypatch, tmp_path):
+    replaying(monkeypatch, reported_and_determined().events)
+    out = tmp_path / "review.pdf"
+    result = CliRunner().invoke(app, [
+        "report", "safety-review", "--from", START.isoformat(),
+        "--to", (START + 10 * DAY).isoformat(), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    text = pdf_text(out)
+    assert "AE-0004-01" in text and "MSK-0004" in text and "S. Patel" in text
