@@ -23,6 +23,17 @@ if [ "$need_java" = 1 ] && { ! command -v java >/dev/null || ! command -v mvn >/
   fi
 fi
 
+# The PDF packets (trialops report) are rendered by WeasyPrint, which loads Pango from the system.
+if ! ldconfig -p 2>/dev/null | grep -q 'libpangoft2-1.0.so.0'; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Pango for the PDF reports..." >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      libpango-1.0-0 libpangoft2-1.0-0 >/dev/null
+  else
+    echo "note: trialops report needs Pango (Debian: libpango-1.0-0 libpangoft2-1.0-0)" >&2
+  fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
   echo "creating .venv..." >&2
   "$PYTHON" -m venv .venv
