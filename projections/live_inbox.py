@@ -23,7 +23,7 @@ from typing import Any
 from events.reading import LogReader
 from events.registry import Recorded
 from events.topics import event_topic
-from infra.kafka_io import BrokerTimeout, Tail, load_quarantine
+from infra.kafka_io import Tail, load_quarantine
 from infra.keys import load_keyring
 from infra.settings import Settings
 from projections.inbox import DESK_CONTEXTS, Desk, Item, document
@@ -147,7 +147,8 @@ def serve_inbox(app: Any, live: LiveDesk, trial: TrialConfig,
             return _problem(web, request, 400, "bad-query", str(exc))
         try:
             desk = await live.catch_up()
-        except (BrokerTimeout, LookupError) as exc:
+        except Exception as exc:  # a missing topic, a broker away or too slow (BrokerTimeout)
+            log.warning("inbox: cannot read the log: %r", exc)
             return _problem(web, request, 503, "inbox-not-ready",
                             f"the inbox cannot read the log yet: {exc}")
         if halts := live.halts():

@@ -107,6 +107,29 @@ def _fixed() -> dict[str, Any]:
                 "403": _problem("The user's role may not read the projections."),
             },
         }},
+        "/projections/inbox": {"get": {
+            "operationId": "view-inbox",
+            "summary": "What each role must do next, live (decision 51)",
+            "parameters": [
+                _query("role", "one role's items only (a role the trial file's permissions "
+                       "name); default every role", {"type": "string"}),
+                _query("as_of", "the moment the inbox is read at (ISO 8601 with a zone; "
+                       "default now; not before the last event folded)",
+                       {"type": "string", "format": "date-time"}),
+            ],
+            "responses": {
+                "200": {"description": "`as_of`, `role`, `items` (kind, subject, roles, "
+                        "command, route, due, overdue, why, detail) and `overdue`, as "
+                        "`trialops inbox --json` prints them",
+                        "content": {JSON: {"schema": {"type": "object"}}}},
+                "400": _problem("An unknown role, or an `as_of` that is not an ISO time "
+                                "with a zone or is before the last event folded "
+                                "(`bad-query`)."),
+                "401": _problem("No bearer token, or one that authenticates nobody."),
+                "403": _problem("The user's role may not read the projections."),
+                "503": _problem("The log cannot be read yet (`inbox-not-ready`)."),
+            },
+        }},
         "/metrics": {"get": {
             "operationId": "metrics", "summary": "Prometheus metrics (decision 47)",
             "security": public,

@@ -136,3 +136,77 @@ def test_the_live_inbox_refuses_a_moment_before_the_last_event_it_folded():
     as_of = desk.latest + timedelta(days=1)
     expected = inbox(events, trial, as_of, "investigator")
     assert answer(desk, trial, "investigator", as_of) == document(expected, "investigator", as_of)
+
+
+def serve_and_ask(path: str, headers: dict[str, str], chunks: list[list[Recorded]]):
+    """The worker's inbox view on a Faust app that is never started (no Kafka): its desk reads
+    ``chunks`` through a stand-in tail."""
+    import faust
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from projections.live_inbox import serve_inbox
+    from projections.views import _answer_errors_as_problems
+    from services.auth import UserDirectory
+
+    trial, _events = trial_events()
+    app = faust.App("test-inbox-view", broker="memory://", web_tables_enabled=False,
+                    web_router_enabled=False, web_graph_enabled=False, web_stats_enabled=False)
+    _answer_errors_as_problems(app)
+    tail: Any = FakeTail(chunks)
+    live = LiveDesk(Settings("unused:9092", namespace="t"), open_tail=lambda: tail)
+    serve_inbox(app, live, trial, UserDirectory.demo())
+
+    async def go():
+        async with TestClient(TestServer(app.web.web_app)) as client:
+            answer = await client.get(path, headers=headers)
+            return answer.status, await answer.json(content_type=None)
+
+    return asyncio.run(go())
+
+
+AUDITOR = {"Authorization": "Bearer demo-auditor"}
+
+
+def test_the_inbox_view_answers_the_inbox_document_of_a_role_at_a_moment():
+    trial, events, received = with_a_fatal_ae()
+    ordered = [r for r in in_recorded_order(events) if type(r.payload).context in CONTEXTS]
+    as_of = received + timedelta(days=9)
+    status, body = serve_and_ask(
+        f"/projections/inbox?role=safety_officer&as_of={as_of.isoformat().replace('+', '%2B')}",
+        AUDITOR, [ordered],
+    )
+    assert status == 200, body
+    expected = document(inbox(events, trial, as_of, "safety_officer"), "safety_officer", as_of)
+    assert body == expected
+    assert body["overdue"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("query", "headers", "status", "rule", "names"),
+    [
+        ("?role=courier", AUDITOR, 400, "bad-query", "role: "),
+        ("?as_of=2026-03-06T12:00:00", AUDITOR, 400, "bad-query", "as_of: "),
+        ("?as_of=2000-01-01T00:00:00Z", AUDITOR, 400, "bad-query", "as_of: "),
+        ("", {}, 401, "unauthenticated", ""),
+        ("", {"Authorization": "Bearer demo-notifier"}, 403, "role-not-permitted", ""),
+    ],
+)
+def test_a_bad_inbox_query_is_a_problem_naming_the_parameter(query, headers, status, rule,
+                                                              names):
+    _trial, events = trial_events()
+    status_got, body = serve_and_ask(f"/projections/inbox{query}", headers,
+                                     [in_recorded_order(events)])
+    assert (status_got, body["error"]) == (status, rule), body
+    assert body["detail"].startswith(names)
+
+
+def test_the_workers_openapi_document_describes_the_inbox_view():
+    from openapi_spec_validator import validate
+
+    from projections.openapi import document as openapi_document
+
+    doc = openapi_document([])
+    validate(doc)
+    view = doc["paths"]["/projections/inbox"]["get"]
+    assert {p["name"] for p in view["parameters"]} == {"role", "as_of"}
+    assert set(view["responses"]) == {"200", "400", "401", "403", "503"}
