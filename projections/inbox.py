@@ -125,7 +125,8 @@ class Desk:
     infusions: dict[str, str] = field(default_factory=dict)
     """subject -> the infusion that opened the DLT window"""
     latest: datetime | None = None
-    """The latest recorded time among the events folded."""
+    """The latest recorded time among the events folded that the items depend on (the alerts
+    raised from them do not move it)."""
     notifications: notices.NotificationsState = notices.initial_state
     """The alerts raised and delivered (decision 52), when the notifications topic is folded."""
     failed_at: dict[str, datetime] = field(default_factory=dict)
@@ -157,7 +158,7 @@ class Desk:
         elif payload.event_type == "EnrollmentResumed":
             self.pauses = []
         recorded_at = recorded.envelope.recorded_at
-        if self.latest is None or recorded_at > self.latest:
+        if context != NOTIFICATIONS and (self.latest is None or recorded_at > self.latest):
             self.latest = recorded_at
 
     def pending(

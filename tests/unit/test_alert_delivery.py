@@ -181,3 +181,11 @@ def test_alerts_need_the_notifiers_token_unless_the_demo_users_are_asked_for(mon
     monkeypatch.setenv(ALERTS_INTERVAL_ENV, "0")
     with pytest.raises(AlertsConfigError, match=ALERTS_INTERVAL_ENV):
         AlertSettings.from_env(demo=True)
+
+
+def test_an_alert_recorded_later_does_not_move_the_moment_the_live_inbox_can_be_read_at():
+    desk = desk_with_ae()
+    latest = desk.latest
+    desk.fold(notice(raised_event(), ON_THE_LAST_DAY, 1))
+    assert desk.latest == latest == fatal_ae().envelope.recorded_at
+    assert ALERT_ID in desk.notifications.raised
