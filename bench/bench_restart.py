@@ -114,7 +114,7 @@ def child(namespace: str, bootstrap: str, snapshots: bool = True) -> None:
 
     pinned = os.environ.get(SNAPSHOT_CODE_ENV)
     if pinned:
-        snapshot_module.code_version = lambda: pinned  # type: ignore[assignment]
+        snapshot_module.code_version = lambda: pinned
     ignored: list[str] = []
 
     class Ignored(logging.Handler):

@@ -122,10 +122,13 @@ def _admin(bootstrap_servers: str, config: Path | None = None) -> KafkaAdminClie
     )
 
 
-def worker_group(namespace: str) -> str:
+def worker_group(namespace: str, fold_version: str | None = None) -> str:
     """The projection worker's consumer group, also the prefix of its internal topics
-    (Faust names changelogs ``<group>-<table>-changelog``)."""
-    return f"{namespace}-projections"
+    (Faust names changelogs ``<group>-<table>-changelog``): ``<namespace>-projections-<fold
+    version>`` (decision 55); without a version, the prefix every version's group and topics
+    share, which the ACLs and the reset name."""
+    prefix = f"{namespace}-projections"
+    return prefix if fold_version is None else f"{prefix}-{fold_version}"
 
 
 def namespace_acls(namespace: str) -> list[ACL]:

@@ -32,8 +32,9 @@ from infra.kafka_io import load_quarantine, read_log
 from infra.kafka_security import faust_credentials
 from infra.keys import load_keyring
 from infra.settings import Settings
+from infra.topic_admin import worker_group
 from projections.applying import Batch, count_dead_letter, dead_letter_counts
-from projections.catalog import build
+from projections.catalog import build, fold_version
 from projections.faust_kafka import ReadCommittedTransport
 from projections.live_inbox import LiveDesk, serve_inbox
 from projections.metrics import CONTENT_TYPE, WorkerState, applied_counter, exposition
@@ -143,7 +144,10 @@ def create_app(
     store: str = "rocksdb://",
     users: UserDirectory,
 ) -> TrialopsApp:
-    group = f"{settings.namespace}-projections"
+    trial = trial or load_trial()
+    # The group and its changelogs carry the folds' version (decision 55): changed folds or a
+    # changed trial file fold the log again into new tables.
+    group = worker_group(settings.namespace, fold_version(trial))
     # The tables' local copies are rebuilt from their changelogs at every start (decision 46):
     # what a previous worker left on disk may be ahead of its changelogs, or of another log.
     shutil.rmtree(data_dir / "faust", ignore_errors=True)
@@ -184,7 +188,8 @@ def create_app(
         producer_max_batch_size=512 * 1024,
     )
     dead_letters = app.topic(
-        dead_letter_topic(group, settings.namespace),
+        # One dead-letter topic whatever the folds' version: what was set aside stays in view.
+        dead_letter_topic(worker_group(settings.namespace), settings.namespace),
         key_serializer="raw",
         value_serializer="raw",
         partitions=1,
@@ -343,11 +348,11 @@ def create_app(
     # The inbox is read at a moment over several contexts' states: a desk in memory fed by a
     # tail of the log, not a table (projections/live_inbox.py, decision 51).
     live_inbox = LiveDesk(settings)
-    serve_inbox(app, live_inbox, trial or load_trial(), readers_now)
+    serve_inbox(app, live_inbox, trial, readers_now)
     # Alerts before an inbox item's deadline, when an alerts file is configured (decision 52).
     alerting = AlertSettings.from_env(demo=users is UserDirectory.demo())
     if alerting is not None:
-        schedule_alerts(app, live_inbox, trial or load_trial(), alerting)
+        schedule_alerts(app, live_inbox, trial, alerting)
 
     unassigned_checks = [0]
 

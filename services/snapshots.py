@@ -135,14 +135,20 @@ class Sealed:
 # ---------------------------------------------------------------------------- sealing
 
 
-@lru_cache(maxsize=1)
 def code_version() -> str:
     """SHA-256 over the sources (and data files) of the packages a state depends on. Any
     change to them makes older snapshots be ignored: a state's classes or ``evolve`` may have
     changed, and a snapshot must equal a fold from offset 0 by the code that reads it."""
+    return sources_digest(_PACKAGES)
+
+
+@lru_cache(maxsize=4)
+def sources_digest(packages: tuple[str, ...]) -> str:
+    """SHA-256 over the ``.py`` and ``.json`` files of the project's ``packages``, their paths
+    included, read once per process."""
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
-    for package in _PACKAGES:
+    for package in packages:
         for path in sorted((root / package).rglob("*")):
             if path.suffix in (".py", ".json") and "__pycache__" not in path.parts:
                 digest.update(str(path.relative_to(root)).encode() + b"\0")

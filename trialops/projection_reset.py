@@ -20,14 +20,21 @@ from kafka.errors import GroupIdNotFoundError
 
 from infra.kafka_security import kafka_python_settings
 from infra.settings import Settings
+from infra.topic_admin import worker_group
 
 log = logging.getLogger(__name__)
 
 
 def reset_projections(settings: Settings, data_dir: Path, timeout: float = 60.0) -> list[str]:
     """Delete the worker group's committed offsets, its changelog and assignor topics and its
-    local state; return what was deleted. The event topics and the dead-letter topic stay."""
-    group = f"{settings.namespace}-projections"
+    local state; return what was deleted. The group is the one of the folds this code runs
+    (decision 55): an older version's group, which a worker of the older code may still be
+    serving from during an upgrade, is left alone. The event topics and the dead-letter topic
+    stay."""
+    from projections.catalog import fold_version
+    from trial.config import load_trial
+
+    group = worker_group(settings.namespace, fold_version(load_trial()))
     admin = KafkaAdminClient(
         **kafka_python_settings("admin"),
         bootstrap_servers=settings.bootstrap_servers,
@@ -35,21 +42,8 @@ def reset_projections(settings: Settings, data_dir: Path, timeout: float = 60.0)
     )
     try:
         internal = sorted(t for t in admin.list_topics() if t.startswith(f"{group}-"))
-        deleted = []
-        deadline = time.monotonic() + timeout
-        while True:
-            # A member that died stays in the group until its session times out (20 s).
-            outcome = admin.delete_groups([group]).get(group)  # "OK" or an error's name
-            if outcome == "OK":
-                deleted.append(f"consumer group {group}")
-                break
-            if outcome == GroupIdNotFoundError.__name__:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"consumer group {group} not deleted: {outcome}")
-            time.sleep(1)
+        deleted = _delete_group(admin, group, timeout)
         if internal:
-            deadline = time.monotonic() + timeout
             admin.delete_topics(internal)
             deleted += internal
             deadline = time.monotonic() + timeout
@@ -64,3 +58,17 @@ def reset_projections(settings: Settings, data_dir: Path, timeout: float = 60.0)
         shutil.rmtree(state)
         deleted.append(str(state))
     return deleted
+
+
+def _delete_group(admin: KafkaAdminClient, group: str, timeout: float) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        # A member that died stays in the group until its session times out (20 s).
+        outcome = admin.delete_groups([group]).get(group)  # "OK" or an error's name
+        if outcome == "OK":
+            return [f"consumer group {group}"]
+        if outcome == GroupIdNotFoundError.__name__:
+            return []
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"consumer group {group} not deleted: {outcome}")
+        time.sleep(1)

@@ -20,6 +20,7 @@ from clients.http import DEMO_READER, call, get_bytes
 from events.enrollment import CohortOpened, SubjectEnrolled, SubjectWaitlisted
 from events.envelope import to_bytes
 from events.topics import dead_letter_topic
+from infra.topic_admin import worker_group
 from tests.integration.helpers import eventually, whole_view
 from tests.integration.raw_events import RawWriter
 from tests.integration.test_unreadable_records import quarantine
@@ -95,7 +96,7 @@ def test_a_poison_event_is_dead_lettered_once_and_the_worker_goes_on_after_its_q
     document = occupancy(stack, wait_for=f"{last.topic}:{last.partition}:{last.offset}")
     assert document["cohorts"][0]["enrolled"] == ["MSK-0004"]
 
-    dlq = dead_letter_topic(f"{settings.namespace}-projections", settings.namespace)
+    dlq = dead_letter_topic(worker_group(settings.namespace), settings.namespace)
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
                              auto_offset_reset="earliest", consumer_timeout_ms=15_000)
     consumer.assign([TopicPartition(dlq, 0)])

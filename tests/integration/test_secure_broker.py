@@ -41,7 +41,7 @@ from infra.kafka_security import (
     kafka_python_settings,
     load,
 )
-from infra.topic_admin import check_event_topics, ensure_topics
+from infra.topic_admin import check_event_topics, ensure_topics, worker_group
 from tests.integration.helpers import eventually, whole_view
 
 pytestmark = pytest.mark.kafka
@@ -49,7 +49,9 @@ pytestmark = pytest.mark.kafka
 NS = "sec"
 ENROLLMENT = event_topic("enrollment", NS)
 MANUFACTURING = event_topic("manufacturing", NS)
-GROUP = f"{NS}-projections"
+GROUP = worker_group(NS, "0123456789ab")
+"""A worker group of one fold version (decision 55): the ACLs name the prefix every version's
+group and topics share."""
 
 
 @dataclass
@@ -312,7 +314,7 @@ def test_the_worker_reads_in_its_group_and_writes_its_own_topics(secure: Secure)
         consumer.close()
 
     changelog = f"{GROUP}-applied-seq-changelog"
-    dead_letters = dead_letter_topic(GROUP, NS)
+    dead_letters = dead_letter_topic(worker_group(NS), NS)
     admin = KafkaAdminClient(bootstrap_servers=secure.bootstrap, **secure.settings("worker"))
     try:
         admin.create_topics([NewTopic(t, 1, 1) for t in (changelog, dead_letters)])
