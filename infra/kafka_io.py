@@ -197,6 +197,7 @@ class Tail:
                 raise LookupError(f"topic {topic} does not exist")
             partitions += [TopicPartition(topic, p) for p in sorted(ids)]
         self._partitions = partitions
+        self._carried: list[tuple[Where, Recorded]] = []
         self._consumer.assign(partitions)
         self._consumer.seek_to_beginning(*partitions)
         # Sees records of transactions still in flight: how far the committed end must reach.
@@ -230,6 +231,7 @@ class Tail:
         self.reader.heads = dict(heads)
         self.reader.keyring = keyring
         self.reader.halts.clear()
+        self._carried = []
         for topic, partition, offset in positions:
             self._consumer.seek(TopicPartition(topic, partition), offset)
 
@@ -262,12 +264,30 @@ class Tail:
         except KafkaError as exc:
             raise BrokerTimeout(f"end offsets of followed topics: {exc!r}") from exc
 
+    @property
+    def unreturned(self) -> int:
+        """Events read and admitted by the reading rule but not yet returned: a ``read_new``
+        that timed out keeps them for the next one. While any are kept, the consumer's
+        positions and the rule's heads are ahead of what the caller has applied."""
+        return len(self._carried)
+
     def read_new(self, deadline: float) -> list[tuple[Where, Recorded]]:
         """New events up to the committed end, by ``deadline`` (``time.monotonic``) or
-        ``BrokerTimeout``."""
+        ``BrokerTimeout``. A call that times out loses nothing: what it had read (the consumer
+        has moved past it and the reading rule has admitted it) is returned first by the next
+        call."""
+        events, self._carried = self._carried, []
+        try:
+            return self._read_new(deadline, events)
+        except BrokerTimeout:
+            self._carried = events
+            raise
+
+    def _read_new(
+        self, deadline: float, events: list[tuple[Where, Recorded]]
+    ) -> list[tuple[Where, Recorded]]:
         consumer = self._consumer
         ends = self._settled_ends(deadline)
-        events: list[tuple[Where, Recorded]] = []
 
         def open_partitions() -> list[TopicPartition]:
             return [

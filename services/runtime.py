@@ -234,7 +234,8 @@ class CommandHandler(Generic[S]):
             draft = self.store.draft_snapshot()
             upstream = self.upstream
             if (draft is None or draft.covers - self._snapshot_covers < max(1, newer_by)
-                    or self.problem is not None or (upstream is not None and upstream.halts)):
+                    or self.problem is not None
+                    or (upstream is not None and (upstream.halts or upstream.unreturned))):
                 return None
             draft = replace(
                 draft, state=self.state, upstream_state=self._upstream_state,

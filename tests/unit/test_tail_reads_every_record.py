@@ -106,3 +106,34 @@ def test_an_event_committed_while_the_tail_reads_is_handed_over_by_the_next_read
     assert [w.offset for w, _r in first] == [0]
     assert [w.offset for w, _r in second] == [1]
     assert tail._consumer.position(TopicPartition(TOPIC, 0)) == 2
+
+
+def test_a_read_that_times_out_midway_loses_nothing_it_had_read(monkeypatch):
+    topic = Topic(*(registered(n) for n in range(1, 7)))
+    topic.committed = 6
+    monkeypatch.setattr(infra.kafka_io, "KafkaConsumer",
+                        lambda **settings: Consumer(topic, **settings))
+    tail = Tail("unused:9", [TOPIC], client_id="t", reader=LogReader(KEYRING), principal="x")
+    main = tail._consumer
+    polled = main.poll
+    clock = [0.0]
+    monkeypatch.setattr(infra.kafka_io.time, "monotonic", lambda: clock[0])
+
+    def slow_poll(timeout_ms=0, max_records=500):
+        clock[0] += 1.0  # each poll takes a second of the deadline
+        return polled(timeout_ms, max_records=2)
+
+    main.poll = slow_poll
+    # The first read polls twice (offsets 0-3), then its deadline has passed.
+    try:
+        tail.read_new(2.0)
+        raise AssertionError("the read should have timed out")
+    except infra.kafka_io.BrokerTimeout:
+        pass
+    assert main.position(TopicPartition(TOPIC, 0)) == 4
+    assert tail.unreturned == 4
+    main.poll = polled
+    handed = tail.read_new(clock[0] + 5)
+
+    assert [w.offset for w, _r in handed] == [0, 1, 2, 3, 4, 5]
+    assert tail.unreturned == 0
