@@ -5,7 +5,10 @@ log through the one reading rule, as the exports are.
 The PDF is written beside its name and renamed when complete, so a packet file that exists
 holds the whole packet; the one-line summary goes to stderr. Bad arguments, an unknown cohort,
 a period whose start is not before its end and missing topics exit 2 naming the option and the
-rule, without a traceback.
+rule, without a traceback. A log that was not read whole (a partition stopped at an unreadable
+record, or quarantined records passed over: ``audit.replay.ReplayStats``) exits 3 naming them
+and writes nothing, unless ``--allow-partial``: then the packet is written with a banner on its
+first page naming them, and the command exits 0.
 """
 
 from __future__ import annotations
@@ -28,9 +31,23 @@ ESCALATION_CONTEXTS = ("enrollment", "dosing", "safety")
 SAFETY_CONTEXTS = ("enrollment", "dosing", "manufacturing", "safety")
 
 
-def _fail(message: str) -> typer.Exit:
+PARTIAL_EXIT = 3
+"""The exit status of a packet refused because the log was not read whole."""
+
+AllowPartial = Annotated[
+    bool,
+    typer.Option(
+        "--allow-partial",
+        help="Write the packet even if a partition stopped at an unreadable record or "
+        "quarantined records were passed over; its first page says so. Without it such a "
+        "log exits 3 and writes nothing.",
+    ),
+]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
+    return typer.Exit(code)
 
 
 def _moment(option: str, text: str) -> datetime:
@@ -44,11 +61,16 @@ def _moment(option: str, text: str) -> datetime:
 
 
 def _packet(
-    contexts: tuple[str, ...], output: Path, build: Callable[[list[Any], Any], Any]
+    contexts: tuple[str, ...],
+    output: Path,
+    build: Callable[[list[Any], Any, Any], Any],
+    allow_partial: bool,
 ) -> None:
-    """Replay ``contexts``, build the packet, write the PDF, say what it holds."""
-    from audit.replay import ReplayStats, recorded_events
-    from audit.reports.facts import ReportError
+    """Replay ``contexts``, build the packet, write the PDF, say what it holds. A log not
+    read whole is refused (exit 3) unless ``allow_partial``."""
+    from audit import replay
+    from audit.replay import ReplayStats
+    from audit.reports.facts import Reading, ReportError
     from audit.reports.render import write_pdf
     from trial.config import load_trial
     from trialops.cli import _progress, report_reading
@@ -57,8 +79,17 @@ def _packet(
     stats = ReplayStats(progress=_progress)
     partial = output.with_name(f"{output.name}.partial")
     try:
-        events = list(recorded_events(Settings.reachable(), contexts, stats))
-        report = build(events, trial)
+        events = list(replay.recorded_events(Settings.reachable(), contexts, stats))
+        reading = Reading(tuple(stats.halts), tuple(stats.quarantined))
+        report = build(events, trial, reading)
+        if reading.partial and not allow_partial:
+            report_reading(stats)
+            raise _fail(
+                f"the log was not read whole: {reading.describe()}; no packet written. "
+                "Quarantine or repair the records (trialops verify) and run again, or pass "
+                "--allow-partial to write the packet with a banner naming them",
+                PARTIAL_EXIT,
+            )
         pages = write_pdf(report, partial, datetime.now(UTC).isoformat(timespec="seconds"))
         partial.replace(output)
     except ReportError as exc:
@@ -73,7 +104,8 @@ def _packet(
         partial.unlink(missing_ok=True)
     typer.echo(
         f"wrote {report.title} ({pages} pages) to {output} "
-        f"({stats.events} records read in {stats.seconds:.2f}s)",
+        f"({stats.events} records read in {stats.seconds:.2f}s)"
+        + ("; partial: its first page names what was not read" if reading.partial else ""),
         err=True,
     )
     report_reading(stats)
@@ -83,6 +115,7 @@ def _packet(
 def escalation_meeting(
     cohort: Annotated[str, typer.Option(help="The cohort the meeting reviews, e.g. DL2-IP.")],
     output: Annotated[Path, typer.Option(help="The PDF file to write.")],
+    allow_partial: AllowPartial = False,
 ):
     """The dose-escalation meeting's packet for COHORT: its subjects (dose level, route,
     infusion, DLT-evaluable, DLT), the DLT adjudications with their signatures, its AEs by
@@ -90,7 +123,12 @@ def escalation_meeting(
     decisions, with the event ids behind every figure."""
     from audit.reports.escalation_meeting import escalation_meeting as build
 
-    _packet(ESCALATION_CONTEXTS, output, lambda events, trial: build(events, trial, cohort))
+    _packet(
+        ESCALATION_CONTEXTS,
+        output,
+        lambda events, trial, reading: build(events, trial, cohort, reading),
+        allow_partial,
+    )
 
 
 @app.command("safety-review")
@@ -100,6 +138,7 @@ def safety_review(
     ],
     end: Annotated[str, typer.Option("--to", help="ISO 8601 time with zone: the period's end.")],
     output: Annotated[Path, typer.Option(help="The PDF file to write.")],
+    allow_partial: AllowPartial = False,
 ):
     """The safety review committee's packet for a period of business time: AEs with onset in
     it by grade and attribution, the serious ones, the expedited reports and their clocks, the
@@ -114,4 +153,9 @@ def safety_review(
         check_period(first, last)  # before reading the log: the answer does not depend on it
     except ReportError as exc:
         raise _fail(str(exc)) from None
-    _packet(SAFETY_CONTEXTS, output, lambda events, trial: build(events, trial, first, last))
+    _packet(
+        SAFETY_CONTEXTS,
+        output,
+        lambda events, trial, reading: build(events, trial, first, last, reading),
+        allow_partial,
+    )

@@ -23,8 +23,10 @@ from datetime import datetime
 from typing import Any
 
 from audit.reports.facts import (
+    WHOLE,
     AeLine,
     Figure,
+    Reading,
     ReportError,
     SignatureLine,
     Tally,
@@ -154,6 +156,8 @@ class EscalationMeeting:
     decisions: tuple[Decision, ...]
     last_event_at: datetime | None
     events_read: int
+    reading: Reading = WHOLE
+    """Halts and quarantined records met reading the log: the packet says so (decision 54)."""
 
     template = "escalation_meeting.html"
 
@@ -163,7 +167,8 @@ class EscalationMeeting:
 
 
 def escalation_meeting(
-    events: Sequence[Recorded], trial: TrialConfig, cohort_id: str
+    events: Sequence[Recorded], trial: TrialConfig, cohort_id: str,
+    reading: Reading = WHOLE,
 ) -> EscalationMeeting:
     """The packet for ``cohort_id`` from every recorded event of the enrollment, dosing and
     safety logs (with the signatures recorded in them), in the order read."""
@@ -218,6 +223,7 @@ def escalation_meeting(
         decisions=decisions,
         last_event_at=max((r.envelope.recorded_at for r in events), default=None),
         events_read=len(events),
+        reading=reading,
     )
 
 

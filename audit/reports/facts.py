@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from events.reading import Halt, Where
 from events.registry import Recorded
 from events.safety import ATTRIBUTION_ORDER, Attribution, SeriousnessCriterion
 from events.signatures import RecordSigned
@@ -30,6 +31,36 @@ class ReportError(ValueError):
         super().__init__(f"{option}: {message} (rule {rule})")
         self.option = option
         self.rule = rule
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How the log was read for a packet (``audit.replay.ReplayStats`` after the read): where
+    a partition stopped at an unreadable record that is not quarantined (nothing recorded after
+    it in that partition is in the packet) and the quarantined records passed over. A packet
+    with either is partial and says so on its first page (decision 54)."""
+
+    halts: tuple[Halt, ...] = ()
+    quarantined: tuple[Where, ...] = ()
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.halts or self.quarantined)
+
+    def describe(self) -> str:
+        """One line for the command's message: what the packet lacks."""
+        parts = [f"reading stopped at {halt.describe()}" for halt in self.halts]
+        if self.quarantined:
+            n = len(self.quarantined)
+            parts.append(
+                f"{n} quarantined record{'s' if n != 1 else ''} passed over: "
+                + ", ".join(str(where) for where in self.quarantined)
+            )
+        return "; ".join(parts)
+
+
+WHOLE = Reading()
+"""A log read whole: no halt, nothing quarantined."""
 
 
 @dataclass(frozen=True)

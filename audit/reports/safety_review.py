@@ -24,8 +24,10 @@ from datetime import date, datetime
 from typing import Any
 
 from audit.reports.facts import (
+    WHOLE,
     AeLine,
     Figure,
+    Reading,
     ReportError,
     SignatureLine,
     Tally,
@@ -113,6 +115,8 @@ class SafetyReview:
     paused_by: tuple[str, ...]
     last_event_at: datetime | None
     events_read: int
+    reading: Reading = WHOLE
+    """Halts and quarantined records met reading the log: the packet says so (decision 54)."""
 
     template = "safety_review.html"
 
@@ -132,7 +136,8 @@ def check_period(start: datetime, end: datetime) -> None:
 
 
 def safety_review(
-    events: Sequence[Recorded], trial: TrialConfig, start: datetime, end: datetime
+    events: Sequence[Recorded], trial: TrialConfig, start: datetime, end: datetime,
+    reading: Reading = WHOLE,
 ) -> SafetyReview:
     """The packet for the period ``[start, end]`` (business time) from the recorded events of
     the enrollment, dosing, manufacturing and safety logs (with their signatures)."""
@@ -163,6 +168,7 @@ def safety_review(
         paused_by=tuple(fold_.state.pausing),
         last_event_at=max((r.envelope.recorded_at for r in known), default=None),
         events_read=len(events),
+        reading=reading,
     )
 
 
