@@ -24,16 +24,23 @@ AlertId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[!-~]+$"
 also the raise's ``Idempotency-Key`` and a receiver's key to de-duplicate on."""
 RoleName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z_]*$")]
 Problem = Annotated[str, Field(min_length=1, max_length=500)]
+Part = Annotated[str, Field(pattern=r"^[0-9a-f]{8}$")]
+"""The first 8 hex digits of the SHA-256 of an item's detail, when two items share an id."""
+NotifierName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[!-~]+$")]
+"""The notifier that raised an alert: the worker's consumer group (decision 55's
+``<namespace>-projections-<version>``), within which one leader ticks."""
 
 _EXAMPLE_ID = "approaching/expedited-report/AE-0007-01/2026-03-12"
 
 
-def alert_id_of(stage: str, kind: str, subject: str, due: str) -> str:
+def alert_id_of(stage: str, kind: str, subject: str, due: str, part: str | None = None) -> str:
     """The id of the alert of one inbox item (``kind``, ``subject``, deadline ``due``) at one
     ``stage``: the same item at the same stage always gives the same id, whoever computes it
-    and however often (a restarted worker, a receiver de-duplicating). Longer than 128
-    characters, or not visible ASCII, it is shortened to the stage and a SHA-256 prefix."""
-    raw = f"{stage}/{kind}/{subject}/{due}"
+    and however often (a restarted worker, a receiver de-duplicating). ``part`` tells apart two
+    items that share the rest (two reports of one AE due the same day): ``/<part>`` is appended.
+    Longer than 128 characters, or not visible ASCII, it is shortened to the stage and a
+    SHA-256 prefix."""
+    raw = f"{stage}/{kind}/{subject}/{due}" + ("" if part is None else f"/{part}")
     if len(raw) <= 128 and all("!" <= c <= "~" for c in raw):
         return raw
     return f"{stage}/sha256-{hashlib.sha256(raw.encode()).hexdigest()[:40]}"
@@ -64,6 +71,7 @@ class AlertRaised(EventPayload):
                     "detail": "7-day report of AE-0007-01 (Respiratory failure, MSK-0007), day 0 "
                     "2026-03-05",
                     "why": ["0b6f4c56-1f0e-4b1e-9a7e-2f2d8b1f3c11"],
+                    "notifier": "trialops-projections-3f9c2a71",
                 }
             ]
         }
@@ -77,12 +85,19 @@ class AlertRaised(EventPayload):
     route: str = Field(max_length=200)
     detail: str = Field(max_length=1000)
     why: tuple[str, ...] = ()
+    part: Part | None = None
+    notifier: NotifierName | None = Field(
+        default=None,
+        description="The notifier that raised it and alone delivers it (another takes over "
+        "only after a stated time without a delivery record); None: any notifier",
+    )
 
 
 @event_type("AlertDelivered", version=1, context=CONTEXT)
 class AlertDelivered(EventPayload):
-    """The alert was handed to every channel configured for ``roles`` (apprise reported
-    success): it is not sent again. The envelope's ``occurred_at`` is when."""
+    """Every channel configured for ``roles`` accepted the alert (apprise reported success,
+    channel by channel, over one or more attempts): it is not sent again. The envelope's
+    ``occurred_at`` is when."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -96,8 +111,10 @@ class AlertDelivered(EventPayload):
 
 @event_type("AlertDeliveryFailed", version=1, context=CONTEXT)
 class AlertDeliveryFailed(EventPayload):
-    """An attempt to deliver the alert failed (a channel refused it, or no channel is
-    configured for its roles); the worker tries again on a later tick."""
+    """An attempt to deliver the alert failed: a channel refused it (the problem names the
+    channels, their secrets masked, and how many accepted; the worker tries the refusing ones
+    again on a later tick), or no channel is configured for its roles (a configuration
+    problem, recorded once per worker start, not retried)."""
 
     model_config = ConfigDict(
         json_schema_extra={

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.secrets_files import open_to_others
@@ -45,7 +45,8 @@ class AlertSettings:
     channels_file: Path
     interval_seconds: float
     service_url: str
-    token: str
+    token: str = field(repr=False)
+    """A secret: never in a repr or a log line."""
 
     @classmethod
     def from_env(cls, *, demo: bool = False) -> AlertSettings | None:
@@ -97,14 +98,50 @@ class Channels:
                 f"{ALERTS_FILE_ENV}: {path} holds no URL apprise can use (a YAML file with "
                 "'urls:' entries tagged with role names)"
             )
+        self._one: dict[str, apprise.Apprise] = {}
+        """channel name -> an Apprise of that channel alone, to send to each on its own"""
+        for number, plugin in enumerate(self._apprise, start=1):
+            one = apprise.Apprise()
+            one.add(plugin)
+            self._one[self._name(number, plugin)] = one
+
+    @staticmethod
+    def _name(number: int, plugin: object) -> str:
+        """A channel's name in outcomes and logs: its place in the file and its URL with
+        passwords and tokens masked (apprise's privacy form), never a secret."""
+        url = getattr(plugin, "url", None)
+        shown = url(privacy=True) if callable(url) else type(plugin).__name__
+        return f"#{number} {str(shown).split('?', 1)[0]}"
+
+    def names_for(self, roles: Sequence[str]) -> list[str]:
+        """The channels tagged with one of ``roles``, in file order."""
+        tags = list(roles)
+        return [name for name, one in self._one.items() if list(one.find(tag=tags))]
+
+    def send(self, name: str, title: str, body: str) -> bool:
+        """Send to the one channel ``name``: whether it accepted. Blocking."""
+        return bool(self._one[name].notify(body=body, title=title))
+
+    def untagged_roles(self, roles: Sequence[str]) -> list[str]:
+        """Those of ``roles`` no channel is tagged with (their alerts cannot be delivered)."""
+        return [r for r in roles if not self.names_for([r])]
 
     def deliver(self, roles: Sequence[str], title: str, body: str) -> tuple[int, str | None]:
         """Send to every channel tagged with one of ``roles``: (channels, None) when all
-        accepted it, (0, the problem) otherwise. Blocking."""
-        tags = list(roles)
-        targets = list(self._apprise.find(tag=tags))
-        if not targets:
-            return 0, f"no alert channel is tagged with {', '.join(roles)}"
-        if self._apprise.notify(body=body, title=title, tag=tags):
-            return len(targets), None
-        return 0, f"{len(targets)} channel(s) tagged with {', '.join(roles)}: not all accepted"
+        accepted it, (accepted, the problem naming the others) otherwise. Blocking."""
+        names = self.names_for(roles)
+        if not names:
+            return 0, no_channel(roles)
+        refused = [n for n in names if not self.send(n, title, body)]
+        if not refused:
+            return len(names), None
+        return len(names) - len(refused), refused_by(refused, len(names))
+
+
+def no_channel(roles: Sequence[str]) -> str:
+    return f"no alert channel is tagged with {', '.join(roles)}"
+
+
+def refused_by(refused: Sequence[str], of: int) -> str:
+    return (f"{len(refused)} of {of} channel(s) did not accept the alert: "
+            f"{', '.join(refused)}")[:500]

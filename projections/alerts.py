@@ -12,6 +12,7 @@ before the next attempt.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -32,6 +33,11 @@ class Alert:
     stage: Stage
     item: Item
     deadline: datetime
+    began: datetime
+    """When the stage began: the deadline less the lead time (approaching), the deadline
+    (overdue). A function of the item, so a raise sent twice is the same request."""
+    part: str | None = None
+    """Set when another item shares the rest of the id (``events.notifications.alert_id_of``)"""
 
     @property
     def due(self) -> str:
@@ -56,9 +62,24 @@ def deadline_of(due: date | datetime, zone: ZoneInfo) -> datetime:
     return datetime.combine(due + timedelta(days=1), time.min, zone)
 
 
+def part_of(item: Item) -> str:
+    """What tells apart two items of one kind, subject and deadline (two reports of one AE due
+    the same day): the first 8 hex digits of the SHA-256 of the item's detail."""
+    return hashlib.sha256(item.detail.encode()).hexdigest()[:8]
+
+
 def alerts_due(items: Iterable[Item], trial: TrialConfig, as_of: datetime) -> list[Alert]:
-    """The alerts whose stage holds at ``as_of`` among ``items`` (every role's), one per id."""
+    """The alerts whose stage holds at ``as_of`` among ``items`` (every role's), one per item.
+    An item alone with its stage, kind, subject and deadline has the id they give; two or more
+    sharing them each get the id with their ``part_of`` appended (an item alerted alone before
+    a second appeared is alerted once more under its new id: a copy, never a miss)."""
     zone = trial.zone()
+    items = list(items)
+    shared: dict[str, int] = {}
+    for item in items:
+        if item.due is not None:
+            key = f"{item.kind}/{item.subject}/{item.due.isoformat()}"
+            shared[key] = shared.get(key, 0) + 1
     alerts: dict[str, Alert] = {}
     for item in items:
         if item.due is None:
@@ -66,13 +87,15 @@ def alerts_due(items: Iterable[Item], trial: TrialConfig, as_of: datetime) -> li
         deadline = deadline_of(item.due, zone)
         stage: Stage
         if item.overdue:
-            stage = "overdue"
+            stage, began = "overdue", deadline
         elif as_of >= deadline - trial.alerts.lead(item.kind):
-            stage = "approaching"
+            stage, began = "approaching", deadline - trial.alerts.lead(item.kind)
         else:
             continue
-        alert_id = alert_id_of(stage, item.kind, item.subject, item.due.isoformat())
-        alerts.setdefault(alert_id, Alert(alert_id, stage, item, deadline))
+        due = item.due.isoformat()
+        part = part_of(item) if shared[f"{item.kind}/{item.subject}/{due}"] > 1 else None
+        alert_id = alert_id_of(stage, item.kind, item.subject, due, part)
+        alerts.setdefault(alert_id, Alert(alert_id, stage, item, deadline, began, part))
     return list(alerts.values())
 
 

@@ -27,7 +27,6 @@ from events.keys import WriterKeyRotated
 from events.reading import Halt, LogReader, Quarantine, Unreadable, Where, decode, digest
 from events.signing import Keyring
 from events.topics import ACCESS, CONTEXTS, dead_letter_topic, event_topic
-from infra.alerts import AlertSettings
 from infra.kafka_io import load_quarantine, read_log
 from infra.kafka_security import faust_credentials
 from infra.keys import load_keyring
@@ -38,7 +37,7 @@ from projections.catalog import build, fold_version
 from projections.faust_kafka import ReadCommittedTransport
 from projections.live_inbox import LiveDesk, serve_inbox
 from projections.metrics import CONTENT_TYPE, WorkerState, applied_counter, exposition
-from projections.notifier import schedule_alerts
+from projections.notifier import start_alerts
 from projections.views import PositionsMoved, _serve, _unauthorized
 from services.access.decider import EMPTY, AccessState
 from services.access.decider import evolve as evolve_access
@@ -350,9 +349,8 @@ def create_app(
     live_inbox = LiveDesk(settings)
     serve_inbox(app, live_inbox, trial, readers_now)
     # Alerts before an inbox item's deadline, when an alerts file is configured (decision 52).
-    alerting = AlertSettings.from_env(demo=users is UserDirectory.demo())
-    if alerting is not None:
-        schedule_alerts(app, live_inbox, trial, alerting)
+    # An unusable alerts configuration turns the alerts off (said on /ready), not the board.
+    alerts = start_alerts(app, live_inbox, trial, demo=users is UserDirectory.demo())
 
     unassigned_checks = [0]
 
@@ -386,6 +384,7 @@ def create_app(
             "halted": {source: halt.as_dict() for source, halt in sorted(halts.items())},
             "problems": problems,
             "lag": lag(),
+            "alerts": alerts,
         }
         if not problems:
             return web.json(body)

@@ -3,8 +3,8 @@
 
 Rules:
 - ``alert-id-names-the-item``: an alert's id is the one ``events.notifications.alert_id_of``
-  derives from its stage, kind, subject and deadline, so the same item at the same stage can
-  never be raised under two ids;
+  derives from its stage, kind, subject, deadline and part (two items sharing the rest), so
+  the same item at the same stage can never be raised under two ids;
 - ``alert-raised-once``: an alert id is raised once; a second raise is refused (a restarted
   worker, or two, racing for the same alert);
 - ``delivery-of-a-raised-alert``: a delivery outcome is recorded only for an alert raised.
@@ -14,7 +14,7 @@ between sending and recording), the log says so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -24,6 +24,8 @@ from events.notifications import (
     AlertDeliveryFailed,
     AlertId,
     AlertRaised,
+    NotifierName,
+    Part,
     Problem,
     RoleName,
     Stage,
@@ -51,6 +53,8 @@ class RaiseAlert(BaseModel):
     route: str = Field(max_length=200)
     detail: str = Field(max_length=1000)
     why: tuple[Annotated[str, Field(max_length=64)], ...] = Field(default=(), max_length=200)
+    part: Part | None = None
+    notifier: NotifierName | None = None
 
 
 class RecordAlertDelivery(BaseModel):
@@ -80,9 +84,15 @@ class NotificationsState:
     delivered: frozenset[str] = frozenset()
     failures: tuple[tuple[str, int], ...] = ()
     """(alert id, failed attempts) of the alerts with at least one failure"""
+    notifiers: tuple[tuple[str, str], ...] = ()
+    """(alert id, the notifier that raised it) of the alerts raised naming one"""
 
     def failed_attempts(self, alert_id: str) -> int:
         return dict(self.failures).get(alert_id, 0)
+
+    def notifier_of(self, alert_id: str) -> str | None:
+        """The notifier that raised ``alert_id`` (None: not named, any may deliver)."""
+        return dict(self.notifiers).get(alert_id)
 
 
 initial_state = NotificationsState()
@@ -90,7 +100,8 @@ initial_state = NotificationsState()
 
 def decide(command: RaiseAlert | RecordAlertDelivery, state: NotificationsState) -> list[NewEvent]:
     if isinstance(command, RaiseAlert):
-        derived = alert_id_of(command.stage, command.kind, command.subject, command.due)
+        derived = alert_id_of(command.stage, command.kind, command.subject, command.due,
+                              command.part)
         if command.alert_id != derived:
             raise RuleViolated(
                 "alert-id-names-the-item",
@@ -115,6 +126,8 @@ def decide(command: RaiseAlert | RecordAlertDelivery, state: NotificationsState)
             route=command.route,
             detail=command.detail,
             why=command.why,
+            part=command.part,
+            notifier=command.notifier,
         )
         return [NewEvent(stream_of(command.alert_id), raised, command.occurred_at)]
     if command.alert_id not in state.raised:
@@ -139,15 +152,16 @@ def decide(command: RaiseAlert | RecordAlertDelivery, state: NotificationsState)
 
 def evolve(state: NotificationsState, event: EventPayload) -> NotificationsState:
     if isinstance(event, AlertRaised):
-        return NotificationsState(state.raised | {event.alert_id}, state.delivered,
-                                  state.failures)
+        notifiers = state.notifiers
+        if event.notifier is not None and event.alert_id not in state.raised:
+            notifiers = tuple(sorted({**dict(notifiers), event.alert_id: event.notifier}.items()))
+        return replace(state, raised=state.raised | {event.alert_id}, notifiers=notifiers)
     if isinstance(event, AlertDelivered):
-        return NotificationsState(state.raised, state.delivered | {event.alert_id},
-                                  state.failures)
+        return replace(state, delivered=state.delivered | {event.alert_id})
     if isinstance(event, AlertDeliveryFailed):
         failures = dict(state.failures)
         failures[event.alert_id] = failures.get(event.alert_id, 0) + 1
-        return NotificationsState(state.raised, state.delivered, tuple(sorted(failures.items())))
+        return replace(state, failures=tuple(sorted(failures.items())))
     return state
 
 

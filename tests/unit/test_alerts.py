@@ -9,6 +9,7 @@ lead time is the trial file's default, 24 hours."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -18,7 +19,7 @@ from events.envelope import Actor
 from events.notifications import AlertDelivered, AlertDeliveryFailed, AlertRaised
 from events.registry import Recorded
 from events.safety import AdverseEventReported, ExpeditedReportDetermined, ReportDue
-from projections.alerts import alerts_due, retry_after, to_send
+from projections.alerts import alerts_due, part_of, retry_after, to_send
 from projections.inbox import Desk
 from trial.config import load_trial
 
@@ -189,3 +190,29 @@ def test_a_failed_delivery_is_tried_again_after_a_growing_wait():
     assert to_send(desk, trial, moment + timedelta(minutes=1)) == []
     assert to_send(desk, trial, moment + timedelta(minutes=2)) == [alert]
     assert retry_after(30) == timedelta(hours=1)
+
+
+def test_two_reports_of_one_ae_due_the_same_day_each_get_their_alert():
+    """Two items of one kind, subject and deadline (a 7-day report and a follow-up report of
+    one AE, both due 12 March): two alerts, each id the shared one with its own part."""
+    trial = load_trial()
+    [item] = [i for i in desk_of(fatal_ae()).pending(trial, at(SEVEN_DAY_DUE, 9))
+              if i.kind == "expedited-report" and i.detail.startswith("7-day report")]
+    follow_up = replace(item, detail="follow-up report of AE-0007-01 (Respiratory failure, "
+                                     "MSK-0007), day 0 2026-03-10")
+    alerts = alerts_due([item, follow_up], trial, at(SEVEN_DAY_DUE, 9))
+    assert [a.item for a in alerts] == [item, follow_up]
+    base = "approaching/expedited-report/AE-0007-01/2026-03-12"
+    first, second = (a.alert_id for a in alerts)
+    assert first != second
+    assert first == f"{base}/{part_of(item)}" and second == f"{base}/{part_of(follow_up)}"
+    # an item alone keeps the id its stage, kind, subject and deadline give
+    [alone] = alerts_due([item], trial, at(SEVEN_DAY_DUE, 9))
+    assert alone.alert_id == base and alone.part is None
+
+
+def test_a_stage_begins_at_the_deadline_less_the_lead_time_or_at_the_deadline():
+    [approaching] = seven_day_alerts(at(SEVEN_DAY_DUE, 9))
+    assert approaching.began == at(SEVEN_DAY_DUE, 0)  # 24 hours before 13 March 00:00
+    [overdue] = seven_day_alerts(at(date(2026, 3, 14), 9))
+    assert overdue.began == at(date(2026, 3, 13), 0)

@@ -114,3 +114,27 @@ def test_only_the_notifier_raises_alerts_and_records_their_delivery():
     trial = load_trial()
     assert trial.roles_for("raise-alert") == {"notifier"}
     assert trial.roles_for("record-alert-delivery") == {"notifier"}
+
+
+def test_two_items_sharing_an_id_are_raised_apart_by_their_part():
+    part = "0a1b2c3d"
+    part_id = f"{ALERT_ID}/{part}"
+    [new] = decide(raise_alert(alert_id=part_id, part=part), initial_state)
+    assert new.payload.alert_id == part_id and new.payload.part == part
+    state = evolve(initial_state, new.payload)
+    # the other item of the same AE and day is another alert
+    [other] = decide(raise_alert(alert_id=f"{ALERT_ID}/ffffffff", part="ffffffff"), state)
+    assert other.payload.alert_id == f"{ALERT_ID}/ffffffff"
+    with pytest.raises(RuleViolated) as refused:
+        decide(raise_alert(alert_id=ALERT_ID, part=part), initial_state)
+    assert refused.value.rule == "alert-id-names-the-item"
+
+
+def test_the_notifier_that_raised_an_alert_is_kept_and_a_later_raise_does_not_replace_it():
+    [new] = decide(raise_alert(notifier="trialops-projections-old"), initial_state)
+    state = evolve(initial_state, new.payload)
+    assert state.notifier_of(ALERT_ID) == "trialops-projections-old"
+    later = AlertRaised(**{**new.payload.model_dump(), "notifier": "trialops-projections-new"})
+    assert evolve(state, later).notifier_of(ALERT_ID) == "trialops-projections-old"
+    [unnamed] = decide(raise_alert(), initial_state)
+    assert evolve(initial_state, unnamed.payload).notifier_of(ALERT_ID) is None
