@@ -30,6 +30,9 @@ class Listing:
     summary: bool = False
     """Whether the rest of the document aggregates every key (counts by stage, the reporting
     clock): then the first page carries it, computed over the whole table."""
+    needs: Callable[[State], Iterable[str]] | None = None
+    """The other keys a listed key's item is rendered with (an AE's item needs its subject's
+    infusion and evaluation): a page reads them too, so its items equal the whole document's."""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ infusion).
 ``screening`` lists the subjects not (yet) enrolled and where each stands: registered,
 pre-screened (with the MSLN IHC result), consented, assessed eligible or not (the enrollment
 service's verdict, ``services.enrollment.state.eligible``), screen-failed (with the reason and
-the criteria not met), waitlisted or withdrawn before enrollment. An enrolled subject leaves it.
+the criteria not met), waitlisted or withdrawn before enrollment. An enrolled subject leaves it
+for good: its key keeps an ``enrolled`` marker, so a later consent to an amended form (which
+the enrollment service accepts after enrollment) does not list it again.
 
 State is kept per cohort (``cohort:<id>``), per waiting subject (``waiting:<id>``) and per
 subject in screening (``screening:<id>``), never
@@ -131,10 +133,21 @@ def apply(state: State, recorded: Recorded) -> State | None:
     return state
 
 
+ENROLLED = "enrolled"
+"""A screening key's status once its subject is enrolled: kept (not removed) so that what the
+enrollment service still accepts afterwards (a re-consent to an amended form, a withdrawal)
+does not put the subject back in screening; ``render`` leaves it out."""
+
+
 def _screening(state: State, recorded: Recorded) -> State | None:
-    """Where a subject not enrolled stands; None once enrolled (or withdrawn after)."""
+    """Where a subject not enrolled stands; ``ENROLLED`` from enrollment on, whatever comes
+    after."""
     event = recorded.payload
+    if state["status"] == ENROLLED:
+        return state
     match event:
+        case SubjectEnrolled():
+            return {**state, "status": ENROLLED, "detail": None}
         case SubjectRegistered():
             return {**state, "status": "registered"}
         case PrescreeningRecorded():
@@ -155,7 +168,7 @@ def _screening(state: State, recorded: Recorded) -> State | None:
             return {**state, "status": "waitlisted", "detail": detail}
         case SubjectWithdrawn() if state["status"] is not None:
             return {**state, "status": "withdrawn", "detail": event.reason_code}
-    return None  # enrolled (or withdrawn after enrollment): no longer in screening
+    return None  # withdrawn before any screening step: nothing to show
 
 
 def render(states: Mapping[str, State]) -> dict[str, Any]:
@@ -195,6 +208,7 @@ def render(states: Mapping[str, State]) -> dict[str, Any]:
         "screening": [
             {k: states[key][k] for k in ("subject_id", "status", "detail")}
             for key in sorted(k for k in states if k.startswith("screening:"))
+            if states[key]["status"] != ENROLLED
         ],
     }
 

@@ -10,9 +10,12 @@ pending:
   days, 21 CFR 312.32(c); follow-ups 312.32(d)), overdue when the sponsor's calendar day is
   past the due date, as the safety board counts it;
 - DLT adjudications: the AEs the DLT evaluation waits for
-  (``services.safety.evaluation.adjudications_pending``), by the end of the subject's DLT window
-  (``services.safety.dlt.window_ends_at``);
-- DLT evaluations: an infused subject not yet evaluated once the window is over;
+  (``services.safety.evaluation.adjudications_pending``), each listed exactly when the safety
+  decider would take its adjudication (``adjudication_due``: not while the rule's improvement
+  clock runs), due by the window's last day or by the day that clock ends when later;
+- DLT evaluations: an infused subject's evaluation listed exactly when the decider would close
+  it (``evaluation_due``: after the window's end, or earlier after an adjudicated DLT, with no
+  adjudication outstanding), due on the first day after the window's last day;
 - late out-of-specification follow-ups: ``services.safety.late_oos.awaiting_follow_up``;
 - QC results missing and lots awaiting disposition: ``services.manufacturing.qc.assess``;
 - exceptional-release decisions on an out-of-specification lot: the deciders of
@@ -39,15 +42,17 @@ from events.dosing import InfusionRecorded
 from events.notifications import AlertDeliveryFailed
 from events.registry import EventPayload, Recorded
 from events.topics import NOTIFICATIONS
+from services.auth import READ_ROLES, ROLES
 from services.catalog import services
 from services.dosing import state as dosing
+from services.errors import RuleViolated
 from services.manufacturing import state as manufacturing
 from services.manufacturing.qc import assess
 from services.manufacturing.stages import CLOSED, DECIDERS, QC_STAGES
 from services.notifications import decider as notices
 from services.safety import state as safety
 from services.safety.dlt import window_ends_at
-from services.safety.evaluation import adjudications_pending
+from services.safety.evaluation import adjudication_due, adjudications_pending, evaluation_due
 from services.safety.expedited import awaiting_determination, due_for
 from services.safety.late_oos import awaiting_follow_up
 from trial.calendar import calendar_day
@@ -89,6 +94,23 @@ class Item:
             "why": list(self.why),
             "detail": self.detail,
         }
+
+
+def inbox_roles() -> tuple[str, ...]:
+    """The roles an inbox can be asked for: those who read the projections
+    (``services.auth.READ_ROLES``; the auditor's inbox is empty, it clears nothing). The
+    administrator and the notifier read no trial data, so they have no inbox."""
+    return READ_ROLES
+
+
+def check_role(role: str) -> None:
+    """``ValueError`` naming a role that has no inbox, and the roles that have one."""
+    if role not in inbox_roles():
+        what = "has no inbox (it reads no trial data)" if role in ROLES else "unknown role"
+        subject = f"{role!r} {what}" if role in ROLES else f"{what} {role!r}"
+        raise ValueError(
+            f"role: {subject}; the roles with an inbox: {', '.join(inbox_roles())}"
+        )
 
 
 def _context(payload: EventPayload) -> str:
@@ -222,19 +244,32 @@ def _pending(desk: Desk, trial: TrialConfig, as_of: datetime, role: str | None) 
                     f"{d.day_zero.isoformat()}")
     for subject in sorted(safety_state.subjects.values(), key=lambda s: s.subject_id):
         infusion = subject.infusion
-        if infusion is None or subject.dlt_evaluated:
+        if infusion is None:
             continue
-        ends = window_ends_at(infusion.infused_at, trial.dlt.window_days, zone)
         opened = [infusions[subject.subject_id]] if subject.subject_id in infusions else []
-        for ae_id in adjudications_pending(safety_state, subject.subject_id):
-            ae = safety_state.adverse_events[ae_id]
-            add("dlt-adjudication", ae_id, "adjudicate-dlt", ends,
+        for ae_id in adjudications_pending(safety_state, subject.subject_id, trial.dlt, zone):
+            try:  # the safety decider's own rule: listed exactly when it would be accepted
+                adj = adjudication_due(safety_state, ae_id, trial.dlt, zone, as_of)
+            except RuleViolated:
+                continue  # the rule's improvement clock still runs (the board says until when)
+            ae = adj.ae
+            add("dlt-adjudication", ae_id, "adjudicate-dlt", adj.due_on,
                 f"grade {ae.grade} {ae.term} of {ae.subject_id} ({infusion.cohort_id}): the "
-                "DLT evaluation waits for its adjudication", why=[*by_ref.get(ae_id, []), *opened])
-        if as_of >= ends:
-            add("dlt-evaluation", subject.subject_id, "record-dlt-evaluation", ends,
-                f"{subject.subject_id} ({infusion.cohort_id}): the {trial.dlt.window_days}-day "
-                "DLT window is over", why=opened, overdue=False)
+                f"DLT evaluation waits for its {'re-' if adj.again else ''}adjudication; the "
+                f"rule says {adj.rule_verdict} ({adj.assessment.findings[-1]})",
+                why=[*by_ref.get(ae_id, []), *opened])
+        if subject.dlt_evaluated:
+            continue
+        try:
+            evaluation = evaluation_due(safety_state, subject.subject_id, trial.dlt, zone, as_of)
+        except RuleViolated:
+            continue  # the window is open without a DLT, or adjudications come first
+        ends = window_ends_at(infusion.infused_at, trial.dlt.window_days, zone)
+        state_of = (f"DLT adjudicated ({', '.join(evaluation.dlt_ae_ids)})"
+                    if evaluation.dlt_ae_ids and as_of < ends
+                    else f"the {trial.dlt.window_days}-day DLT window is over")
+        add("dlt-evaluation", subject.subject_id, "record-dlt-evaluation", evaluation.due_on,
+            f"{subject.subject_id} ({infusion.cohort_id}): {state_of}", why=opened)
     for infused in awaiting_follow_up(safety_state):
         add("late-oos-follow-up", infused.lot_id, "record-late-oos-follow-up", None,
             f"infused lot {infused.lot_id} of {infused.subject_id} failed "

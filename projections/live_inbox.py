@@ -26,7 +26,7 @@ from events.topics import event_topic
 from infra.kafka_io import Tail, load_quarantine
 from infra.keys import load_keyring
 from infra.settings import Settings
-from projections.inbox import DESK_CONTEXTS, Desk, Item, document
+from projections.inbox import DESK_CONTEXTS, Desk, Item, check_role, document
 from projections.views import _problem, _query_time, _unauthorized
 from services.auth import LiveUsers, UserDirectory
 from trial.config import TrialConfig
@@ -99,19 +99,13 @@ class LiveDesk:
             self._tail.close()
 
 
-def known_roles(trial: TrialConfig) -> list[str]:
-    """The roles the trial file's permissions name (the roles an inbox can belong to)."""
-    return sorted({r for roles in trial.permissions.values() for r in roles})
-
-
 def parse_query(query: Mapping[str, str], trial: TrialConfig) -> tuple[str | None, datetime | None]:
-    """``role`` (optional, one the trial file names) and ``as_of`` (optional ISO 8601 with a
-    zone; None: now, once the desk has caught up); ``ValueError`` naming the parameter."""
+    """``role`` (optional, one that reads the projections: ``projections.inbox.check_role``,
+    the same check as ``trialops inbox``) and ``as_of`` (optional ISO 8601 with a zone; None:
+    now, once the desk has caught up); ``ValueError`` naming the parameter."""
     role = query.get("role") or None
-    if role is not None and role not in known_roles(trial):
-        raise ValueError(
-            f"role: unknown role {role!r}; the trial file names: {', '.join(known_roles(trial))}"
-        )
+    if role is not None:
+        check_role(role)
     as_of = query.get("as_of")
     return role, None if as_of is None else _query_time(as_of)
 

@@ -111,8 +111,8 @@ def _fixed() -> dict[str, Any]:
             "operationId": "view-inbox",
             "summary": "What each role must do next, live (decision 51)",
             "parameters": [
-                _query("role", "one role's items only (a role the trial file's permissions "
-                       "name); default every role", {"type": "string"}),
+                _query("role", "one role's items only (a role that reads the projections; "
+                       "the auditor's inbox is empty); default every role", {"type": "string"}),
                 _query("as_of", "the moment the inbox is read at (ISO 8601 with a zone; "
                        "default now; not before the last event folded)",
                        {"type": "string", "format": "date-time"}),

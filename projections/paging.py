@@ -173,6 +173,9 @@ def page_document(
     else:
         page = order[0].page(lambda: keys, order[1], after, limit, listing.prefix)
     states = {key: s for key in page.keys if (s := state(key)) is not None}
+    if listing.needs is not None:
+        needed = {k for s in list(states.values()) for k in listing.needs(s)} - set(states)
+        states |= {key: s for key in sorted(needed) if (s := state(key)) is not None}
     items = listed(projection.document(states, as_of), listing.path)
     base: dict[str, Any] = {"projection": projection.name}
     if listing.summary and after is None:

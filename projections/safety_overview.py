@@ -41,9 +41,10 @@ from events.safety import (
 )
 from projections.base import Listing, Projection, State, stamp
 from projections.bounded import bounded
+from services.errors import RuleViolated
 from services.safety import state as safety
 from services.safety.dlt import window_ends_at, window_last_day
-from services.safety.evaluation import adjudications_pending
+from services.safety.evaluation import adjudication_due
 from services.safety.expedited import aggregate_review, awaiting_determination, due_for
 from services.safety.late_oos import awaiting_follow_up
 from trial.calendar import calendar_day
@@ -129,13 +130,31 @@ def service_state(states: Mapping[str, State]) -> safety.SafetyState:
     return safety.fold([_payload(f) for f in _in_fold_order(states)])
 
 
-def _dlt_status(ae: safety.AdverseEvent, pending: set[str]) -> str | None:
-    """An AE's DLT status as the safety service sees it: its adjudication (``dlt``,
-    ``not-dlt``), or ``adjudication-due`` / ``re-adjudication-due`` while the service's
-    ``adjudications_pending`` counts it, or None for an AE the DLT rule cannot count."""
-    if ae.ae_id in pending:
-        return "re-adjudication-due" if ae.verdict is not None else "adjudication-due"
-    return ae.verdict
+def _subject_of(state: State) -> list[str]:
+    """An AE key's subject key: its DLT status needs the subject's infusion and evaluation."""
+    for fact in state["facts"]:
+        if isinstance(subject := fact["payload"].get("subject_id"), str):
+            return [f"subject:{subject}"]
+    return []
+
+
+def _dlt_status(
+    state: safety.SafetyState, ae: safety.AdverseEvent, trial: TrialConfig, as_of: datetime
+) -> tuple[str | None, str | None]:
+    """An AE's DLT status as the safety service sees it at ``as_of``, and until when the rule
+    has no verdict: ``adjudication-due`` / ``re-adjudication-due`` exactly when the service's
+    ``adjudication_due`` would take an adjudication now (the inbox's item); ``awaiting-rule``
+    while the evaluation waits for it but the rule's improvement clock still runs (with the
+    moment after which it has a verdict); else its adjudication (``dlt``, ``not-dlt``) or None
+    for an AE the DLT evaluation does not wait for (not infused, a grade the rule cannot
+    count, an onset outside the window)."""
+    try:
+        due = adjudication_due(state, ae.ae_id, trial.dlt, trial.zone(), as_of)
+    except RuleViolated as refused:
+        if refused.rule == "dlt-verdict-pending":
+            return "awaiting-rule", str(refused.details["possible_after"])
+        return ae.verdict, None
+    return ("re-adjudication-due" if due.again else "adjudication-due"), None
 
 
 def make(trial: TrialConfig) -> Projection:
@@ -160,11 +179,7 @@ def make(trial: TrialConfig) -> Projection:
         zone = trial.zone()
         today = calendar_day(as_of, zone)
         aes = sorted(state.adverse_events.values(), key=lambda a: a.ae_id)
-        pending = {
-            ae_id
-            for subject_id in {ae.subject_id for ae in aes}
-            for ae_id in adjudications_pending(state, subject_id)
-        }
+        statuses = {ae.ae_id: _dlt_status(state, ae, trial, as_of) for ae in aes}
         reports: list[dict[str, Any]] = []
         for ae in aes:
             for d in due_for(ae, trial.reporting, zone):
@@ -251,7 +266,8 @@ def make(trial: TrialConfig) -> Projection:
                         "expected": ae.expected,
                         "improved": improved.get(ae.ae_id),
                         "dlt": ae.verdict,
-                        "dlt_status": _dlt_status(ae, pending),
+                        "dlt_status": statuses[ae.ae_id][0],
+                        "dlt_rule_verdict_after": statuses[ae.ae_id][1],
                         "reports": [
                             {k: r[k] for k in ("report", "due_on", "status")}
                             for r in reports
@@ -300,5 +316,7 @@ def make(trial: TrialConfig) -> Projection:
         render=render,
         key_name="key",
         render_at=render_at,
-        listing=Listing(path=("adverse_events", "list"), prefix="ae:", summary=True),
+        listing=Listing(
+            path=("adverse_events", "list"), prefix="ae:", summary=True, needs=_subject_of
+        ),
     )

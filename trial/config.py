@@ -185,9 +185,12 @@ class Alerts(Strict):
     """When the worker alerts the roles who must act on an inbox item that has a deadline
     (issue 15, decision 52): once the item is due within its lead time (stage
     ``approaching``), and again once it is overdue. The trial's operations policy, not a
-    regulation: project default 24 hours for every kind, so a 7-day report (21 CFR
-    312.32(c)(2)) is announced the day before its last day; ``lead_hours_by_kind`` sets a
-    kind's own. Where alerts go (the channels) is deployment configuration, not the trial's."""
+    regulation: project default 24 hours for every kind. The lead is counted back from the
+    moment the deadline passes, and a calendar-day deadline passes when its day ends in the
+    sponsor's zone, so with 24 hours a 7-day report (21 CFR 312.32(c)(2)) is announced at
+    00:00 of its last day (the due day itself), not the day before; 48 hours announces it at
+    the start of the day before. ``lead_hours_by_kind`` sets a kind's own. Where alerts go
+    (the channels) is deployment configuration, not the trial's."""
 
     lead_hours: float = Field(default=24, gt=0, le=24 * 30)
     lead_hours_by_kind: dict[InboxKind, Annotated[float, Field(gt=0, le=24 * 30)]] = Field(

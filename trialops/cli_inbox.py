@@ -71,9 +71,10 @@ def inbox(
     from trialops.cli import _progress, report_reading
 
     trial = load_trial()
-    known = sorted({r for roles in trial.permissions.values() for r in roles})
-    if role not in known:
-        raise _fail(f"unknown role {role!r}; the trial file names: {', '.join(known)}")
+    try:
+        inboxes.check_role(role)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     moment = datetime.now(UTC)
     if as_of is not None:
         try:

@@ -1,10 +1,13 @@
 """DLT adjudication by an investigator, and the safety review that lifts an enrollment pause.
 
 Rules (DOMAIN.md section 3 "DLT" and "Stopping rules"; ``TrialConfig.dlt``):
-- A DLT is adjudicated for an AE of an infused subject (the window opens at the infusion). The
-  trial's configured rule (services/safety/dlt.py) gives its verdict and the criteria it used;
-  while an improvement clock still runs the rule has no verdict and adjudication waits. The
-  investigator agrees with the rule's verdict or departs from it with a reason.
+- A DLT is adjudicated exactly when ``services.safety.evaluation.adjudication_due`` says it is
+  due, the rule the inbox and the safety board show: an AE of an infused subject (the window
+  opens at the infusion) that the DLT evaluation waits for (a grade the rule can count, onset
+  in the window); the trial's configured rule (services/safety/dlt.py) gives its verdict and
+  the criteria it used; while an improvement clock still runs the rule has no verdict and
+  adjudication waits. The investigator agrees with the rule's verdict or departs from it with
+  a reason.
 - An AE is adjudicated once; it may be adjudicated again only after new information (a regrade,
   a higher graded observation, an improvement).
 - A safety review is recorded once under its id, names AEs that were reported, and resumes a
@@ -24,7 +27,7 @@ from services.decider import NewEvent
 from services.errors import RuleViolated
 from services.safety.checks import STOPPING_RULE_STREAM, ae_stream, known_ae
 from services.safety.commands import AdjudicateDlt, RecordSafetyReview
-from services.safety.dlt import DltFacts, assess_dlt
+from services.safety.evaluation import adjudication_due
 from services.safety.state import SafetyState
 from trial.config import DltRule
 
@@ -33,52 +36,15 @@ def adjudicate(
     cmd: AdjudicateDlt, state: SafetyState, rule: DltRule, zone: tzinfo
 ) -> list[NewEvent]:
     ae = known_ae(state, cmd.ae_id)
-    subject = state.subjects.get(ae.subject_id)
-    infusion = subject.infusion if subject else None
-    if infusion is None:
-        raise RuleViolated(
-            "dlt-needs-an-infusion",
-            f"subject {ae.subject_id} has no infusion recorded: there is no DLT window for "
-            f"{ae.ae_id}",
-            ae_id=ae.ae_id,
-            subject_id=ae.subject_id,
-        )
-    if ae.verdict is not None and not ae.reassessed_since_adjudication:
-        raise RuleViolated(
-            "dlt-adjudicated-once",
-            f"{ae.ae_id} is already adjudicated ({ae.verdict}) and nothing about it changed "
-            "since; a new adjudication needs new information (a regrade, a higher graded "
-            "observation, an improvement)",
-            ae_id=ae.ae_id,
-            verdict=ae.verdict,
-        )
-    facts = DltFacts(
-        syndrome=ae.syndrome,
-        grade=ae.grade,
-        attribution=ae.attribution,
-        onset_at=ae.onset_at,
-        infused_at=infusion.infused_at,
-        as_of=cmd.occurred_at,
-        severe_since=ae.severe_since,
-        improved_at=ae.improved_at,
-        haematological=ae.haematological,
-        conditioning_lab_effect=ae.conditioning_lab_effect,
-    )
-    assessment = assess_dlt(facts, rule, zone)
-    if assessment.verdict == "pending":
-        raise RuleViolated(
-            "dlt-verdict-pending",
-            f"{ae.ae_id}: the DLT rule has no verdict yet: {assessment.findings[-1]}",
-            ae_id=ae.ae_id,
-            findings=list(assessment.findings),
-        )
+    due = adjudication_due(state, ae.ae_id, rule, zone, cmd.occurred_at)
+    infusion, assessment = due.infusion, due.assessment
     if cmd.verdict != assessment.verdict and cmd.reason is None:
         raise RuleViolated(
             "departure-needs-a-reason",
             f"{ae.ae_id}: the DLT rule says {assessment.verdict} "
             f"({assessment.findings[-1]}); adjudicating {cmd.verdict} needs a reason",
             ae_id=ae.ae_id,
-            rule_verdict=assessment.verdict,
+            rule_verdict=due.rule_verdict,
             verdict=cmd.verdict,
         )
     payload = DltAdjudicated(
@@ -87,7 +53,7 @@ def adjudicate(
         cohort_id=infusion.cohort_id,
         dose_level=infusion.dose_level,
         adjudicated_at=cmd.occurred_at,
-        rule_verdict=assessment.verdict,
+        rule_verdict=due.rule_verdict,
         rule_criterion=assessment.criterion,
         rule_findings=assessment.findings,
         verdict=cmd.verdict,

@@ -14,10 +14,9 @@ there: an onset late on day ``window_days`` is inside it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
-from typing import Literal
+from typing import Literal, Protocol
 
 from events.safety import ATTRIBUTION_ORDER, Attribution
 from trial.calendar import calendar_day, days_after, end_of_day
@@ -52,10 +51,19 @@ class DltAssessment:
     """The slug of the finding that decided the verdict."""
     findings: tuple[str, ...]
     """Every check made, in order, with its values."""
+    clock_ends: datetime | None = None
+    """When the verdict waits on an improvement clock (a severe AE not yet improved): the
+    moment the clock ends. The rule has no verdict up to and including it (``pending``) and
+    says ``dlt`` at any moment after; None when the verdict does not depend on the moment."""
 
 
-Verdicts = Callable[[RuleVerdict, str, str], DltAssessment]
-"""Builds the assessment from a verdict, its criterion and the finding that decided it."""
+class Verdicts(Protocol):
+    """Builds the assessment from a verdict, its criterion and the finding that decided it
+    (and the end of the improvement clock it waits on, if any)."""
+
+    def __call__(
+        self, value: RuleVerdict, criterion: str, finding: str, clock_ends: datetime | None = ...
+    ) -> DltAssessment: ...
 
 
 def study_day(moment: datetime, infused_at: datetime, zone: tzinfo) -> int:
@@ -87,8 +95,10 @@ def assess_dlt(facts: DltFacts, rule: DltRule, zone: tzinfo) -> DltAssessment:
     days are counted in ``zone``, the sponsor's time zone."""
     findings: list[str] = []
 
-    def verdict(value: RuleVerdict, criterion: str, finding: str) -> DltAssessment:
-        return DltAssessment(value, criterion, (*findings, finding))
+    def verdict(
+        value: RuleVerdict, criterion: str, finding: str, clock_ends: datetime | None = None
+    ) -> DltAssessment:
+        return DltAssessment(value, criterion, (*findings, finding), clock_ends)
 
     if not at_least(facts.attribution, rule.min_attribution):
         return verdict(
@@ -201,12 +211,14 @@ def _must_improve(
             f"{slug}-not-improved",
             f"{what} not improved to grade <= 2 within {limit_text} "
             f"(severe since {since.isoformat()})",
+            clock_ends=deadline,
         )
     return verdict(
         "pending",
         f"{slug}-pending",
         f"{what} since {since.isoformat()} has until {deadline.isoformat()} ({limit_text}) "
         "to improve to grade <= 2",
+        clock_ends=deadline,
     )
 
 

@@ -136,7 +136,13 @@ def test_a_grade_3_crs_waits_for_its_adjudication_then_shows_the_verdict():
     regraded, state = run(state, regrade(day(6), grade=4))
     base = [infusion_event(), *reported]
 
-    assert ae_row(safety_board(base, day(2)))["dlt_status"] == "adjudication-due"
+    # DOMAIN.md section 3: grade 3 CRS is a DLT when not improved to <= 2 within 72 hours, so
+    # until 72 h after its onset (day 1) the rule has no verdict and nobody can adjudicate it
+    waiting = ae_row(safety_board(base, day(2)))
+    assert (waiting["dlt_status"], waiting["dlt_rule_verdict_after"]) == (
+        "awaiting-rule", (day(1) + timedelta(hours=72)).isoformat()
+    )
+    assert ae_row(safety_board(base, day(4, hours=1)))["dlt_status"] == "adjudication-due"
     assert ae_row(safety_board([*base, *adjudicated], day(5)))["dlt_status"] == "dlt"
     # new information after the adjudication: it must be adjudicated again
     assert (

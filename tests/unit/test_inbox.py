@@ -123,7 +123,12 @@ def test_the_investigator_adjudicates_a_severe_ae_in_the_dlt_window():
         r for r in events if r.payload.event_type == "CrsGraded" and r.payload.grade >= 3
     )
     ae_id = graded.payload.ae_id
-    items = items_at(graded.envelope.occurred_at + timedelta(seconds=1), "investigator")
+    adjudicated = next(
+        r for r in events
+        if r.payload.event_type == "DltAdjudicated" and r.payload.ae_id == ae_id
+    )
+    # offered while the service would take it: a second before the simulator's adjudication
+    items = items_at(adjudicated.envelope.occurred_at - timedelta(seconds=1), "investigator")
     [item] = [i for i in items if i.kind == "dlt-adjudication" and i.subject == ae_id]
     assert item.route == "POST /safety/dlt-adjudications"
     assert str(graded.envelope.event_id) in item.why
