@@ -25,6 +25,7 @@ from typing import Any
 from projections import patient_timeline
 from projections.base import to_json
 from projections.paging import KeyOrder, decode_cursor, encode_cursor, page_document, page_of
+from trial.config import load_trial
 
 AS_OF = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -61,7 +62,7 @@ def timed(run: Callable[[], Any], repeat: int) -> float:
 
 def measure(subjects: int, entries: int, limit: int) -> dict[str, float]:
     stored = table(subjects, entries)
-    projection = patient_timeline.PROJECTION
+    projection = patient_timeline.make(load_trial())
     repeat = 3 if subjects <= 100_000 else 1
 
     def whole() -> bytes:

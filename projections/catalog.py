@@ -27,7 +27,7 @@ def build(trial: TrialConfig | None = None) -> dict[str, Projection]:
         dose_escalation.make(trial),
         manufacturing_pipeline.PROJECTION,
         safety_overview.make(trial),
-        patient_timeline.PROJECTION,
+        patient_timeline.make(trial),
     )
     return {p.name: p for p in projections}
 

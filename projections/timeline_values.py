@@ -1,15 +1,19 @@
 """What a patient-timeline row says beyond its event type: the values an operations person acts
 on (the QC test and its result, the eligibility verdict, a grade, a dose), in one short line.
 
-Each line is read from the event as recorded; where a value needs a rule (the eligibility
-verdict), the service's own function gives it (``services.enrollment.state.eligible``), so the
-timeline never states a rule of its own. An event type not listed here has no line (None): its
-row shows the event type and the details alone.
+Each line is read from the event as recorded; where a value needs a rule, the service's own
+function gives it, so the timeline never states a rule of its own: the eligibility verdict
+(``services.enrollment.state.eligible``) and a QC result's verdict against the trial file's
+release specification (``services.manufacturing.qc.judge``; a cell dose against its lot's
+target, fixed by ``ManufacturingStarted``). A date is the trial's calendar day in the sponsor's
+zone (``trial.calendar.calendar_day``), not the date a timestamp's own offset gives. An event
+type not listed here has no line (None): its row shows the event type and the details alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from events.dosing import (
@@ -60,6 +64,9 @@ from events.safety import (
 )
 from projections.bounded import shorten
 from services.enrollment.state import eligible
+from services.manufacturing.qc import Result, check_result_shape, judge
+from trial.calendar import calendar_day
+from trial.config import TrialConfig
 
 SUMMARY_LIMIT = 120
 """Characters of a row's line: longer lines (many failed criteria) are shortened."""
@@ -82,13 +89,38 @@ def _screen_failed(e: SubjectScreenFailed) -> str:
     return f"screen failure at {e.stage}: {e.reason_code}" + (f" ({failed})" if failed else "")
 
 
-def _qc(e: QcResultRecorded) -> str:
-    shown: list[str] = [e.test]
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """What a line needs beside its event: the trial (its calendar's zone, its release
+    specification) and the cell-dose targets of the subject's lots, as each lot's
+    ``ManufacturingStarted`` fixed them."""
+
+    trial: TrialConfig
+    lot_targets: Mapping[str, float]
+
+
+def _qc(e: QcResultRecorded, terms: Terms) -> str:
+    """The result and its verdict as the manufacturing service judges it at disposition."""
+    parts: list[str] = [e.test]
     if e.value is not None:
-        shown.append(f"{e.value:g}")
+        parts.append(f"{e.value:g}")
     if e.outcome is not None:
-        shown.append(e.outcome)
-    return " ".join(shown)
+        parts.append(e.outcome)
+    shown = " ".join(parts)
+    try:
+        check_result_shape(e.test, e.value, e.outcome)
+    except ValueError as exc:
+        return f"{shown} ({exc})"
+    target = terms.lot_targets.get(e.lot_id)
+    if e.test == "cell_dose" and target is None:
+        return f"{shown}: no target recorded for {e.lot_id} to judge it against"
+    verdict = judge(e.test, Result(e.value, e.outcome), terms.trial.release, target or 0.0)
+    return f"{shown}: {verdict.status} ({verdict.finding})"
+
+
+def _consent(e: ConsentRecorded, terms: Terms) -> str:
+    day = calendar_day(e.signed_at, terms.trial.zone())
+    return f"consent form {e.form_version} signed {day.isoformat()}"
 
 
 def _infusion(e: InfusionRecorded) -> str:
@@ -110,8 +142,6 @@ def _ae(e: AdverseEventReported) -> str:
 
 _LINES: dict[type[EventPayload], Callable[[Any], str]] = {
     PrescreeningRecorded: lambda e: f"MSLN IHC {e.msln_ihc_percent:g}% of tumour cells",
-    ConsentRecorded: lambda e: f"consent form {e.form_version} signed "
-    f"{e.signed_at.date().isoformat()}",
     EligibilityAssessed: _eligibility,
     SubjectScreenFailed: _screen_failed,
     PriorTherapyRecorded: lambda e: f"{e.therapy_class}"
@@ -127,7 +157,6 @@ _LINES: dict[type[EventPayload], Callable[[Any], str]] = {
     CustodyTransferred: lambda e: f"{e.from_party} -> {e.to_party} at {e.temperature_c:g} C",
     ManufacturingStarted: lambda e: f"target {_cells(e.target_car_t_cells)} CAR T cells",
     LotHarvested: lambda e: f"{_cells(e.total_viable_cells)} viable cells",
-    QcResultRecorded: _qc,
     LotReleased: lambda e: f"{'conditionally ' if e.conditional else ''}released, "
     f"{_cells(e.total_car_t_cells)} CAR T cells",
     LotOutOfSpecification: lambda e: "out of specification: "
@@ -163,7 +192,20 @@ _LINES: dict[type[EventPayload], Callable[[Any], str]] = {
 }
 
 
-def summary(event: EventPayload) -> str | None:
-    """The row's line for ``event``, None for an event type that has none."""
+_TRIAL_LINES: dict[type[EventPayload], Callable[[Any, Terms], str]] = {
+    ConsentRecorded: _consent,
+    QcResultRecorded: _qc,
+}
+"""The lines that need the trial's terms (a rule's verdict, a calendar day)."""
+
+
+def summary(
+    event: EventPayload, trial: TrialConfig, lot_targets: Mapping[str, float] | None = None
+) -> str | None:
+    """The row's line for ``event``, None for an event type that has none. ``lot_targets``:
+    the cell-dose target of each of the subject's lots (``ManufacturingStarted``)."""
+    with_terms = _TRIAL_LINES.get(type(event))
+    if with_terms is not None:
+        return shorten(with_terms(event, Terms(trial, lot_targets or {})), SUMMARY_LIMIT)
     line = _LINES.get(type(event))
     return None if line is None else shorten(line(event), SUMMARY_LIMIT)

@@ -15,7 +15,7 @@ hand from 21 CFR 312.32(c) in the sponsor's calendar.
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID
 
 from events.dosing import InfusionRecorded
@@ -36,6 +36,7 @@ from events.manufacturing import (
     LotHarvested,
     LotOutOfSpecification,
     ManufacturingFailed,
+    ManufacturingStarted,
     QcResultRecorded,
 )
 from events.registry import read
@@ -44,7 +45,7 @@ from projections.base import fold, keys
 from projections.catalog import build
 from projections.escalation.engine import target_rate
 from projections.paging import page_document
-from projections.timeline_values import summary
+from projections.timeline_values import summary as line_of
 from services.decider import NewEvent
 from services.enrollment.eligibility import msln_ihc
 from trial.config import EscalationDesign
@@ -173,14 +174,71 @@ def test_an_ae_row_on_a_page_is_the_row_of_the_whole_document():
 # ------------------------------------------------------------------------ timeline values
 
 
-def test_a_qc_row_says_the_test_its_value_and_its_outcome():
-    viability = QcResultRecorded(lot_id="LOT-0001-A", subject_id="MSK-0001", test="viability",
-                                 value=82.5, outcome=None)
-    sterility = QcResultRecorded(lot_id="LOT-0001-A", subject_id="MSK-0001", test="sterility",
-                                 value=None, outcome="negative-to-date")
+def summary(event, trial=TRIAL, lot_targets=None):
+    """The row's line as the trial file's timeline writes it."""
+    return line_of(event, trial, lot_targets)
 
-    assert summary(viability) == "viability 82.5"
-    assert summary(sterility) == "sterility negative-to-date"
+
+# QC verdicts: DOMAIN.md section 2 item 4 and the trial file's release specification:
+# viability >= 70%, vector copy number < 5 copies per transduced cell, sterility negative
+# ("negative to date" allows a conditional release: pending), cell dose within 20% of the
+# target fixed when manufacturing started.
+
+
+def qc(test: str, value: float | None = None, outcome: str | None = None) -> QcResultRecorded:
+    return QcResultRecorded(lot_id="LOT-0001-A", subject_id="MSK-0001", test=test,  # type: ignore[arg-type]
+                            value=value, outcome=outcome)  # type: ignore[arg-type]
+
+
+def test_a_qc_row_says_the_test_its_value_and_its_verdict_against_the_release_specification():
+    assert summary(qc("viability", 82.5)) == "viability 82.5: pass (viability 82.5% >= 70%)"
+    # a value at the minimum passes
+    assert summary(qc("viability", 70)) == "viability 70: pass (viability 70% >= 70%)"
+    assert summary(qc("viability", 65)) == "viability 65: fail (viability 65% < 70%)"
+    assert summary(qc("vector_copy_number", 5)).startswith("vector_copy_number 5: fail")
+    assert summary(qc("vector_copy_number", 4.9)).startswith("vector_copy_number 4.9: pass")
+    assert summary(qc("sterility", outcome="negative-to-date")) == (
+        "sterility negative-to-date: pending (sterility negative to date)"
+    )
+
+
+def test_the_qc_verdict_follows_the_trial_files_release_minimum_not_a_fixed_one():
+    stricter = TRIAL.model_copy(update={"release": TRIAL.release.model_copy(
+        update={"viability_min_percent": 80})})
+
+    assert summary(qc("viability", 75), stricter) == "viability 75: fail (viability 75% < 80%)"
+
+
+def test_a_cell_dose_row_is_judged_against_its_lots_target_in_the_timeline():
+    # target 7e7 CAR T cells, tolerance 20%: 5e7 is 28.6% short, 6e7 14.3% short
+    timeline = PROJECTIONS["patient-timeline"]
+    started = ManufacturingStarted(lot_id="LOT-0001-A", subject_id="MSK-0001",
+                                   target_car_t_cells=7e7, target_basis="cohort-dose-x-weight")
+
+    doc = timeline.render(fold(timeline, [
+        rec(started, 0), rec(qc("cell_dose", 5e7), 1), rec(qc("cell_dose", 6e7), 2)]))
+
+    lines = [entry["summary"] for entry in doc["subjects"][0]["entries"]]
+    assert lines[1].startswith("cell_dose 5e+07: fail (cell dose 5e+07 CAR T cells is -28.6% "
+                               "of the target 7e+07")
+    assert lines[2].startswith("cell_dose 6e+07: pass")
+    assert "lot_targets" not in doc["subjects"][0]  # kept for the lines, not shown
+    assert summary(qc("cell_dose", 5e7)) == (
+        "cell_dose 5e+07: no target recorded for LOT-0001-A to judge it against"
+    )
+
+
+def test_a_consent_signed_on_a_new_york_evening_shows_that_day_not_the_utc_one():
+    # the trial counts calendar days in the sponsor's zone, New York (EST, UTC-5, in early
+    # March 2026): 02:30 UTC on 3 March is 21:30 on 2 March there; 09:00 +09:00 on 3 March is
+    # 19:00 on 2 March
+    evening_utc = datetime(2026, 3, 3, 2, 30, tzinfo=UTC)
+    written_in_tokyo = datetime(2026, 3, 3, 9, 0, tzinfo=timezone(timedelta(hours=9)))
+
+    for signed_at in (evening_utc, written_in_tokyo):
+        line = summary(ConsentRecorded(subject_id="MSK-0002", form_version="ICF-v1",
+                                       signed_at=signed_at))
+        assert line == "consent form ICF-v1 signed 2026-03-02", signed_at
 
 
 def test_an_msln_result_below_25_percent_makes_the_assessment_not_eligible():
@@ -222,7 +280,9 @@ def test_the_timeline_entry_carries_the_line():
 
     doc = timeline.render(fold(timeline, [rec(qc)]))
 
-    assert doc["subjects"][0]["entries"][0]["summary"] == "viability 82.5"
+    assert doc["subjects"][0]["entries"][0]["summary"] == (
+        "viability 82.5: pass (viability 82.5% >= 70%)"
+    )
 
 
 # ------------------------------------------------------------------- subjects in screening

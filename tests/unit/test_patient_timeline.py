@@ -10,9 +10,12 @@ from events.dosing import InfusionRecorded
 from events.enrollment import CohortOpened, SubjectEnrolled, SubjectRegistered
 from events.registry import read
 from projections.base import fold, to_json
-from projections.patient_timeline import PROJECTION
+from projections.patient_timeline import make
+from trial.config import load_trial
 
 from .builders import at, sealed
+
+PROJECTION = make(load_trial())
 
 COORDINATOR = {"user_id": "crc-lee", "role": "site_coordinator"}
 
