@@ -193,7 +193,12 @@ def _document(
     stored = table.get(selected)
     if stored is None:
         return None
-    return projection.document({selected: state_of(stored)}, as_of)
+    chosen = {selected: state_of(stored)}
+    if projection.listing is not None and projection.listing.needs is not None:
+        for key in projection.listing.needs(chosen[selected]):  # an AE's subject, say
+            if key not in chosen and (needed := table.get(key)) is not None:
+                chosen[key] = state_of(needed)
+    return projection.document(chosen, as_of)
 
 
 def _query_time(value: str | None) -> datetime:

@@ -270,3 +270,19 @@ def test_the_givens_window_has_its_last_day_on_30_march_in_new_york():
     payload: InfusionRecorded = infused()
     assert payload.infused_at.astimezone(NEW_YORK).date() == date(2026, 3, 2)
     assert LAST_DAY - date(2026, 3, 2) == timedelta(days=TRIAL.dlt.window_days)
+
+
+def test_the_board_filtered_to_one_ae_shows_the_status_of_the_whole_document():
+    from projections.views import _document
+
+    events, _ = trail(report(grade=3, attribution="probable"))
+    board = PROJECTIONS["safety"]
+    table = {key: {"state": state} for key, state in fold(board, history(events)).items()}
+    moment = day(1) + SEVENTY_TWO_HOURS + timedelta(hours=1)
+
+    one = _document(board, table, {"key": "ae:AE-0007-01"}, moment, None)
+
+    assert one is not None
+    [row] = one["adverse_events"]["list"]
+    assert row["dlt_status"] == board_row(events, "AE-0007-01", moment)["dlt_status"] == (
+        "adjudication-due")
