@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time as time_module
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
@@ -123,8 +123,10 @@ def test_an_alert_is_delivered_once_recorded_and_not_sent_again_after_a_restart(
     settings, tmp_path, monkeypatch
 ):
     """21 CFR 312.32(c)(2): the 7-day report of a fatal unexpected suspected adverse reaction
-    is due 7 calendar days after the sponsor's receipt; the trial file's lead time is 24 hours,
-    so on its last day it is alerted (stage approaching)."""
+    is due 7 calendar days after the sponsor's receipt (the sponsor's New York calendar). Ten
+    days after the receipt it is overdue, whatever the hour (no midnight race: every date comes
+    from one clock reading), while the AE's full report (the trial file's 7-day-complete, 15
+    calendar days) is days beyond the 24-hour lead time: one alert per AE."""
     receiver = Receiver()
     channels = tmp_path / "alerts.yml"
     channels.write_text(
@@ -139,48 +141,70 @@ def test_an_alert_is_delivered_once_recorded_and_not_sent_again_after_a_restart(
     monkeypatch.setenv(ALERTS_INTERVAL_ENV, "1")
     monkeypatch.setenv(SERVICE_URL_ENV, stack.service_url)
     new_york = load_trial().zone()
+    received = datetime.now(UTC) - timedelta(days=10)
+    due = (calendar_day(received, new_york) + timedelta(days=7)).isoformat()
+
+    def alert_id(ae_id: str) -> str:
+        return f"overdue/expedited-report/{ae_id}/{due}"
+
+    def notices() -> list:
+        return events_of(stack.settings, "notifications")
+
+    def delivered(ae_id: str) -> list:
+        return [e for e in notices()
+                if e.event_type == "AlertDelivered" and e.payload["alert_id"] == alert_id(ae_id)]
+
     try:
         stack.start(timeout=120)
-        # Given a fatal unexpected related AE the sponsor received at noon seven days ago
-        today = calendar_day(datetime.now(UTC), new_york)
-        received = datetime.combine(today - timedelta(days=7), time(12), new_york)
+        # Given a fatal unexpected related AE the sponsor received ten days ago
         append_upstream(stack.settings, "safety", "ae-AE-9002-01",
-                        fatal_ae("AE-9002-01", received.astimezone(UTC)), "investigator")
-        expected_id = f"approaching/expedited-report/AE-9002-01/{today.isoformat()}"
+                        fatal_ae("AE-9002-01", received), "investigator")
+        first_id = alert_id("AE-9002-01")
 
         # Then one alert reaches the safety officer's webhook, carrying its id
         eventually(lambda: receiver.bodies, timeout=90)
         [body] = receiver.bodies
         alert = orjson.loads(body["message"])
-        assert alert["alert_id"] == expected_id and expected_id in body["title"]
-        assert alert["stage"] == "approaching" and alert["due"] == today.isoformat()
+        assert alert["alert_id"] == first_id and first_id in body["title"]
+        assert alert["stage"] == "overdue" and alert["due"] == due
         assert alert["roles"] == ["safety_officer"]
         assert alert["route"] == "POST /safety/expedited-reports"
 
-        # and the log records it raised and delivered, by the notifier
-        def notices() -> list:
-            return events_of(stack.settings, "notifications")
-
-        recorded = eventually(
-            lambda: (n := notices()) and any(e.event_type == "AlertDelivered" for e in n) and n
-        )
+        # and the log records it raised (naming the worker's notifier) and delivered
+        eventually(lambda: delivered("AE-9002-01"))
+        recorded = notices()
         assert [(e.event_type, e.payload["alert_id"]) for e in recorded] == [
-            ("AlertRaised", expected_id), ("AlertDelivered", expected_id)]
+            ("AlertRaised", first_id), ("AlertDelivered", first_id)]
         assert {(e.actor.user_id, e.actor.role) for e in recorded} == {
             ("demo-notifier", "notifier")}
+        assert recorded[0].payload["notifier"].startswith(
+            f"{stack.settings.namespace}-projections-")
 
-        # When the worker is stopped and started again, and several ticks pass
+        # When the worker is stopped and started again
         stack.kill("projections", signal.SIGTERM)
         stack.spawn("projections", ["worker", "--demo", "--web-port", str(stack.web_port),
                                     "--data-dir", str(stack.work_dir)])
         wait_until_up(f"{stack.projections_url}/projections/inbox", 120, "the worker",
                       stack.check_alive, token=DEMO_READER)
-        tick_seconds = 1
-        time_module.sleep(8 * tick_seconds)
+        _status, ready = call("GET", f"{stack.projections_url}/ready")
+        assert ready["alerts"] == "on"
+        # and, as evidence that the restarted worker's notifier ticks, a second AE is reported
+        append_upstream(stack.settings, "safety", "ae-AE-9003-01",
+                        fatal_ae("AE-9003-01", received), "investigator")
+        eventually(lambda: delivered("AE-9003-01"), timeout=90)
+        time_module.sleep(3)  # three more ticks
 
-        # Then the receiver still has the one delivery, and the log one raise and one delivery
-        assert len(receiver.bodies) == 1
-        assert [e.event_type for e in notices()] == ["AlertRaised", "AlertDelivered"]
+        # Then the receiver has the first alert once and the second once, and the log one raise
+        # and one delivery of each, each raise naming the worker's notifier (its consumer group:
+        # the same unless the sources changed meanwhile, decision 55)
+        ids = [orjson.loads(b["message"])["alert_id"] for b in receiver.bodies]
+        assert sorted(ids) == sorted([first_id, alert_id("AE-9003-01")])
+        recorded = notices()
+        assert sorted((e.event_type, e.payload["alert_id"]) for e in recorded) == sorted([
+            ("AlertRaised", first_id), ("AlertDelivered", first_id),
+            ("AlertRaised", alert_id("AE-9003-01")), ("AlertDelivered", alert_id("AE-9003-01"))])
+        assert all(e.payload["notifier"].startswith(f"{stack.settings.namespace}-projections-")
+                   for e in recorded if e.event_type == "AlertRaised")
     finally:
         stack.stop()
         receiver.close()
