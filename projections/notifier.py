@@ -118,16 +118,31 @@ class Notifier:
                 del self.attempts[alert_id]
             now = self.clock()
             delivered = 0
-            for alert in to_send(desk, self.trial, now):
+            due = to_send(desk, self.trial, now)
+            for alert in due:
                 delivered += await self._attend(alert, state, now)
+            await self._record_left_over(now, {a.alert_id for a in due})
             return delivered
+
+    async def _record_left_over(self, now: datetime, attended: set[str]) -> None:
+        """Records the outcomes not yet recorded of alerts no longer due (the item cleared
+        meanwhile): a copy sent is on the log all the same."""
+        for alert_id, attempts in list(self.attempts.items()):
+            if alert_id in attended or attempts.unrecorded is None:
+                continue
+            if attempts.retry_at is not None and now < attempts.retry_at:
+                continue
+            if await self._record(alert_id, *attempts.unrecorded):
+                attempts.unrecorded = None
+            else:
+                attempts.wait(now)
 
     async def _attend(self, alert: Alert, state: NotificationsState, now: datetime) -> int:
         attempts = self.attempts.setdefault(alert.alert_id, Attempts())
         if attempts.retry_at is not None and now < attempts.retry_at:
             return 0
         if attempts.unrecorded is not None:
-            if not await self._record(alert, *attempts.unrecorded):
+            if not await self._record(alert.alert_id, *attempts.unrecorded):
                 attempts.wait(now)
                 return 0
             attempts.unrecorded = None
@@ -236,19 +251,19 @@ class Notifier:
         body = {"occurred_at": now.isoformat(), "alert_id": alert.alert_id,
                 "roles": list(alert.item.roles), **outcome}
         key = str(uuid4())
-        if not await self._record(alert, key, body):
+        if not await self._record(alert.alert_id, key, body):
             attempts.unrecorded = (key, body)
             if attempts.retry_at is None or attempts.retry_at <= now:
                 attempts.wait(now)
         return 1 if outcome["outcome"] == "delivered" else 0
 
-    async def _record(self, alert: Alert, key: str, body: dict[str, Any]) -> bool:
+    async def _record(self, alert_id: str, key: str, body: dict[str, Any]) -> bool:
         """Records an outcome (the same key and body on every try: a retry of a record that
         was in fact appended is answered as the first, and appends nothing)."""
         status, answer = await self.post("/notifications/alert-deliveries", body, key)
         if status in (200, 201):
             return True
-        log.warning("delivery of alert %s not recorded: %s %s", alert.alert_id, status, answer)
+        log.warning("delivery of alert %s not recorded: %s %s", alert_id, status, answer)
         return False
 
 

@@ -264,6 +264,21 @@ def test_an_alert_whose_delivery_cannot_be_recorded_is_sent_once_and_recorded_la
     assert services.appended() == ["AlertRaised", "AlertDelivered"]
 
 
+def test_a_delivery_not_yet_recorded_is_recorded_after_its_report_is_submitted():
+    services, channels = StandInServices(), StandInChannels()
+    services.records = False
+    clock = Clock(ON_THE_LAST_DAY)
+    notifier, live = notifier_of(services, channels, clock)
+    ticks(notifier, clock, 1, timedelta(minutes=1))
+    assert len(channels.sent) == 1
+    # the report is submitted meanwhile: the item, and its alert, are no longer due
+    live.desk = Desk()
+    services.records = True
+    ticks(notifier, clock, 10, timedelta(minutes=1))
+    assert services.appended() == ["AlertRaised", "AlertDelivered"]
+    assert len(channels.sent) == 1
+
+
 def test_nothing_is_sent_while_the_desk_stands_at_an_unreadable_notifications_record():
     services, channels, clock = StandInServices(), StandInChannels(), Clock(ON_THE_LAST_DAY)
     notifier, live = notifier_of(services, channels, clock)
