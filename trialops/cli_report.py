@@ -86,8 +86,9 @@ def _packet(
             report_reading(stats)
             raise _fail(
                 f"the log was not read whole: {reading.describe()}; no packet written. "
-                "Quarantine or repair the records (trialops verify) and run again, or pass "
-                "--allow-partial to write the packet with a banner naming them",
+                "Have the records examined (trialops verify; a sponsor's quarantine, POST "
+                "/quarantines) and run again, or "
+                "pass --allow-partial to write the packet with a banner naming them",
                 PARTIAL_EXIT,
             )
         pages = write_pdf(report, partial, datetime.now(UTC).isoformat(timespec="seconds"))

@@ -49,7 +49,10 @@ class Reading:
 
     def describe(self) -> str:
         """One line for the command's message: what the packet lacks."""
-        parts = [f"reading stopped at {halt.describe()}" for halt in self.halts]
+        parts = [
+            f"{halt.where} stopped its partition, unreadable ({halt.kind}: {halt.detail})"
+            for halt in self.halts
+        ]
         if self.quarantined:
             n = len(self.quarantined)
             parts.append(
