@@ -335,15 +335,9 @@ def _progress(events: int, seconds: float) -> None:
 
 
 def _parse_time(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise fail(f"--as-of: {value!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise fail(f"--as-of: {value!r} has no time zone; add 'Z' or an offset like +01:00")
-    return moment
+    from trialops.times import aware_time
+
+    return None if value is None else aware_time("--as-of", value)
 
 
 @app.command()

@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from infra.settings import Settings
+from trialops.times import aware_time
 
 audit_app = typer.Typer(
     help="Audit trails read from the event log (21 CFR 11.10(e), 11.50).",
@@ -49,15 +50,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _time(option: str, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise _fail(f"{option}: {value!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise _fail(f"{option}: {value!r} has no time zone; add 'Z' or an offset like +01:00")
-    return moment
+    return None if value is None else aware_time(option, value)
 
 
 @audit_app.callback()

@@ -18,6 +18,7 @@ from infra.settings import Settings
 from projections.inbox import CONTEXTS, Item
 from projections.inbox import document as inbox_document
 from trialops.tables import table
+from trialops.times import aware_time
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -75,14 +76,7 @@ def inbox(
         inboxes.check_role(role)
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    moment = datetime.now(UTC)
-    if as_of is not None:
-        try:
-            moment = datetime.fromisoformat(as_of)
-        except ValueError:
-            raise _fail(f"--as-of: {as_of!r} is not an ISO 8601 time") from None
-        if moment.tzinfo is None:
-            raise _fail(f"--as-of: {as_of!r} has no time zone; add 'Z' or an offset like +01:00")
+    moment = datetime.now(UTC) if as_of is None else aware_time("--as-of", as_of)
     stats = ReplayStats(progress=_progress)
     try:
         events = recorded_events(Settings.reachable(), CONTEXTS, stats, moment)

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from infra.settings import Settings
+from trialops.times import aware_time
 
 app = typer.Typer(
     help="PDF packets for the dose-escalation meeting and the safety review committee.",
@@ -48,16 +49,6 @@ AllowPartial = Annotated[
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
-
-
-def _moment(option: str, text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise _fail(f"{option}: {text!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise _fail(f"{option}: {text!r} has no time zone; add 'Z' or an offset like +01:00")
-    return moment
 
 
 def _packet(
@@ -149,7 +140,7 @@ def safety_review(
     from audit.reports.safety_review import check_period
     from audit.reports.safety_review import safety_review as build
 
-    first, last = _moment("--from", start), _moment("--to", end)
+    first, last = aware_time("--from", start), aware_time("--to", end)
     try:
         check_period(first, last)  # before reading the log: the answer does not depend on it
     except ReportError as exc:
