@@ -94,7 +94,9 @@ def _fixed() -> dict[str, Any]:
             "operationId": "ready", "summary": "Every event topic assigned, no agent halted",
             "security": public,
             "responses": {
-                "200": {"description": "Ready", "content": {JSON: {"schema": {"type": "object"}}}},
+                "200": {"description": "Ready; `alerts` says `on`, or `off: ` and why (decision "
+                                       "52: alerts off do not make the worker unready)",
+                        "content": {JSON: {"schema": {"type": "object"}}}},
                 "503": _problem("Not ready: a problem whose `problems`, `halted` and `lag` "
                                 "members say why."),
             },

@@ -257,7 +257,10 @@ def test_the_dashboard_shows_what_the_projections_say(browser, stack):
             else "not serious"
         )
         assert cells[5].startswith(ae["attribution"])
-        assert cells[6] == (ae["dlt_status"] or "not a candidate")
+        if ae["dlt_status"] == "awaiting-rule" and ae.get("dlt_rule_verdict_after"):
+            assert cells[6] == f"awaiting-rule until {ae['dlt_rule_verdict_after']}"
+        else:
+            assert cells[6] == (ae["dlt_status"] or "not a candidate")
         for r in ae["reports"]:
             assert f"{r['report']} due {r['due_on']}: {r['status']}" in cells[7]
 
