@@ -251,10 +251,14 @@ def ensure_topics(
                 except TopicAlreadyExistsError:
                     break  # another process created it between list and create
                 except (UnknownBrokerIdError, NodeNotReadyError):
-                    # A cluster just started: the controller is not in the metadata yet.
+                    # A cluster just started: the controller the admin client took at its
+                    # start is not in its metadata yet. The client does not look again (seen
+                    # under load for 30 s on a three-node cluster): a new client does.
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.5)
+                    admin.close()
+                    admin = _admin(bootstrap_servers)
     finally:
         admin.close()
     if load() is not None:

@@ -125,10 +125,12 @@ def test_three_node_cluster_survives_losing_a_node(cleanup: list[LocalKafka]) ->
         eventually(lambda: unfenced() == [1, 2, 3], timeout=30)
 
         def created() -> bool:
-            # The admin client's own metadata may not know the controller yet (seen once under
-            # load: UnknownBrokerIdError for node 3): ask again until it does.
+            # The admin client's own metadata may not know the controller yet (seen under
+            # load: UnknownBrokerIdError for node 3, then for node 2 for 30 s with the same
+            # client, which does not look again): each try asks with a new client.
+            creator = _admin(bootstrap)
             try:
-                admin.create_topics(
+                creator.create_topics(
                     {
                         topic: {
                             "num_partitions": 1,
@@ -142,9 +144,11 @@ def test_three_node_cluster_survives_losing_a_node(cleanup: list[LocalKafka]) ->
                 return True  # an earlier try went through
             except (UnknownBrokerIdError, NodeNotReadyError):
                 return False
+            finally:
+                creator.close()
             return True
 
-        eventually(created, timeout=30)
+        eventually(created, timeout=30, interval=0.5)
         deadline = time.monotonic() + 30
         leader, isr = _leader(admin, topic)
         while sorted(isr) != [1, 2, 3] and time.monotonic() < deadline:
