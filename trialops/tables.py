@@ -50,7 +50,9 @@ def escalation(doc: dict) -> str:
     design = doc["design"]
     head = (
         f"Dose escalation ({design['design']}"
-        + (f", target {design['target_dlt_rate']}" if design["design"] == "boin" else "")
+        # The document's target is the design's own (null for 3+3: decision 53).
+        + (f", target {design['target_dlt_rate']}" if design["target_dlt_rate"] is not None
+           else "")
         + f"), current level {doc['current_level']}"
     )
     levels = table(
