@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import heapq
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import tee
-from typing import Any, Literal
+from typing import Any
 
 from audit.checkpoint import end_offsets
-from events.reading import Halt, LogReader, Where
+from events.reading import Halt, LogReader, TimeAxis, Where, merged
 from events.registry import Recorded
 from events.topics import event_topic
 from infra.kafka_io import load_quarantine, read_log
@@ -20,8 +19,6 @@ from infra.processes import cyclic_gc_paused
 from infra.settings import Settings
 from projections.base import fold
 from projections.catalog import NAMES, get
-
-TimeAxis = Literal["recorded", "occurred"]
 
 
 @dataclass
@@ -97,28 +94,6 @@ def _largest(settings: Settings, topics: list[str]) -> str:
     for (topic, _partition), end in ends.items():
         sizes[topic] += end
     return max(topics, key=lambda topic: sizes[topic])
-
-
-def merged(
-    per_topic: Mapping[str, Iterable[Recorded]],
-    topics: list[str],
-    as_of: datetime | None = None,
-    axis: TimeAxis = "recorded",
-) -> Iterator[Recorded]:
-    """The events of ``topics`` (in that order, which breaks ties), each topic in offset order,
-    topics merged by recorded time (the order a live worker roughly sees them in); with
-    ``as_of``, only those recorded (or occurred, by ``axis``) by then."""
-    events = heapq.merge(
-        *(per_topic[topic] for topic in topics), key=lambda r: r.envelope.recorded_at
-    )
-    if as_of is None:
-        yield from events
-        return
-    for recorded in events:
-        envelope = recorded.envelope
-        moment = envelope.recorded_at if axis == "recorded" else envelope.occurred_at
-        if moment <= as_of:
-            yield recorded
 
 
 def recorded_events(

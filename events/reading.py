@@ -24,9 +24,11 @@ Pure: no I/O; the adapters pass the bytes and the quarantine they loaded.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import heapq
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 import orjson
 from pydantic import ValidationError
@@ -254,3 +256,28 @@ class LogReader:
 
 def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0][:300]
+
+
+TimeAxis = Literal["recorded", "occurred"]
+
+
+def merged(
+    per_topic: Mapping[str, Iterable[Recorded]],
+    topics: list[str],
+    as_of: datetime | None = None,
+    axis: TimeAxis = "recorded",
+) -> Iterator[Recorded]:
+    """The events of ``topics`` (in that order, which breaks ties), each topic in offset order,
+    topics merged by recorded time (the order a live worker roughly sees them in); with
+    ``as_of``, only those recorded (or occurred, by ``axis``) by then."""
+    events = heapq.merge(
+        *(per_topic[topic] for topic in topics), key=lambda r: r.envelope.recorded_at
+    )
+    if as_of is None:
+        yield from events
+        return
+    for recorded in events:
+        envelope = recorded.envelope
+        moment = envelope.recorded_at if axis == "recorded" else envelope.occurred_at
+        if moment <= as_of:
+            yield recorded

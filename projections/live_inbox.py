@@ -13,14 +13,13 @@ recent as a replay's.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from events.reading import LogReader
+from events.reading import LogReader, merged
 from events.registry import Recorded
 from events.topics import event_topic
 from infra.kafka_io import Tail, load_quarantine
@@ -68,8 +67,8 @@ class LiveDesk:
 
     def _read(self) -> list[Recorded]:
         """Blocking: the new events, each topic in offset order, merged by recorded time as
-        ``audit.replay.merged`` merges them. A halted partition looks for a newer quarantine
-        (and keyring) before each read."""
+        the replay merges them (``events.reading.merged``). A halted partition looks for a
+        newer quarantine (and keyring) before each read."""
         if self._tail is None:
             self._tail = self._open_tail()
         tail = self._tail
@@ -78,12 +77,11 @@ class LiveDesk:
             tail.reader.keyring = keyring
             tail.resume(load_quarantine(self.settings.bootstrap_servers,
                                         self.settings.namespace, keyring, PRINCIPAL))
-        per_topic: dict[str, list[Recorded]] = {}
-        for where, recorded in tail.read_new(time.monotonic() + READ_SECONDS):
-            per_topic.setdefault(where.topic, []).append(recorded)
         topics = [event_topic(c, self.settings.namespace) for c in self.contexts]
-        return list(heapq.merge(*(per_topic.get(t, []) for t in topics),
-                                key=lambda r: r.envelope.recorded_at))
+        per_topic: dict[str, list[Recorded]] = {t: [] for t in topics}
+        for where, recorded in tail.read_new(time.monotonic() + READ_SECONDS):
+            per_topic[where.topic].append(recorded)
+        return list(merged(per_topic, topics))
 
     async def catch_up(self) -> Desk:
         async with self._lock:
