@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections import ChainMap
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
@@ -126,6 +127,53 @@ class _StreamHead:
     hash: str = GENESIS_HASH
 
 
+class _StreamHeads:
+    """Each stream's head, as the writer chains its next event to it: the heads a snapshot
+    gave (``resumed``, read from the snapshot when a stream is asked for) under those the
+    writer made or moved since. A long log has hundreds of thousands of streams and a restart
+    moves a few of them: none is made until it is asked for (decision 56)."""
+
+    __slots__ = ("_moved", "_resumed")
+
+    def __init__(self, resumed: Mapping[str, tuple[int, str]] | None = None):
+        self._resumed: Mapping[str, tuple[int, str]] = {} if resumed is None else resumed
+        self._moved: dict[str, _StreamHead] = {}
+
+    def get(self, stream_id: str) -> _StreamHead | None:
+        """The head of ``stream_id`` (the same object until the heads are replaced: an append
+        moves it in place), or None for a stream with no event yet."""
+        head = self._moved.get(stream_id)
+        if head is None:
+            resumed = self._resumed.get(stream_id)
+            if resumed is not None:
+                head = self._moved[stream_id] = _StreamHead(*resumed)
+        return head
+
+    def setdefault(self, stream_id: str, default: _StreamHead) -> _StreamHead:
+        head = self.get(stream_id)
+        if head is None:
+            head = self._moved[stream_id] = default
+        return head
+
+    def update(self, heads: Iterable[tuple[str, _StreamHead]]) -> None:
+        self._moved.update(heads)
+
+    def items(self) -> Iterator[tuple[str, _StreamHead]]:
+        """Every stream's head: the snapshot's streams in its order, then the new ones."""
+        moved = self._moved
+        for stream_id, (seq, hash_) in self._resumed.items():
+            yield stream_id, moved.get(stream_id) or _StreamHead(seq, hash_)
+        for stream_id, head in moved.items():
+            if stream_id not in self._resumed:
+                yield stream_id, head
+
+    def pairs(self) -> Mapping[str, tuple[int, str]]:
+        """Every stream's (seq, hash) as of now, without copying the snapshot's: what a
+        snapshot or a check reads them from (the moved ones copied, they move on)."""
+        return ChainMap({sid: (h.seq, h.hash) for sid, h in self._moved.items()},
+                        self._resumed)  # type: ignore[arg-type]
+
+
 MARKER_SETTLE_SECONDS = 5.0
 """How long a transaction's commit marker may take to appear before the log counts as cut."""
 KEY_ROTATION = Actor(user_id="key-rotation", role="writer")
@@ -169,7 +217,7 @@ class KafkaEventStore:
         self.topic = topic
         self.trial_id = trial_id
         self.writer_id = writer_id
-        self._heads: dict[str, _StreamHead] = {}
+        self._heads = _StreamHeads()
         self._producer: KafkaProducer | None = None
         self._watermarks: KafkaConsumer | None = None
         self._expected_end = 0
@@ -243,10 +291,7 @@ class KafkaEventStore:
             return self.catch_up(quarantine, resume=False)
         self.resumed_from = snapshot
         with cyclic_gc_paused():
-            self._heads = {} if snapshot is None else {
-                stream_id: _StreamHead(seq, hash_) for stream_id, (seq, hash_)
-                in snapshot.heads.items()
-            }
+            self._heads = _StreamHeads(None if snapshot is None else snapshot.heads)
             # the streams the catch-up moved on (all of them when it read from offset 0)
             self._heads.update(
                 (stream_id, _StreamHead(head.seq, head.hash))
@@ -302,8 +347,9 @@ class KafkaEventStore:
     def draft_snapshot(self) -> Snapshot | None:
         """What this store knows now, for a snapshot (the command handler adds its states):
         the end its appends left, each stream's head, the retired keys. Cheap enough to take
-        between two batches (a copy of the heads); None when the store is not in a state to
-        be snapshotted (closed, halted, retired, nothing appended)."""
+        between two batches (a copy of the heads moved since the open, over the snapshot's);
+        None when the store is not in a state to be snapshotted (closed, halted, retired,
+        nothing appended)."""
         if self.retired is not None or self.halt is not None or not self.is_open:
             return None
         if self._expected_end == 0:
@@ -311,7 +357,7 @@ class KafkaEventStore:
         return Snapshot(
             topic=self.topic, trial_id=self.trial_id, covers=self._expected_end,
             anchor=_NO_ANCHOR,
-            heads={sid: (h.seq, h.hash) for sid, h in self._heads.items()},
+            heads=self._heads.pairs(),
             retired=self.keyring.retired, state=None, upstream_state=None, answered={},
             upstream=None,
         )
@@ -421,10 +467,7 @@ class KafkaEventStore:
                 f"{self.topic} ends at offset {end}, before {self._expected_end} where this "
                 "writer's last append left it: the log was truncated or re-created"
             )
-        reader = LogReader(
-            self.keyring,
-            heads={(self.topic, sid): Head(h.seq, h.hash) for sid, h in self._heads.items()}
-        )
+        reader = LogReader(self.keyring, heads=_ResumedHeads(self.topic, self._heads.pairs()))
         try:
             foreign = [
                 where

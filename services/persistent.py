@@ -8,13 +8,19 @@ was. They read like any ``Mapping`` or ``Set`` and compare equal to a ``dict`` o
 ``frozenset`` with the same contents, so tests can build and compare states with plain data.
 ``put``, ``drop`` and ``add`` take any mapping or set (a test may start a state from a dict)
 and always return the persistent kind.
+
+A map read back from a writer's snapshot (decision 42) need not make its hundreds of thousands
+of entries at once: ``PMap.lazily`` keeps the snapshot's keys and a function that makes the
+entry at a position, and makes an entry the first time it is read. What changes after that is
+kept in the trie, as for any map; the map reads, iterates, measures and compares exactly as the
+same map made eagerly would (decision 56).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence, Set
 from operator import itemgetter
-from typing import Any, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
 from rpds import HashTrieMap, HashTrieSet
 
@@ -25,54 +31,112 @@ T = TypeVar("T", bound=Hashable)
 _MISSING: Any = object()
 
 
+class _Made(Generic[K, V]):
+    """The entries of a map as a snapshot holds them: its keys in order, and ``make``, which
+    makes the entry at a position; each one is made on its first read and kept (entries are
+    immutable values, so every version of the map that shares them may share them made)."""
+
+    __slots__ = ("index", "keys", "made", "make", "source")
+
+    def __init__(self, keys: list[K], make: Callable[[int], V], source: Any = None):
+        self.keys = keys
+        self.index: dict[K, int] = dict(zip(keys, range(len(keys)), strict=True))
+        if len(self.index) != len(keys):
+            raise ValueError("a map's keys repeat")
+        self.make = make
+        self.made: list[Any] = [_MISSING] * len(keys)
+        self.source = source
+        """What the entries are made from (the snapshot's columns), for whoever encodes it."""
+
+    def at(self, position: int) -> V:
+        found = self.made[position]
+        if found is _MISSING:
+            found = self.made[position] = self.make(position)
+        return found
+
+
 class PMap(Mapping[K, V]):
     """An immutable mapping; ``set`` and ``remove`` return a changed copy in O(log n).
 
     It iterates in insertion order, as a dict does (a key set again keeps its place), because
     deciders and views that list a state's cohorts or lots were written against dicts. The
     order is a second trie (key -> rank); it is sorted on the first iteration of a map and kept
-    with it, so folding events never pays for it."""
+    with it, so folding events never pays for it.
 
-    __slots__ = ("_keys", "_next", "_rank", "_trie")
+    A map made ``lazily`` has a base (``_Made``): the snapshot's entries, in their order, made
+    when read. Its trie holds what was set since (a base key set again keeps its place), its
+    ranks the keys set since that the base does not hold, ``_gone`` the base keys removed (one
+    set again is a new key, at the end, as in a dict)."""
+
+    __slots__ = ("_base", "_gone", "_keys", "_next", "_rank", "_trie")
     _trie: HashTrieMap[K, V]
     _rank: HashTrieMap[K, int]
     _next: int
     _keys: list[K] | None
+    _base: _Made[K, V] | None
+    _gone: HashTrieSet[K]
 
     def __init__(self, items: Mapping[K, V] | Iterable[tuple[K, V]] = ()) -> None:
         if isinstance(items, PMap):
             self._trie, self._rank, self._next = items._trie, items._rank, items._next
-            self._keys = items._keys
+            self._keys, self._base, self._gone = items._keys, items._base, items._gone
             return
         pairs = dict(items)
         self._trie = HashTrieMap(pairs)
         self._rank = HashTrieMap((key, rank) for rank, key in enumerate(pairs))
         self._next = len(pairs)
         self._keys = list(pairs)
+        self._base, self._gone = None, _NONE_GONE
+
+    @classmethod
+    def lazily(cls, keys: list[K], make: Callable[[int], V], source: Any = None) -> PMap[K, V]:
+        """The map of ``keys`` (in this order, none repeated: ``ValueError``) whose entry at
+        position i is ``make(i)``, made when it is first read. ``source``: what the entries
+        are made from, kept for :func:`base_of`."""
+        new = cls._of(HashTrieMap(), HashTrieMap(), 0)
+        new._base = _Made(keys, make, source)
+        return new
 
     @classmethod
     def _of(cls, trie: HashTrieMap[K, V], rank: HashTrieMap[K, int], next_: int) -> PMap[K, V]:
         new = cls.__new__(cls)
         new._trie, new._rank, new._next, new._keys = trie, rank, next_, None
+        new._base, new._gone = None, _NONE_GONE
         return new
 
+    def _changed(self, trie: HashTrieMap[K, V], rank: HashTrieMap[K, int], next_: int,
+                 gone: HashTrieSet[K] | None = None) -> PMap[K, V]:
+        new = self._of(trie, rank, next_)
+        new._base, new._gone = self._base, self._gone if gone is None else gone
+        return new
+
+    def _in_base(self, key: object) -> bool:
+        base = self._base
+        return base is not None and key in base.index and key not in self._gone
+
     def set(self, key: K, value: V) -> PMap[K, V]:
-        if key in self._rank:
-            changed = self._of(self._trie.insert(key, value), self._rank, self._next)
+        if key in self._rank or self._in_base(key):
+            changed = self._changed(self._trie.insert(key, value), self._rank, self._next)
             changed._keys = self._keys  # same keys, same order
             return changed
-        return self._of(
+        return self._changed(
             self._trie.insert(key, value), self._rank.insert(key, self._next), self._next + 1
         )
 
     def remove(self, key: K) -> PMap[K, V]:
         """Without ``key`` (the same map when it is absent)."""
-        if key not in self._rank:
-            return self
-        return self._of(self._trie.discard(key), self._rank.discard(key), self._next)
+        if key in self._rank:
+            return self._changed(self._trie.discard(key), self._rank.discard(key), self._next)
+        if self._in_base(key):
+            return self._changed(self._trie.discard(key), self._rank, self._next,
+                                 self._gone.insert(key))
+        return self
 
     def __getitem__(self, key: K) -> V:
-        return self._trie[key]
+        found = self.get(key, _MISSING)
+        if found is _MISSING:
+            raise KeyError(key)
+        return found
 
     @overload
     def get(self, key: K, /) -> V | None: ...
@@ -80,28 +144,45 @@ class PMap(Mapping[K, V]):
     def get(self, key: K, default: V | T, /) -> V | T: ...
     def get(self, key: K, default: Any = None, /) -> Any:
         found = self._trie.get(key, _MISSING)
-        return default if found is _MISSING else found
+        if found is not _MISSING:
+            return found
+        base = self._base
+        if base is not None:
+            position = base.index.get(key)
+            if position is not None and key not in self._gone:
+                return base.at(position)
+        return default
 
     def __contains__(self, key: object) -> bool:
-        return key in self._trie
+        return key in self._trie or self._in_base(key)
 
     def __iter__(self) -> Iterator[K]:
         return iter(self._ordered())
 
     def _ordered(self) -> list[K]:
         if self._keys is None:
-            self._keys = [key for key, _rank in sorted(self._rank.items(), key=itemgetter(1))]
+            added = [key for key, _rank in sorted(self._rank.items(), key=itemgetter(1))]
+            base = self._base
+            if base is None:
+                self._keys = added
+            else:
+                gone = self._gone
+                kept = [key for key in base.keys if key not in gone] if len(gone) else base.keys
+                self._keys = [*kept, *added]
         return self._keys
 
     def __len__(self) -> int:
-        return len(self._trie)
+        base = self._base
+        if base is None:
+            return len(self._trie)
+        return len(base.keys) - len(self._gone) + len(self._rank)
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, PMap):
+        if isinstance(other, PMap) and self._base is None and other._base is None:
             return bool(self._trie == other._trie)
         if isinstance(other, Mapping):
             return len(self) == len(other) and all(
-                key in other and other[key] == value for key, value in self._trie.items()
+                other.get(key, _MISSING) == value for key, value in self.items()
             )
         return NotImplemented
 
@@ -112,6 +193,25 @@ class PMap(Mapping[K, V]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (PMap, (dict(self.items()),))
+
+
+_NONE_GONE: HashTrieSet[Any] = HashTrieSet()
+
+
+def base_of(mapping: PMap[K, V]) -> tuple[Any, Callable[[K], int | None]] | None:
+    """For a map made ``lazily``: the ``source`` it was made with, and the base position of a
+    key whose entry is still the base's own (None when it was set again or removed since, or
+    is not the base's); None for any other map. An encoder may copy an untouched entry's
+    source instead of making the entry."""
+    base = mapping._base
+    if base is None:
+        return None
+    trie, gone, index = mapping._trie, mapping._gone, base.index
+
+    def position(key: K) -> int | None:
+        return None if key in trie or key in gone else index.get(key)
+
+    return base.source, position
 
 
 class PSet(Set[T]):

@@ -53,7 +53,7 @@ from events.reading import Unreadable, decode
 from events.signing import Keyring, Signer
 from events.topics import context_of
 from infra.processes import cyclic_gc_paused
-from services.persistent import PMap, PQueue, PSet
+from services.persistent import PMap, PQueue, PSet, base_of
 
 FORMAT = 1
 """The layout of a snapshot; a snapshot of another format is ignored."""
@@ -164,6 +164,7 @@ def seal_snapshot(snapshot: Snapshot, signer: Signer) -> Sealed:
 
 
 def _seal(snapshot: Snapshot, signer: Signer) -> Sealed:
+    heads = list(snapshot.heads.items())
     document = {
         "topic": snapshot.topic,
         "trial_id": snapshot.trial_id,
@@ -171,8 +172,8 @@ def _seal(snapshot: Snapshot, signer: Signer) -> Sealed:
         "anchor": [snapshot.anchor.offset, snapshot.anchor.stream_id, snapshot.anchor.seq,
                    snapshot.anchor.hash],
         # columns: one list each, not one per stream (a long log has hundreds of thousands)
-        "heads": [list(snapshot.heads), [seq for seq, _h in snapshot.heads.values()],
-                  [h for _seq, h in snapshot.heads.values()]],
+        "heads": [[stream for stream, _head in heads], [head[0] for _stream, head in heads],
+                  [head[1] for _stream, head in heads]],
         "retired": sorted(snapshot.retired),
         "state": to_plain(snapshot.state),
         "upstream_state": to_plain(snapshot.upstream_state),
@@ -254,6 +255,14 @@ def open_snapshot(sealed: Sealed, keyring: Keyring, topic: str) -> Snapshot:
     return snapshot
 
 
+def _heads(streams: list[str], seqs: list[int], hashes: list[str]) -> PMap[str, tuple[int, str]]:
+    """Each stream's (seq, hash), made when a stream is asked for: a long log has hundreds of
+    thousands of streams, and a restart meets a few of them (decision 56)."""
+    if not len(streams) == len(seqs) == len(hashes):
+        raise ValueError("the heads' columns differ in length")
+    return PMap.lazily(streams, lambda position: (seqs[position], hashes[position]))
+
+
 def _snapshot_of(document: dict[str, Any], key_id: str) -> Snapshot:
     upstream = document["upstream"]
     return Snapshot(
@@ -261,9 +270,7 @@ def _snapshot_of(document: dict[str, Any], key_id: str) -> Snapshot:
         trial_id=document["trial_id"],
         covers=int(document["covers"]),
         anchor=Anchor(*document["anchor"]),
-        heads=dict(zip(document["heads"][0],
-                       zip(document["heads"][1], document["heads"][2], strict=True),
-                       strict=True)),
+        heads=_heads(*document["heads"]),
         retired=frozenset(document["retired"]),
         state=from_plain(document["state"]),
         upstream_state=from_plain(document["upstream_state"]),
@@ -359,6 +366,11 @@ def _persistent_map(mapping: PMap[Any, Any]) -> list[Any]:
     """A persistent map whose keys are strings and whose values are all dataclasses of one
     class (a state's subjects, lots, cohorts) by columns: its keys, then each field's values
     (``["pmc", class, keys, column, ...]``); any other one by pairs."""
+    lazy = base_of(mapping)
+    if lazy is not None:
+        encoded = _columns_again(mapping, *lazy)
+        if encoded is not None:
+            return encoded
     kind = None
     for key, item in mapping.items():
         if kind is None:
@@ -371,6 +383,29 @@ def _persistent_map(mapping: PMap[Any, Any]) -> list[Any]:
     items = list(mapping.values())
     columns = [[to_plain(getattr(item, f)) for item in items] for f in _init_fields(kind)]
     return ["pmc", _name(kind), list(mapping), *columns]
+
+
+def _columns_again(
+    mapping: PMap[Any, Any], source: Any, position: Callable[[Any], int | None]
+) -> list[Any] | None:
+    """A map read by columns from a snapshot (``_columns``) by columns again, each entry
+    still the snapshot's copied from its columns as it was read, without being made; None
+    when an entry set since is not of the same class or a key not a string (then by the
+    general rule)."""
+    name, columns = source
+    kind = _DATACLASSES.get(name)
+    keys = list(mapping)
+    positions = [position(key) for key in keys]
+    for key, found in zip(keys, positions, strict=True):
+        if found is None and (type(key) is not str or type(mapping[key]) is not kind):
+            return None
+    if kind is None:
+        return None
+    return ["pmc", name, keys, *(
+        [column[found] if found is not None else to_plain(getattr(mapping[key], field_))
+         for key, found in zip(keys, positions, strict=True)]
+        for column, field_ in zip(columns, _init_fields(kind), strict=True)
+    )]
 
 
 def _pairs(tag: str) -> Callable[[Mapping[Any, Any]], list[Any]]:
@@ -440,15 +475,24 @@ def _pairs_of(data: list[Any]) -> list[tuple[Any, Any]]:
 
 
 def _columns(data: list[Any]) -> PMap[Any, Any]:
+    """A map by columns, its entries made when they are read (``PMap.lazily``): a restart
+    reads a few of the hundreds of thousands of subjects a long log has (decision 56). Every
+    check that needs no entry is made here: the class is allowed, the columns fit it and the
+    keys, no key repeats."""
     cls = _DATACLASSES.get(data[1]) or _allowed(data[1], dataclass_=True)
-    columns = [
-        [item if type(item) is not list else () if item == _EMPTY_TUPLE else from_plain(item)
-         for item in column]
-        for column in data[3:]
-    ]
+    keys, columns = data[2], data[3:]
     if len(columns) != len(_init_fields(cls)):
         raise ValueError(f"{data[1]!r} has {len(_init_fields(cls))} fields, not {len(columns)}")
-    return PMap(zip(data[2], map(cls, *columns), strict=True))
+    if type(keys) is not list or any(
+        type(column) is not list or len(column) != len(keys) for column in columns
+    ):
+        raise ValueError(f"the columns of a map of {data[1]!r} do not fit its keys")
+
+    def make(position: int) -> Any:
+        return cls(*[item if type(item) is not list else () if item == _EMPTY_TUPLE
+                     else from_plain(item) for item in (column[position] for column in columns)])
+
+    return PMap.lazily(keys, make, source=(data[1], columns))
 
 
 def _model(data: list[Any]) -> BaseModel:
