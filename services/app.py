@@ -129,8 +129,9 @@ def build_app(
     add_description(app, [available[c] for c in chosen], trial.roles_for)
 
     async def lifecycle(_app: web.Application):
-        for handler in handlers:
-            await handler.start()
+        # Each context opens its own clients and reads its own topics: they open side by side
+        # (their waits on the broker overlap), and each reports its own problem if it fails.
+        await asyncio.gather(*(handler.start() for handler in handlers))
         await bootstrap_access(access, users)
         recovering = asyncio.create_task(_recover(handlers, access, users))
         yield
