@@ -103,13 +103,37 @@ def kafka_bootstrap() -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str) -> Settings:
-    """Settings with a namespace of its own, so tests never see each other's events."""
-    return Settings(
+def settings(kafka_bootstrap: str) -> Iterator[Settings]:
+    """Settings with a namespace of its own, so tests never see each other's events. Its
+    topics are deleted after the test: kafka-python asks for every topic's metadata when it
+    looks one up, so each namespace left on the session's broker made every later client
+    slower (about 25 topics a test, 0.2 s a lookup at 3,000 topics)."""
+    chosen = Settings(
         bootstrap_servers=kafka_bootstrap,
         namespace=f"t{uuid.uuid4().hex[:10]}",
         trial_id="NCT06623396",
     )
+    yield chosen
+    _delete_topics_of(chosen)
+
+
+def _delete_topics_of(settings: Settings) -> None:
+    from kafka.admin import KafkaAdminClient
+
+    ns = settings.namespace
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+                                 client_id="trialops-tests-cleanup")
+    except Exception:  # a test that stopped the session's broker: nothing to keep small
+        return
+    try:
+        theirs = [t for t in admin.list_topics() if t.startswith((f"{ns}.", f"{ns}-"))]
+        if theirs:
+            admin.delete_topics(theirs)
+    except Exception:  # the next test must not fail for the cleanup of this one
+        pass
+    finally:
+        admin.close()
 
 
 def free_port() -> int:
