@@ -42,6 +42,8 @@ SNAPSHOT_TOPIC_CONFIG = {
     "min.cleanable.dirty.ratio": "0.1",
 }
 READ_TIMEOUT_S = 120.0
+FETCH_BYTES = 64 * 1024 * 1024
+"""How much of the topic one fetch may bring when a snapshot is read."""
 
 
 def snapshot_topic(event_topic: str) -> str:
@@ -176,6 +178,11 @@ def _read_keyed(
         isolation_level="read_committed",
         request_timeout_ms=30_000,
         bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+        # A snapshot of a long log is tens of chunks: in one fetch rather than one per 1 MB
+        # (the client's default), and no 100 ms back-off before the first (decision 56).
+        fetch_max_bytes=FETCH_BYTES,
+        max_partition_fetch_bytes=FETCH_BYTES,
+        retry_backoff_ms=10,
     )
     try:
         tp = TopicPartition(topic, 0)

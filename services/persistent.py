@@ -18,8 +18,10 @@ same map made eagerly would (decision 56).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence, Set
-from operator import itemgetter
+from itertools import islice
+from operator import ge, itemgetter
 from typing import Any, Generic, TypeVar, overload
 
 from rpds import HashTrieMap, HashTrieSet
@@ -32,21 +34,49 @@ _MISSING: Any = object()
 
 
 class _Made(Generic[K, V]):
-    """The entries of a map as a snapshot holds them: its keys in order, and ``make``, which
+    """The entries of a map as a snapshot holds them: its keys, sorted, and ``make``, which
     makes the entry at a position; each one is made on its first read and kept (entries are
-    immutable values, so every version of the map that shares them may share them made)."""
+    immutable values, so every version of the map that shares them may share them made).
 
-    __slots__ = ("index", "keys", "made", "make", "source")
+    A key is found by bisection in the sorted keys: no index is built (hashing the hundreds of
+    thousands of keys of a long log into a dict was the largest part of opening its snapshot).
+    ``order`` lists the positions in the map's own order (None: the sorted order is it)."""
 
-    def __init__(self, keys: list[K], make: Callable[[int], V], source: Any = None):
-        self.keys = keys
-        self.index: dict[K, int] = dict(zip(keys, range(len(keys)), strict=True))
-        if len(self.index) != len(keys):
-            raise ValueError("a map's keys repeat")
+    __slots__ = ("keys", "made", "make", "order", "source")
+
+    def __init__(self, keys: list[K], make: Callable[[int], V], source: Any = None,
+                 order: list[int] | None = None):
+        sortable: list[Any] = keys
+        try:
+            ascending = not any(map(ge, sortable, islice(sortable, 1, None)))
+        except TypeError:
+            ascending = False
+        if not ascending:
+            raise ValueError("a map's keys are not sorted without repeats")
+        if order is not None and (
+            len(order) != len(keys) or not all(type(position) is int for position in order)
+            or len(set(order)) != len(keys) or (order and not 0 <= min(order) <= max(order)
+                                                < len(keys))
+        ):
+            raise ValueError("a map's order is not one of its keys")
+        self.keys, self.order = keys, order
         self.make = make
         self.made: list[Any] = [_MISSING] * len(keys)
         self.source = source
         """What the entries are made from (the snapshot's columns), for whoever encodes it."""
+
+    def position(self, key: object) -> int | None:
+        """Where ``key`` is among the keys, or None."""
+        keys: list[Any] = self.keys
+        try:
+            found = bisect_left(keys, key)
+        except TypeError:  # a key of another kind than the map's
+            return None
+        return found if found < len(keys) and keys[found] == key else None
+
+    def in_order(self) -> list[K]:
+        """The keys in the map's own order."""
+        return self.keys if self.order is None else [self.keys[p] for p in self.order]
 
     def at(self, position: int) -> V:
         found = self.made[position]
@@ -89,12 +119,14 @@ class PMap(Mapping[K, V]):
         self._base, self._gone = None, _NONE_GONE
 
     @classmethod
-    def lazily(cls, keys: list[K], make: Callable[[int], V], source: Any = None) -> PMap[K, V]:
-        """The map of ``keys`` (in this order, none repeated: ``ValueError``) whose entry at
-        position i is ``make(i)``, made when it is first read. ``source``: what the entries
-        are made from, kept for :func:`base_of`."""
+    def lazily(cls, keys: list[K], make: Callable[[int], V], source: Any = None,
+               order: list[int] | None = None) -> PMap[K, V]:
+        """The map of ``keys`` (sorted, none repeated: else ``ValueError``) whose entry at
+        position i is ``make(i)``, made when it is first read. ``order``: the positions in
+        the map's order (a permutation; None: sorted). ``source``: what the entries are made
+        from, kept for :func:`base_of`."""
         new = cls._of(HashTrieMap(), HashTrieMap(), 0)
-        new._base = _Made(keys, make, source)
+        new._base = _Made(keys, make, source, order)
         return new
 
     @classmethod
@@ -112,7 +144,7 @@ class PMap(Mapping[K, V]):
 
     def _in_base(self, key: object) -> bool:
         base = self._base
-        return base is not None and key in base.index and key not in self._gone
+        return base is not None and key not in self._gone and base.position(key) is not None
 
     def set(self, key: K, value: V) -> PMap[K, V]:
         if key in self._rank or self._in_base(key):
@@ -148,7 +180,7 @@ class PMap(Mapping[K, V]):
             return found
         base = self._base
         if base is not None:
-            position = base.index.get(key)
+            position = base.position(key)
             if position is not None and key not in self._gone:
                 return base.at(position)
         return default
@@ -166,9 +198,9 @@ class PMap(Mapping[K, V]):
             if base is None:
                 self._keys = added
             else:
-                gone = self._gone
-                kept = [key for key in base.keys if key not in gone] if len(gone) else base.keys
-                self._keys = [*kept, *added]
+                gone, keys = self._gone, base.in_order()
+                kept = [key for key in keys if key not in gone] if len(gone) else keys
+                self._keys = [*kept, *added] if added else kept
         return self._keys
 
     def __len__(self) -> int:
@@ -206,10 +238,10 @@ def base_of(mapping: PMap[K, V]) -> tuple[Any, Callable[[K], int | None]] | None
     base = mapping._base
     if base is None:
         return None
-    trie, gone, index = mapping._trie, mapping._gone, base.index
+    trie, gone = mapping._trie, mapping._gone
 
     def position(key: K) -> int | None:
-        return None if key in trie or key in gone else index.get(key)
+        return None if key in trie or key in gone else base.position(key)
 
     return base.source, position
 

@@ -55,8 +55,10 @@ from events.topics import context_of
 from infra.processes import cyclic_gc_paused
 from services.persistent import PMap, PQueue, PSet, base_of
 
-FORMAT = 1
-"""The layout of a snapshot; a snapshot of another format is ignored."""
+FORMAT = 2
+"""The layout of a snapshot; a snapshot of another format is ignored. 2: a map by columns and
+the heads are sorted by key (a map's own order beside them), and a column may be packed
+(:func:`_packed`)."""
 
 _PACKAGES = ("events", "services", "trial")
 """Whose sources :func:`code_version` covers: the events, the deciders and their states, the
@@ -164,7 +166,9 @@ def seal_snapshot(snapshot: Snapshot, signer: Signer) -> Sealed:
 
 
 def _seal(snapshot: Snapshot, signer: Signer) -> Sealed:
-    heads = list(snapshot.heads.items())
+    # sorted by stream: a restart finds a stream by bisection, with no index to build
+    heads = sorted(snapshot.heads.items())
+    streams = [stream for stream, _head in heads]
     document = {
         "topic": snapshot.topic,
         "trial_id": snapshot.trial_id,
@@ -172,7 +176,7 @@ def _seal(snapshot: Snapshot, signer: Signer) -> Sealed:
         "anchor": [snapshot.anchor.offset, snapshot.anchor.stream_id, snapshot.anchor.seq,
                    snapshot.anchor.hash],
         # columns: one list each, not one per stream (a long log has hundreds of thousands)
-        "heads": [[stream for stream, _head in heads], [head[0] for _stream, head in heads],
+        "heads": [streams, _packed([head[0] for _stream, head in heads], streams),
                   [head[1] for _stream, head in heads]],
         "retired": sorted(snapshot.retired),
         "state": to_plain(snapshot.state),
@@ -246,7 +250,8 @@ def open_snapshot(sealed: Sealed, keyring: Keyring, topic: str) -> Snapshot:
         with cyclic_gc_paused():
             document = orjson.loads(zlib.decompress(sealed.body))
             snapshot = _snapshot_of(document, key_id)
-    except (zlib.error, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (zlib.error, orjson.JSONDecodeError, KeyError, IndexError, TypeError,
+            ValueError) as exc:
         raise SnapshotRefused(f"the body does not decode: {exc!r}") from None
     if snapshot.topic != topic or snapshot.covers != manifest.get("covers"):
         raise SnapshotRefused("the body does not say what its manifest says")
@@ -255,12 +260,13 @@ def open_snapshot(sealed: Sealed, keyring: Keyring, topic: str) -> Snapshot:
     return snapshot
 
 
-def _heads(streams: list[str], seqs: list[int], hashes: list[str]) -> PMap[str, tuple[int, str]]:
+def _heads(streams: list[str], seqs: Any, hashes: list[str]) -> PMap[str, tuple[int, str]]:
     """Each stream's (seq, hash), made when a stream is asked for: a long log has hundreds of
     thousands of streams, and a restart meets a few of them (decision 56)."""
-    if not len(streams) == len(seqs) == len(hashes):
+    if type(streams) is not list or type(hashes) is not list or len(hashes) != len(streams):
         raise ValueError("the heads' columns differ in length")
-    return PMap.lazily(streams, lambda position: (seqs[position], hashes[position]))
+    seq_at = _reader(seqs, streams, "heads")
+    return PMap.lazily(streams, lambda position: (seq_at(position), hashes[position]))
 
 
 def _snapshot_of(document: dict[str, Any], key_id: str) -> Snapshot:
@@ -365,7 +371,8 @@ def to_plain(value: Any) -> Any:
 def _persistent_map(mapping: PMap[Any, Any]) -> list[Any]:
     """A persistent map whose keys are strings and whose values are all dataclasses of one
     class (a state's subjects, lots, cohorts) by columns: its keys, then each field's values
-    (``["pmc", class, keys, column, ...]``); any other one by pairs."""
+    (``["pmc", class, keys, order, column, ...]``, :func:`_by_columns`); any other one by
+    pairs."""
     lazy = base_of(mapping)
     if lazy is not None:
         encoded = _columns_again(mapping, *lazy)
@@ -380,9 +387,9 @@ def _persistent_map(mapping: PMap[Any, Any]) -> list[Any]:
     if (kind is None or not is_dataclass(kind) or not kind.__module__.startswith(_ALLOWED_MODULES)
             or not kind.__dataclass_params__.frozen):  # type: ignore[attr-defined]
         return _by_pairs(mapping)
-    items = list(mapping.values())
+    items, keys = list(mapping.values()), list(mapping)
     columns = [[to_plain(getattr(item, f)) for item in items] for f in _init_fields(kind)]
-    return ["pmc", _name(kind), list(mapping), *columns]
+    return _by_columns(_name(kind), keys, columns)
 
 
 def _columns_again(
@@ -392,7 +399,7 @@ def _columns_again(
     still the snapshot's copied from its columns as it was read, without being made; None
     when an entry set since is not of the same class or a key not a string (then by the
     general rule)."""
-    name, columns = source
+    name, readers = source
     kind = _DATACLASSES.get(name)
     keys = list(mapping)
     positions = [position(key) for key in keys]
@@ -401,11 +408,80 @@ def _columns_again(
             return None
     if kind is None:
         return None
-    return ["pmc", name, keys, *(
-        [column[found] if found is not None else to_plain(getattr(mapping[key], field_))
+    return _by_columns(name, keys, [
+        [read(found) if found is not None else to_plain(getattr(mapping[key], field_))
          for key, found in zip(keys, positions, strict=True)]
-        for column, field_ in zip(columns, _init_fields(kind), strict=True)
-    )]
+        for read, field_ in zip(readers, _init_fields(kind), strict=True)
+    ])
+
+
+def _by_columns(name: str, keys: list[str], columns: list[list[Any]]) -> list[Any]:
+    """``["pmc", class, keys, order, column, ...]`` for a map of ``keys`` (in its order) whose
+    entries' fields are ``columns``: the keys sorted (a reader finds one by bisection, with no
+    index to build), ``order`` the sorted positions in the map's order (null when that is the
+    sorted order), each column in the keys' sorted order, packed."""
+    by_key = sorted(range(len(keys)), key=keys.__getitem__)
+    order: list[int] | None = None
+    if any(position != n for n, position in enumerate(by_key)):
+        order = [0] * len(keys)
+        for sorted_at, position in enumerate(by_key):
+            order[position] = sorted_at
+        keys = [keys[position] for position in by_key]
+        columns = [[column[position] for position in by_key] for column in columns]
+    return ["pmc", name, keys, order, *(_packed(column, keys) for column in columns)]
+
+
+_SAMPLE = 64
+"""How many values of a column are looked at to guess its most common one."""
+
+
+def _packed(column: list[Any], keys: list[Any]) -> Any:
+    """A column as it is written: ``{"key": true}`` when each value is its entry's key (a
+    subject's id in the map of subjects), ``{"same": v, "at": [i, ...], "values": [...]}`` when
+    more than half of it is one value ``v`` (a long log's subjects are mostly alike: no slot,
+    no screen failure, no lot), else the list itself. Reading a packed column makes one value
+    for each entry read, not one for each entry; values compare by their JSON, so ``1``,
+    ``1.0`` and ``true`` stay apart."""
+    if column == keys and all(type(value) is str for value in column):
+        return {"key": True}
+    if not column:
+        return column
+    counts: dict[Any, int] = {}
+    for value in column[:_SAMPLE]:
+        token = _token(value)
+        counts[token] = counts.get(token, 0) + 1
+    same = _token(column[0])
+    for token, count in counts.items():
+        if count > counts[same]:
+            same = token
+    at = [position for position, value in enumerate(column) if _token(value) != same]
+    if 2 * len(at) >= len(column):
+        return column
+    return {"same": column[next(i for i, v in enumerate(column) if _token(v) == same)],
+            "at": at, "values": [column[position] for position in at]}
+
+
+def _token(value: Any) -> Any:
+    """What a plain value is compared by when a column is packed: itself with its type (``1``
+    and ``True`` are equal in Python, not in a snapshot), or its JSON when it is a list."""
+    return (list, orjson.dumps(value)) if type(value) is list else (type(value), value)
+
+
+def _reader(column: Any, keys: list[Any], name: str) -> Callable[[int], Any]:
+    """What reads the value at a position of a column :func:`_packed` wrote; ``ValueError``
+    when it does not fit the map's keys."""
+    if type(column) is list and len(column) == len(keys):
+        return column.__getitem__
+    if type(column) is dict and column == {"key": True}:
+        return keys.__getitem__
+    if type(column) is dict and set(column) == {"same", "at", "values"}:
+        at, values = column["at"], column["values"]
+        if type(at) is list and type(values) is list and len(at) == len(values) and all(
+            type(position) is int and 0 <= position < len(keys) for position in at
+        ):
+            others, same = dict(zip(at, values, strict=True)), column["same"]
+            return lambda position: others.get(position, same)
+    raise ValueError(f"a column of a map of {name!r} does not fit its keys")
 
 
 def _pairs(tag: str) -> Callable[[Mapping[Any, Any]], list[Any]]:
@@ -478,21 +554,20 @@ def _columns(data: list[Any]) -> PMap[Any, Any]:
     """A map by columns, its entries made when they are read (``PMap.lazily``): a restart
     reads a few of the hundreds of thousands of subjects a long log has (decision 56). Every
     check that needs no entry is made here: the class is allowed, the columns fit it and the
-    keys, no key repeats."""
+    keys, the keys are sorted without repeats, the order is one of them."""
     cls = _DATACLASSES.get(data[1]) or _allowed(data[1], dataclass_=True)
-    keys, columns = data[2], data[3:]
+    keys, order, columns = data[2], data[3], data[4:]
     if len(columns) != len(_init_fields(cls)):
         raise ValueError(f"{data[1]!r} has {len(_init_fields(cls))} fields, not {len(columns)}")
-    if type(keys) is not list or any(
-        type(column) is not list or len(column) != len(keys) for column in columns
-    ):
-        raise ValueError(f"the columns of a map of {data[1]!r} do not fit its keys")
+    if type(keys) is not list or (order is not None and type(order) is not list):
+        raise ValueError(f"the keys of a map of {data[1]!r} are not a list")
+    readers = [_reader(column, keys, data[1]) for column in columns]
 
     def make(position: int) -> Any:
         return cls(*[item if type(item) is not list else () if item == _EMPTY_TUPLE
-                     else from_plain(item) for item in (column[position] for column in columns)])
+                     else from_plain(item) for item in [read(position) for read in readers]])
 
-    return PMap.lazily(keys, make, source=(data[1], columns))
+    return PMap.lazily(keys, make, source=(data[1], readers), order=order)
 
 
 def _model(data: list[Any]) -> BaseModel:

@@ -11,8 +11,10 @@ again goes to the end), which the states' maps replaced.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import zlib
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -42,14 +44,17 @@ from .test_snapshots import (
 
 
 def lazily(entries: dict[str, Any]) -> tuple[PMap[str, Any], list[int]]:
-    """A map made lazily of ``entries`` and the positions it made, in the order it made them."""
-    keys, values, made = list(entries), list(entries.values()), []
+    """A map made lazily of ``entries`` (as a snapshot holds them: keys sorted, the map's order
+    beside them) and the sorted positions it made, in the order it made them."""
+    keys = sorted(entries)
+    order = [keys.index(key) for key in entries]
+    made: list[int] = []
 
     def make(position: int) -> Any:
         made.append(position)
-        return values[position]
+        return entries[keys[position]]
 
-    return PMap.lazily(keys, make), made
+    return PMap.lazily(keys, make, order=order), made
 
 
 def count_made(mapping: Any) -> int:
@@ -109,11 +114,43 @@ def test_a_restart_makes_only_the_subjects_a_command_reads():
 def test_a_map_whose_keys_repeat_is_not_made():
     with pytest.raises(ValueError, match="repeat"):
         PMap.lazily(["MSK-001", "MSK-001"], lambda _position: None)
+    with pytest.raises(ValueError, match="sorted"):
+        PMap.lazily(["MSK-002", "MSK-001"], lambda _position: None)
+    with pytest.raises(ValueError, match="order"):
+        PMap.lazily(["MSK-001", "MSK-002"], lambda _position: None, order=[1, 1])
     import services.enrollment.state  # noqa: F401  (the class a body may name)
 
     with pytest.raises(ValueError):
-        from_plain(["pmc", "services.enrollment.state:Lot", ["L1", "L1"], ["L1", "L1"],
+        from_plain(["pmc", "services.enrollment.state:Lot", ["L1", "L1"], None, ["L1", "L1"],
                     ["MSK-1", "MSK-1"], ["released", "released"], [["t"], ["t"]]])
+
+
+def test_a_column_mostly_of_one_value_is_written_once_and_read_back_with_each_type():
+    from services.enrollment.state import Consent, Subject
+
+    signed = Consent("v3", datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    subjects = {f"MSK-{n:03d}": Subject(f"MSK-{n:03d}") for n in range(1, 41)}
+    subjects["MSK-007"] = Subject("MSK-007", msln_ihc_percent=1.0, consents=(signed,), slot=1)
+    subjects["MSK-008"] = Subject("MSK-008", msln_ihc_percent=1, slot=True)
+    encoded = to_plain(PMap(subjects))
+    _pmc, _name, _keys, order, subject_id, msln, consents, *_rest = encoded
+    assert order is None  # registered in the order of their ids
+    assert subject_id == {"key": True}
+    assert msln == {"same": None, "at": [6, 7], "values": [1.0, 1]}
+    assert consents["same"] == ["t"] and consents["at"] == [6]
+    back = from_plain(orjson.loads(orjson.dumps(encoded)))
+    assert back == subjects and list(back) == list(subjects)
+    assert type(back["MSK-007"].msln_ihc_percent) is float
+    assert type(back["MSK-008"].msln_ihc_percent) is int and back["MSK-008"].slot is True
+    assert back["MSK-007"].slot == 1 and type(back["MSK-007"].slot) is int
+    assert back["MSK-007"].consents == (signed,)
+    latest_first = PMap(reversed(list(subjects.items())))
+    encoded = to_plain(latest_first)
+    assert encoded[2] == sorted(subjects) and encoded[3] == list(range(39, -1, -1))
+    back = from_plain(orjson.loads(orjson.dumps(encoded)))
+    assert list(back) == list(latest_first) and back == latest_first
+    diverse = {f"L{n}": n for n in range(10)}
+    assert to_plain(PMap(diverse))[0] == "pm"  # not records: by pairs, as before
 
 
 # ---------------------------------------------------------------- a state through its snapshot
@@ -215,10 +252,8 @@ def test_a_writer_restarted_from_a_snapshot_chains_to_its_heads_and_makes_only_t
 def test_a_body_whose_heads_do_not_line_up_is_refused_before_it_is_used():
     good = seal_snapshot(snapshot(), WRITER)
     document = orjson.loads(zlib.decompress(good.body))
-    document["heads"][1].pop()
+    document["heads"][2].pop()
     body = zlib.compress(orjson.dumps(document))
-    import hashlib
-
     forged = resigned(type(good)(good.manifest, body), WRITER,
                       sha256=hashlib.sha256(body).hexdigest(), size=len(body))
     with pytest.raises(SnapshotRefused, match="does not decode"):
