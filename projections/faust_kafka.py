@@ -1,4 +1,4 @@
-"""Faust's aiokafka transport, reading only committed events.
+"""Faust's aiokafka transport, reading only committed events, and the worker's batches.
 
 The services append in Kafka transactions. Faust's worker consumer reads uncommitted records
 unless the app runs in exactly-once mode, which we do not rely on; a projection that saw an
@@ -8,9 +8,13 @@ only sets the consumer's isolation level.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from mode.utils.aiter import aiter
+from mode.utils.futures import notify
 
 
 class _ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -28,3 +32,67 @@ class _ReadCommittedConsumer(faust_aiokafka.Consumer):
 
 class ReadCommittedTransport(faust_aiokafka.Transport):
     Consumer = _ReadCommittedConsumer
+
+
+async def take_batches(
+    stream: Any, max_: int, within: Callable[[], float]
+) -> AsyncIterator[list[Any]]:
+    """Faust's ``Stream.take_events`` with a wait that is asked again before each batch:
+    ``within()`` seconds for the buffer to hold ``max_`` events, after which the events it
+    holds are yielded. ``take_events`` fixes its wait once; the worker waits longer while it
+    is far behind its topic (bigger batches, fewer changelog writes: decision 56) and as
+    little as before once caught up (a lone command's latency).
+
+    Everything else is ``take_events``' own logic: the stream is drained in the background
+    into the buffer, at most ``max_`` events per batch, and a batch's events are acked only
+    once the caller is done with the batch, so a committed offset never covers an event the
+    caller has not finished with."""
+    buffer: list[Any] = []
+    events: list[Any] = []
+    buffer_full = asyncio.Event()
+    buffer_consumed = asyncio.Event()
+    buffer_consuming: asyncio.Future | None = None
+    channel_it = aiter(stream.channel)
+
+    async def add_to_buffer(value: Any) -> Any:
+        nonlocal buffer_consuming
+        try:
+            if buffer_consuming is not None:
+                try:
+                    await buffer_consuming
+                finally:
+                    buffer_consuming = None
+            buffer.append(value)
+            event = stream.current_event
+            if event is None:
+                raise RuntimeError("Take buffer found current_event is None")
+            events.append(event)
+            if len(buffer) >= max_:
+                buffer_full.set()
+                buffer_consumed.clear()
+                await stream.wait(buffer_consumed)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            stream.log.exception("Error adding to take buffer: %r", exc)
+            await stream.crash(exc)
+        return value
+
+    stream.enable_acks = False  # the events are acked here, after their batch
+    stream.add_processor(add_to_buffer)
+    stream._enable_passive(channel_it)
+    while not stream.should_stop:
+        await stream.wait_for_stopped(buffer_full, timeout=within())
+        if not buffer:
+            continue
+        buffer_consuming = stream.loop.create_future()
+        try:
+            yield list(events)
+        finally:
+            buffer.clear()
+            for event in events:
+                await stream.ack(event)
+            events.clear()
+            notify(buffer_consuming)
+            buffer_full.clear()
+            buffer_consumed.set()
