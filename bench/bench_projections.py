@@ -63,6 +63,8 @@ class RawRead:
     events: int
     bytes: int
     seconds: float
+    cpu_seconds: float = 0.0
+    """CPU time of this process while it read (user and system)."""
 
 
 async def _aiokafka_read(bootstrap_servers: str, topic: str, end: int) -> RawRead:
@@ -82,7 +84,7 @@ async def _aiokafka_read(bootstrap_servers: str, topic: str, end: int) -> RawRea
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
         events = size = 0
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         while await consumer.position(tp) < end:
             batches = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
             for records in batches.values():
@@ -90,7 +92,8 @@ async def _aiokafka_read(bootstrap_servers: str, topic: str, end: int) -> RawRea
                     if record.offset < end:
                         events += 1
                         size += len(record.value)
-        return RawRead(events, size, time.perf_counter() - started)
+        return RawRead(events, size, time.perf_counter() - started,
+                       time.process_time() - cpu_started)
     finally:
         await consumer.stop()
 
@@ -129,6 +132,10 @@ class Applied:
     projections: dict[str, Progress] = field(default_factory=dict)
     dead_lettered: dict[str, int] = field(default_factory=dict)
     failure: str | None = None
+    cpu_at_first: float | None = None
+    """The worker's CPU seconds when the first applied event was seen, and when every
+    projection had caught up."""
+    cpu_at_done: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -178,6 +185,10 @@ def apply_with_worker(
                 result.dead_lettered = document.get("dead_lettered", {})
                 for name, key in keys.items():
                     _observe(result.projections[name], positions.get(key, 0), end, now)
+                if result.first_at is not None and result.cpu_at_first is None:
+                    result.cpu_at_first = worker.cpu_seconds()
+                if result.finished:
+                    result.cpu_at_done = worker.cpu_seconds()
             total = sum(p.position for p in result.projections.values())
             if total != last_total:
                 last_total, last_change = total, now
@@ -262,6 +273,15 @@ def applied_lines(applied: Applied, raw: RawRead | None) -> list[str]:
             f"{faust:,.0f} / {raw_rate:,.0f} = {ratio(faust, raw_rate)} "
             f"(the worker is {raw_rate / faust:,.0f}x slower than reading)"
         )
+        if applied.cpu_at_first is not None and applied.cpu_at_done is not None and raw.events:
+            applied_events = end - min(p.first_position for p in applied.projections.values())
+            worker_us = 1e6 * (applied.cpu_at_done - applied.cpu_at_first) / applied_events
+            raw_us = 1e6 * raw.cpu_seconds / raw.events
+            lines.append(
+                f"   CPU per event (user+system, every thread): worker {worker_us:,.0f} us, "
+                f"raw read {raw_us:,.1f} us; raw / worker = {ratio(raw_us, worker_us)} "
+                "(moves less with the machine's load than events/s)"
+            )
     if applied.failure:
         lines.append("  failure: " + applied.failure.replace("\n", "\n    "))
     return lines

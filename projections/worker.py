@@ -288,6 +288,9 @@ def create_app(
                 log.warning("cannot read the quarantine yet: %r", exc)
         return quarantine[0].covers(where, value)
 
+    started_up: list[bool] = []
+    """Set by the first agent to start: the start-up objects are frozen (once)."""
+
     def agent_for(topic: str):
         count_applied = applied_counter(topic)
 
@@ -301,10 +304,14 @@ def create_app(
             writes what it changed before it waits on anything (the keyring, the quarantine,
             a dead letter)."""
             app.producer.buffer.max_messages = PRODUCER_BUFFER_MESSAGES
-            # What the worker built to start (Faust, the tables, the folds, pydantic's
-            # models) lives as long as it does: left out of the garbage collector's scans,
-            # whose full passes over it took about 7 % of the applying (decision 56).
-            gc.freeze()
+            if not started_up:
+                # What the worker built to start (Faust, the tables, the folds, pydantic's
+                # models) lives as long as it does: left out of the garbage collector's
+                # scans, whose full passes over it took about 7 % of the applying (decision
+                # 56). Start-up's own garbage is collected first, or it would stay for good.
+                started_up.append(True)
+                gc.collect()
+                gc.freeze()
             behind = [False]
 
             def within() -> float:
