@@ -179,7 +179,7 @@ def _read_keyed(
         request_timeout_ms=30_000,
         bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
         # A snapshot of a long log is tens of chunks: in one fetch rather than one per 1 MB
-        # (the client's default), and no 100 ms back-off before the first (decision 56).
+        # (the client's default), and no 100 ms back-off before the first (decision 57).
         fetch_max_bytes=FETCH_BYTES,
         max_partition_fetch_bytes=FETCH_BYTES,
         retry_backoff_ms=10,

@@ -131,7 +131,7 @@ class _StreamHeads:
     """Each stream's head, as the writer chains its next event to it: the heads a snapshot
     gave (``resumed``, read from the snapshot when a stream is asked for) under those the
     writer made or moved since. A long log has hundreds of thousands of streams and a restart
-    moves a few of them: none is made until it is asked for (decision 56)."""
+    moves a few of them: none is made until it is asked for (decision 57)."""
 
     __slots__ = ("_moved", "_resumed")
 

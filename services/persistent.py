@@ -13,7 +13,7 @@ A map read back from a writer's snapshot (decision 42) need not make its hundred
 of entries at once: ``PMap.lazily`` keeps the snapshot's keys and a function that makes the
 entry at a position, and makes an entry the first time it is read. What changes after that is
 kept in the trie, as for any map; the map reads, iterates, measures and compares exactly as the
-same map made eagerly would (decision 56).
+same map made eagerly would (decision 57).
 """
 
 from __future__ import annotations

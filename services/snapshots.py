@@ -262,7 +262,7 @@ def open_snapshot(sealed: Sealed, keyring: Keyring, topic: str) -> Snapshot:
 
 def _heads(streams: list[str], seqs: Any, hashes: list[str]) -> PMap[str, tuple[int, str]]:
     """Each stream's (seq, hash), made when a stream is asked for: a long log has hundreds of
-    thousands of streams, and a restart meets a few of them (decision 56)."""
+    thousands of streams, and a restart meets a few of them (decision 57)."""
     if type(streams) is not list or type(hashes) is not list or len(hashes) != len(streams):
         raise ValueError("the heads' columns differ in length")
     seq_at = _reader(seqs, streams, "heads")
@@ -552,7 +552,7 @@ def _pairs_of(data: list[Any]) -> list[tuple[Any, Any]]:
 
 def _columns(data: list[Any]) -> PMap[Any, Any]:
     """A map by columns, its entries made when they are read (``PMap.lazily``): a restart
-    reads a few of the hundreds of thousands of subjects a long log has (decision 56). Every
+    reads a few of the hundreds of thousands of subjects a long log has (decision 57). Every
     check that needs no entry is made here: the class is allowed, the columns fit it and the
     keys, the keys are sorted without repeats, the order is one of them."""
     cls = _DATACLASSES.get(data[1]) or _allowed(data[1], dataclass_=True)

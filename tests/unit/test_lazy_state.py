@@ -1,5 +1,5 @@
 """A writer restarted from its snapshot makes its state's entries and its streams' heads when
-they are read, not all at once (decision 56): the state it decides on is still exactly the
+they are read, not all at once (decision 57): the state it decides on is still exactly the
 fold of its log from the first event, whatever the commands after the restart change.
 
 Sources: issue 12 ("a service's restart at 1M events of history within 2x its restart at
