@@ -14,12 +14,14 @@ import re
 import weakref
 from datetime import UTC, datetime
 
+import aiohttp
 import orjson
 from aiohttp import web as aioweb
 
 from projections.applying import state_of, states
 from projections.base import Projection, to_json
 from projections.openapi import document as views_document
+from projections.owner import FORWARDED_BY, ask_holder, held_here, holder_of, own_url
 from projections.paging import BadPage, KeyOrder, decode_cursor, page_document, parse_limit
 from services.auth import READ_ROLES, LiveUsers, UserDirectory, bearer_token
 from services.http import observed
@@ -127,8 +129,10 @@ the changelogs writes them without a batch)."""
 
 def _serve(
     app, projection: Projection, table, positions, users: UserDirectory | LiveUsers,
-    moved: PositionsMoved | None = None,
+    moved: PositionsMoved | None = None, sources: tuple[str, ...] = (),
 ) -> None:
+    """Serve ``projection`` from ``table``; a worker that does not hold ``sources`` (the event
+    topics) passes the request to the one that does (projections/owner.py)."""
     moved = moved if moved is not None else PositionsMoved()
     order = KeyOrder()
     _answer_errors_as_problems(app)
@@ -137,6 +141,8 @@ def _serve(
     async def view(web, request):
         if refused := _unauthorized(web, request, users):
             return refused
+        if sources and (elsewhere := await _answer_elsewhere(app, web, request, sources)):
+            return elsewhere
         wanted = request.query.get("wait_for")
         if wanted:
             problem = await _wait_for(positions, projection.name, wanted, request.query,
@@ -161,6 +167,31 @@ def _serve(
         return web.bytes(to_json(document), content_type="application/json")
 
     app.page(f"/projections/{projection.name}", name=f"view-{projection.name}")(view)
+
+
+async def _answer_elsewhere(app, web, request, sources: tuple[str, ...]):
+    """None when this worker holds ``sources`` and answers from its tables; otherwise the
+    answer of the worker that holds them, or a 503 problem while no single one does (the group
+    rebalancing, or the holder not reachable). Decision 56."""
+    if held_here(app, sources):
+        return None
+    retry = {"Retry-After": "2"}
+    if request.headers.get(FORWARDED_BY):
+        return _problem(web, request, 503, "not-held-here",
+                        "this worker no longer holds the projections' partitions (the group "
+                        "moved them); ask again", retry)
+    holder = holder_of(app, sources)
+    if holder is None or holder == own_url(app):
+        return _problem(web, request, 503, "rebalancing",
+                        "no worker of the group holds the projections' partitions yet; ask "
+                        "again", retry)
+    try:
+        return await ask_holder(web, request, holder, request.path,
+                                request.rel_url.raw_query_string)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return _problem(web, request, 503, "holder-unreachable",
+                        f"the worker that holds the projections ({holder}) did not answer: "
+                        f"{type(exc).__name__}", retry)
 
 
 def _document(

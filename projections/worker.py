@@ -39,7 +39,8 @@ from projections.faust_kafka import ReadCommittedTransport, take_batches
 from projections.live_inbox import LiveDesk, serve_inbox
 from projections.metrics import CONTENT_TYPE, WorkerState, applied_counter, exposition
 from projections.notifier import start_alerts
-from projections.views import PositionsMoved, _serve, _unauthorized
+from projections.owner import holder_of, own_url
+from projections.views import PositionsMoved, _answer_elsewhere, _serve, _unauthorized
 from services.access.decider import EMPTY, AccessState
 from services.access.decider import evolve as evolve_access
 from services.auth import LiveUsers, UserDirectory
@@ -154,6 +155,7 @@ def create_app(
     data_dir: Path = Path(".trialops"),
     store: str = "rocksdb://",
     users: UserDirectory,
+    advertised_url: str | None = None,
 ) -> TrialopsApp:
     trial = trial or load_trial()
     # The group and its changelogs carry the folds' version (decision 55): changed folds or a
@@ -173,6 +175,9 @@ def create_app(
         web_host=web_host,
         web_port=web_port,
         web_bind=web_host,
+        # The URL the other workers of the group reach this one at, to ask it for the views
+        # it holds (decision 56); by default the interface and port it listens on.
+        canonical_url=advertised_url or f"http://{web_host}:{web_port}",
         # Faust's own views would serve every table's raw data and the cluster's layout to
         # anyone who asks, with no token: only the views below are served (decision 22).
         web_tables_enabled=False,
@@ -373,8 +378,11 @@ def create_app(
         topic = event_topic(context, settings.namespace)
         source = app.topic(topic, key_serializer="raw", value_serializer="raw")
         app.agent(source, name=f"fold-{context}")(agent_for(topic))
+    # Any worker of the group answers; only the one holding the event topics from its tables.
+    sources = tuple(readers)
     for projection in projections.values():
-        _serve(app, projection, tables[projection.name], positions, readers_now, moved)
+        _serve(app, projection, tables[projection.name], positions, readers_now, moved,
+               sources=sources)
     # The inbox is read at a moment over several contexts' states: a desk in memory fed by a
     # tail of the log, not a table (projections/live_inbox.py, decision 51).
     live_inbox = LiveDesk(settings)
@@ -396,6 +404,8 @@ def create_app(
         (its topics not yet known) and was never redone. Such a worker exits; ``trialops
         worker`` starts it again, and its tables come back from their changelogs."""
         missing = unassigned()
+        if missing and holder_of(app, missing) not in (None, own_url(app)):
+            missing = []  # another member holds them: this one stands by (decision 56)
         unassigned_checks[0] = unassigned_checks[0] + 1 if missing else 0
         if unassigned_checks[0] >= UNASSIGNED_CHECKS_BEFORE_EXIT:
             log.critical("no partition of %s assigned for %.0f s: exiting to start afresh",
@@ -408,10 +418,16 @@ def create_app(
         """200 when every event topic is assigned and no agent stands at an unreadable
         record; 503 naming what is not."""
         problems = [halt.describe() for _source, halt in sorted(halts.items())]
+        standby_for = None
         if missing := unassigned():
-            problems.append(f"no partition assigned yet of {', '.join(missing)}")
+            holder = holder_of(app, missing)
+            if holder is not None and holder != own_url(app):
+                standby_for = holder  # it answers the views by asking that worker
+            else:
+                problems.append(f"no partition assigned yet of {', '.join(missing)}")
         body = {
             "ready": not problems,
+            **({"standby_for": standby_for} if standby_for else {}),
             "halted": {source: halt.as_dict() for source, halt in sorted(halts.items())},
             "problems": problems,
             "lag": lag(),
@@ -456,6 +472,8 @@ def create_app(
     async def status(web, request):
         if refused := _unauthorized(web, request, readers_now):
             return refused
+        if elsewhere := await _answer_elsewhere(app, web, request, sources):
+            return elsewhere
         applied_up_to = {
             f"{p.name}|{topic_partition}": offset
             for topic_partition, offset in sorted(positions.items())

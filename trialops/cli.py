@@ -229,6 +229,11 @@ def serve(
 def worker(
     web_port: Annotated[int, typer.Option(help="Port of the projections' HTTP views.")] = 6066,
     web_host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    advertised_url: Annotated[
+        str | None,
+        typer.Option(help="The URL other workers of the group reach this one at (default: "
+                     "http://WEB_HOST:WEB_PORT); needed when it binds 0.0.0.0."),
+    ] = None,
     data_dir: Annotated[Path, typer.Option(help="Faust's local state.")] = Path(".trialops"),
     loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug.")] = "warn",
     once: Annotated[
@@ -254,13 +259,18 @@ def worker(
 
         def rebuild() -> None:
             for item in reset_projections(Settings.from_env(), data_dir):
-                typer.echo(f"worker: deleted {item}; the projections are folded anew", err=True)
+                if item.startswith("nothing"):  # other workers hold them (decision 56)
+                    typer.echo(f"worker: deleted {item}; it joins them", err=True)
+                else:
+                    typer.echo(f"worker: deleted {item}; the projections are folded anew",
+                               err=True)
 
         raise typer.Exit(
             supervise(
                 [sys.executable, "-m", "trialops", "worker", "--once", "--web-port",
                  str(web_port), "--web-host", web_host, "--data-dir", str(data_dir),
-                 "--loglevel", loglevel, *(["--demo"] if demo else [])],
+                 "--loglevel", loglevel, *(["--demo"] if demo else []),
+                 *(["--advertised-url", advertised_url] if advertised_url else [])],
                 on_crash=rebuild,
             )
         )
@@ -289,7 +299,7 @@ def worker(
     try:
         faust_app = create_app(
             settings, trial=trial, users=users, web_port=web_port, web_host=web_host,
-            data_dir=data_dir,
+            data_dir=data_dir, advertised_url=advertised_url,
         )
     except (KeysError, AlertsConfigError) as exc:
         raise fail(str(exc)) from None

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from kafka.admin import KafkaAdminClient
-from kafka.errors import GroupIdNotFoundError
+from kafka.errors import GroupIdNotFoundError, NonEmptyGroupError
 
 from infra.kafka_security import kafka_python_settings
 from infra.settings import Settings
@@ -30,7 +30,9 @@ def reset_projections(settings: Settings, data_dir: Path, timeout: float = 60.0)
     local state; return what was deleted. The group is the one of the folds this code runs
     (decision 55): an older version's group, which a worker of the older code may still be
     serving from during an upgrade, is left alone. The event topics and the dead-letter topic
-    stay."""
+    stay. When other workers of the group stay in it after the crashed one's session has
+    timed out, they hold the projections (decision 56): nothing is deleted, the restarted
+    worker joins them, and what is returned says so."""
     from projections.catalog import fold_version
     from trial.config import load_trial
 
@@ -43,6 +45,8 @@ def reset_projections(settings: Settings, data_dir: Path, timeout: float = 60.0)
     try:
         internal = sorted(t for t in admin.list_topics() if t.startswith(f"{group}-"))
         deleted = _delete_group(admin, group, timeout)
+        if deleted is None:
+            return [f"nothing: other workers of consumer group {group} hold the projections"]
         if internal:
             admin.delete_topics(internal)
             deleted += internal
@@ -60,8 +64,15 @@ def reset_projections(settings: Settings, data_dir: Path, timeout: float = 60.0)
     return deleted
 
 
-def _delete_group(admin: KafkaAdminClient, group: str, timeout: float) -> list[str]:
-    deadline = time.monotonic() + timeout
+OTHERS_AFTER_SECONDS = 25.0
+"""A member still in the group this long after the crash is another worker, not the crashed
+one: the worker's session times out after 20 s (projections/worker.py)."""
+
+
+def _delete_group(admin: KafkaAdminClient, group: str, timeout: float) -> list[str] | None:
+    """The group deleted (what was deleted), or None when other workers are in it."""
+    started = time.monotonic()
+    deadline = started + timeout
     while True:
         # A member that died stays in the group until its session times out (20 s).
         outcome = admin.delete_groups([group]).get(group)  # "OK" or an error's name
@@ -69,6 +80,9 @@ def _delete_group(admin: KafkaAdminClient, group: str, timeout: float) -> list[s
             return [f"consumer group {group}"]
         if outcome == GroupIdNotFoundError.__name__:
             return []
+        if (outcome == NonEmptyGroupError.__name__
+                and time.monotonic() - started > OTHERS_AFTER_SECONDS):
+            return None
         if time.monotonic() > deadline:
             raise TimeoutError(f"consumer group {group} not deleted: {outcome}")
         time.sleep(1)
