@@ -35,7 +35,9 @@ def test_compose_components_point_at_the_compose_broker(compose):
         assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092", name
 
 
-@pytest.mark.parametrize("name", ["topics", "services", "projections", "demo"])
+@pytest.mark.parametrize(
+    "name", ["topics", "services", "projections", "projections-standby", "demo"]
+)
 def test_compose_commands_are_real_trialops_commands(compose, name):
     command = compose["services"][name]["command"]
     # The words before the first option are the sub-command path.
@@ -72,3 +74,39 @@ def test_compose_makes_the_writers_keys_before_anything_writes(compose):
         environment = services[name]["environment"]
         assert environment["TRIALOPS_KEYRING"].startswith(services["keys"]["command"][2])
         assert any(v.endswith(":/home/trialops/keys") for v in services[name]["volumes"])
+
+
+CLUSTER = COMPOSE.with_name("docker-compose.cluster.yml")
+
+
+def test_the_cluster_file_runs_three_brokers_each_a_controller_of_one_quorum():
+    cluster = yaml.safe_load(CLUSTER.read_text())["services"]
+    nodes = {name: cluster[name]["environment"] for name in ("kafka", "kafka-2", "kafka-3")}
+    assert sorted(int(env["KAFKA_NODE_ID"]) for env in nodes.values()) == [1, 2, 3]
+    voters = {env["KAFKA_CONTROLLER_QUORUM_VOTERS"] for env in nodes.values()}
+    assert voters == {"1@kafka:9093,2@kafka-2:9093,3@kafka-3:9093"}
+    assert len({env["CLUSTER_ID"] for env in nodes.values()}) == 1
+    for name, env in nodes.items():
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092"
+        # Kafka's own logs as safe as the events: three replicas, two in sync
+        assert int(env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"]) == 3
+        assert int(env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"]) == 2
+        assert int(env["KAFKA_MIN_INSYNC_REPLICAS"]) == 2
+
+
+def test_on_the_cluster_every_component_knows_all_three_brokers_and_replicates_thrice(compose):
+    cluster = yaml.safe_load(CLUSTER.read_text())["services"]
+    ours = [name for name, service in compose["services"].items() if name != "kafka"]
+    for name in ours:
+        env = cluster[name]["environment"]
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092,kafka-2:9092,kafka-3:9092", name
+        assert env["TRIALOPS_REPLICATION_FACTOR"] == "3", name
+    assert set(cluster["topics"]["depends_on"]) == {"kafka", "kafka-2", "kafka-3"}
+
+
+def test_the_standby_worker_advertises_its_own_address():
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name in ("projections", "projections-standby"):
+        command = services[name]["command"]
+        advertised = command[command.index("--advertised-url") + 1]
+        assert advertised == f"http://{name}:6066"
