@@ -78,3 +78,20 @@ async def ask_holder(web: Any, request: Any, holder: str, path: str, query: str)
         kept = {k: answer.headers[k] for k in ("Retry-After",) if k in answer.headers}
         return web.bytes(body, content_type=answer.content_type, status=answer.status,
                          headers=kept or None)
+
+
+HOLDER_CHECK_SECONDS = 2.0
+
+
+async def holder_problem(holder: str) -> str | None:
+    """None when the holder answers its ``/ready`` at all (ready or not: it is its own to
+    say), else why it does not: a standby whose holder is gone cannot answer the views."""
+    timeout = aiohttp.ClientTimeout(total=HOLDER_CHECK_SECONDS)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
+            f"{holder}/ready", headers={FORWARDED_BY: "worker"}
+        ):
+            return None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return (f"the worker holding the partitions ({holder}) does not answer: "
+                f"{type(exc).__name__}")

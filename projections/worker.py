@@ -39,7 +39,7 @@ from projections.faust_kafka import ReadCommittedTransport, take_batches
 from projections.live_inbox import LiveDesk, serve_inbox
 from projections.metrics import CONTENT_TYPE, WorkerState, applied_counter, exposition
 from projections.notifier import start_alerts
-from projections.owner import holder_of, own_url
+from projections.owner import holder_of, holder_problem, own_url
 from projections.views import PositionsMoved, _answer_elsewhere, _serve, _unauthorized
 from services.access.decider import EMPTY, AccessState
 from services.access.decider import evolve as evolve_access
@@ -423,6 +423,8 @@ def create_app(
             holder = holder_of(app, missing)
             if holder is not None and holder != own_url(app):
                 standby_for = holder  # it answers the views by asking that worker
+                if gone := await holder_problem(holder):
+                    problems.append(gone)
             else:
                 problems.append(f"no partition assigned yet of {', '.join(missing)}")
         body = {

@@ -99,9 +99,11 @@ def test_a_standby_worker_answers_as_the_holder_and_takes_over_when_it_is_killed
             second.wait(timeout=30)
         _enrol(writer, 5, 9)
 
-        # Then the standby takes the partitions over (once the holder's session timed out)
-        # and answers what a replay of the whole log answers
+        # Then the standby says it is not ready while its holder is gone (its session has not
+        # timed out yet: 20 s), takes the partitions over, and answers what a replay of the
+        # whole log answers
         survivor = urls[standby]
+        eventually(lambda: _ready(survivor) is None, timeout=15, interval=0.5)
         eventually(lambda: (s := _ready(survivor)) is not None and s["ready"]
                    and "standby_for" not in s, timeout=90, interval=1)
         for name in COMPARED:
