@@ -1,6 +1,6 @@
 """Which worker of the group holds the projections, and asking it on behalf of a reader.
 
-Several workers may run in one consumer group (decision 57): Kafka's group protocol, through
+Several workers may run in one consumer group (decision 58): Kafka's group protocol, through
 Faust's assignor, gives each event partition (and its tables' changelog partitions, which are
 co-partitioned with it) to one member, and the others keep standby copies of the changelogs.
 A worker's tables hold only what its own partitions folded, so a worker that does not hold

@@ -176,7 +176,7 @@ def create_app(
         web_port=web_port,
         web_bind=web_host,
         # The URL the other workers of the group reach this one at, to ask it for the views
-        # it holds (decision 57); by default the interface and port it listens on.
+        # it holds (decision 58); by default the interface and port it listens on.
         canonical_url=advertised_url or f"http://{web_host}:{web_port}",
         # Faust's own views would serve every table's raw data and the cluster's layout to
         # anyone who asks, with no token: only the views below are served (decision 22).
@@ -405,7 +405,7 @@ def create_app(
         worker`` starts it again, and its tables come back from their changelogs."""
         missing = unassigned()
         if missing and holder_of(app, missing) not in (None, own_url(app)):
-            missing = []  # another member holds them: this one stands by (decision 57)
+            missing = []  # another member holds them: this one stands by (decision 58)
         unassigned_checks[0] = unassigned_checks[0] + 1 if missing else 0
         if unassigned_checks[0] >= UNASSIGNED_CHECKS_BEFORE_EXIT:
             log.critical("no partition of %s assigned for %.0f s: exiting to start afresh",

@@ -259,7 +259,7 @@ def worker(
 
         def rebuild() -> None:
             for item in reset_projections(Settings.from_env(), data_dir):
-                if item.startswith("nothing"):  # other workers hold them (decision 57)
+                if item.startswith("nothing"):  # other workers hold them (decision 58)
                     typer.echo(f"worker: deleted {item}; it joins them", err=True)
                 else:
                     typer.echo(f"worker: deleted {item}; the projections are folded anew",

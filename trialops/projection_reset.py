@@ -31,7 +31,7 @@ def reset_projections(settings: Settings, data_dir: Path, timeout: float = 60.0)
     (decision 55): an older version's group, which a worker of the older code may still be
     serving from during an upgrade, is left alone. The event topics and the dead-letter topic
     stay. When other workers of the group stay in it after the crashed one's session has
-    timed out, they hold the projections (decision 57): nothing is deleted, the restarted
+    timed out, they hold the projections (decision 58): nothing is deleted, the restarted
     worker joins them, and what is returned says so."""
     from projections.catalog import fold_version
     from trial.config import load_trial

@@ -1,4 +1,4 @@
-"""Two Faust workers in one group (decision 57): the group gives the event partitions to one of
+"""Two Faust workers in one group (decision 58): the group gives the event partitions to one of
 them; the other stands by, answers every view by asking the one that holds them, and takes
 over when that one is killed. Every answer, from either worker, is the replay's."""
 

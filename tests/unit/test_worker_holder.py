@@ -1,4 +1,4 @@
-"""Which worker of the group answers the views (decision 57): the one member the assignor's
+"""Which worker of the group answers the views (decision 58): the one member the assignor's
 map says holds partitions of every event topic; nobody while they are spread or unheld."""
 
 from __future__ import annotations
