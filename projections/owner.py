@@ -24,18 +24,44 @@ FORWARDED_BY = "X-Trialops-Forwarded-By"
 """Set on a request one worker asks another: the worker asked answers it itself or not at all
 (the group may have moved the partitions between the two lookups), never forwards it again."""
 
-PASSED_ON = ("Authorization", "traceparent", "X-Correlation-ID", "Accept")
+PASSED_ON = ("Authorization", "traceparent", "X-Request-ID", "Accept")
+KEPT = ("Retry-After", "WWW-Authenticate")
+"""The holder's answer headers a forwarded answer keeps (besides its status and type)."""
 """The reader's headers a forwarded request carries: the token is checked again by the worker
 that answers, and the trace goes on."""
 
-FORWARD_TIMEOUT_SECONDS = 65.0
-"""Longer than the longest ``wait_for`` a view accepts (60 s)."""
+SESSION_TIMEOUT_SECONDS = 20.0
+"""How long a worker that stopped heartbeating keeps its partitions (decision 14)."""
+
+HOLDING_FILE = "holding"
+"""In a worker's data dir while it holds the event partitions: a worker that dies by itself
+was then the one whose changelogs the others take over (trialops/projection_reset.py)."""
+
+CONNECT_SECONDS = 2.0
+"""A holder that does not accept the connection by then is taken as gone."""
+ANSWER_SECONDS = 15.0
+"""How long a forwarded view may take; one that waits for a position (``wait_for``) gets the
+longest wait a view accepts (60 s) and a little more."""
+WAIT_FOR_SECONDS = 65.0
 
 
 def held_here(app: Any, topics: Iterable[str]) -> bool:
-    """True when this worker is assigned every partition of ``topics`` it knows of."""
-    assigned = {tp.topic for tp in app.consumer.assignment()}
-    return all(topic in assigned for topic in topics)
+    """True when this worker is assigned every partition of every one of ``topics``."""
+    return holds_all(
+        {(tp.topic, tp.partition) for tp in app.consumer.assignment()},
+        {topic: app.consumer.topic_partitions(topic) for topic in topics},
+    )
+
+
+def holds_all(assigned: set[tuple[str, int]], partitions: Mapping[str, int | None]) -> bool:
+    """True when ``assigned`` (topic, partition) pairs hold all partitions of each topic of
+    ``partitions`` (topic -> how many it has; None when not known yet: not held). A worker
+    holding part of a topic has part of each view: it must not answer one from its tables."""
+    return all(
+        count is not None and count > 0
+        and all((topic, number) in assigned for number in range(count))
+        for topic, count in partitions.items()
+    )
 
 
 def holder_of(app: Any, topics: Iterable[str]) -> str | None:
@@ -70,12 +96,15 @@ async def ask_holder(web: Any, request: Any, holder: str, path: str, query: str)
     headers = {name: request.headers[name] for name in PASSED_ON if name in request.headers}
     headers[FORWARDED_BY] = "worker"
     url = f"{holder}{path}" + (f"?{query}" if query else "")
-    timeout = aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_SECONDS)
+    waits = "wait_for" in request.query
+    timeout = aiohttp.ClientTimeout(
+        total=WAIT_FOR_SECONDS if waits else ANSWER_SECONDS, sock_connect=CONNECT_SECONDS
+    )
     async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
         url, headers=headers, allow_redirects=False
     ) as answer:
         body = await answer.read()
-        kept = {k: answer.headers[k] for k in ("Retry-After",) if k in answer.headers}
+        kept = {k: answer.headers[k] for k in KEPT if k in answer.headers}
         return web.bytes(body, content_type=answer.content_type, status=answer.status,
                          headers=kept or None)
 
@@ -84,14 +113,21 @@ HOLDER_CHECK_SECONDS = 2.0
 
 
 async def holder_problem(holder: str) -> str | None:
-    """None when the holder answers its ``/ready`` at all (ready or not: it is its own to
-    say), else why it does not: a standby whose holder is gone cannot answer the views."""
+    """None when the holder says it is ready, else why a standby cannot answer the views now:
+    the holder does not answer, or is not ready itself (halted, restoring), in its words."""
     timeout = aiohttp.ClientTimeout(total=HOLDER_CHECK_SECONDS)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
             f"{holder}/ready", headers={FORWARDED_BY: "worker"}
-        ):
-            return None
+        ) as answer:
+            if answer.status == 200:
+                return None
+            try:
+                said = (await answer.json(content_type=None)).get("detail")
+            except ValueError:
+                said = None
+            return (f"the worker holding the partitions ({holder}) is not ready: "
+                    f"{said or f'HTTP {answer.status}'}")
     except (aiohttp.ClientError, TimeoutError) as exc:
         return (f"the worker holding the partitions ({holder}) does not answer: "
                 f"{type(exc).__name__}")

@@ -20,6 +20,7 @@ import os
 import shutil
 import weakref
 from pathlib import Path
+from typing import Any
 
 import faust
 from faust.streams import _current_event
@@ -39,7 +40,14 @@ from projections.faust_kafka import ReadCommittedTransport, take_batches
 from projections.live_inbox import LiveDesk, serve_inbox
 from projections.metrics import CONTENT_TYPE, WorkerState, applied_counter, exposition
 from projections.notifier import start_alerts
-from projections.owner import holder_of, holder_problem, own_url
+from projections.owner import (
+    HOLDING_FILE,
+    SESSION_TIMEOUT_SECONDS,
+    held_here,
+    holder_of,
+    holder_problem,
+    own_url,
+)
 from projections.views import PositionsMoved, _answer_elsewhere, _serve, _unauthorized
 from services.access.decider import EMPTY, AccessState
 from services.access.decider import evolve as evolve_access
@@ -164,6 +172,7 @@ def create_app(
     # The tables' local copies are rebuilt from their changelogs at every start (decision 46):
     # what a previous worker left on disk may be ahead of its changelogs, or of another log.
     shutil.rmtree(data_dir / "faust", ignore_errors=True)
+    (data_dir / HOLDING_FILE).unlink(missing_ok=True)  # it holds nothing until assigned
     (data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = TrialopsApp(
         group,
@@ -192,7 +201,7 @@ def create_app(
         # A worker that dies without leaving its group holds its partitions until the session
         # times out; Faust's default of 60 s would keep the projections still for a minute
         # after a crash. Heartbeats go every 3 s, so 20 s tolerates a few missed ones.
-        broker_session_timeout=20.0,
+        broker_session_timeout=SESSION_TIMEOUT_SECONDS,
         broker_heartbeat_interval=3.0,
         # On shutdown and rebalance Faust waits by default until every event in flight is
         # processed; an agent halted at an unreadable record never finishes its event, so a
@@ -380,6 +389,17 @@ def create_app(
         app.agent(source, name=f"fold-{context}")(agent_for(topic))
     # Any worker of the group answers; only the one holding the event topics from its tables.
     sources = tuple(readers)
+    holding = data_dir / HOLDING_FILE
+
+    def note_holding(_sender: Any, /, *_args: Any, signal: Any, **_kwargs: Any) -> None:
+        """After every rebalance: whether this worker now holds the event partitions, for
+        the supervisor to know what a crash of it left (trialops/projection_reset.py)."""
+        if held_here(app, sources):
+            holding.touch()
+        else:
+            holding.unlink(missing_ok=True)
+
+    app.on_partitions_assigned.connect(note_holding)
     for projection in projections.values():
         _serve(app, projection, tables[projection.name], positions, readers_now, moved,
                sources=sources)
@@ -427,6 +447,8 @@ def create_app(
                     problems.append(gone)
             else:
                 problems.append(f"no partition assigned yet of {', '.join(missing)}")
+        elif app.in_recovery:  # its views answer 503 recovering meanwhile (decision 58)
+            problems.append("restoring the projections' tables from their changelogs")
         body = {
             "ready": not problems,
             **({"standby_for": standby_for} if standby_for else {}),

@@ -463,8 +463,14 @@ def _packed(column: list[Any], keys: list[Any]) -> Any:
 
 def _token(value: Any) -> Any:
     """What a plain value is compared by when a column is packed: itself with its type (``1``
-    and ``True`` are equal in Python, not in a snapshot), or its JSON when it is a list."""
-    return (list, orjson.dumps(value)) if type(value) is list else (type(value), value)
+    and ``True`` are equal in Python, not in a snapshot), a float by its exact bits (``-0.0``
+    equals ``0.0`` in Python, not in a fold's state), a list or an object by its JSON."""
+    kind = type(value)
+    if kind is list or kind is dict:
+        return (kind, orjson.dumps(value))
+    if kind is float:
+        return (kind, value.hex())
+    return (kind, value)
 
 
 def _reader(column: Any, keys: list[Any], name: str) -> Callable[[int], Any]:

@@ -225,6 +225,10 @@ def serve(
     serving.run(application, host=host, port=port, say=lambda msg: typer.echo(f"services: {msg}"))
 
 
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+"""Interfaces that say where a worker listens, not where the others can reach it."""
+
+
 @app.command()
 def worker(
     web_port: Annotated[int, typer.Option(help="Port of the projections' HTTP views.")] = 6066,
@@ -253,6 +257,10 @@ def worker(
         users = UserDirectory.from_env(demo=demo)
     except ValueError as exc:
         raise fail(str(exc)) from None
+    if advertised_url is None and web_host in WILDCARD_HOSTS:
+        # The others would ask "0.0.0.0", that is themselves, on a reader's behalf (decision 58).
+        raise fail(f"--web-host {web_host} needs --advertised-url: the URL the other workers "
+                   "of the group reach this one at")
     if not once:
         from trialops.projection_reset import reset_projections
         from trialops.supervise import supervise

@@ -21,6 +21,7 @@ from kafka.errors import GroupIdNotFoundError, NonEmptyGroupError
 from infra.kafka_security import kafka_python_settings
 from infra.settings import Settings
 from infra.topic_admin import worker_group
+from projections.owner import HOLDING_FILE, SESSION_TIMEOUT_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,11 @@ def reset_projections(settings: Settings, data_dir: Path, timeout: float = 60.0)
     local state; return what was deleted. The group is the one of the folds this code runs
     (decision 55): an older version's group, which a worker of the older code may still be
     serving from during an upgrade, is left alone. The event topics and the dead-letter topic
-    stay. When other workers of the group stay in it after the crashed one's session has
-    timed out, they hold the projections (decision 58): nothing is deleted, the restarted
-    worker joins them, and what is returned says so."""
+    stay. A crashed standby (it held no event partition, ``HOLDING_FILE``) whose group still
+    has other workers once its own session has timed out left nothing the others use: only
+    its local state is deleted and it rejoins them (decision 58). A crashed holder's
+    changelogs are what another worker took over: the group must fold anew, which needs it
+    empty; until then this raises, saying so (the supervisor asks again)."""
     from projections.catalog import fold_version
     from trial.config import load_trial
 
@@ -44,8 +47,10 @@ def reset_projections(settings: Settings, data_dir: Path, timeout: float = 60.0)
     )
     try:
         internal = sorted(t for t in admin.list_topics() if t.startswith(f"{group}-"))
-        deleted = _delete_group(admin, group, timeout)
+        held = (data_dir / HOLDING_FILE).exists()
+        deleted = _delete_group(admin, group, timeout, others_may_stay=not held)
         if deleted is None:
+            shutil.rmtree(data_dir / "faust", ignore_errors=True)
             return [f"nothing: other workers of consumer group {group} hold the projections"]
         if internal:
             admin.delete_topics(internal)
@@ -64,13 +69,16 @@ def reset_projections(settings: Settings, data_dir: Path, timeout: float = 60.0)
     return deleted
 
 
-OTHERS_AFTER_SECONDS = 25.0
+OTHERS_AFTER_SECONDS = SESSION_TIMEOUT_SECONDS + 5
 """A member still in the group this long after the crash is another worker, not the crashed
-one: the worker's session times out after 20 s (projections/worker.py)."""
+one, whose session has timed out by then."""
 
 
-def _delete_group(admin: KafkaAdminClient, group: str, timeout: float) -> list[str] | None:
-    """The group deleted (what was deleted), or None when other workers are in it."""
+def _delete_group(
+    admin: KafkaAdminClient, group: str, timeout: float, *, others_may_stay: bool
+) -> list[str] | None:
+    """The group deleted (what was deleted), or None when other workers are in it and
+    ``others_may_stay``; otherwise a group that stays non-empty raises ``TimeoutError``."""
     started = time.monotonic()
     deadline = started + timeout
     while True:
@@ -82,7 +90,14 @@ def _delete_group(admin: KafkaAdminClient, group: str, timeout: float) -> list[s
             return []
         if (outcome == NonEmptyGroupError.__name__
                 and time.monotonic() - started > OTHERS_AFTER_SECONDS):
-            return None
+            if others_may_stay:
+                return None
+            raise TimeoutError(
+                f"this worker held the projections when it died by itself and other workers "
+                f"of consumer group {group} took them over: its changelogs may lack what its "
+                "committed offsets cover (decision 24), so the group must fold anew; stop "
+                "every worker of the group and they fold the log again"
+            )
         if time.monotonic() > deadline:
             raise TimeoutError(f"consumer group {group} not deleted: {outcome}")
         time.sleep(1)

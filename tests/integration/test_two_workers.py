@@ -91,6 +91,30 @@ def test_a_standby_worker_answers_as_the_holder_and_takes_over_when_it_is_killed
             eventually(lambda n=name, e=expected: _answers(urls[holder], n) == e, timeout=30)
             assert _answers(urls[standby], name) == expected
 
+        # and only the holder notes in its data dir that it holds them
+        dirs = {"projections": stack.work_dir, "second": second_dir}
+        assert (dirs[holder] / "holding").exists()
+        assert not (dirs[standby] / "holding").exists()
+
+        # When the standby's Faust process dies by itself (its supervisor stays)
+        standby_dir = dirs[standby]
+        found = subprocess.run(
+            ["pgrep", "-f", f"worker --once .*--data-dir {standby_dir} "],
+            capture_output=True, text=True, check=True,
+        )
+        [child] = found.stdout.split()
+        os.kill(int(child), signal.SIGKILL)
+
+        # Then its supervisor deletes nothing the holder uses, and it stands by again
+        log = (stack.work_dir / f"{'second-worker' if standby == 'second' else 'projections'}"
+               ".log")
+        eventually(lambda: "hold the projections; it joins them" in log.read_text(
+            errors="replace"), timeout=90, interval=1)
+        eventually(lambda: (s := _ready(urls[standby])) is not None
+                   and s.get("standby_for") == urls[holder], timeout=90, interval=1)
+        for name in COMPARED:
+            assert _answers(urls[holder], name) == replay(settings, name)
+
         # When the holder is killed without warning and more events arrive
         if holder == "projections":
             stack.kill("projections")

@@ -258,3 +258,15 @@ def test_a_body_whose_heads_do_not_line_up_is_refused_before_it_is_used():
                       sha256=hashlib.sha256(body).hexdigest(), size=len(body))
     with pytest.raises(SnapshotRefused, match="does not decode"):
         open_snapshot(forged, KEYRING, TOPIC)
+
+
+def test_a_packed_column_keeps_the_sign_of_zero():
+    # -0.0 == 0.0 in Python; a state opened from a snapshot must still hold what the fold held
+    import math
+
+    from services.snapshots import _packed, _reader
+
+    keys = [f"MSK-{n:04d}" for n in range(8)]
+    column = [-0.0] * 5 + [0.0] * 3
+    read = _reader(_packed(column, keys), keys, "msln_ihc_percent")
+    assert [math.copysign(1.0, read(n)) for n in range(8)] == [-1.0] * 5 + [1.0] * 3

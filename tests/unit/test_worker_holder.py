@@ -39,3 +39,16 @@ def test_other_topics_a_member_holds_do_not_matter():
         "http://b:6066": {"other.topic": [0, 1]},
     }
     assert holder_in(distribution, TOPICS) == "http://a:6066"
+
+
+def test_a_worker_answers_from_its_tables_only_holding_every_partition_of_every_topic():
+    from projections.owner import holds_all
+
+    assert holds_all({("t.enrollment.events", 0), ("t.dosing.events", 0)},
+                     {"t.enrollment.events": 1, "t.dosing.events": 1})
+    # half of a two-partition topic is half of each view
+    assert not holds_all({("t.enrollment.events", 0), ("t.dosing.events", 0)},
+                         {"t.enrollment.events": 2, "t.dosing.events": 1})
+    # a topic whose partitions are not known yet is not held
+    assert not holds_all({("t.enrollment.events", 0)}, {"t.enrollment.events": None})
+    assert not holds_all(set(), {"t.enrollment.events": 1})
