@@ -172,14 +172,9 @@ def _serve(
 async def _answer_elsewhere(app, web, request, sources: tuple[str, ...]):
     """None when this worker holds ``sources`` and answers from its tables; otherwise the
     answer of the worker that holds them, or a 503 problem while no single one does (the group
-    rebalancing, or the holder not reachable), or while this worker's tables are still being
-    restored from their changelogs (they would answer in part). Decision 58."""
+    rebalancing, or the holder not reachable). Decision 58."""
     retry = {"Retry-After": "2"}
     if held_here(app, sources):
-        if getattr(app, "in_recovery", False):
-            return _problem(web, request, 503, "recovering",
-                            "this worker is restoring the projections' tables from their "
-                            "changelogs; ask again", retry)
         return None
     if request.headers.get(FORWARDED_BY):
         return _problem(web, request, 503, "not-held-here",

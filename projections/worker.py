@@ -447,8 +447,6 @@ def create_app(
                     problems.append(gone)
             else:
                 problems.append(f"no partition assigned yet of {', '.join(missing)}")
-        elif app.in_recovery:  # its views answer 503 recovering meanwhile (decision 58)
-            problems.append("restoring the projections' tables from their changelogs")
         body = {
             "ready": not problems,
             **({"standby_for": standby_for} if standby_for else {}),
