@@ -22,11 +22,6 @@ AUDITOR = "auditor"
 Position = Where
 """A record's topic, partition and offset."""
 
-RETRY_BACKOFF_MS = 10
-"""kafka-python waits its ``retry_backoff_ms`` (100 ms by default) before asking again for what
-it could not have yet (offsets being reset, a fetch with nothing new): a reader that stops at
-the end paid it several times a read, about 0.3 s of every service start."""
-
 
 BOOTSTRAP_TIMEOUT_MS = 10_000
 """How long a new client waits for the broker before giving up (kafka-python's default: 30 s)."""
@@ -58,7 +53,6 @@ def read_to_end(
         auto_offset_reset="earliest",
         consumer_timeout_ms=10_000,
         bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-        retry_backoff_ms=RETRY_BACKOFF_MS,
     )
     try:
         partitions = []
@@ -135,7 +129,6 @@ def read_range(
         isolation_level="read_committed",
         request_timeout_ms=int(timeout_s * 1000),
         bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-        retry_backoff_ms=RETRY_BACKOFF_MS,
     )
     deadline = time.monotonic() + timeout_s
     try:
@@ -196,7 +189,6 @@ class Tail:
             isolation_level="read_committed",
             auto_offset_reset="earliest",
             request_timeout_ms=10_000,
-            retry_backoff_ms=RETRY_BACKOFF_MS,
         )
         partitions = []
         for topic in topics:
