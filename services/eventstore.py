@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import ChainMap
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
@@ -53,6 +52,7 @@ from services.snapshots import (
     open_snapshot,
     seal_snapshot,
 )
+from services.stream_heads import ResumedHeads, StreamHead, StreamHeads
 
 log = logging.getLogger(__name__)
 
@@ -102,78 +102,6 @@ _NO_ANCHOR = Anchor(-1, "", 0, GENESIS_HASH)
 """A draft snapshot's anchor, until ``write_snapshot`` finds it."""
 
 
-class _ResumedHeads(dict[tuple[str, str], Head]):
-    """The reading rule's heads for a catch-up from a snapshot: a stream the catch-up has not
-    met yet is at the snapshot's head. Heads are made only for the streams it meets, not for
-    the hundreds of thousands a long log has."""
-
-    def __init__(self, topic: str, resumed: Mapping[str, tuple[int, str]]):
-        super().__init__()
-        self._topic = topic
-        self._resumed = resumed
-
-    def get(self, key: tuple[str, str], default: Head | None = None) -> Head | None:  # type: ignore[override]
-        found = dict.get(self, key)
-        if found is None and key[0] == self._topic:
-            resumed = self._resumed.get(key[1])
-            if resumed is not None:
-                return Head(*resumed)
-        return default if found is None else found
-
-
-@dataclass(slots=True)
-class _StreamHead:
-    seq: int = 0
-    hash: str = GENESIS_HASH
-
-
-class _StreamHeads:
-    """Each stream's head, as the writer chains its next event to it: the heads a snapshot
-    gave (``resumed``, read from the snapshot when a stream is asked for) under those the
-    writer made or moved since. A long log has hundreds of thousands of streams and a restart
-    moves a few of them: none is made until it is asked for (decision 57)."""
-
-    __slots__ = ("_moved", "_resumed")
-
-    def __init__(self, resumed: Mapping[str, tuple[int, str]] | None = None):
-        self._resumed: Mapping[str, tuple[int, str]] = {} if resumed is None else resumed
-        self._moved: dict[str, _StreamHead] = {}
-
-    def get(self, stream_id: str) -> _StreamHead | None:
-        """The head of ``stream_id`` (the same object until the heads are replaced: an append
-        moves it in place), or None for a stream with no event yet."""
-        head = self._moved.get(stream_id)
-        if head is None:
-            resumed = self._resumed.get(stream_id)
-            if resumed is not None:
-                head = self._moved[stream_id] = _StreamHead(*resumed)
-        return head
-
-    def setdefault(self, stream_id: str, default: _StreamHead) -> _StreamHead:
-        head = self.get(stream_id)
-        if head is None:
-            head = self._moved[stream_id] = default
-        return head
-
-    def update(self, heads: Iterable[tuple[str, _StreamHead]]) -> None:
-        self._moved.update(heads)
-
-    def items(self) -> Iterator[tuple[str, _StreamHead]]:
-        """Every stream's head: the snapshot's streams in its order, then the new ones."""
-        moved = self._moved
-        for stream_id, (seq, hash_) in self._resumed.items():
-            yield stream_id, moved.get(stream_id) or _StreamHead(seq, hash_)
-        for stream_id, head in moved.items():
-            if stream_id not in self._resumed:
-                yield stream_id, head
-
-    def pairs(self) -> Mapping[str, tuple[int, str]]:
-        """Every stream's (seq, hash) as of now, without copying the snapshot's: what a
-        snapshot or a check reads them from (the moved ones copied, they move on)."""
-        return ChainMap({sid: (h.seq, h.hash) for sid, h in self._moved.items()},
-                        self._resumed)  # type: ignore[arg-type]
-
-
 MARKER_SETTLE_SECONDS = 5.0
 """How long a transaction's commit marker may take to appear before the log counts as cut."""
 KEY_ROTATION = Actor(user_id="key-rotation", role="writer")
@@ -217,7 +145,7 @@ class KafkaEventStore:
         self.topic = topic
         self.trial_id = trial_id
         self.writer_id = writer_id
-        self._heads = _StreamHeads()
+        self._heads = StreamHeads()
         self._producer: KafkaProducer | None = None
         self._watermarks: KafkaConsumer | None = None
         self._expected_end = 0
@@ -276,7 +204,7 @@ class KafkaEventStore:
         heads: dict[tuple[str, str], Head] = {}
         if snapshot is not None:
             keyring = keyring.model_copy(update={"retired": keyring.retired | snapshot.retired})
-            heads = _ResumedHeads(self.topic, snapshot.heads)
+            heads = ResumedHeads(self.topic, snapshot.heads)
             start = {self.topic: snapshot.covers}
         reader = LogReader(keyring, quarantine, heads=heads)
         history = list(
@@ -291,10 +219,10 @@ class KafkaEventStore:
             return self.catch_up(quarantine, resume=False)
         self.resumed_from = snapshot
         with cyclic_gc_paused():
-            self._heads = _StreamHeads(None if snapshot is None else snapshot.heads)
+            self._heads = StreamHeads(None if snapshot is None else snapshot.heads)
             # the streams the catch-up moved on (all of them when it read from offset 0)
             self._heads.update(
-                (stream_id, _StreamHead(head.seq, head.hash))
+                (stream_id, StreamHead(head.seq, head.hash))
                 for (_topic, stream_id), head in reader.heads.items()
             )
         self.keyring = reader.keyring
@@ -467,7 +395,7 @@ class KafkaEventStore:
                 f"{self.topic} ends at offset {end}, before {self._expected_end} where this "
                 "writer's last append left it: the log was truncated or re-created"
             )
-        reader = LogReader(self.keyring, heads=_ResumedHeads(self.topic, self._heads.pairs()))
+        reader = LogReader(self.keyring, heads=ResumedHeads(self.topic, self._heads.pairs()))
         try:
             foreign = [
                 where
@@ -595,7 +523,7 @@ class KafkaEventStore:
         for envelope, future in zip(envelopes, futures, strict=True):
             meta = future.get(timeout=0)
             appended.append(Appended(envelope, Position(meta.topic, meta.partition, meta.offset)))
-            head = self._heads.setdefault(envelope.stream_id, _StreamHead())
+            head = self._heads.setdefault(envelope.stream_id, StreamHead())
             head.seq, head.hash = envelope.stream_seq, envelope.hash
         # One commit marker follows the transaction's records.
         self._expected_end = appended[-1].position.offset + 2

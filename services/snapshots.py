@@ -54,11 +54,12 @@ from events.signing import Keyring, Signer
 from events.topics import context_of
 from infra.processes import cyclic_gc_paused
 from services.persistent import PMap, PQueue, PSet, base_of
+from services.snapshot_columns import column_reader, packed
 
 FORMAT = 2
 """The layout of a snapshot; a snapshot of another format is ignored. 2: a map by columns and
 the heads are sorted by key (a map's own order beside them), and a column may be packed
-(:func:`_packed`)."""
+(:func:`services.snapshot_columns.packed`)."""
 
 _PACKAGES = ("events", "services", "trial")
 """Whose sources :func:`code_version` covers: the events, the deciders and their states, the
@@ -176,7 +177,7 @@ def _seal(snapshot: Snapshot, signer: Signer) -> Sealed:
         "anchor": [snapshot.anchor.offset, snapshot.anchor.stream_id, snapshot.anchor.seq,
                    snapshot.anchor.hash],
         # columns: one list each, not one per stream (a long log has hundreds of thousands)
-        "heads": [streams, _packed([head[0] for _stream, head in heads], streams),
+        "heads": [streams, packed([head[0] for _stream, head in heads], streams),
                   [head[1] for _stream, head in heads]],
         "retired": sorted(snapshot.retired),
         "state": to_plain(snapshot.state),
@@ -265,7 +266,7 @@ def _heads(streams: list[str], seqs: Any, hashes: list[str]) -> PMap[str, tuple[
     thousands of streams, and a restart meets a few of them (decision 57)."""
     if type(streams) is not list or type(hashes) is not list or len(hashes) != len(streams):
         raise ValueError("the heads' columns differ in length")
-    seq_at = _reader(seqs, streams, "heads")
+    seq_at = column_reader(seqs, streams, "heads")
     return PMap.lazily(streams, lambda position: (seq_at(position), hashes[position]))
 
 
@@ -428,66 +429,7 @@ def _by_columns(name: str, keys: list[str], columns: list[list[Any]]) -> list[An
             order[position] = sorted_at
         keys = [keys[position] for position in by_key]
         columns = [[column[position] for position in by_key] for column in columns]
-    return ["pmc", name, keys, order, *(_packed(column, keys) for column in columns)]
-
-
-_SAMPLE = 64
-"""How many values of a column are looked at to guess its most common one."""
-
-
-def _packed(column: list[Any], keys: list[Any]) -> Any:
-    """A column as it is written: ``{"key": true}`` when each value is its entry's key (a
-    subject's id in the map of subjects), ``{"same": v, "at": [i, ...], "values": [...]}`` when
-    more than half of it is one value ``v`` (a long log's subjects are mostly alike: no slot,
-    no screen failure, no lot), else the list itself. Reading a packed column makes one value
-    for each entry read, not one for each entry; values compare by their JSON, so ``1``,
-    ``1.0`` and ``true`` stay apart."""
-    if column == keys and all(type(value) is str for value in column):
-        return {"key": True}
-    if not column:
-        return column
-    counts: dict[Any, int] = {}
-    for value in column[:_SAMPLE]:
-        token = _token(value)
-        counts[token] = counts.get(token, 0) + 1
-    same = _token(column[0])
-    for token, count in counts.items():
-        if count > counts[same]:
-            same = token
-    at = [position for position, value in enumerate(column) if _token(value) != same]
-    if 2 * len(at) >= len(column):
-        return column
-    return {"same": column[next(i for i, v in enumerate(column) if _token(v) == same)],
-            "at": at, "values": [column[position] for position in at]}
-
-
-def _token(value: Any) -> Any:
-    """What a plain value is compared by when a column is packed: itself with its type (``1``
-    and ``True`` are equal in Python, not in a snapshot), a float by its exact bits (``-0.0``
-    equals ``0.0`` in Python, not in a fold's state), a list or an object by its JSON."""
-    kind = type(value)
-    if kind is list or kind is dict:
-        return (kind, orjson.dumps(value))
-    if kind is float:
-        return (kind, value.hex())
-    return (kind, value)
-
-
-def _reader(column: Any, keys: list[Any], name: str) -> Callable[[int], Any]:
-    """What reads the value at a position of a column :func:`_packed` wrote; ``ValueError``
-    when it does not fit the map's keys."""
-    if type(column) is list and len(column) == len(keys):
-        return column.__getitem__
-    if type(column) is dict and column == {"key": True}:
-        return keys.__getitem__
-    if type(column) is dict and set(column) == {"same", "at", "values"}:
-        at, values = column["at"], column["values"]
-        if type(at) is list and type(values) is list and len(at) == len(values) and all(
-            type(position) is int and 0 <= position < len(keys) for position in at
-        ):
-            others, same = dict(zip(at, values, strict=True)), column["same"]
-            return lambda position: others.get(position, same)
-    raise ValueError(f"a column of a map of {name!r} does not fit its keys")
+    return ["pmc", name, keys, order, *(packed(column, keys) for column in columns)]
 
 
 def _pairs(tag: str) -> Callable[[Mapping[Any, Any]], list[Any]]:
@@ -567,7 +509,7 @@ def _columns(data: list[Any]) -> PMap[Any, Any]:
         raise ValueError(f"{data[1]!r} has {len(_init_fields(cls))} fields, not {len(columns)}")
     if type(keys) is not list or (order is not None and type(order) is not list):
         raise ValueError(f"the keys of a map of {data[1]!r} are not a list")
-    readers = [_reader(column, keys, data[1]) for column in columns]
+    readers = [column_reader(column, keys, data[1]) for column in columns]
 
     def make(position: int) -> Any:
         return cls(*[item if type(item) is not list else () if item == _EMPTY_TUPLE

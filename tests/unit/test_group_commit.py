@@ -18,10 +18,11 @@ from events.reading import Quarantine
 from events.signing import Keyring, Signer
 from infra.kafka_io import Position
 from services.errors import DomainError
-from services.eventstore import Appended, KafkaEventStore, StoreUnavailable, _StreamHead
+from services.eventstore import Appended, KafkaEventStore, StoreUnavailable
 from services.pending import IdempotencyKeyReused
 from services.quarantine.decider import QuarantineRecord, make_decider
 from services.runtime import CommandHandler
+from services.stream_heads import StreamHead
 
 from .builders import at
 
@@ -71,7 +72,7 @@ class LogInMemory(KafkaEventStore):
         for envelope in envelopes:
             appended.append(Appended(envelope, Position(TOPIC, 0, len(self.log))))
             self.log.append(envelope)
-            head = self._heads.setdefault(envelope.stream_id, _StreamHead())
+            head = self._heads.setdefault(envelope.stream_id, StreamHead())
             head.seq, head.hash = envelope.stream_seq, envelope.hash
         self.transactions.append(len(envelopes))
         return appended

@@ -20,7 +20,6 @@ from typing import Any
 import orjson
 import pytest
 
-from services.eventstore import _StreamHead, _StreamHeads
 from services.persistent import PMap, base_of
 from services.snapshots import (
     Snapshot,
@@ -30,6 +29,7 @@ from services.snapshots import (
     seal_snapshot,
     to_plain,
 )
+from services.stream_heads import StreamHead, StreamHeads
 
 from .test_snapshots import (
     KEYRING,
@@ -229,14 +229,14 @@ def _withdrawn(subject_id: str) -> Any:
 def test_a_writer_restarted_from_a_snapshot_chains_to_its_heads_and_makes_only_those_it_moves():
     resumed = open_snapshot(seal_snapshot(snapshot(), WRITER), KEYRING, TOPIC)
     expected = dict(snapshot().heads)
-    heads = _StreamHeads(resumed.heads)
+    heads = StreamHeads(resumed.heads)
     assert count_made(resumed.heads) == 0
 
     moved = heads.get("subject-MSK-001")
     assert moved is not None and (moved.seq, moved.hash) == expected["subject-MSK-001"]
     moved.seq, moved.hash = 2, "9" * 64  # an append moves the head in place
     assert heads.get("subject-MSK-001") is moved
-    heads.setdefault("subject-MSK-003", _StreamHead()).seq = 1
+    heads.setdefault("subject-MSK-003", StreamHead()).seq = 1
     assert heads.get("subject-MSK-404") is None
     assert count_made(resumed.heads) == 1
 
@@ -264,9 +264,9 @@ def test_a_packed_column_keeps_the_sign_of_zero():
     # -0.0 == 0.0 in Python; a state opened from a snapshot must still hold what the fold held
     import math
 
-    from services.snapshots import _packed, _reader
+    from services.snapshot_columns import column_reader, packed
 
     keys = [f"MSK-{n:04d}" for n in range(8)]
     column = [-0.0] * 5 + [0.0] * 3
-    read = _reader(_packed(column, keys), keys, "msln_ihc_percent")
+    read = column_reader(packed(column, keys), keys, "msln_ihc_percent")
     assert [math.copysign(1.0, read(n)) for n in range(8)] == [-1.0] * 5 + [1.0] * 3

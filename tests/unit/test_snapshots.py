@@ -382,7 +382,7 @@ def test_random_cuts_of_a_random_trial_fold_to_the_same_state():
 
 def test_a_catch_up_from_a_snapshot_chains_each_stream_to_the_snapshots_head():
     from events.reading import Head, LogReader
-    from services.eventstore import _ResumedHeads
+    from services.stream_heads import ResumedHeads
 
     first = registered(1)
     after = signed(sealed(SubjectRegistered(subject_id="MSK-001", site_id="MSK"),
@@ -391,7 +391,7 @@ def test_a_catch_up_from_a_snapshot_chains_each_stream_to_the_snapshots_head():
     gap = signed(sealed(SubjectRegistered(subject_id="MSK-005", site_id="MSK"),
                         event_id=event_id(8), stream_id="subject-MSK-005", stream_seq=3,
                         prev_hash="e" * 64))
-    heads = _ResumedHeads(TOPIC, {first.stream_id: (1, first.hash),
+    heads = ResumedHeads(TOPIC, {first.stream_id: (1, first.hash),
                                   "subject-MSK-005": (1, "f" * 64)})
     reader = LogReader(KEYRING, heads=heads)
     # the event after the snapshot's head is applied; a copy of the head is skipped
