@@ -43,6 +43,7 @@ from kafka.admin import (
 from kafka.errors import NodeNotReadyError, TopicAlreadyExistsError, UnknownBrokerIdError
 
 from events.topics import (
+    ACCESS,
     EVENT_TOPIC_CONFIG,
     WRITERS,
     catalogue,
@@ -122,6 +123,12 @@ def _admin(bootstrap_servers: str, config: Path | None = None) -> KafkaAdminClie
     )
 
 
+def writer_group(namespace: str) -> str:
+    """The consumer group the command services' instances share the writing through
+    (services/writer_group.py, decision 59)."""
+    return f"{namespace}.writers"
+
+
 def worker_group(namespace: str, fold_version: str | None = None) -> str:
     """The projection worker's consumer group, also the prefix of its internal topics
     (Faust names changelogs ``<group>-<table>-changelog``): ``<namespace>-projections-<fold
@@ -171,6 +178,9 @@ def namespace_acls(namespace: str) -> list[ACL]:
         acls += [acl(context, o, topic, snapshot_topic(own))
                  for o in (op.CREATE, op.WRITE, op.READ, op.DESCRIBE)]
         acls += [acl(context, op.IDEMPOTENT_WRITE, ResourceType.CLUSTER, "kafka-cluster")]
+    # The services' instances meet in the writers' group as the access writer, which every
+    # instance runs (decision 59).
+    acls += [acl(ACCESS, o, group, writer_group(namespace)) for o in (op.READ, op.DESCRIBE)]
     acls += [acl(WORKER, o, topic, name) for name in events for o in (op.READ, op.DESCRIBE)]
     prefixes = (worker_group(namespace), dead_letter_topic("", namespace))
     own_ops = (op.CREATE, op.READ, op.WRITE, op.DESCRIBE, op.DESCRIBE_CONFIGS)

@@ -18,15 +18,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import aiohttp
-
-FORWARDED_BY = "X-Trialops-Forwarded-By"
-"""Set on a request one worker asks another: the worker asked answers it itself or not at all
-(the group may have moved the partitions between the two lookups), never forwards it again."""
+from infra import forwarding
+from infra.forwarding import ask
 
 PASSED_ON = ("Authorization", "traceparent", "X-Request-ID", "Accept")
-KEPT = ("Retry-After", "WWW-Authenticate")
-"""The holder's answer headers a forwarded answer keeps (besides its status and type)."""
 """The reader's headers a forwarded request carries: the token is checked again by the worker
 that answers, and the trace goes on."""
 
@@ -37,8 +32,6 @@ HOLDING_FILE = "holding"
 """In a worker's data dir while it holds the event partitions: a worker that dies by itself
 was then the one whose changelogs the others take over (trialops/projection_reset.py)."""
 
-CONNECT_SECONDS = 2.0
-"""A holder that does not accept the connection by then is taken as gone."""
 ANSWER_SECONDS = 15.0
 """How long a forwarded view may take; one that waits for a position (``wait_for``) gets the
 longest wait a view accepts (60 s) and a little more."""
@@ -94,40 +87,16 @@ def own_url(app: Any) -> str:
 async def ask_holder(web: Any, request: Any, holder: str, path: str, query: str) -> Any:
     """The holder's answer to this GET, status, type and body as it gave them."""
     headers = {name: request.headers[name] for name in PASSED_ON if name in request.headers}
-    headers[FORWARDED_BY] = "worker"
-    url = f"{holder}{path}" + (f"?{query}" if query else "")
-    waits = "wait_for" in request.query
-    timeout = aiohttp.ClientTimeout(
-        total=WAIT_FOR_SECONDS if waits else ANSWER_SECONDS, sock_connect=CONNECT_SECONDS
+    answer = await ask(
+        "GET", f"{holder}{path}" + (f"?{query}" if query else ""), headers, by="worker",
+        total_seconds=WAIT_FOR_SECONDS if "wait_for" in request.query else ANSWER_SECONDS,
     )
-    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
-        url, headers=headers, allow_redirects=False
-    ) as answer:
-        body = await answer.read()
-        kept = {k: answer.headers[k] for k in KEPT if k in answer.headers}
-        return web.bytes(body, content_type=answer.content_type, status=answer.status,
-                         headers=kept or None)
-
-
-HOLDER_CHECK_SECONDS = 2.0
+    return web.bytes(answer.body, content_type=answer.content_type, status=answer.status,
+                     headers=answer.headers or None)
 
 
 async def holder_problem(holder: str) -> str | None:
-    """None when the holder says it is ready, else why a standby cannot answer the views now:
-    the holder does not answer, or is not ready itself (halted, restoring), in its words."""
-    timeout = aiohttp.ClientTimeout(total=HOLDER_CHECK_SECONDS)
-    try:
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
-            f"{holder}/ready", headers={FORWARDED_BY: "worker"}
-        ) as answer:
-            if answer.status == 200:
-                return None
-            try:
-                said = (await answer.json(content_type=None)).get("detail")
-            except ValueError:
-                said = None
-            return (f"the worker holding the partitions ({holder}) is not ready: "
-                    f"{said or f'HTTP {answer.status}'}")
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return (f"the worker holding the partitions ({holder}) does not answer: "
-                f"{type(exc).__name__}")
+    """None when the holder says it is ready, else why a standby cannot answer the views now."""
+    return await forwarding.holder_problem(
+        holder, by="worker", what="the worker holding the partitions"
+    )

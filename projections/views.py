@@ -18,10 +18,11 @@ import aiohttp
 import orjson
 from aiohttp import web as aioweb
 
+from infra.forwarding import FORWARDED_BY
 from projections.applying import state_of, states
 from projections.base import Projection, to_json
 from projections.openapi import document as views_document
-from projections.owner import FORWARDED_BY, ask_holder, held_here, holder_of, own_url
+from projections.owner import ask_holder, held_here, holder_of, own_url
 from projections.paging import BadPage, KeyOrder, decode_cursor, page_document, parse_limit
 from services.auth import READ_ROLES, LiveUsers, UserDirectory, bearer_token
 from services.http import observed

@@ -21,7 +21,7 @@ from services.access.decider import BootstrapAccess, NewUser
 from services.auth import ADMINISTRATOR, LiveUsers, UserDirectory
 from services.catalog import ServiceSpec, services
 from services.errors import DomainError
-from services.eventstore import KafkaEventStore, StoreUnavailable
+from services.eventstore import Appended, KafkaEventStore, StoreUnavailable
 from services.http import (
     MAX_BODY_BYTES,
     authentication,
@@ -33,8 +33,10 @@ from services.http import (
 )
 from services.metrics import metrics_page
 from services.openapi import add_description
-from services.runtime import SNAPSHOT_ON_SHUTDOWN, CommandHandler
+from services.runtime import CommandHandler
 from services.validation import BusinessTimeWindow
+from services.writer_group import WriterGroup
+from services.writers import Writers, forward_unheld, standby_ready
 from trial.config import TrialConfig
 
 
@@ -77,11 +79,17 @@ def build_app(
     users: UserDirectory,
     trial: TrialConfig,
     contexts: list[str] | None = None,
+    *,
+    url: str = "http://127.0.0.1:8081",
 ) -> web.Application:
     """The command services of ``contexts`` (all by default), always with the access service:
     every request is authenticated against the access log (decision 29). ``users`` (the users
     file, or the demo users) is recorded on that log at the first start, and answers only
-    until then."""
+    until then.
+
+    The writers run while the writers' group gives this instance the contexts' partitions
+    (decision 59); ``url`` is where the other instances reach this one, to pass it the
+    commands it holds."""
     available = services()
     chosen = list(contexts or available)
     unknown = [c for c in chosen if c not in available]
@@ -89,10 +97,29 @@ def build_app(
         raise ValueError(f"unknown service(s) {unknown}; known: {sorted(available)}")
     if ACCESS not in chosen:
         chosen.append(ACCESS)
-    access = handler_for(available[ACCESS], settings, trial)
-    live = LiveUsers(lambda: access.state, seed=users)
+
+    # The keys are checked now, not at the first term: a missing key is a start-up error.
+    keyring = load_keyring(settings.keyring)
+    for context in chosen:
+        load_signer(settings.writer_keys, context, keyring)
+
+    def make() -> dict[str, CommandHandler]:
+        return {context: handler_for(available[context], settings, trial) for context in chosen}
+
+    async def started(handlers: dict[str, CommandHandler]) -> None:
+        await bootstrap_access(handlers[ACCESS], users)
+
+    writers = Writers(make, started, url)
+    nobody = available[ACCESS].make_decider(trial).initial_state
+
+    def access_state():
+        handler = writers.current().get(ACCESS)
+        return nobody if handler is None else handler.state
+
+    live = LiveUsers(access_state, seed=users)
     app = web.Application(
-        middlewares=[observed(), json_errors(MAX_BODY_BYTES), authentication(live)],
+        middlewares=[observed(), json_errors(MAX_BODY_BYTES), forward_unheld(writers),
+                     authentication(live)],
         client_max_size=MAX_BODY_BYTES,
     )
     window = BusinessTimeWindow(
@@ -100,11 +127,9 @@ def build_app(
         timedelta(minutes=trial.records.max_future_skew_minutes),
     )
     app.router.add_get("/health", health)
-    handlers = []
     for context in chosen:
         spec = available[context]
-        handler = access if context == ACCESS else handler_for(spec, settings, trial)
-        handlers.append(handler)
+        seat = Seat(writers, context)
         for route in spec.routes:
             roles = trial.roles_for(route.command)
             if not roles:
@@ -112,7 +137,7 @@ def build_app(
             app.router.add_post(
                 route.path,
                 command_endpoint(
-                    handler,
+                    seat,
                     route.model,
                     roles,
                     signature_meaning=route.signature,
@@ -122,47 +147,56 @@ def build_app(
                 ),
             )
 
-    app.router.add_get("/ready", readiness({h.context: h for h in handlers}))
+    app.router.add_get("/ready", standby_ready(writers, readiness(writers.current)))
     app.router.add_get("/metrics", metrics_page(
-        lambda: [(h.context, bool(h.readiness()["ready"])) for h in handlers]
+        lambda: [(h.context, bool(h.readiness()["ready"])) for h in writers.current().values()]
     ))
     add_description(app, [available[c] for c in chosen], trial.roles_for)
 
     async def lifecycle(_app: web.Application):
-        # Each context opens its own clients and reads its own topics: they open side by side
-        # (their waits on the broker overlap), and each reports its own problem if it fails.
-        await asyncio.gather(*(handler.start() for handler in handlers))
-        await bootstrap_access(access, users)
-        recovering = asyncio.create_task(_recover(handlers, access, users))
+        loop = asyncio.get_running_loop()
+        group = WriterGroup(
+            settings.bootstrap_servers, settings.namespace,
+            [event_topic(c, settings.namespace) for c in chosen], url,
+            lambda holding: loop.call_soon_threadsafe(writers.note, holding),
+            principal=ACCESS,
+        )
+        group.start()
+        # A lone instance holds everything once it has joined: its writers open (side by
+        # side, each reporting its own problem) before it answers its first request.
+        await writers.first_word(FIRST_ASSIGNMENT_SECONDS)
+        following = asyncio.ensure_future(writers.follow())
         yield
-        recovering.cancel()
-        for handler in handlers:
-            try:  # the next start reads only what follows it (decision 42)
-                await handler.write_snapshot(SNAPSHOT_ON_SHUTDOWN)
-            except Exception:  # never a reason not to shut down
-                logging.getLogger(__name__).exception(
-                    "%s: no snapshot written at shutdown", handler.context
-                )
-            handler.close()
+        following.cancel()
+        await writers.release()
+        # Leaving the group moves the partitions to another instance at once.
+        await asyncio.to_thread(group.stop)
 
     app.cleanup_ctx.append(lifecycle)
     return app
 
 
-RECOVER_EVERY_SECONDS = 3.0
-"""How often a context that is not ready tries again (a broker back, a record quarantined)."""
+FIRST_ASSIGNMENT_SECONDS = 30.0
+"""How long a starting instance waits for the writers' group before it answers requests
+(standing by meanwhile); joining takes well under a second on a reachable broker."""
 
 
-async def _recover(handlers: list[CommandHandler], access: CommandHandler,
-                   seed: UserDirectory) -> None:
-    while True:
-        await asyncio.sleep(RECOVER_EVERY_SECONDS)
-        for handler in handlers:
-            try:
-                await handler.recover()
-            except Exception:  # a failed retry must not end the retries
-                logging.getLogger(__name__).exception("recovering %s", handler.context)
-        await bootstrap_access(access, seed)
+class Seat:
+    """A context's place in the routes: the handler of the current term decides its commands.
+    Between terms (the group moving the partitions) a command is answered 503."""
+
+    def __init__(self, writers: Writers, context: str):
+        self.writers = writers
+        self.context = context
+
+    async def handle(self, command, actor, **options) -> list[Appended]:
+        handler = self.writers.current().get(self.context)
+        if handler is None:
+            raise StoreUnavailable(
+                f"{self.context}: this instance no longer holds the context's partition (the "
+                "writers' group moved it); send the command again"
+            )
+        return await handler.handle(command, actor, **options)
 
 
 BOOTSTRAP = Actor(user_id="bootstrap", role=ADMINISTRATOR)

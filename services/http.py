@@ -461,13 +461,13 @@ def _client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-def readiness(handlers: Mapping[str, CommandHandler]):
-    """``/ready``: 200 when every context takes commands (store open and caught up, no
-    unreadable record in the way, not retired); 503 naming each context that does not, and
-    why. ``/health`` only says the process answers."""
+def readiness(handlers: Callable[[], Mapping[str, CommandHandler]]):
+    """``/ready``: 200 when every context of ``handlers()`` takes commands (store open and
+    caught up, no unreadable record in the way, not retired); 503 naming each context that
+    does not, and why. ``/health`` only says the process answers."""
 
     async def ready(_request: web.Request) -> web.Response:
-        contexts = {name: handler.readiness() for name, handler in handlers.items()}
+        contexts = {name: handler.readiness() for name, handler in handlers().items()}
         if all(c["ready"] for c in contexts.values()):
             return ok(200, {"ready": True, "contexts": contexts})
         waiting = sorted(name for name, c in contexts.items() if not c["ready"])

@@ -200,13 +200,20 @@ def serve(
     ] = None,
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8081,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    advertised_url: Annotated[
+        str | None,
+        typer.Option(help="The URL other instances of the services reach this one at "
+                     "(default: http://HOST:PORT); needed when it binds 0.0.0.0."),
+    ] = None,
     demo: Annotated[
         bool,
         typer.Option("--demo", help="Accept the well-known demo-<role> tokens (never for a "
                      "real trial); without it TRIALOPS_USERS_FILE must name the users file."),
     ] = False,
 ):
-    """Run the command services, each the single writer of its context's topic."""
+    """Run the command services. Several instances share the work through Kafka's group
+    protocol: the one the group gives the contexts' partitions writes them, the others pass
+    it the commands they receive and take over if it dies."""
     from infra import logs
     from services import serving
     from services.app import build_app
@@ -216,7 +223,11 @@ def serve(
     try:
         trial = load_trial()
         users = UserDirectory.from_env(demo=demo)
-        application = build_app(Settings.from_env(), users, trial, contexts)
+        if advertised_url is None and host in WILDCARD_HOSTS:
+            raise ValueError(f"--host {host} needs --advertised-url: the URL the other "
+                             "instances of the services reach this one at")
+        application = build_app(Settings.from_env(), users, trial, contexts,
+                                url=advertised_url or f"http://{host}:{port}")
     except (TrialConfigError, ValueError) as exc:
         raise fail(str(exc)) from None
     logs.configure("info")  # JSON lines, or a console format on a terminal (infra/logs.py)

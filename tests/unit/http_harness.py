@@ -95,7 +95,7 @@ def make_app(
                     issues_token=route.issues_token,
                 ),
             )
-    app.router.add_get("/ready", readiness_view(handlers))  # type: ignore[arg-type]
+    app.router.add_get("/ready", readiness_view(lambda: handlers))  # type: ignore[arg-type]
     app.router.add_get("/metrics", metrics_page(lambda: [(c, True) for c in handlers]))
     add_description(app, specs.values(), trial.roles_for)
     return app, handlers
