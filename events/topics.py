@@ -38,6 +38,40 @@ def event_topic(context: str, namespace: str = DEFAULT_NAMESPACE) -> str:
     return f"{namespace}.{context}.events"
 
 
+def murmur2(data: bytes) -> int:
+    """MurmurHash2 (Austin Appleby's 32-bit hash), seeded as Kafka's ``Utils.murmur2`` is, so
+    that a trial's partition is the one Kafka's default partitioner gives the trial id as a
+    record key: any Kafka client can say where a trial's events are. Unsigned 32-bit result."""
+    mask = 0xFFFFFFFF
+    mix, shift = 0x5BD1E995, 24
+    h = (0x9747B28C ^ len(data)) & mask
+    whole = len(data) - len(data) % 4
+    for at in range(0, whole, 4):
+        k = int.from_bytes(data[at:at + 4], "little")
+        k = (k * mix) & mask
+        k ^= k >> shift
+        k = (k * mix) & mask
+        h = ((h * mix) & mask) ^ k
+    tail = data[whole:]
+    if tail:
+        for index in range(len(tail) - 1, -1, -1):
+            h ^= tail[index] << (8 * index)
+        h = (h * mix) & mask
+    h ^= h >> 13
+    h = (h * mix) & mask
+    h ^= h >> 15
+    return h
+
+
+def partition_of(trial_id: str, partitions: int) -> int:
+    """The partition of every context topic that holds ``trial_id``'s streams (decision 60):
+    Kafka's default partitioner for the trial id as key (the positive part of its murmur2
+    hash, modulo the count), so a trial keeps one total order in each context."""
+    if partitions < 1:
+        raise ValueError(f"a topic has at least one partition, not {partitions}")
+    return (murmur2(trial_id.encode()) & 0x7FFFFFFF) % partitions
+
+
 def checkpoint_topic(namespace: str = DEFAULT_NAMESPACE) -> str:
     """Where the auditor's signed checkpoints of the log are kept (audit/checkpoint.py)."""
     return f"{namespace}.checkpoints"

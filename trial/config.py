@@ -8,6 +8,7 @@ project's documented default. A bad file fails with the key that is wrong.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -18,6 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 # The attribution scale is the events' vocabulary; the trial file names its thresholds on it.
 from events.safety import Attribution
+from events.topics import partition_of
 
 SHIPPED = Path(__file__).parent / "trials" / "nct06623396.json"
 
@@ -326,3 +328,52 @@ def load_trial(path: Path | None = None) -> TrialConfig:
             for err in exc.errors(include_url=False)
         )
         raise TrialConfigError(f"trial file {path}: {problems}") from None
+
+
+TRIALS_FOLDER_ENV = "TRIALOPS_TRIALS"
+"""A folder of trial files: the trials one deployment runs side by side (decision 60)."""
+
+
+def load_trials(folder: Path | None = None) -> dict[str, TrialConfig]:
+    """The deployment's trials by trial id: every ``*.json`` file of ``folder`` (default: the
+    folder ``TRIALOPS_TRIALS`` names), each validated as ``load_trial`` does; without a folder,
+    the one trial ``load_trial`` reads. Two files of one trial id, or an empty folder, are
+    refused with the files named."""
+    named = folder or (Path(os.environ[TRIALS_FOLDER_ENV])
+                       if os.environ.get(TRIALS_FOLDER_ENV) else None)
+    if named is None:
+        trial = load_trial()
+        return {trial.trial_id: trial}
+    if not named.is_dir():
+        raise TrialConfigError(f"{TRIALS_FOLDER_ENV}: {named} is not a folder of trial files")
+    trials: dict[str, TrialConfig] = {}
+    files: dict[str, Path] = {}
+    for path in sorted(named.glob("*.json")):
+        trial = load_trial(path)
+        if trial.trial_id in trials:
+            raise TrialConfigError(f"trial files {files[trial.trial_id]} and {path} are both "
+                                   f"trial {trial.trial_id}: one file per trial")
+        trials[trial.trial_id] = trial
+        files[trial.trial_id] = path
+    if not trials:
+        raise TrialConfigError(f"{TRIALS_FOLDER_ENV}: {named} holds no trial file (*.json)")
+    return dict(sorted(trials.items()))
+
+
+def trial_partitions(trial_ids: Iterable[str], partitions: int) -> dict[str, int]:
+    """Each trial's partition of the context topics (``events.topics.partition_of``). Two
+    trials on one partition are refused, naming them: a partition has one writer, which holds
+    one trial's state (decision 60); more partitions (``TRIALOPS_PARTITIONS`` when the topics
+    are created) or another trial id parts them."""
+    placed: dict[str, int] = {}
+    for trial_id in sorted(trial_ids):
+        partition = partition_of(trial_id, partitions)
+        shared = [other for other, p in placed.items() if p == partition]
+        if shared:
+            raise TrialConfigError(
+                f"trials {shared[0]} and {trial_id} both fall on partition {partition} of "
+                f"{partitions}: one trial per partition; create the topics with more "
+                "partitions (TRIALOPS_PARTITIONS)"
+            )
+        placed[trial_id] = partition
+    return placed
