@@ -207,6 +207,16 @@ class Quarantine:
 NO_QUARANTINE = Quarantine()
 
 
+def stream_key(where: Where, stream_id: str) -> tuple[str, str]:
+    """The reading rule's name for the stream ``stream_id`` of the record at ``where``: its
+    topic and id, the id marked with its partition past the first one (decision 60). Each
+    trial's streams live in one partition of each topic (``events.topics.partition_of``) and
+    two trials may use one stream id (a cohort "DL1"): a reader of every partition keeps
+    their chains apart. A topic of one partition names its streams as before."""
+    if where.partition == 0:
+        return where.topic, stream_id
+    return where.topic, f"{stream_id}@{where.partition}"
+
 @dataclass
 class LogReader:
     """The rule applied by a reader that reads each partition from its start, in offset order
@@ -229,7 +239,7 @@ class LogReader:
         try:
             recorded = decode(value, self.keyring, where.topic)
             envelope = recorded.envelope
-            stream = (where.topic, envelope.stream_id)
+            stream = stream_key(where, envelope.stream_id)
             fresh = next_in_stream(self.heads.get(stream), envelope)
         except Unreadable as exc:
             if self.quarantine.covers(where, value):
