@@ -1,0 +1,386 @@
+"""Scale-out on a three-node cluster (issue 13): two instances of the services and two Faust
+workers in one namespace, a bounded load sent to both instances, and the instance and the
+worker that hold the partitions SIGKILLed in the middle of it.
+
+The survivors must take the partitions over (decisions 58 and 59); every acknowledged command's
+events must be on the log exactly once and nothing else of the clients' (by ``Idempotency-Key``
+and by subject), no cohort may hold more subjects than the trial file's cohort size, ``verify``
+must pass, and every projection asked through the surviving worker must be the replay's,
+byte for byte. The figures are printed for the record.
+
+The loads are planned per trial (``TRIALS``) and per instance, so that a second trial is one
+more entry once a deployment serves several (issue 13's "two trials"); today it serves one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from audit.replay import replay
+from audit.verify import verify
+from clients.http import DEMO_READER, call, wait_until_up
+from projections.base import to_json
+from projections.catalog import NAMES
+from tests.conftest import free_port
+from tests.integration import test_faults
+from tests.integration.helpers import (
+    CONSENT_SIGNED,
+    COORDINATOR,
+    ELIGIBLE_EVIDENCE,
+    INVESTIGATOR,
+    NOW,
+    events_of,
+    eventually,
+    whole_view,
+)
+from tests.integration.test_faults import COMMAND_RETRY_SECONDS, Load, stack_on
+from trial.config import load_trial
+from trialops.stack import Stack
+
+pytestmark = pytest.mark.kafka
+
+own_broker = test_faults.own_broker
+"""test_faults' cluster fixture: ``nodes`` from the parametrisation, replication from
+``stack_on`` (3 replicas, 2 in sync on three nodes)."""
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """One trial's share of the load: its subjects' prefix and the cohort they race for."""
+
+    trial_id: str
+    prefix: str
+    cohort_id: str
+    dose_level: str
+
+
+TRIALS = (TrialPlan("NCT06623396", "MSK", "DL1-IP", "DL1"),)
+SUBJECTS_PER_CLIENT = 20
+ENROLLED_EVERY = 4
+"""Every fourth subject of a client goes the whole way (pre-screening, consent, eligibility)
+and asks for a slot in the trial's cohort: 10 candidates for its slots, from two clients."""
+
+
+@dataclass(frozen=True)
+class Command:
+    path: str
+    body: dict
+    token: str
+    key: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+def journey(subject_id: str, plan: TrialPlan, enrols: bool) -> list[Command]:
+    """A subject registered; a candidate also made eligible (the path of
+    tests/integration/helpers.make_eligible) and enrolled in the plan's cohort."""
+    commands = [Command("/enrollment/subjects", {"subject_id": subject_id, "site_id": "MSK"},
+                        COORDINATOR)]
+    if enrols:
+        commands += [
+            Command("/enrollment/prescreenings", {"subject_id": subject_id,
+                    "msln_ihc_percent": 60.0, "occurred_at": CONSENT_SIGNED}, COORDINATOR),
+            Command("/enrollment/consents", {"subject_id": subject_id, "form_version": "ICF-v1",
+                    "signed_at": CONSENT_SIGNED, "occurred_at": CONSENT_SIGNED}, COORDINATOR),
+            Command("/enrollment/eligibility-assessments",
+                    {"subject_id": subject_id, **ELIGIBLE_EVIDENCE, "occurred_at": NOW},
+                    INVESTIGATOR),
+            Command("/enrollment/enrollments",
+                    {"subject_id": subject_id, "cohort_id": plan.cohort_id}, COORDINATOR),
+        ]
+    return commands
+
+
+@dataclass
+class Client(Load):
+    """test_faults' careful client, sending a trial's subjects' commands to one instance first:
+    each command with its own ``Idempotency-Key``, sent again with it on a 503 (to the same
+    instance, which passes it on or says the group is rebalancing) or on a broken connection
+    (to the next instance it knows, as a client given every instance's address would).
+    ``acknowledged`` holds the keys answered 201, ``refused`` the refusals' problems."""
+
+    plan: TrialPlan | None = None
+    urls: tuple[str, ...] = ()
+    sent: dict[str, Command] = field(default_factory=dict)
+    events_of_key: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, dict] = field(default_factory=dict)
+    enrolled: list[str] = field(default_factory=list)
+
+    def post(self, url: str, command: Command) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            f"{url}{command.path}", data=orjson.dumps(command.body), method="POST",
+            headers={"Content-Type": "application/json", "Idempotency-Key": command.key,
+                     "Authorization": f"Bearer {command.token}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, orjson.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, orjson.loads(err.read() or b"{}")
+        except OSError:
+            return 0, {}  # refused, reset or timed out: the outcome is unknown
+
+    def decide(self, command: Command) -> tuple[int, dict]:
+        """Send ``command`` until it is answered 201 or 4xx, or the client gives up (0)."""
+        self.sent[command.key] = command
+        at = 0
+        deadline = time.monotonic() + COMMAND_RETRY_SECONDS
+        while True:
+            status, answer = self.post(self.urls[at], command)
+            self.statuses[status] += 1
+            if status not in (0, 503):
+                return status, answer
+            if time.monotonic() > deadline:
+                self.given_up.append(command.key)
+                return 0, {}
+            self.retries += 1
+            if status == 0:
+                at = (at + 1) % len(self.urls)
+            time.sleep(0.2)
+
+    def run(self) -> None:
+        assert self.plan is not None
+        try:
+            for n in range(self.total):
+                subject_id = f"{self.prefix}-{n:04d}"
+                for command in journey(subject_id, self.plan, n % ENROLLED_EVERY == 1):
+                    status, answer = self.decide(command)
+                    if status == 0:
+                        break  # given up: the subject's later commands would be refused
+                    if status == 201:
+                        self.acknowledged.append(command.key)
+                        self.ack_times.append(time.monotonic())
+                        self.events_of_key[command.key] = len(answer["events"])
+                        if command.path == "/enrollment/enrollments":
+                            self.enrolled.append(subject_id)
+                        continue
+                    # The one refusal expected: the cohort is full (its slots went to others)
+                    assert (status, answer.get("error"), command.path) == (
+                        409, "cohort-capacity", "/enrollment/enrollments"), (command, answer)
+                    self.refused[command.key] = answer
+        finally:
+            self.done.set()
+
+
+def ready(url: str) -> tuple[int, dict] | None:
+    """``/ready`` of a service instance or a worker: (status, body), None when it does not
+    answer."""
+    try:
+        return call("GET", f"{url}/ready", token=DEMO_READER, timeout=10)
+    except OSError:
+        return None
+
+
+def roles(urls: dict[str, str]) -> tuple[str, str] | None:
+    """(holder, standby) once both answer ready, one without ``standby_for`` and the other
+    standing by for it; else None."""
+    said = {}
+    for name, url in urls.items():
+        answer = ready(url)
+        if answer is None or answer[0] != 200:
+            return None
+        said[name] = answer[1]
+    standbys = [n for n, body in said.items() if "standby_for" in body]
+    if len(standbys) != 1:
+        return None
+    [standby] = standbys
+    [holder] = [n for n in urls if n != standby]
+    return (holder, standby) if said[standby]["standby_for"] == urls[holder] else None
+
+
+def holds(url: str) -> bool:
+    said = ready(url)
+    return said is not None and said[0] == 200 and "standby_for" not in said[1]
+
+
+def open_cohorts(url: str) -> None:
+    """The review opens each trial's first cohort, at the design's start level (no
+    recommendation to cite: the protocol's own start)."""
+    for plan in TRIALS:
+        status, answer = call("POST", f"{url}/enrollment/cohorts", {
+            "cohort_id": plan.cohort_id, "dose_level": plan.dose_level, "occurred_at": NOW,
+        }, token=INVESTIGATOR)
+        assert status == 201, answer
+
+
+@pytest.mark.parametrize("own_broker", [3], indirect=True)
+def test_a_killed_holder_instance_and_worker_leave_the_trial_whole_to_the_survivors(
+    own_broker, tmp_path, capsys
+):
+    # Given a three-node cluster (event topics with 3 replicas, 2 in sync), two instances of
+    # the services and two workers, all in one namespace
+    stack = stack_on(own_broker, tmp_path)
+    try:
+        services = {"services": stack.service_url, "services-2": _spawn_service(stack)}
+        workers = {"projections": stack.projections_url, "worker-2": _spawn_worker(stack)}
+        # and one of each holds the partitions while the other stands by for it
+        holder, standby = eventually(lambda: roles(services), timeout=90, interval=0.5)
+        worker_holder, worker_standby = eventually(lambda: roles(workers), timeout=90,
+                                                   interval=0.5)
+        open_cohorts(services[standby])
+
+        # When clients send a bounded load to both instances
+        clients = [
+            Client(url, SUBJECTS_PER_CLIENT, f"{plan.prefix}{n}", plan=plan,
+                   urls=(url, *(u for u in services.values() if u != url)))
+            for plan in TRIALS for n, url in enumerate(services.values(), start=1)
+        ]
+        threads = [threading.Thread(target=c.run, daemon=True) for c in clients]
+        for thread in threads:
+            thread.start()
+        # and, once some subjects hold a slot, the holding instance and the holding worker are
+        # SIGKILLed
+        eventually(lambda: sum(len(c.acknowledged) for c in clients) >= 20
+                   and any(c.enrolled for c in clients), timeout=120, interval=0.2)
+        acknowledged_before = sum(len(c.acknowledged) for c in clients)
+        enrolled_before = sum(len(c.enrolled) for c in clients)
+        killed_at = time.monotonic()
+        stack.kill(holder)
+        stack.kill(worker_holder)
+
+        # Then the survivors take the partitions over
+        eventually(lambda: holds(services[standby]), timeout=90, interval=0.25)
+        service_takeover = time.monotonic() - killed_at
+        eventually(lambda: holds(workers[worker_standby]), timeout=120, interval=0.25)
+        worker_takeover = time.monotonic() - killed_at
+        for thread in threads:
+            thread.join(timeout=COMMAND_RETRY_SECONDS * 2)
+        assert all(c.done.is_set() for c in clients)
+        assert holds(services[standby]) and holds(workers[worker_standby])
+
+        log = events_of(stack.settings, "enrollment")
+        numbers = {
+            "faults": [f"SIGKILL {holder} (holding the writers' partitions)",
+                       f"SIGKILL {worker_holder} (holding the workers' partitions)"],
+            "acknowledged_before_the_kills": acknowledged_before,
+            "enrolled_before_the_kills": enrolled_before,
+            **_figures(clients, log),
+            "service_takeover_seconds": round(service_takeover, 1),
+            "worker_takeover_seconds": round(worker_takeover, 1),
+        }
+        with capsys.disabled():
+            print("\nscale-out (three nodes): " + orjson.dumps(numbers).decode())
+
+        # and every acknowledged command's events are on the log once, nothing else of theirs
+        _each_acknowledged_command_once(clients, log)
+        # and no cohort holds more subjects than the trial file's cohort size
+        _no_cohort_overbooked(clients, log)
+        # and the log verifies
+        result = verify(stack.settings)
+        assert result.ok, result.as_dict()
+        # and every projection, asked through the surviving worker, is the replay's
+        _every_view_is_the_replay(stack, workers[worker_standby], worker_standby)
+    finally:
+        stack.stop()
+
+
+def _spawn_service(stack: Stack) -> str:
+    port = free_port()
+    stack.spawn("services-2", ["serve", "--demo", "--port", str(port)])
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(f"{url}/health", 90, "the second instance", stack.check_alive)
+    return url
+
+
+def _spawn_worker(stack: Stack) -> str:
+    port = free_port()
+    data_dir = stack.work_dir / "worker-2"
+    data_dir.mkdir()
+    stack.spawn("worker-2", ["worker", "--demo", "--web-port", str(port), "--data-dir",
+                             str(data_dir)])
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(f"{url}/projections", 90, "the second worker", stack.check_alive)
+    return url
+
+
+def _figures(clients: list[Client], log: list) -> dict:
+    on_log = Counter(e.idempotency.key for e in log if e.idempotency is not None)
+    acknowledged = {k for c in clients for k in c.acknowledged}
+    statuses: Counter = Counter()
+    for c in clients:
+        statuses.update(c.statuses)
+    return {
+        "commands": sum(len(c.sent) for c in clients),
+        "acknowledged": len(acknowledged),
+        "refused_cohort_full": sum(len(c.refused) for c in clients),
+        "given_up_by_client": sum(len(c.given_up) for c in clients),
+        "lost": len(acknowledged - set(on_log)),
+        "appended_without_acknowledgement": len(set(on_log) - acknowledged),
+        "client_retries": sum(c.retries for c in clients),
+        "answers": {str(k): v for k, v in sorted(statuses.items())},
+        "longest_outage_seconds": max(round(c.longest_outage(), 1) for c in clients),
+    }
+
+
+def _each_acknowledged_command_once(clients: list[Client], log: list) -> None:
+    on_log = Counter(e.idempotency.key for e in log if e.idempotency is not None)
+    sent = {k: c for client in clients for k, c in client.sent.items()}
+    assert set(on_log) <= set(sent), "events under keys no client sent"
+    for client in clients:
+        assert not client.given_up, client.given_up
+        for key in client.acknowledged:
+            assert on_log[key] == client.events_of_key[key], sent[key]
+        for key in client.refused:
+            assert on_log[key] == 0, sent[key]
+    # and each subject was registered once, by the client that planned it
+    registered = Counter(e.payload["subject_id"] for e in log
+                         if e.event_type == "SubjectRegistered")
+    planned = {f"{c.prefix}-{n:04d}" for c in clients for n in range(c.total)}
+    assert set(registered) == planned and set(registered.values()) == {1}, registered
+
+
+def _no_cohort_overbooked(clients: list[Client], log: list) -> None:
+    # Source: the trial file's escalation.cohort_size (3: the 3+3 design, DOMAIN.md section 4)
+    size = load_trial().escalation.cohort_size
+    capacity = {e.payload["cohort_id"]: e.payload["capacity"] for e in log
+                if e.event_type == "CohortOpened"}
+    assert capacity == {plan.cohort_id: size for plan in TRIALS}
+    held: Counter = Counter()
+    for e in log:
+        if e.event_type == "SubjectEnrolled":
+            held[e.payload["cohort_id"]] += 1
+        elif e.event_type in ("SlotReleased", "CohortExpanded"):
+            raise AssertionError(f"the load neither withdraws nor expands: {e.event_type}")
+    # Ten candidates raced for each cohort's slots: every slot taken, none twice
+    assert held == {plan.cohort_id: size for plan in TRIALS}, held
+    enrolled = sorted(e.payload["subject_id"] for e in log if e.event_type == "SubjectEnrolled")
+    assert enrolled == sorted(s for c in clients for s in c.enrolled)
+    slots = [(e.payload["cohort_id"], e.payload["slot"]) for e in log
+             if e.event_type == "SubjectEnrolled"]
+    assert len(set(slots)) == len(slots), slots
+
+
+def _every_view_is_the_replay(stack: Stack, worker: str, name_of_worker: str) -> None:
+    # Read at one moment: the clock-dependent views (safety) render at ``as_of`` live and at
+    # ``now`` in the replay.
+    as_of = datetime.now(UTC).replace(microsecond=0)
+    query = f"as_of={as_of.isoformat().replace('+00:00', 'Z')}"
+    for name in NAMES:
+        expected = to_json(replay(stack.settings, name, now=as_of))
+        url = f"{worker}/projections/{name}?{query}"
+
+        def live(url: str = url) -> bytes | None:
+            try:
+                return whole_view(url, token=DEMO_READER)
+            except OSError:
+                return None
+
+        def same(url: str = url, expected: bytes = expected) -> bool:
+            return live(url) == expected
+
+        try:
+            eventually(same, timeout=90, interval=1)
+        except AssertionError:
+            tail = (stack.work_dir / f"{name_of_worker}.log").read_text(errors="replace")[-3000:]
+            raise AssertionError(
+                f"{name} through the surviving worker is not the replay:\n"
+                f"live   {(live(url) or b'')[:1500]!r}\nreplay {expected[:1500]!r}\n{tail}"
+            ) from None
