@@ -1,0 +1,475 @@
+"""Issue 13: commands/s and the projections' apply rate with one and with two instances of each,
+on a three-node local cluster started for the run, in the same run.
+
+The cluster: ``LocalKafka(nodes=3)``, as the three-node fault test starts it; every namespace's
+event topics at replication factor 3 with ``min.insync.replicas=2``, the workers' changelogs at
+3 replicas too.
+
+a. **Commands.** ``trialops serve --demo`` on a fresh namespace; ``--clients`` concurrent clients
+   (16) post ``RegisterSubject`` commands as ``bench_commands`` does (a new subject each, so none
+   is refused): first all to that one instance; then, once a second ``serve`` of the same
+   namespace has joined the writers' group and its ``/ready`` says ``standby_for`` (decision
+   59), half of them to each instance (the second passes every command to the first, which
+   holds the contexts' partitions); then all to the first again once the second has stopped.
+   Each step follows a warm-up at the same load. Commands/s, p50/p99 latency, and two over the
+   mean of the two one-instance steps (the machine is shared: the mean of a step before and one
+   after takes out a drift).
+b. **Projections.** The same workload of N events (``bench_projections``' generator) written to
+   a fresh namespace for each run: one Faust worker, then two workers in one group (the second
+   with its own web port and data dir, started just before the first), then one again.
+   Events/s from spawn and from the first applied event to the last, as ``bench_projections``
+   times them through ``GET /projections``, each worker's CPU seconds, and two over the mean
+   of the one-worker runs.
+
+With one partition per event topic (decision 2) two instances are one holder and one standby
+(decisions 58 and 59): see bench/README.md for what the ratios mean.
+
+Run from the repository root:  python -m bench.bench_instances [--quick] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from kafka.admin import KafkaAdminClient
+
+from bench.bench_commands import Measured, _clients
+from bench.bench_projections import Applied, apply_with_worker
+from bench.common import (
+    TRIAL_ID,
+    WorkloadOptions,
+    free_port,
+    percentile,
+    print_block,
+    produce_and_say,
+    ratio,
+    run,
+    say,
+)
+from bench.keys import enrollment_signer
+from bench.worker_process import Worker, WorkerFailed
+from clients.http import call, wait_until_up
+from infra.settings import Settings
+from infra.topic_admin import check_event_topics, ensure_topics
+
+NODES = 3
+REPLICAS = 3
+"""Every topic of the run at 3 replicas; event topics get ``min.insync.replicas=2`` with it."""
+
+
+# ---------------------------------------------------------------- the cluster
+
+
+@contextlib.contextmanager
+def three_node_cluster(heap: str) -> Iterator[str]:
+    """A three-node KRaft cluster of the project's launcher on new storage, deleted on exit."""
+    from broker.cluster import LocalKafka
+
+    kafka = LocalKafka(name=f"bench-instances-{uuid.uuid4().hex[:8]}", nodes=NODES, heap=heap)
+    say(f"starting a {NODES}-node local cluster '{kafka.name}' (heap {heap} a node) ...")
+    try:
+        bootstrap = kafka.start(timeout=180)
+        deadline = time.monotonic() + 90
+        while (seen := _brokers_seen(bootstrap)) < NODES:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {seen} of {NODES} brokers in the cluster after 90 s")
+            time.sleep(1)
+        say(f"  {NODES} brokers at {bootstrap}")
+        yield bootstrap
+    finally:
+        kafka.stop()
+        shutil.rmtree(kafka.cluster_dir, ignore_errors=True)
+
+
+def _brokers_seen(bootstrap: str) -> int:
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="trialops-bench")
+    except Exception:  # not every node answers yet
+        return 0
+    try:
+        return len(admin.describe_cluster()["brokers"])
+    finally:
+        admin.close()
+
+
+def settle(bootstrap: str, timeout: float = 180) -> None:
+    """Wait until every replica of every topic is in sync. The first writer and the first
+    group create Kafka's transaction log and offsets topic (50 partitions each, 3 replicas):
+    until their replicas have caught up the brokers are busy with it, and a step measured then
+    measures the cluster's start."""
+    deadline = time.monotonic() + timeout
+    while (behind := _replicas_behind(bootstrap)) and time.monotonic() < deadline:
+        time.sleep(1)
+    if behind:
+        say(f"  still {behind} partition(s) with a replica out of sync after {timeout:.0f} s")
+
+
+def _replicas_behind(bootstrap: str) -> int:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="trialops-bench")
+    try:
+        described = admin.describe_topics(admin.list_topics())
+    finally:
+        admin.close()
+    return sum(1 for topic in described for p in topic["partitions"]
+               if set(p["replica_nodes"]) != set(p["isr_nodes"]))
+
+
+def cluster_settings(bootstrap: str) -> Settings:
+    """A fresh namespace whose event topics are created at ``REPLICAS`` replicas and checked
+    (``min.insync.replicas=2``, no retention); the children make their topics at as many."""
+    enrollment_signer()  # the keys, in the environment the children inherit
+    settings = Settings(
+        bootstrap_servers=bootstrap,
+        namespace=f"bench-{uuid.uuid4().hex[:8]}",
+        trial_id=TRIAL_ID,
+        replication_factor=REPLICAS,
+    )
+    ensure_topics(bootstrap, settings.namespace, REPLICAS)
+    if problems := check_event_topics(bootstrap, settings.namespace):
+        raise RuntimeError(f"the event topics are not as a cluster needs: {problems}")
+    return settings
+
+
+# ---------------------------------------------------------------- a. commands
+
+
+class Service:
+    """``trialops serve --demo --port P`` in a session of its own."""
+
+    def __init__(self, settings: Settings, work_dir: Path, name: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = work_dir / f"{name}.log"
+        log = open(self.log_path, "ab")  # noqa: SIM115 (lives as long as the child)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "trialops", "serve", "--demo", "--port", str(self.port)],
+            env={**os.environ, **settings.env()}, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, cwd=work_dir, start_new_session=True,
+        )
+        log.close()
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"serve on {self.port} exited ({self.process.returncode}):\n{tail}")
+
+    def ready(self) -> dict:
+        try:
+            _status, body = call("GET", f"{self.url}/ready", timeout=10)
+        except OSError:
+            return {}
+        return body if isinstance(body, dict) else {}
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.process.poll() is None:
+            _killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+
+
+def _killpg(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+
+
+def split(clients: int, parts: int) -> list[int]:
+    """``clients`` spread over ``parts`` URLs as evenly as they go, the first ones taking the
+    remainder: 16 over 2 is 8 and 8, 5 over 2 is 3 and 2."""
+    return [clients // parts + (1 if n < clients % parts else 0) for n in range(parts)]
+
+
+async def _together(urls: list[str], clients: int, per_client: int, tag: str) -> list[Measured]:
+    """The clients split over ``urls`` post at once; what each URL's clients measured, then the
+    whole, timed from the first request to the last answer."""
+    shares = [(url, count) for url, count in zip(urls, split(clients, len(urls)), strict=True)
+              if count]
+    began = time.perf_counter()
+    parts = await asyncio.gather(*(
+        _clients(url, count, per_client, f"{tag}{n}") for n, (url, count) in enumerate(shares)))
+    seconds = time.perf_counter() - began
+    whole = Measured(
+        f"{clients} clients", sum(p.commands for p in parts), seconds,
+        [lat for p in parts for lat in p.latencies], sum(p.refused for p in parts))
+    return [*parts, whole]
+
+
+@dataclass
+class CommandRun:
+    namespace: str = ""
+    one: list[Measured] = field(default_factory=list)
+    two: list[Measured] = field(default_factory=list)
+    again: list[Measured] = field(default_factory=list)
+    """One instance again, once the second has left: the machine is shared, so the base of the
+    ratio is the mean of the two one-instance steps around the two-instance step."""
+    holder: str = ""
+    standby: str = ""
+    standby_for: str = ""
+    logs: str = ""
+
+
+def measure_commands(bootstrap: str, args: argparse.Namespace, result: CommandRun) -> None:
+    settings = cluster_settings(bootstrap)
+    result.namespace = settings.namespace
+    work_dir = Path(tempfile.mkdtemp(prefix="trialops-bench-instances-"))
+    result.logs = str(work_dir)
+    per_client = max(1, args.commands // args.clients)
+    services: list[Service] = []
+
+    def step(urls: list[str], tag: str, warm_seconds: float = 0.0) -> list[Measured]:
+        # A warm-up at the same load first (connections, token caches, the forwarding path;
+        # before the first step, the new cluster's JVMs too: its first minute is slower).
+        began, rounds = time.monotonic(), 0
+        while rounds == 0 or time.monotonic() - began < warm_seconds:
+            asyncio.run(_together(urls, args.clients, WARM_UP, f"W{tag}{rounds:03d}"))
+            rounds += 1
+        measured = asyncio.run(_together(urls, args.clients, per_client, tag))
+        say(f"  {measured[-1].rate:,.1f} commands/s")
+        return measured
+
+    try:
+        first = Service(settings, work_dir, "services-1")
+        services.append(first)
+        wait_until_up(f"{first.url}/ready", 180, "the first serve", first.check_alive)
+        result.holder = first.url
+        settle(bootstrap)
+        say(f"a. one instance ready at {first.url} (namespace {settings.namespace}); "
+            f"{args.clients} clients x {per_client} commands ...")
+        result.one = step([first.url], "A", args.warm_up)
+
+        second = Service(settings, work_dir, "services-2")
+        services.append(second)
+        result.standby = second.url
+        say(f"a. a second instance at {second.url} joins the writers' group ...")
+        deadline = time.monotonic() + 180
+        while not (standby_for := second.ready().get("standby_for")):
+            second.check_alive()
+            first.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{second.url}/ready never said standby_for: "
+                                   f"{second.ready()}; its log: {second.log_path}")
+            time.sleep(0.5)
+        result.standby_for = standby_for
+        settle(bootstrap)
+        say(f"  it stands by for {standby_for}; {args.clients} clients split between the two")
+        result.two = step([first.url, second.url], "B")
+
+        say("a. the second instance stopped; one instance again ...")
+        second.stop()
+        deadline = time.monotonic() + 60
+        while not first.ready().get("ready"):
+            first.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{first.url}/ready: {first.ready()}")
+            time.sleep(0.5)
+        result.again = step([first.url], "C")
+    finally:
+        for service in reversed(services):
+            service.stop()
+
+
+WARM_UP = 10
+"""Commands per client before each measured step."""
+
+
+def command_lines(result: CommandRun) -> list[str]:
+    if not result.one:
+        return ["a. commands: not measured (interrupted, or an earlier step failed)"]
+
+    def line(label: str, m: Measured) -> str:
+        p50, p99 = (percentile(m.latencies, p) * 1000 for p in (50, 99))
+        refused = f", {m.refused} not 201" if m.refused else ""
+        return (f"  {label:<32} {m.commands:>6,} commands {m.rate:8,.1f} commands/s   "
+                f"p50 {p50:7.1f} ms   p99 {p99:7.1f} ms{refused}")
+
+    lines = [f"a. commands (RegisterSubject), namespace {result.namespace}, the services' logs "
+             f"in {result.logs}",
+             line("one instance", result.one[-1])]
+    if result.two:
+        direct, *forwarded, whole = result.two
+        lines.append(line("two instances, all clients", whole))
+        lines.append(line("  of which sent to the holder", direct))
+        for part in forwarded:
+            lines.append(line("  of which sent to the standby", part))
+    if result.again:
+        lines.append(line("one instance again", result.again[-1]))
+    if result.two:
+        ones = [m[-1].rate for m in (result.one, result.again) if m]
+        base = sum(ones) / len(ones)
+        lines.append(f"  two / one: {ratio(result.two[-1].rate, base)} commands/s (against the "
+                     f"mean of the one-instance steps, {base:,.1f}); the second instance stood "
+                     f"by for {result.standby_for} (the first: {result.holder})")
+    return lines
+
+
+# ---------------------------------------------------------------- b. projections
+
+
+@dataclass
+class ApplyRun:
+    workers: int
+    namespace: str = ""
+    applied: Applied | None = None
+    roles: list[str] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
+
+    def rates(self) -> tuple[float, float] | None:
+        """Events/s from the first worker's spawn, and from the first applied event, to every
+        projection having applied the log."""
+        a = self.applied
+        if a is None or not a.finished or a.first_at is None or a.done_at is None:
+            return None
+        first_position = min(p.first_position for p in a.projections.values())
+        return (a.end / (a.done_at - a.spawned_at),
+                (a.end - first_position) / max(a.done_at - a.first_at, 1e-9))
+
+
+def measure_apply(bootstrap: str, workers: int, args: argparse.Namespace,
+                  options: WorkloadOptions, result: ApplyRun) -> None:
+    settings = cluster_settings(bootstrap)
+    result.namespace = settings.namespace
+    produced = produce_and_say(settings, args.events, options)
+    with tempfile.TemporaryDirectory(prefix="trialops-bench-instances-") as folder:
+        group = []
+        for n in range(workers):
+            data_dir = Path(folder) / f"worker-{n + 1}"
+            data_dir.mkdir()
+            group.append(Worker(settings, data_dir, args.worker_loglevel))
+        try:
+            for extra in group[1:]:  # the others first: the group forms as the first starts
+                extra.start()
+            say(f"b. {workers} worker(s) in one group, namespace {settings.namespace}")
+            result.applied = apply_with_worker(
+                group[0], settings, produced.end_offset, args.stall_timeout)
+            for worker in group:
+                worker.check_alive()
+                result.roles.append(_role(worker))
+                result.cpu_seconds.append(worker.cpu_seconds())
+        except WorkerFailed as exc:
+            say(f"  a worker failed: {str(exc).splitlines()[0]}")
+            if result.applied is not None and result.applied.failure is None:
+                result.applied.failure = str(exc)
+        finally:
+            for worker in group:
+                worker.stop(timeout=5)  # its namespace is thrown away: no need to wait
+
+
+def _role(worker: Worker) -> str:
+    try:
+        _status, body = worker.get("/ready", timeout=10)
+        ready = orjson.loads(body)
+    except (OSError, ValueError):
+        return "did not answer /ready"
+    if standby_for := ready.get("standby_for"):
+        return f"stood by for {standby_for}"
+    return "held the partitions" if ready.get("ready") else f"not ready: {ready.get('problems')}"
+
+
+def apply_lines(runs: list[ApplyRun], events: int) -> list[str]:
+    lines = [f"b. projection apply rate, the same workload of {events:,} events each time"]
+    seen_one = False
+    for r in runs:
+        rates = r.rates()
+        label = f"{r.workers} worker{'s' if r.workers > 1 else ''} in one group"
+        if r.workers == 1:
+            label, seen_one = (f"{label} again" if seen_one else label), True
+        if rates is None:
+            why = r.applied.failure.splitlines()[0] if r.applied and r.applied.failure else ""
+            lines.append(f"  {label:<30} did not finish {why}")
+            continue
+        whole, warm = rates
+        lines.append(f"  {label:<30} from spawn {whole:7,.0f} events/s;  "
+                     f"from the first event applied {warm:7,.0f} events/s")
+        for n, (role, cpu) in enumerate(zip(r.roles, r.cpu_seconds, strict=True), 1):
+            lines.append(f"    worker {n}: {role}; {cpu:,.1f} s of CPU from spawn to the end")
+    ones = [rates for r in runs if r.workers == 1 and (rates := r.rates())]
+    twos = [rates for r in runs if r.workers == 2 and (rates := r.rates())]
+    if ones and twos:
+        base = [sum(rates[k] for rates in ones) / len(ones) for k in (0, 1)]
+        lines.append(f"  two / one (against the mean of the one-worker runs): "
+                     f"{ratio(twos[0][0], base[0])} from spawn, "
+                     f"{ratio(twos[0][1], base[1])} from the first event applied")
+    return lines
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    args = parse_args()
+    options = WorkloadOptions.from_args(args)
+    say(f"plan: {args.clients} clients x {args.commands // args.clients} commands against one "
+        f"then two serve; {args.events:,} events applied by one then two workers; "
+        f"{options.describe()}")
+    commands = CommandRun()
+    applies = [ApplyRun(1), ApplyRun(2), ApplyRun(1)] if args.part in ("all", "projections") else []
+    with three_node_cluster(args.heap) as bootstrap:
+        try:
+            if args.part in ("all", "commands"):
+                measure_commands(bootstrap, args, commands)
+            for apply_run in applies:
+                measure_apply(bootstrap, apply_run.workers, args, options, apply_run)
+        finally:
+            lines = [
+                f"{NODES}-node local cluster {bootstrap}; topics at {REPLICAS} replicas, event "
+                f"topics min.insync.replicas=2; {os.cpu_count()} CPU(s); "
+                f"Python {sys.version.split()[0]}",
+                f"load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}",
+            ]
+            if args.part in ("all", "commands"):
+                lines += command_lines(commands)
+            if applies:
+                lines += apply_lines(applies, args.events)
+            print_block("one against two instances (issue 13)", lines)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.bench_instances",
+        description="Commands/s and projection apply rate, one against two instances, on a "
+                    "three-node local cluster.",
+    )
+    parser.add_argument("--quick", action="store_true",
+                        help="a small run: 800 commands a step and 10000 events")
+    parser.add_argument("--clients", type=int, default=16,
+                        help="concurrent clients (default 16), split between two instances")
+    parser.add_argument("--commands", type=int, default=None,
+                        help="commands a step, split among the clients (default 3200)")
+    parser.add_argument("--events", type=int, default=None,
+                        help="events of the log the workers apply (default 100000)")
+    parser.add_argument("--warm-up", type=float, default=20, metavar="SECONDS",
+                        help="load before the first measured step (default 20)")
+    parser.add_argument("--part", choices=("all", "commands", "projections"), default="all")
+    parser.add_argument("--heap", default="320m", help="each broker's heap (default 320m)")
+    parser.add_argument("--stall-timeout", type=float, default=300,
+                        help="give a worker up after this many seconds without progress")
+    parser.add_argument("--worker-loglevel", default="warn", help="the workers' --loglevel")
+    WorkloadOptions.add_arguments(parser)
+    args = parser.parse_args()
+    if args.commands is None:
+        args.commands = 800 if args.quick else 3200
+    if args.events is None:
+        args.events = 10_000 if args.quick else 100_000
+    if args.clients < 2 or args.commands < args.clients or args.events < 1:
+        parser.error("--clients must be >= 2, --commands >= --clients and --events >= 1")
+    return args
+
+
+if __name__ == "__main__":
+    run(main)
