@@ -29,6 +29,7 @@ import pytest
 from audit.replay import replay
 from audit.verify import verify
 from clients.http import DEMO_READER, call, wait_until_up
+from infra.topic_admin import check_event_topics
 from projections.base import to_json
 from projections.catalog import NAMES
 from tests.conftest import free_port
@@ -219,6 +220,7 @@ def test_a_killed_holder_instance_and_worker_leave_the_trial_whole_to_the_surviv
     # the services and two workers, all in one namespace
     stack = stack_on(own_broker, tmp_path)
     try:
+        assert check_event_topics(stack.settings.bootstrap_servers, stack.settings.namespace) == []
         services = {"services": stack.service_url, "services-2": _spawn_service(stack)}
         workers = {"projections": stack.projections_url, "worker-2": _spawn_worker(stack)}
         # and one of each holds the partitions while the other stands by for it
