@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import tee
@@ -17,8 +17,9 @@ from infra.kafka_io import load_quarantine, read_log
 from infra.keys import load_keyring
 from infra.processes import cyclic_gc_paused
 from infra.settings import Settings
-from projections.base import fold
-from projections.catalog import NAMES, get
+from projections.base import Projection, fold_trials, of_trial, trial_states
+from projections.catalog import NAMES, build, chosen_trial
+from trial.config import TrialConfig, load_trials
 
 
 @dataclass
@@ -134,18 +135,43 @@ def replay(
     axis: TimeAxis = "recorded",
     stats: ReplayStats | None = None,
     now: datetime | None = None,
+    trial_id: str | None = None,
+    trials: Mapping[str, TrialConfig] | None = None,
 ):
-    """The projection's JSON document as of ``as_of`` (everything, when None). A document that
-    depends on the time it is read at (what is overdue) is read at ``as_of``, or ``now``."""
-    projection = get(name)
+    """The projection's JSON document of one trial as of ``as_of`` (everything, when None). A
+    document that depends on the time it is read at (what is overdue) is read at ``as_of``, or
+    ``now``. ``trial_id``: which of the deployment's ``trials`` (default ``load_trials()``);
+    None for its only one (``catalog.TrialNotNamed`` when it runs several). Events of the
+    deployment's other trials are not this trial's; those of a trial it does not run are
+    reported in ``stats.fold_errors`` (decision 61)."""
+    trials = trials if trials is not None else load_trials()
+    chosen = chosen_trial(trials, trial_id)
+    if name not in NAMES:
+        raise KeyError(f"unknown projection {name!r}; known: {', '.join(sorted(NAMES))}")
+    projection = build(trials[chosen])[name]
     stats = stats if stats is not None else ReplayStats()
     with cyclic_gc_paused():
-        states = fold(
-            projection,
-            recorded_events(settings, projection.contexts, stats, as_of, axis),
+        states = fold_trials(
+            {chosen: projection},
+            of_the_trial(recorded_events(settings, projection.contexts, stats, as_of, axis),
+                         chosen, trials, stats.fold_errors),
             errors=stats.fold_errors,
         )
-        return projection.document(states, as_of or now or datetime.now(UTC))
+        return projection.document(trial_states(states, chosen),
+                                   as_of or now or datetime.now(UTC))
+
+
+def of_the_trial(
+    events: Iterable[Recorded], trial_id: str, trials: Iterable[str], errors: list[str]
+) -> Iterator[Recorded]:
+    """The events of ``trial_id``; another trial's of the deployment (``trials``) are passed
+    over, and one of a trial it does not run is reported in ``errors``, like a fold error."""
+    known = dict.fromkeys(trials, True)
+    for recorded in events:
+        if recorded.envelope.trial_id == trial_id:
+            yield recorded
+        else:
+            of_trial(known, recorded, errors)
 
 
 def replay_all(
@@ -156,17 +182,26 @@ def replay_all(
     axis: TimeAxis = "recorded",
     stats: ReplayStats | None = None,
     now: datetime | None = None,
+    trial_id: str | None = None,
+    trials: Mapping[str, TrialConfig] | None = None,
 ) -> dict[str, Any]:
-    """Every projection of ``names``, from one read of the topics they fold: each record is
-    read and decoded once, and each projection folds its own topics in its own merge order,
-    so each document is the one :func:`replay` gives for that projection alone.
+    """Every projection of ``names`` of one trial (``trial_id``, as in :func:`replay`), from
+    one read of the topics they fold: each record is read and decoded once, and each
+    projection folds its own topics in its own merge order, so each document is the one
+    :func:`replay` gives for that projection alone.
     ``stats.applied`` counts the events folded over all the projections.
 
     The largest topic is read last and not held: the projections that fold it take its events
     in turns of :data:`STRIDE` as it is read (each through its own branch of one read), so
     only the other topics and about a stride of it are in memory at once."""
     stats = stats if stats is not None else ReplayStats()
-    projections = [get(name) for name in names]
+    trials = trials if trials is not None else load_trials()
+    chosen = chosen_trial(trials, trial_id)
+    built = build(trials[chosen])
+    unknown = [name for name in names if name not in built]
+    if unknown:
+        raise KeyError(f"unknown projection {unknown[0]!r}; known: {', '.join(sorted(NAMES))}")
+    projections: list[Projection] = [built[name] for name in names]
     topics_of = [[event_topic(c, settings.namespace) for c in p.contexts] for p in projections]
     topics = list(dict.fromkeys(t for each in topics_of for t in each))
     streamed = _largest(settings, topics)
@@ -200,13 +235,15 @@ def replay_all(
             target += STRIDE
             for index in sorted(active):
                 turn = _turn(merges[index], index, taken, target, active, stats)
-                fold(projections[index], turn, states[index], errors=errors[index])
+                fold_trials({chosen: projections[index]},
+                            of_the_trial(turn, chosen, trials, errors[index]),
+                            states[index], errors=errors[index])
         _note_reading(stats, reader)
         documents: dict[str, Any] = {}
         for index, name in enumerate(names):
             stats.fold_errors.extend(errors[index])
             documents[name] = projections[index].document(
-                states[index], as_of or now or datetime.now(UTC)
+                trial_states(states[index], chosen), as_of or now or datetime.now(UTC)
             )
     return documents
 

@@ -38,9 +38,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any, Final, TypedDict, TypeVar
 
-from events.reading import Head, next_in_stream
+from events.reading import Head, Where, next_in_stream, stream_key
 from events.registry import Recorded
-from projections.base import FoldError, Projection, State, apply_to, keys
+from projections.base import (
+    FoldError,
+    Projection,
+    State,
+    apply_to,
+    scope,
+    table_keys,
+    trial_states,
+)
 
 
 class Stored(TypedDict):
@@ -179,9 +187,45 @@ def state_of(stored: Stored) -> State:
     return stored["state"]
 
 
-def states(table: MutableMapping[str, Stored]) -> dict[str, State]:
-    """The projection's states (what its ``render`` takes) from a table of stored values."""
-    return {key: stored["state"] for key, stored in table.items()}
+def states(table: Mapping[str, Stored], trial_id: str | None = None) -> dict[str, State]:
+    """The projection's states (what its ``render`` takes) from a table of stored values; with
+    ``trial_id``, that trial's from a table of trial-scoped keys (the worker's, decision 61),
+    keyed by the projection's own keys."""
+    every = {key: stored["state"] for key, stored in table.items()}
+    return every if trial_id is None else trial_states(every, trial_id)
+
+
+class TrialTable(Mapping[str, Stored]):
+    """One trial's part of a worker's table, read by the projection's own keys (the trial's
+    scope added to each key read and stripped from each key listed): what a view of that trial
+    reads, so that it never sees another trial's keys and renders what a one-trial deployment
+    renders (decision 61)."""
+
+    def __init__(self, table: Mapping[str, Stored], trial_id: str) -> None:
+        self.table = table
+        self.prefix = scope(trial_id)
+
+    def __getitem__(self, key: str) -> Stored:
+        return self.table[self.prefix + key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.table.get(self.prefix + key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.prefix + key in self.table
+
+    def __iter__(self) -> Iterator[str]:
+        prefix, cut = self.prefix, len(self.prefix)
+        return (key[cut:] for key in self.table if key.startswith(prefix))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def items(self) -> Iterator[tuple[str, Stored]]:  # type: ignore[override]
+        # One pass over the table's items, not a read per key.
+        prefix, cut = self.prefix, len(self.prefix)
+        return ((key[cut:], value) for key, value in self.table.items()
+                if key.startswith(prefix))
 
 
 def apply_once(
@@ -198,18 +242,20 @@ def apply_once(
     that does not follow its stream's head raises ``events.reading.Unreadable`` (the reading
     rule every reader applies); an event a fold cannot take is skipped for that key, with the
     ``FoldError`` message in ``errors``."""
-    topic = source.rsplit(":", 1)[0]
+    topic, partition = source.rsplit(":", 1)
     envelope = recorded.envelope
-    # Streams are numbered per context: the topic is part of the stream's identity.
-    stream = f"{topic}|{envelope.stream_id}"
+    # Streams are numbered per context: the topic is part of the stream's identity; past the
+    # first partition, so is the partition (two trials may both have a stream "DL1").
+    named_topic, stream_id = stream_key(Where(topic, int(partition), offset), envelope.stream_id)
+    stream = f"{named_topic}|{stream_id}"
     seq, at, head_hash = _head(applied.get(stream))
     redelivered = offset <= at
     if not redelivered and not next_in_stream(Head(seq, head_hash), envelope):
         return False
     for projection in projections:
         table = tables[projection.name]
-        for key in keys(projection, recorded):
-            stored = table.get(key)
+        for scoped, key in table_keys(projection, recorded):  # scoped by the event's trial
+            stored = table.get(scoped)
             if stored is not None and stored["at"].get(source, -1) >= offset:
                 continue  # this key's write survived the crash
             state = stored["state"] if stored is not None else projection.initial(key)
@@ -222,11 +268,11 @@ def apply_once(
             if applied_state is not None:
                 marks = dict(stored["at"]) if stored is not None else {}
                 marks[source] = offset
-                table[key] = {"state": applied_state, "at": marks}
-            elif key in table:
+                table[scoped] = {"state": applied_state, "at": marks}
+            elif scoped in table:
                 # The key's state is over. Should this deletion be lost in a crash, the events
                 # before it are redelivered too and end in the same deletion.
-                del table[key]
+                del table[scoped]
     if not redelivered:
         applied[stream] = [envelope.stream_seq, offset, envelope.hash]
     return True

@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from events.registry import Recorded
 
 State = dict[str, Any]
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,87 @@ def keys(projection: Projection, recorded: Recorded) -> tuple[str, ...]:
     if found is None:
         return ()
     return (found,) if isinstance(found, str) else found
+
+
+TRIAL_SCOPE = "/"
+"""Between a trial's id and a projection's key in the tables' and the replay's keys."""
+
+
+def scope(trial_id: str) -> str:
+    """The prefix of every key of ``trial_id`` in a table or a replay's states (decision 61):
+    two trials of one deployment may both have a cohort "DL1"; under their scopes their keys
+    never meet. A trial id holding the separator could be read as another's scope: refused."""
+    if not trial_id or TRIAL_SCOPE in trial_id:
+        raise ValueError(f"trial id {trial_id!r} cannot scope keys: it is empty or holds "
+                         f"{TRIAL_SCOPE!r}")
+    return trial_id + TRIAL_SCOPE
+
+
+def table_keys(projection: Projection, recorded: Recorded) -> tuple[tuple[str, str], ...]:
+    """Each key ``recorded`` changes, as ``(stored, key)``: ``stored`` scoped by the event's
+    trial (the key of the table or of the replay's states), ``key`` the projection's own (what
+    ``initial`` and ``render`` see). The one place both the worker (projections/applying.py)
+    and the replay (:func:`fold_trials`) scope a key."""
+    found = keys(projection, recorded)
+    if not found:
+        return ()
+    prefix = scope(recorded.envelope.trial_id)
+    return tuple((prefix + key, key) for key in found)
+
+
+def trial_states(states: Mapping[str, State], trial_id: str) -> dict[str, State]:
+    """One trial's states, keyed by the projection's own keys (its scope stripped): what its
+    ``render`` takes. Another trial's keys are left out."""
+    prefix = scope(trial_id)
+    return {key[len(prefix):]: state for key, state in states.items()
+            if key.startswith(prefix)}
+
+
+def of_trial(
+    projections: Mapping[str, V], recorded: Recorded, errors: list[str] | None
+) -> V | None:
+    """What ``projections`` (by trial id) holds for the event's trial; None, with the reason in
+    ``errors`` as for a fold error, when the deployment does not run that trial: its event is
+    folded by no trial's projections rather than by another trial's."""
+    e = recorded.envelope
+    found = projections.get(e.trial_id)
+    if found is None and errors is not None:
+        errors.append(
+            f"{e.event_type} {e.event_id} (stream {e.stream_id} seq {e.stream_seq}) is of trial "
+            f"{e.trial_id}, which this deployment does not run (it runs "
+            f"{', '.join(sorted(projections))}): not folded"[:1000]
+        )
+    return found
+
+
+def fold_trials(
+    projections: Mapping[str, Projection],
+    events: Iterable[Recorded],
+    states: dict[str, State] | None = None,
+    errors: list[str] | None = None,
+) -> dict[str, State]:
+    """:func:`fold` for a deployment of several trials: each event by its own trial's
+    projection (``projections``: trial id -> the projection built from that trial's file), into
+    trial-scoped keys (:func:`table_keys`), as the worker applies it. :func:`trial_states` gives
+    one trial's states back, which equal :func:`fold` of that trial's events alone."""
+    states = {} if states is None else states
+    for recorded in events:
+        projection = of_trial(projections, recorded, errors)
+        if projection is None:
+            continue
+        for stored, key in table_keys(projection, recorded):
+            try:
+                state = apply_to(projection, states.get(stored) or projection.initial(key),
+                                 recorded)
+            except FoldError as exc:
+                if errors is not None:
+                    errors.append(str(exc))
+                continue
+            if state is None:
+                states.pop(stored, None)
+            else:
+                states[stored] = state
+    return states
 
 
 def ordered_insert(items: list[dict[str, Any]], item: dict[str, Any]) -> list[dict[str, Any]]:

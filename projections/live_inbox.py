@@ -152,3 +152,25 @@ def serve_inbox(app: Any, live: LiveDesk, trial: TrialConfig,
         return web.json(body)
 
     app.page("/projections/inbox", name="view-inbox")(view)
+
+
+ONE_TRIAL_ONLY = "inbox-one-trial-only"
+"""The problem a worker of several trials answers its inbox with (decision 61)."""
+
+
+def refuse_inbox(app: Any, users: UserDirectory | LiveUsers, trials: Mapping[str, Any]) -> str:
+    """For a worker of several trials: ``GET /projections/inbox`` answers 501 naming the
+    limitation, and the alerts are off; what ``/ready`` says of the alerts. The live desk folds
+    every record of its topics into one trial's states, so with several trials it would mix
+    them (decision 61): it is refused rather than answered from two trials."""
+    why = (f"the live inbox and its alerts fold one trial's log; this deployment runs trials "
+           f"{', '.join(sorted(trials))}: not yet served per trial")
+
+    async def view(web: Any, request: Any) -> Any:
+        if refused := _unauthorized(web, request, users):
+            return refused
+        return _problem(web, request, 501, ONE_TRIAL_ONLY, why)
+
+    app.page("/projections/inbox", name="view-inbox")(view)
+    log.warning("%s", why)
+    return f"off: {why}"

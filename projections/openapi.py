@@ -51,6 +51,8 @@ def _problem(description: str) -> dict[str, Any]:
 def _view(projection: Projection) -> dict[str, Any]:
     parameters = [
         _query(projection.key_name, f"one {projection.key_name} only", {"type": "string"}),
+        _query("trial_id", "the trial (decision 61): may be left out when the deployment runs "
+               "one trial, required when it runs several", {"type": "string"}),
         _query("as_of", "the time the view is read at (ISO 8601 with a zone; default now)",
                {"type": "string", "format": "date-time"}),
         _query("wait_for", "TOPIC:PARTITION:OFFSET a command's answer gave: wait until the "
@@ -74,7 +76,8 @@ def _view(projection: Projection) -> dict[str, Any]:
             "400": _problem("A bad query parameter (`bad-query`)."),
             "401": _problem("No bearer token, or one that authenticates nobody."),
             "403": _problem("The user's role may not read the projections."),
-            "404": _problem(f"No such {projection.key_name} (`not-found`)."),
+            "404": _problem(f"No such {projection.key_name}, or a trial the deployment does "
+                            "not run (`not-found`)."),
             "504": _problem("The projection had not applied `wait_for` within `timeout` "
                             "(`projection-behind`)."),
         },

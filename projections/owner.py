@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from events.topics import partition_of
 from infra import forwarding
 from infra.forwarding import ask
 
@@ -38,12 +39,33 @@ longest wait a view accepts (60 s) and a little more."""
 WAIT_FOR_SECONDS = 65.0
 
 
-def held_here(app: Any, topics: Iterable[str]) -> bool:
-    """True when this worker is assigned every partition of every one of ``topics``."""
-    return holds_all(
-        {(tp.topic, tp.partition) for tp in app.consumer.assignment()},
-        {topic: app.consumer.topic_partitions(topic) for topic in topics},
-    )
+def held_here(app: Any, topics: Iterable[str], trial_id: str | None = None) -> bool:
+    """True when this worker is assigned every partition of every one of ``topics``; with
+    ``trial_id``, that trial's partition of each (decision 61)."""
+    assigned = {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
+    partitions = {topic: app.consumer.topic_partitions(topic) for topic in topics}
+    if trial_id is None:
+        return holds_all(assigned, partitions)
+    return holds_trial(assigned, partitions, trial_id)
+
+
+def trial_partitions(partitions: Mapping[str, int | None], trial_id: str) -> dict[str, int] | None:
+    """Per topic of ``partitions`` (topic -> how many it has), the one holding ``trial_id``'s
+    events (``events.topics.partition_of``); None while a count is not known yet."""
+    if any(not count for count in partitions.values()):
+        return None
+    return {topic: partition_of(trial_id, count)
+            for topic, count in partitions.items() if count}
+
+
+def holds_trial(
+    assigned: set[tuple[str, int]], partitions: Mapping[str, int | None], trial_id: str
+) -> bool:
+    """True when ``assigned`` holds ``trial_id``'s partition of each topic of ``partitions``:
+    that trial's views are made of those partitions' events alone (decision 61). With one
+    partition per topic, it is ``holds_all``."""
+    wanted = trial_partitions(partitions, trial_id)
+    return wanted is not None and all(pair in assigned for pair in wanted.items())
 
 
 def holds_all(assigned: set[tuple[str, int]], partitions: Mapping[str, int | None]) -> bool:
@@ -57,10 +79,31 @@ def holds_all(assigned: set[tuple[str, int]], partitions: Mapping[str, int | Non
     )
 
 
-def holder_of(app: Any, topics: Iterable[str]) -> str | None:
+def holder_of(app: Any, topics: Iterable[str], trial_id: str | None = None) -> str | None:
     """The URL of the one member the group gave ``topics`` to (``holder_in`` the assignor's
-    map of which member holds which source partitions)."""
-    return holder_in(app.assignor.external_topics_metadata(), topics)
+    map of which member holds which source partitions); with ``trial_id``, the member given
+    that trial's partition of each (decision 61)."""
+    distribution = app.assignor.external_topics_metadata()
+    if trial_id is None:
+        return holder_in(distribution, topics)
+    wanted = trial_partitions({t: app.consumer.topic_partitions(t) for t in topics}, trial_id)
+    return None if wanted is None else trial_holder_in(distribution, wanted)
+
+
+def trial_holder_in(
+    distribution: Mapping[Any, Mapping[str, Sequence[int]]], wanted: Mapping[str, int]
+) -> str | None:
+    """The URL of the one member of ``distribution`` (URL -> topic -> partitions) that holds
+    partition ``wanted[topic]`` of every topic of ``wanted``, or None when none (or, in the
+    middle of a rebalance, several) do. Faust's assignor gives topics of one partition count
+    that the same members subscribe to as one co-partitioned group, partition ``i`` of all of
+    them to one member: the event topics and the tables' changelogs, so one member holds a
+    trial's partition of every source and of every table."""
+    holders = [
+        str(url).rstrip("/") for url, held in distribution.items()
+        if all(number in held.get(topic, ()) for topic, number in wanted.items())
+    ]
+    return holders[0] if len(holders) == 1 else None
 
 
 def holder_in(

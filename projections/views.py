@@ -12,21 +12,25 @@ import asyncio
 import contextlib
 import re
 import weakref
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 import orjson
 from aiohttp import web as aioweb
 
 from infra.forwarding import FORWARDED_BY
-from projections.applying import state_of, states
+from projections.applying import TrialTable, state_of, states
 from projections.base import Projection, to_json
+from projections.catalog import TrialNotNamed, UnknownTrial, chosen_trial
 from projections.openapi import document as views_document
 from projections.owner import ask_holder, held_here, holder_of, own_url
 from projections.paging import BadPage, KeyOrder, decode_cursor, page_document, parse_limit
 from services.auth import READ_ROLES, LiveUsers, UserDirectory, bearer_token
 from services.http import observed
 from services.problems import PROBLEM_JSON, problem_document
+from trial.config import load_trial
 
 
 def _problem(web, request, status: int, error: str, message: str, headers=None):
@@ -131,19 +135,30 @@ the changelogs writes them without a batch)."""
 def _serve(
     app, projection: Projection, table, positions, users: UserDirectory | LiveUsers,
     moved: PositionsMoved | None = None, sources: tuple[str, ...] = (),
+    trials: Mapping[str, Projection] | None = None,
 ) -> None:
     """Serve ``projection`` from ``table``; a worker that does not hold ``sources`` (the event
-    topics) passes the request to the one that does (projections/owner.py)."""
+    topics) passes the request to the one that does (projections/owner.py). ``trials``: the
+    deployment's trials, each with this projection built from its trial file (default: the
+    one trial ``load_trial`` reads); the table's keys are scoped by trial, and a view reads
+    one trial's, named by ``trial_id`` (decision 61)."""
     moved = moved if moved is not None else PositionsMoved()
-    order = KeyOrder()
+    trials = trials if trials is not None else {load_trial().trial_id: projection}
+    orders = {trial_id: KeyOrder() for trial_id in trials}
     _answer_errors_as_problems(app)
     _describe(app, projection)
 
     async def view(web, request):
         if refused := _unauthorized(web, request, users):
             return refused
-        if sources and (elsewhere := await _answer_elsewhere(app, web, request, sources)):
+        trial_id, refused = _trial_of(web, request, trials)
+        if refused is not None:
+            return refused
+        if sources and (
+            elsewhere := await _answer_elsewhere(app, web, request, sources, trial_id)
+        ):
             return elsewhere
+        chosen = trials[trial_id]
         wanted = request.query.get("wait_for")
         if wanted:
             problem = await _wait_for(positions, projection.name, wanted, request.query,
@@ -156,7 +171,8 @@ def _serve(
             # The table's keys may have changed only if the worker applied something since
             # (positions move at the end of every batch) or its size changed (a restore).
             version = (tuple(sorted(positions.items())), len(table))
-            document = _document(projection, table, request.query, as_of, (order, version))
+            document = _document(chosen, TrialTable(table, trial_id), request.query, as_of,
+                                 (orders[trial_id], version))
         except (ValueError, BadPage) as exc:
             return _problem(web, request, 400, "bad-query", str(exc))
         if document is None:
@@ -170,18 +186,33 @@ def _serve(
     app.page(f"/projections/{projection.name}", name=f"view-{projection.name}")(view)
 
 
-async def _answer_elsewhere(app, web, request, sources: tuple[str, ...]):
-    """None when this worker holds ``sources`` and answers from its tables; otherwise the
-    answer of the worker that holds them, or a 503 problem while no single one does (the group
-    rebalancing, or the holder not reachable). Decision 58."""
+def _trial_of(web, request, trials: Iterable[str]) -> tuple[str, Any]:
+    """The trial a view is asked about (``trial_id``; the deployment's only trial when absent)
+    and None, or a problem: 400 when it is absent and the deployment runs several, 404 when
+    the deployment does not run it (decision 61)."""
+    try:
+        return chosen_trial(trials, request.query.get("trial_id")), None
+    except TrialNotNamed as exc:
+        return "", _problem(web, request, 400, "bad-query", f"trial_id: {exc}")
+    except UnknownTrial as exc:
+        return "", _problem(web, request, 404, "not-found", f"trial_id: {exc.args[0]}")
+
+
+async def _answer_elsewhere(
+    app, web, request, sources: tuple[str, ...], trial_id: str | None = None
+):
+    """None when this worker holds ``sources`` (with ``trial_id``: that trial's partition of
+    each, decision 61) and answers from its tables; otherwise the answer of the worker that
+    holds them, or a 503 problem while no single one does (the group rebalancing, or the
+    holder not reachable). Decision 58."""
     retry = {"Retry-After": "2"}
-    if held_here(app, sources):
+    if held_here(app, sources, trial_id):
         return None
     if request.headers.get(FORWARDED_BY):
         return _problem(web, request, 503, "not-held-here",
                         "this worker no longer holds the projections' partitions (the group "
                         "moved them); ask again", retry)
-    holder = holder_of(app, sources)
+    holder = holder_of(app, sources, trial_id)
     if holder is None or holder == own_url(app):
         return _problem(web, request, 503, "rebalancing",
                         "no worker of the group holds the projections' partitions yet; ask "

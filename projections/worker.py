@@ -35,25 +35,31 @@ from infra.keys import load_keyring
 from infra.settings import Settings
 from infra.topic_admin import worker_group
 from projections.applying import Batch, count_dead_letter, dead_letter_counts
-from projections.catalog import build, fold_version
+from projections.base import of_trial
+from projections.catalog import build_trials, fold_version
 from projections.faust_kafka import ReadCommittedTransport, take_batches
-from projections.live_inbox import LiveDesk, serve_inbox
+from projections.live_inbox import LiveDesk, refuse_inbox, serve_inbox
 from projections.metrics import CONTENT_TYPE, WorkerState, applied_counter, exposition
 from projections.notifier import start_alerts
 from projections.owner import (
     HOLDING_FILE,
     SESSION_TIMEOUT_SECONDS,
-    held_here,
     holder_of,
     holder_problem,
     own_url,
 )
-from projections.views import PositionsMoved, _answer_elsewhere, _serve, _unauthorized
+from projections.views import (
+    PositionsMoved,
+    _answer_elsewhere,
+    _serve,
+    _trial_of,
+    _unauthorized,
+)
 from services.access.decider import EMPTY, AccessState
 from services.access.decider import evolve as evolve_access
 from services.auth import LiveUsers, UserDirectory
 from services.problems import PROBLEM_JSON, problem_document
-from trial.config import TrialConfig, load_trial
+from trial.config import TrialConfig, load_trials
 
 log = logging.getLogger(__name__)
 
@@ -164,11 +170,17 @@ def create_app(
     store: str = "rocksdb://",
     users: UserDirectory,
     advertised_url: str | None = None,
+    trials: dict[str, TrialConfig] | None = None,
+    partitions: int = 1,
 ) -> TrialopsApp:
-    trial = trial or load_trial()
+    # The deployment's trials (decision 61): each event is folded by its own trial's
+    # projections into keys scoped by its trial. ``partitions``: the event topics' count, which
+    # the tables' changelogs share so that they stay co-partitioned with them.
+    if trials is None:
+        trials = {trial.trial_id: trial} if trial is not None else load_trials()
     # The group and its changelogs carry the folds' version (decision 55): changed folds or a
     # changed trial file fold the log again into new tables.
-    group = worker_group(settings.namespace, fold_version(trial))
+    group = worker_group(settings.namespace, fold_version(trials))
     # The tables' local copies are rebuilt from their changelogs at every start (decision 46):
     # what a previous worker left on disk may be ahead of its changelogs, or of another log.
     shutil.rmtree(data_dir / "faust", ignore_errors=True)
@@ -193,7 +205,7 @@ def create_app(
         web_router_enabled=False,
         web_graph_enabled=False,
         web_stats_enabled=False,
-        topic_partitions=1,
+        topic_partitions=partitions,
         topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
         autodiscover=False,
@@ -224,7 +236,8 @@ def create_app(
         if name not in IN_MEMORY and store.startswith("rocksdb"):
             kind, kwargs = CountedTable, {**kwargs, "options": dict(ROCKSDB_OPTIONS)}
         return app.tables.add(
-            kind(app, name=name, beacon=app.tables.beacon, partitions=1, key_type=str, **kwargs)
+            kind(app, name=name, beacon=app.tables.beacon, partitions=partitions, key_type=str,
+                 **kwargs)
         )
 
     # Last stream_seq applied per (topic, stream), with its offset: Kafka delivers at least
@@ -235,12 +248,15 @@ def create_app(
     # Per source partition: how many events went to the dead-letter topic, and the offset of
     # the last one, in one value, so a poison event redelivered after a crash counts once.
     dead_lettered = table("dead-lettered")
-    projections = build(trial)
+    by_trial = build_trials(trials)
+    projections = next(iter(by_trial.values()))  # every trial has the same projections
     tables = {name: table(name) for name in projections}
+    # Per event topic, per trial id: that trial's projections that fold the topic.
     readers = {
-        event_topic(context, settings.namespace): [
-            p for p in projections.values() if context in p.contexts
-        ]
+        event_topic(context, settings.namespace): {
+            trial_id: [p for p in built.values() if context in p.contexts]
+            for trial_id, built in by_trial.items()
+        }
         for context in CONTEXTS
     }
     keyring = load_keyring(settings.keyring)
@@ -343,8 +359,8 @@ def create_app(
                         try:
                             recorded = decode(event.value, keyring_at(topic, message.offset),
                                               topic)
-                            if batch.apply(readers[topic], source, message.offset,
-                                           recorded, errors):
+                            own = of_trial(readers[topic], recorded, errors) or ()
+                            if batch.apply(own, source, message.offset, recorded, errors):
                                 count_applied()
                             else:
                                 log.info("skipping a copy %s", where)
@@ -392,24 +408,32 @@ def create_app(
     holding = data_dir / HOLDING_FILE
 
     def note_holding(_sender: Any, /, *_args: Any, signal: Any, **_kwargs: Any) -> None:
-        """After every rebalance: whether this worker now holds the event partitions, for
-        the supervisor to know what a crash of it left (trialops/projection_reset.py)."""
-        if held_here(app, sources):
+        """After every rebalance: whether this worker now holds event partitions (any: with
+        partitioned topics each member holds some, decision 61), for the supervisor to know
+        what a crash of it left (trialops/projection_reset.py)."""
+        if any(tp.topic in sources for tp in app.consumer.assignment()):
             holding.touch()
         else:
             holding.unlink(missing_ok=True)
 
     app.on_partitions_assigned.connect(note_holding)
-    for projection in projections.values():
-        _serve(app, projection, tables[projection.name], positions, readers_now, moved,
-               sources=sources)
-    # The inbox is read at a moment over several contexts' states: a desk in memory fed by a
-    # tail of the log, not a table (projections/live_inbox.py, decision 51).
-    live_inbox = LiveDesk(settings)
-    serve_inbox(app, live_inbox, trial, readers_now)
-    # Alerts before an inbox item's deadline, when an alerts file is configured (decision 52).
-    # An unusable alerts configuration turns the alerts off (said on /ready), not the board.
-    alerts = start_alerts(app, live_inbox, trial, demo=users is UserDirectory.demo())
+    for name in projections:
+        _serve(app, projections[name], tables[name], positions, readers_now, moved,
+               sources=sources,
+               trials={trial_id: built[name] for trial_id, built in by_trial.items()})
+    if len(trials) == 1:
+        [trial] = trials.values()
+        # The inbox is read at a moment over several contexts' states: a desk in memory fed
+        # by a tail of the log, not a table (projections/live_inbox.py, decision 51).
+        live_inbox = LiveDesk(settings)
+        serve_inbox(app, live_inbox, trial, readers_now)
+        # Alerts before an inbox item's deadline, when an alerts file is configured (decision
+        # 52). An unusable alerts configuration turns the alerts off (said on /ready).
+        alerts = start_alerts(app, live_inbox, trial, demo=users is UserDirectory.demo())
+    else:
+        # The live desk folds the whole log into one trial's states: with several trials it
+        # would mix them, so the inbox is refused and the alerts are off (decision 61).
+        alerts = refuse_inbox(app, readers_now, trials)
 
     unassigned_checks = [0]
 
@@ -494,12 +518,15 @@ def create_app(
     async def status(web, request):
         if refused := _unauthorized(web, request, readers_now):
             return refused
-        if elsewhere := await _answer_elsewhere(app, web, request, sources):
+        trial_id, refused = _trial_of(web, request, trials)  # decision 61
+        if refused is not None:
+            return refused
+        if elsewhere := await _answer_elsewhere(app, web, request, sources, trial_id):
             return elsewhere
         applied_up_to = {
             f"{p.name}|{topic_partition}": offset
             for topic_partition, offset in sorted(positions.items())
-            for p in readers.get(topic_partition.rsplit(":", 1)[0], [])
+            for p in readers.get(topic_partition.rsplit(":", 1)[0], {}).get(trial_id, [])
         }
         return web.json(
             {
@@ -511,6 +538,31 @@ def create_app(
         )
 
     return app
+
+
+def event_partitions(settings: Settings) -> int:
+    """How many partitions the event topics have (one count for all: a trial's partition is
+    the same number in each, decision 61); 1 while they do not exist yet. The worker's tables
+    get as many, so that Faust's assignor keeps them co-partitioned with the event topics."""
+    from kafka import KafkaConsumer
+
+    from infra.kafka_security import kafka_python_settings
+
+    consumer = KafkaConsumer(**kafka_python_settings(WORKER),
+                             bootstrap_servers=settings.bootstrap_servers,
+                             client_id="trialops-worker-partitions")
+    try:
+        counts = {
+            topic: len(consumer.partitions_for_topic(topic) or ())
+            for topic in (event_topic(context, settings.namespace) for context in CONTEXTS)
+        }
+    finally:
+        consumer.close()
+    found = {count for count in counts.values() if count}
+    if len(found) > 1:
+        raise ValueError(f"the event topics have different partition counts ({counts}): a "
+                         "trial's events must sit in the same partition of every topic")
+    return found.pop() if found else 1
 
 
 def load_access(settings: Settings, keyring) -> AccessState:

@@ -296,11 +296,11 @@ def worker(
     import faust
 
     from infra import logs
-    from projections.worker import create_app
-    from trial.config import TrialConfigError, load_trial
+    from projections.worker import create_app, event_partitions
+    from trial.config import TrialConfigError, load_trials, trial_partitions
 
     try:
-        trial = load_trial()
+        trials = load_trials()  # each event folded by its own trial's projections (decision 61)
     except TrialConfigError as exc:
         raise fail(str(exc)) from None
     from infra.alerts import AlertsConfigError
@@ -316,11 +316,13 @@ def worker(
                    f"{settings.replication_factor}: new changelogs get {brokers}", err=True)
         settings = replace(settings, replication_factor=brokers)
     try:
+        partitions = event_partitions(settings)
+        trial_partitions(trials, partitions)  # two trials in one partition: refused
         faust_app = create_app(
-            settings, trial=trial, users=users, web_port=web_port, web_host=web_host,
-            data_dir=data_dir, advertised_url=advertised_url,
+            settings, trials=trials, users=users, web_port=web_port, web_host=web_host,
+            data_dir=data_dir, advertised_url=advertised_url, partitions=partitions,
         )
-    except (KeysError, AlertsConfigError) as exc:
+    except (KeysError, AlertsConfigError, ValueError) as exc:
         raise fail(str(exc)) from None
     faust_worker = faust.Worker(faust_app, quiet=True, **logs.faust_options(loglevel))
     # Faust's terminal spinner sets the root logger to DEBUG so that it turns on every record:
@@ -387,6 +389,11 @@ def replay(
     axis: Annotated[
         str, typer.Option(help="'recorded' (what the system knew) or 'occurred' (business time).")
     ] = "recorded",
+    trial: Annotated[
+        str | None,
+        typer.Option("--trial", help="The trial's id (default: the deployment's only trial; "
+                     "needed when TRIALOPS_TRIALS names several)."),
+    ] = None,
 ):
     """Rebuild PROJECTION from the topics and print the JSON the live view serves; with
     --all, every projection from one read of the topics (an object by name, or one file each
@@ -394,7 +401,8 @@ def replay(
     from audit.replay import ReplayStats, TimeAxis, replay_all
     from audit.replay import replay as run_replay
     from projections.base import to_json
-    from projections.catalog import NAMES
+    from projections.catalog import NAMES, TrialNotNamed, UnknownTrial, chosen_trial
+    from trial.config import TrialConfigError, load_trials
 
     if all_projections == (projection is not None):
         raise fail("name one projection, or give --all")
@@ -405,16 +413,24 @@ def replay(
     axes: dict[str, TimeAxis] = {"recorded": "recorded", "occurred": "occurred"}
     if axis not in axes:
         raise fail(f"--axis must be 'recorded' or 'occurred', not {axis!r}")
+    try:  # one trial's documents, never two trials' events in one (decision 61)
+        trials = load_trials()
+        trial = chosen_trial(trials, trial)
+    except (TrialNotNamed, UnknownTrial) as exc:
+        raise fail(f"--trial: {exc.args[0]}") from None
+    except TrialConfigError as exc:
+        raise fail(str(exc)) from None
     stats = ReplayStats(progress=_progress)
     try:
         if projection is not None:
             document = run_replay(
                 Settings.reachable(), projection, as_of=_parse_time(as_of), axis=axes[axis],
-                stats=stats,
+                stats=stats, trial_id=trial, trials=trials,
             )
         else:
             documents = replay_all(
-                Settings.reachable(), as_of=_parse_time(as_of), axis=axes[axis], stats=stats
+                Settings.reachable(), as_of=_parse_time(as_of), axis=axes[axis], stats=stats,
+                trial_id=trial, trials=trials,
             )
     except LookupError as exc:
         raise fail(f"{exc}; create the topics with 'trialops topics create'") from None

@@ -39,11 +39,35 @@ Cursor = Annotated[
 Every = Annotated[
     bool, typer.Option("--all", help="Follow next_cursor to the end: the whole list.")
 ]
+Trial = Annotated[
+    str | None,
+    typer.Option("--trial", help="The trial's id (default: the deployment's only trial; "
+                 "needed when TRIALOPS_TRIALS names several)."),
+]
 DEFAULT_URL = (
     os.environ.get("TRIALOPS_PROJECTIONS_URL")
     or recorded_url("projections_url")  # the running `trialops up`'s, on whatever port
     or "http://127.0.0.1:6066"
 )
+
+
+def trial_of(trial: str | None) -> str | None:
+    """The ``trial_id`` to ask for: ``--trial``, or none when the deployment runs one trial
+    (the worker answers for it); a deployment of several needs ``--trial`` (decision 61)."""
+    if trial is not None:
+        return trial
+    from projections.catalog import TrialNotNamed, chosen_trial
+    from trial.config import TrialConfigError, load_trials
+
+    try:
+        chosen_trial(load_trials(), None)
+    except TrialNotNamed as exc:
+        typer.echo(f"error: --trial: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except TrialConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return None
 
 
 def fetch(url: str, name: str, **query: str | None) -> dict:
@@ -95,18 +119,24 @@ def _print(doc: dict, as_json: bool, render) -> None:
 
 @app.command()
 def cohorts(
-    url: Url = DEFAULT_URL, cohort: str | None = None, wait_for: WaitFor = None, json: Json = False
+    url: Url = DEFAULT_URL, cohort: str | None = None, wait_for: WaitFor = None, json: Json = False,
+    trial: Trial = None,
 ):
     """Cohort occupancy and the waiting list."""
     _print(
-        fetch(url, "cohort-occupancy", cohort_id=cohort, wait_for=wait_for), json, tables.cohorts
+        fetch(url, "cohort-occupancy", cohort_id=cohort, wait_for=wait_for,
+              trial_id=trial_of(trial)),
+        json, tables.cohorts,
     )
 
 
 @app.command()
-def escalation(url: Url = DEFAULT_URL, wait_for: WaitFor = None, json: Json = False):
+def escalation(
+    url: Url = DEFAULT_URL, wait_for: WaitFor = None, json: Json = False, trial: Trial = None
+):
     """The dose-escalation recommendation, its evidence and the review's decisions."""
-    _print(fetch(url, "dose-escalation", wait_for=wait_for), json, tables.escalation)
+    _print(fetch(url, "dose-escalation", wait_for=wait_for, trial_id=trial_of(trial)), json,
+           tables.escalation)
 
 
 @app.command()
@@ -118,11 +148,13 @@ def lots(
     limit: Limit = None,
     cursor: Cursor = None,
     every: Every = False,
+    trial: Trial = None,
 ):
     """The manufacturing pipeline: lots (a page at a time), chain of identity, vein-to-vein
     times."""
     doc = fetch_list(
-        url, "manufacturing-pipeline", limit, cursor, every, lot_id=lot, wait_for=wait_for
+        url, "manufacturing-pipeline", limit, cursor, every, lot_id=lot, wait_for=wait_for,
+        trial_id=trial_of(trial),
     )
     _print(doc, json, tables.lots)
 
@@ -136,10 +168,12 @@ def safety(
     limit: Limit = None,
     cursor: Cursor = None,
     every: Every = False,
+    trial: Trial = None,
 ):
     """AEs, DLT windows, DLTs per cohort and the expedited-report clock (the AE list, in
     ``--json``, a page at a time)."""
-    doc = fetch_list(url, "safety", limit, cursor, every, as_of=as_of, wait_for=wait_for)
+    doc = fetch_list(url, "safety", limit, cursor, every, as_of=as_of, wait_for=wait_for,
+                     trial_id=trial_of(trial))
     if not json and "as_of" not in doc:
         typer.echo("error: a later page of safety holds its AE list only: add --json", err=True)
         raise typer.Exit(1)
@@ -157,21 +191,24 @@ def timeline(
     limit: Limit = None,
     cursor: Cursor = None,
     every: Every = False,
+    trial: Trial = None,
 ):
     """Everything that happened to one subject (or to every subject, a page at a time), with
     who recorded it."""
     doc = fetch_list(
-        url, "patient-timeline", limit, cursor, every, subject_id=subject, wait_for=wait_for
+        url, "patient-timeline", limit, cursor, every, subject_id=subject, wait_for=wait_for,
+        trial_id=trial_of(trial),
     )
     _print(doc, json, tables.timeline)
 
 
-def status(url: Url = DEFAULT_URL):
+def status(url: Url = DEFAULT_URL, trial: Trial = None):
     """The trial at a glance: cohorts, escalation, manufacturing and safety."""
+    trial_id = trial_of(trial)
     parts = [
-        tables.cohorts(fetch(url, "cohort-occupancy")),
-        tables.escalation(fetch(url, "dose-escalation")),
-        tables.lots(fetch(url, "manufacturing-pipeline")),
-        tables.safety(fetch(url, "safety")),
+        tables.cohorts(fetch(url, "cohort-occupancy", trial_id=trial_id)),
+        tables.escalation(fetch(url, "dose-escalation", trial_id=trial_id)),
+        tables.lots(fetch(url, "manufacturing-pipeline", trial_id=trial_id)),
+        tables.safety(fetch(url, "safety", trial_id=trial_id)),
     ]
     typer.echo("\n\n".join(parts))

@@ -37,9 +37,10 @@ def reset_projections(settings: Settings, data_dir: Path, timeout: float = 60.0)
     changelogs are what another worker took over: the group must fold anew, which needs it
     empty; until then this raises, saying so (the supervisor asks again)."""
     from projections.catalog import fold_version
-    from trial.config import load_trial
+    from trial.config import load_trials
 
-    group = worker_group(settings.namespace, fold_version(load_trial()))
+    # Every trial of the deployment, as the worker's group name has it (decision 61).
+    group = worker_group(settings.namespace, fold_version(load_trials()))
     admin = KafkaAdminClient(
         **kafka_python_settings("admin"),
         bootstrap_servers=settings.bootstrap_servers,

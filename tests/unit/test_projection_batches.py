@@ -20,13 +20,14 @@ from faust.serializers.codecs import dumps, loads
 from events.reading import Unreadable
 from events.registry import Recorded
 from events.topics import event_topic
-from projections.applying import Batch, Overlay, states
+from projections.applying import Batch, Overlay, TrialTable, states
 from projections.base import to_json
 
 from .test_projection_redelivery import (
     DELETED,
     LOG,
     PROJECTIONS,
+    TRIAL_ID,
     Changelog,
     expected_states,
     readers,
@@ -107,7 +108,7 @@ def test_events_applied_in_batches_give_the_fold():
     tables, applied, positions = fresh()
     run_in_batches(LOG, tables, applied, positions, random.Random(1))
 
-    assert {n: states(t) for n, t in tables.items()} == expected_states()
+    assert {n: states(t, TRIAL_ID) for n, t in tables.items()} == expected_states()
     assert positions.data == end_positions(LOG)
 
 
@@ -130,8 +131,8 @@ def test_a_batch_writes_each_touched_key_once():
     assert sum(len(t.writes) for t in tables.values()) < sum(
         len(t.writes) for t in one_by_one.values()
     )
-    assert {n: states(t) for n, t in tables.items()} == {
-        n: states(t) for n, t in one_by_one.items()
+    assert {n: states(t, TRIAL_ID) for n, t in tables.items()} == {
+        n: states(t, TRIAL_ID) for n, t in one_by_one.items()
     }
 
 
@@ -162,7 +163,7 @@ def test_a_crash_during_a_flush_and_the_redelivery_give_the_fold(seed):
 
     # Then every projection equals the fold of the log, each event once, as an
     # uninterrupted run gives it
-    assert {n: states(t) for n, t in recovered.items()} == expected_states()
+    assert {n: states(t, TRIAL_ID) for n, t in recovered.items()} == expected_states()
     assert recovered_positions.data == end_positions(LOG)
 
 
@@ -195,8 +196,8 @@ def test_a_batch_stops_at_an_unreadable_record_with_what_came_before_it_written(
     tables_before, applied_before, positions_before = fresh()
     run_in_batches(log[:-1], tables_before, applied_before, positions_before, random.Random(3))
     assert halted_at == log[-1][1]
-    assert {n: states(t) for n, t in tables.items()} == {
-        n: states(t) for n, t in tables_before.items()
+    assert {n: states(t, TRIAL_ID) for n, t in tables.items()} == {
+        n: states(t, TRIAL_ID) for n, t in tables_before.items()
     }
     assert positions.data == {log[-1][0]: log[-1][1]}
 
@@ -220,7 +221,8 @@ def test_tables_that_store_their_values_as_json_serve_the_replay_s_documents():
     as_of = LOG[-1][2].envelope.recorded_at
     expected = expected_states()
     for name, projection in PROJECTIONS.items():
-        live = {key: tables[name][key]["state"] for key in tables[name]}
+        table = TrialTable(tables[name], TRIAL_ID)  # the trial's keys, as a view reads them
+        live = {key: table[key]["state"] for key in table}
         assert to_json(projection.document(live, as_of)) == to_json(
             projection.document(expected[name], as_of)
         ), name

@@ -87,6 +87,8 @@ def simulated_log(patients: int, seed: int) -> list[tuple[str, int, Recorded]]:
 
 LOG = simulated_log(6, 7)
 PROJECTIONS = build(load_trial())
+TRIAL_ID = load_trial().trial_id
+"""The tables' keys are scoped by the events' trial (decision 61)."""
 
 
 def readers(source: str):
@@ -114,7 +116,7 @@ def fresh():
 def test_each_event_once_gives_the_fold():
     tables, applied = fresh()
     run(LOG, tables, applied)
-    assert {n: states(t) for n, t in tables.items()} == expected_states()
+    assert {n: states(t, TRIAL_ID) for n, t in tables.items()} == expected_states()
 
 
 def test_a_duplicate_appended_to_the_log_is_applied_once():
@@ -130,7 +132,7 @@ def test_a_duplicate_appended_to_the_log_is_applied_once():
 
     run(doubled, tables, applied)
 
-    assert {n: states(t) for n, t in tables.items()} == expected_states()
+    assert {n: states(t, TRIAL_ID) for n, t in tables.items()} == expected_states()
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -156,7 +158,7 @@ def test_a_crash_that_kept_some_writes_and_lost_others_converges_to_the_fold(see
     run(LOG[committed:], recovered, recovered_applied)
 
     # Then every projection equals the fold of the log, each event once
-    assert {n: states(t) for n, t in recovered.items()} == expected_states()
+    assert {n: states(t, TRIAL_ID) for n, t in recovered.items()} == expected_states()
 
 
 def test_the_dedup_marker_alone_would_lose_an_event_after_such_a_crash():
@@ -171,7 +173,7 @@ def test_the_dedup_marker_alone_would_lose_an_event_after_such_a_crash():
     kept = Changelog.recovered(applied.writes)
     assert apply_once(readers(source), lost, kept, source, offset, recorded)
 
-    assert {n: states(t) for n, t in lost.items()} == {
+    assert {n: states(t, TRIAL_ID) for n, t in lost.items()} == {
         n: fold(p, [recorded] if p in readers(source) else []) for n, p in PROJECTIONS.items()
     }
 
