@@ -89,13 +89,16 @@ def dead_letter_topic(consumer_group: str, namespace: str = DEFAULT_NAMESPACE) -
     return f"{namespace}.dlq.{consumer_group}"
 
 
-def catalogue(namespace: str = DEFAULT_NAMESPACE) -> list[TopicSpec]:
-    # One partition per context: a phase I trial writes a few thousand events, and a single
-    # partition gives every projection one total order per context. Streams are still keyed
-    # by stream_id, so more partitions later keep each stream's order.
+def catalogue(namespace: str = DEFAULT_NAMESPACE, partitions: int = 1) -> list[TopicSpec]:
+    # One partition per trial at most (decision 60; one by default, decision 2): a phase I
+    # trial writes a few thousand events, and its partition gives every projection one total
+    # order per context. Every context topic has the same count, so a trial's partition is
+    # the same number in each.
     # The checkpoints are kept like the events: they prove what the log held.
+    if partitions < 1:
+        raise ValueError(f"partitions: at least 1, not {partitions}")
     return [
-        *(TopicSpec(event_topic(context, namespace), 1, dict(EVENT_TOPIC_CONFIG))
+        *(TopicSpec(event_topic(context, namespace), partitions, dict(EVENT_TOPIC_CONFIG))
           for context in WRITERS),
         TopicSpec(checkpoint_topic(namespace), 1, dict(EVENT_TOPIC_CONFIG)),
     ]

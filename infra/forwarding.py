@@ -60,14 +60,14 @@ async def ask(
         )
 
 
-async def holder_problem(holder: str, *, by: str, what: str) -> str | None:
-    """None when the holder's ``/ready`` says it is ready, else why a standby cannot answer
-    for it now: the holder does not answer, or is not ready itself, in its words. ``what``
-    names the holder in the message ("the worker holding the partitions")."""
+async def holder_problem(holder: str, *, by: str, what: str, query: str = "") -> str | None:
+    """None when the holder's ``/ready`` (with ``query``) says it is ready, else why a standby
+    cannot answer for it now: the holder does not answer, or is not ready itself, in its
+    words. ``what`` names the holder in the message ("the worker holding the partitions")."""
     timeout = aiohttp.ClientTimeout(total=HOLDER_CHECK_SECONDS)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
-            f"{holder}/ready", headers={FORWARDED_BY: by}
+            f"{holder}/ready" + (f"?{query}" if query else ""), headers={FORWARDED_BY: by}
         ) as answer:
             if answer.status == 200:
                 return None

@@ -38,12 +38,14 @@ def read_to_end(
     client_id: str = "trialops-reader",
     principal: str = AUDITOR,
     start: dict[str, int] | None = None,
+    partition: int | None = None,
 ) -> Iterator[tuple[Position, bytes | None, bytes]]:
     """Every committed record of ``topics`` from the beginning to the end offsets taken at the
     start, partition by partition in offset order: ``(position, key, value)``. ``principal``
-    is who reads, on a secured broker (infra/kafka_security.py). ``start``: the offset to
-    begin at in a topic's (single) partition instead of its beginning (a writer's snapshot
-    covers what is before it)."""
+    is who reads, on a secured broker (infra/kafka_security.py). ``partition``: only that
+    partition of each topic (one trial's, decision 60). ``start``: the offset to begin at in
+    a topic's partition read instead of its beginning (a writer's snapshot covers what is
+    before it)."""
     consumer = KafkaConsumer(
         **kafka_python_settings(principal),
         bootstrap_servers=bootstrap_servers,
@@ -60,7 +62,8 @@ def read_to_end(
             ids = consumer.partitions_for_topic(topic)
             if ids is None:
                 raise LookupError(f"topic {topic} does not exist")
-            partitions += [TopicPartition(topic, p) for p in sorted(ids)]
+            partitions += [TopicPartition(topic, p) for p in sorted(ids)
+                           if partition is None or p == partition]
         ends = consumer.end_offsets(partitions)
         for tp in partitions:
             first = (start or {}).get(tp.topic)
@@ -96,12 +99,14 @@ def read_log(
     on_record=None,
     principal: str = AUDITOR,
     start: dict[str, int] | None = None,
+    partition: int | None = None,
 ) -> Iterator[tuple[Where, Recorded]]:
     """The events of ``topics`` that ``reader``'s rule applies, in offset order per partition;
     a partition's halt (an unreadable record) is left in ``reader.halts``. ``on_record`` is
     called with each record's position, applied or not (progress, counts)."""
     for where, _key, value in read_to_end(
-        bootstrap_servers, topics, client_id=client_id, principal=principal, start=start
+        bootstrap_servers, topics, client_id=client_id, principal=principal, start=start,
+        partition=partition,
     ):
         if on_record is not None:
             on_record(where)
@@ -179,7 +184,7 @@ class Tail:
     later record of that partition is returned before then."""
 
     def __init__(self, bootstrap_servers: str, topics: list[str], *, client_id: str,
-                 reader: LogReader, principal: str):
+                 reader: LogReader, principal: str, partition: int | None = None):
         self.reader = reader
         self._consumer = KafkaConsumer(
             **kafka_python_settings(principal),
@@ -195,7 +200,8 @@ class Tail:
             ids = self._consumer.partitions_for_topic(topic)
             if ids is None:
                 raise LookupError(f"topic {topic} does not exist")
-            partitions += [TopicPartition(topic, p) for p in sorted(ids)]
+            partitions += [TopicPartition(topic, p) for p in sorted(ids)
+                           if partition is None or p == partition]
         self._partitions = partitions
         self._carried: list[tuple[Where, Recorded]] = []
         self._consumer.assign(partitions)

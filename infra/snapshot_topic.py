@@ -46,19 +46,22 @@ FETCH_BYTES = 64 * 1024 * 1024
 """How much of the topic one fetch may bring when a snapshot is read."""
 
 
-def snapshot_topic(event_topic: str) -> str:
-    """``<namespace>.<context>.snapshots`` for ``<namespace>.<context>.events``."""
+def snapshot_topic(event_topic: str, partition: int = 0) -> str:
+    """``<namespace>.<context>.snapshots`` for ``<namespace>.<context>.events``, and
+    ``<namespace>.<context>.snapshots.p<N>`` for the writer of its partition N past the first
+    (decision 60: one writer, one trial, one snapshot topic per partition)."""
     base, _, last = event_topic.rpartition(".")
-    return f"{base}.snapshots" if last == "events" else f"{event_topic}.snapshots"
+    name = f"{base}.snapshots" if last == "events" else f"{event_topic}.snapshots"
+    return name if partition == 0 else f"{name}.p{partition}"
 
 
 class SnapshotTopic:
     """The snapshots of one writer's topic, read and written as that writer (``principal``)."""
 
     def __init__(self, bootstrap_servers: str, event_topic: str, *, principal: str,
-                 client_id: str):
+                 client_id: str, partition: int = 0):
         self.bootstrap_servers = bootstrap_servers
-        self.topic = snapshot_topic(event_topic)
+        self.topic = snapshot_topic(event_topic, partition)
         self.principal = principal
         self.client_id = client_id
 
@@ -202,11 +205,11 @@ def _read_keyed(
 
 
 def read_record(bootstrap_servers: str, topic: str, offset: int, *, client_id: str,
-                principal: str) -> bytes | None:
-    """The value of the record at ``offset`` of ``topic`` (partition 0); ``LookupError`` when
-    there is none (an offset past the end, or a commit marker)."""
-    for where, value in read_range(bootstrap_servers, Where(topic, 0, offset), offset + 1,
-                                   client_id=client_id, principal=principal):
+                principal: str, partition: int = 0) -> bytes | None:
+    """The value of the record at ``offset`` of ``topic``'s ``partition``; ``LookupError``
+    when there is none (an offset past the end, or a commit marker)."""
+    for where, value in read_range(bootstrap_servers, Where(topic, partition, offset),
+                                   offset + 1, client_id=client_id, principal=principal):
         if where.offset == offset:
             return value
-    raise LookupError(f"no record at {topic}:0:{offset}")
+    raise LookupError(f"no record at {topic}:{partition}:{offset}")

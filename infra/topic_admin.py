@@ -173,9 +173,10 @@ def namespace_acls(namespace: str) -> list[ACL]:
         acls += [acl(context, op.WRITE, topic, own)]
         acls += [acl(context, o, topic, name) for name in events for o in (op.READ, op.DESCRIBE)]
         writer_id = f"{namespace}.{context}.writer"
-        acls += [acl(context, o, txn, writer_id) for o in (op.WRITE, op.DESCRIBE)]
+        # One transactional id per partition it writes (decision 60): the prefix names them all.
+        acls += [acl(context, o, txn, writer_id, True) for o in (op.WRITE, op.DESCRIBE)]
         # Its snapshots (decision 42): its own to create, write and read, no one else's.
-        acls += [acl(context, o, topic, snapshot_topic(own))
+        acls += [acl(context, o, topic, snapshot_topic(own), True)
                  for o in (op.CREATE, op.WRITE, op.READ, op.DESCRIBE)]
         acls += [acl(context, op.IDEMPOTENT_WRITE, ResourceType.CLUSTER, "kafka-cluster")]
     # The services' instances meet in the writers' group as the access writer, which every
@@ -219,13 +220,33 @@ CLUSTER_SETTLE_SECONDS = 30.0
 """How long topic creation waits for a cluster that just started to know all its brokers."""
 
 
+PARTITIONS_ENV = "TRIALOPS_PARTITIONS"
+"""How many partitions a new context topic gets (decision 60): at least as many as the
+deployment runs trials, one per trial. Default 1. Fixed once the topics exist: a trial's
+partition depends on the count."""
+
+
+def configured_partitions() -> int:
+    raw = os.environ.get(PARTITIONS_ENV, "1")
+    try:
+        count = int(raw)
+    except ValueError:
+        raise ValueError(f"{PARTITIONS_ENV}={raw!r} is not a whole number") from None
+    if count < 1:
+        raise ValueError(f"{PARTITIONS_ENV}={count}: a topic has at least one partition")
+    return count
+
+
 def ensure_topics(
-    bootstrap_servers: str, namespace: str, replication_factor: int | None = None
+    bootstrap_servers: str, namespace: str, replication_factor: int | None = None,
+    partitions: int | None = None,
 ) -> list[str]:
     """Create the event topics that are missing; return the names created.
 
-    ``replication_factor`` None means ``min(3, brokers)``. Existing topics are left as they
-    are: ``check_event_topics`` says whether they are safe."""
+    ``replication_factor`` None means ``min(3, brokers)``; ``partitions`` None means
+    ``TRIALOPS_PARTITIONS`` (default 1). Existing topics are left as they are:
+    ``check_event_topics`` says whether they are safe."""
+    count = configured_partitions() if partitions is None else partitions
     admin = _admin(bootstrap_servers)
     try:
         brokers = _broker_count(admin)
@@ -240,7 +261,7 @@ def ensure_topics(
         configs = event_topic_configs(factor)
         existing = set(admin.list_topics())
         created = []
-        for spec in catalogue(namespace):
+        for spec in catalogue(namespace, count):
             if spec.name in existing:
                 continue
             deadline = time.monotonic() + CLUSTER_SETTLE_SECONDS

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -29,32 +30,42 @@ from services.http import (
     health,
     json_errors,
     observed,
-    readiness,
 )
 from services.metrics import metrics_page
 from services.openapi import add_description
 from services.runtime import CommandHandler
 from services.validation import BusinessTimeWindow
 from services.writer_group import WriterGroup
-from services.writers import Writers, forward_unheld, standby_ready
+from services.writers import Writers, forward_unheld, ready_view, trial_of
 from trial.config import TrialConfig
 
 
-def handler_for(spec: ServiceSpec, settings: Settings, trial: TrialConfig) -> CommandHandler:
+def writer_id(settings: Settings, context: str, partition: int) -> str:
+    """The transactional id of a context's writer of ``partition``: one per partition, so a
+    new writer of a trial fences only that trial's old one (decision 60); the first
+    partition's is the one a deployment of one partition always had."""
+    base = f"{settings.namespace}.{context}.writer"
+    return base if partition == 0 else f"{base}.p{partition}"
+
+
+def handler_for(
+    spec: ServiceSpec, settings: Settings, trial: TrialConfig, partition: int = 0
+) -> CommandHandler:
     keyring = load_keyring(settings.keyring)
     store = KafkaEventStore(
         settings.bootstrap_servers,
         event_topic(spec.context, settings.namespace),
         trial.trial_id,
-        writer_id=f"{settings.namespace}.{spec.context}.writer",
+        writer_id=writer_id(settings, spec.context, partition),
         keyring=keyring,
         signer=load_signer(settings.writer_keys, spec.context, keyring),
         keys_folder=settings.writer_keys,
+        partition=partition,
     )
     return CommandHandler(
         spec.make_decider(trial),
         store,
-        upstream_factory(spec, settings, keyring),
+        upstream_factory(spec, settings, keyring, partition),
         context=spec.context,
         quarantine=partial(
             load_quarantine, settings.bootstrap_servers, settings.namespace, keyring, spec.context
@@ -62,7 +73,9 @@ def handler_for(spec: ServiceSpec, settings: Settings, trial: TrialConfig) -> Co
     )
 
 
-def upstream_factory(spec: ServiceSpec, settings: Settings, keyring: Keyring):
+def upstream_factory(spec: ServiceSpec, settings: Settings, keyring: Keyring, partition: int = 0):
+    """The followed topics' partition of the same trial (every context topic has the same
+    partitions, and a trial the same number in each)."""
     if not spec.upstream:
         return None
     return Tail(
@@ -71,25 +84,29 @@ def upstream_factory(spec: ServiceSpec, settings: Settings, keyring: Keyring):
         client_id=f"{settings.namespace}.{spec.context}.upstream",
         reader=LogReader(keyring),
         principal=spec.context,
+        partition=partition,
     )
 
 
 def build_app(
     settings: Settings,
     users: UserDirectory,
-    trial: TrialConfig,
+    trials: Mapping[str, TrialConfig] | TrialConfig,
     contexts: list[str] | None = None,
     *,
     url: str = "http://127.0.0.1:8081",
 ) -> web.Application:
-    """The command services of ``contexts`` (all by default), always with the access service:
-    every request is authenticated against the access log (decision 29). ``users`` (the users
-    file, or the demo users) is recorded on that log at the first start, and answers only
-    until then.
+    """The command services of ``contexts`` (all by default), always with the access service,
+    for each trial of ``trials``: every request is authenticated against its trial's access
+    log (decision 29). ``users`` (the users file, or the demo users) is recorded on each
+    trial's access log at its first start, and answers only until then.
 
-    The writers run while the writers' group gives this instance the contexts' partitions
-    (decision 59); ``url`` is where the other instances reach this one, to pass it the
-    commands it holds."""
+    A trial's commands are at ``/trials/<trial id>/<route>``, and at ``/<route>`` too when the
+    deployment runs one trial. Its writers run while the writers' group gives this instance
+    the trial's partition (decisions 59, 60); ``url`` is where the other instances reach this
+    one, to pass it the commands of the trials it holds."""
+    if isinstance(trials, TrialConfig):
+        trials = {trials.trial_id: trials}
     available = services()
     chosen = list(contexts or available)
     unknown = [c for c in chosen if c not in available]
@@ -97,61 +114,66 @@ def build_app(
         raise ValueError(f"unknown service(s) {unknown}; known: {sorted(available)}")
     if ACCESS not in chosen:
         chosen.append(ACCESS)
-
     # The keys are checked now, not at the first term: a missing key is a start-up error.
     keyring = load_keyring(settings.keyring)
     for context in chosen:
         load_signer(settings.writer_keys, context, keyring)
 
-    def make() -> dict[str, CommandHandler]:
-        return {context: handler_for(available[context], settings, trial) for context in chosen}
+    def make(trial_id: str, partition: int) -> dict[str, CommandHandler]:
+        return {context: handler_for(available[context], settings, trials[trial_id], partition)
+                for context in chosen}
 
-    async def started(handlers: dict[str, CommandHandler]) -> None:
+    async def started(_trial_id: str, handlers: dict[str, CommandHandler]) -> None:
         await bootstrap_access(handlers[ACCESS], users)
 
-    writers = Writers(make, started, url)
-    nobody = available[ACCESS].make_decider(trial).initial_state
+    writers = Writers(list(trials), make, started, url)
+    lives = {
+        trial_id: LiveUsers(_access_state(writers, trial_id, trial), seed=users)
+        for trial_id, trial in trials.items()
+    }
 
-    def access_state():
-        handler = writers.current().get(ACCESS)
-        return nobody if handler is None else handler.state
+    def users_of(request: web.Request) -> LiveUsers | None:
+        trial_id = trial_of(request, writers.trials)
+        return None if trial_id is None else lives[trial_id]
 
-    live = LiveUsers(access_state, seed=users)
     app = web.Application(
         middlewares=[observed(), json_errors(MAX_BODY_BYTES), forward_unheld(writers),
-                     authentication(live)],
+                     authentication(users_of)],
         client_max_size=MAX_BODY_BYTES,
     )
-    window = BusinessTimeWindow(
-        trial.records.earliest_business_time,
-        timedelta(minutes=trial.records.max_future_skew_minutes),
-    )
     app.router.add_get("/health", health)
-    for context in chosen:
-        spec = available[context]
-        seat = Seat(writers, context)
-        for route in spec.routes:
-            roles = trial.roles_for(route.command)
-            if not roles:
-                raise ValueError(f"trial file: permissions has no roles for {route.command!r}")
-            app.router.add_post(
-                route.path,
-                command_endpoint(
+    for trial_id, trial in trials.items():
+        window = BusinessTimeWindow(
+            trial.records.earliest_business_time,
+            timedelta(minutes=trial.records.max_future_skew_minutes),
+        )
+        prefixes = [f"/trials/{trial_id}"] + ([""] if len(trials) == 1 else [])
+        for context in chosen:
+            spec = available[context]
+            seat = Seat(writers, trial_id, context)
+            for route in spec.routes:
+                roles = trial.roles_for(route.command)
+                if not roles:
+                    raise ValueError(f"trial file of {trial_id}: permissions has no roles for "
+                                     f"{route.command!r}")
+                endpoint = command_endpoint(
                     seat,
                     route.model,
                     roles,
                     signature_meaning=route.signature,
-                    users=live,
+                    users=lives[trial_id],
                     window=window,
                     issues_token=route.issues_token,
-                ),
-            )
+                )
+                for prefix in prefixes:
+                    app.router.add_post(prefix + route.path, endpoint)
 
-    app.router.add_get("/ready", standby_ready(writers, readiness(writers.current)))
+    app.router.add_get("/ready", ready_view(writers))
     app.router.add_get("/metrics", metrics_page(
-        lambda: [(h.context, bool(h.readiness()["ready"])) for h in writers.current().values()]
+        lambda: [(h.context, bool(h.readiness()["ready"])) for h in writers.all_handlers()]
     ))
-    add_description(app, [available[c] for c in chosen], trial.roles_for)
+    first = next(iter(trials.values()))
+    add_description(app, [available[c] for c in chosen], first.roles_for)
 
     async def lifecycle(_app: web.Application):
         loop = asyncio.get_running_loop()
@@ -159,7 +181,7 @@ def build_app(
             settings.bootstrap_servers, settings.namespace,
             [event_topic(c, settings.namespace) for c in chosen], url,
             lambda holding: loop.call_soon_threadsafe(writers.note, holding),
-            principal=ACCESS,
+            principal=ACCESS, trials=list(trials),
         )
         group.start()
         # A lone instance holds everything once it has joined: its writers open (side by
@@ -168,12 +190,24 @@ def build_app(
         following = asyncio.ensure_future(writers.follow())
         yield
         following.cancel()
-        await writers.release()
+        await writers.release_all()
         # Leaving the group moves the partitions to another instance at once.
         await asyncio.to_thread(group.stop)
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+def _access_state(writers: Writers, trial_id: str, trial: TrialConfig):
+    """The trial's access state while its writers run here; nobody's otherwise (a request for
+    it is then passed to the instance that holds it before anyone is authenticated)."""
+    nobody = services()[ACCESS].make_decider(trial).initial_state
+
+    def state():
+        handler = writers.current(trial_id).get(ACCESS)
+        return nobody if handler is None else handler.state
+
+    return state
 
 
 FIRST_ASSIGNMENT_SECONDS = 30.0
@@ -182,19 +216,20 @@ FIRST_ASSIGNMENT_SECONDS = 30.0
 
 
 class Seat:
-    """A context's place in the routes: the handler of the current term decides its commands.
-    Between terms (the group moving the partitions) a command is answered 503."""
+    """A trial's context in the routes: the handler of the current term decides its commands.
+    Between terms (the group moving the partition) a command is answered 503."""
 
-    def __init__(self, writers: Writers, context: str):
+    def __init__(self, writers: Writers, trial_id: str, context: str):
         self.writers = writers
+        self.trial_id = trial_id
         self.context = context
 
     async def handle(self, command, actor, **options) -> list[Appended]:
-        handler = self.writers.current().get(self.context)
+        handler = self.writers.current(self.trial_id).get(self.context)
         if handler is None:
             raise StoreUnavailable(
-                f"{self.context}: this instance no longer holds the context's partition (the "
-                "writers' group moved it); send the command again"
+                f"{self.context}: this instance no longer holds trial {self.trial_id}'s "
+                "partition (the writers' group moved it); send the command again"
             )
         return await handler.handle(command, actor, **options)
 

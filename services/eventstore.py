@@ -1,9 +1,9 @@
-"""The single writer of one context's topic: seals new events into hash-chained envelopes and
-appends them in one Kafka transaction.
+"""The single writer of one partition of a context's topic (one trial's, decision 60): seals
+new events into hash-chained envelopes and appends them in one Kafka transaction.
 
 Kafka has no "append if the stream is still at version N", so consistency comes from having
-one writer per topic: the transactional id is stable per (namespace, context), and
-``init_transactions`` by a new instance fences any older one still alive. The store keeps each
+one writer per partition: the transactional id is stable per (namespace, context, partition),
+and ``init_transactions`` by a new instance fences any older one still alive. The store keeps each
 stream's sequence and last hash in memory, caught up from the topic at open through the one
 reading rule (events/reading.py): at an unreadable record the store halts and writes nothing
 until that record is quarantined.
@@ -52,7 +52,7 @@ from services.snapshots import (
     open_snapshot,
     seal_snapshot,
 )
-from services.stream_heads import ResumedHeads, StreamHead, StreamHeads
+from services.stream_heads import ResumedHeads, StreamHead, StreamHeads, bare_stream
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,7 @@ class KafkaEventStore:
         keyring: Keyring,
         signer: Signer,
         keys_folder: str | None = None,
+        partition: int = 0,
     ):
         self.bootstrap_servers = bootstrap_servers
         self.base_keyring = keyring
@@ -143,6 +144,8 @@ class KafkaEventStore:
         self.principal = context_of(topic) or topic
         """Who writes, on a secured broker: the context's writer (infra/kafka_security.py)."""
         self.topic = topic
+        self.partition = partition
+        """The partition of ``topic`` this store writes: its trial's (decision 60)."""
         self.trial_id = trial_id
         self.writer_id = writer_id
         self._heads = StreamHeads()
@@ -204,15 +207,25 @@ class KafkaEventStore:
         heads: dict[tuple[str, str], Head] = {}
         if snapshot is not None:
             keyring = keyring.model_copy(update={"retired": keyring.retired | snapshot.retired})
-            heads = ResumedHeads(self.topic, snapshot.heads)
+            heads = ResumedHeads(self.topic, snapshot.heads, self.partition)
             start = {self.topic: snapshot.covers}
         reader = LogReader(keyring, quarantine, heads=heads)
         history = list(
             read_log(
                 self.bootstrap_servers, [self.topic], reader,
                 client_id=f"{self.writer_id}-catch-up", principal=self.principal, start=start,
+                partition=self.partition,
             )
         )
+        strangers = sorted({r.envelope.trial_id for _w, r in history} - {self.trial_id})
+        if strangers:
+            # Every event of a partition is its trial's: another trial's here means the topic's
+            # partition count changed under the trials (decision 60), or a foreign writer.
+            raise StoreUnavailable(
+                f"partition {self.partition} of {self.topic} holds events of trial(s) "
+                f"{', '.join(strangers)}, not only of {self.trial_id}: was the topic's "
+                "partition count changed? Nothing is written until that is settled"
+            )
         if snapshot is not None and snapshot.key_id in reader.keyring.retired:
             log.warning("%s: the key that sealed its snapshot (%s) was retired after it: "
                         "folding the topic from its start", self.topic, snapshot.key_id)
@@ -222,8 +235,8 @@ class KafkaEventStore:
             self._heads = StreamHeads(None if snapshot is None else snapshot.heads)
             # the streams the catch-up moved on (all of them when it read from offset 0)
             self._heads.update(
-                (stream_id, StreamHead(head.seq, head.hash))
-                for (_topic, stream_id), head in reader.heads.items()
+                (bare_stream(key, self.partition), StreamHead(head.seq, head.hash))
+                for key, head in reader.heads.items()
             )
         self.keyring = reader.keyring
         self.halt = next(iter(reader.halts.values()), None)
@@ -237,7 +250,8 @@ class KafkaEventStore:
     def _snapshot_topic(self) -> SnapshotTopic:
         if self.snapshots is None:
             self.snapshots = SnapshotTopic(self.bootstrap_servers, self.topic,
-                                           principal=self.principal, client_id=self.writer_id)
+                                           principal=self.principal, client_id=self.writer_id,
+                                           partition=self.partition)
         return self.snapshots
 
     def _resume_point(self) -> Snapshot | None:
@@ -256,7 +270,8 @@ class KafkaEventStore:
                 raise SnapshotRefused(f"it covers offsets up to {snapshot.covers}, the topic "
                                       f"ends at {end}")
             value = read_record(self.bootstrap_servers, self.topic, snapshot.anchor.offset,
-                                client_id=f"{self.writer_id}-anchor", principal=self.principal)
+                                client_id=f"{self.writer_id}-anchor", principal=self.principal,
+                                partition=self.partition)
             problem = anchor_problem(snapshot, value, self.base_keyring)
             if problem is not None:
                 raise SnapshotRefused(problem)
@@ -296,7 +311,8 @@ class KafkaEventStore:
         worker thread. None when no anchor is found (it is then not written)."""
         below = [
             (where.offset, value) for where, value in read_range(
-                self.bootstrap_servers, Where(self.topic, 0, max(0, draft.covers - ANCHOR_SEARCH)),
+                self.bootstrap_servers,
+                Where(self.topic, self.partition, max(0, draft.covers - ANCHOR_SEARCH)),
                 draft.covers, client_id=f"{self.writer_id}-anchor", principal=self.principal,
             )
         ]
@@ -365,7 +381,7 @@ class KafkaEventStore:
                 request_timeout_ms=APPEND_TIMEOUT_MS,
                 bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
             )
-        tp = TopicPartition(self.topic, 0)
+        tp = TopicPartition(self.topic, self.partition)
         return self._watermarks.end_offsets([tp])[tp]
 
     def check_sole_writer(self) -> None:
@@ -395,12 +411,14 @@ class KafkaEventStore:
                 f"{self.topic} ends at offset {end}, before {self._expected_end} where this "
                 "writer's last append left it: the log was truncated or re-created"
             )
-        reader = LogReader(self.keyring, heads=ResumedHeads(self.topic, self._heads.pairs()))
+        reader = LogReader(self.keyring,
+                           heads=ResumedHeads(self.topic, self._heads.pairs(), self.partition))
         try:
             foreign = [
                 where
                 for where, value in read_range(
-                    self.bootstrap_servers, Where(self.topic, 0, self._expected_end), end,
+                    self.bootstrap_servers, Where(self.topic, self.partition, self._expected_end),
+                    end,
                     client_id=f"{self.writer_id}-check", principal=self.principal,
                 )
                 if reader.admit(where, value) is not None
@@ -498,7 +516,8 @@ class KafkaEventStore:
             producer.begin_transaction()
             futures = [
                 producer.send(
-                    self.topic, key=e.stream_id.encode(), value=to_bytes(e),
+                    self.topic, partition=self.partition, key=e.stream_id.encode(),
+                    value=to_bytes(e),
                     headers=record_headers(
                         e, self.topic, traceparents.get(e.event_id) if traceparents else None
                     ),

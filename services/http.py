@@ -162,7 +162,14 @@ the source code's route tables; it holds no trial data) and the metrics (counts 
 status, rule and context: no subject id, no free text, decision 47)."""
 
 
-def authentication(users: UserDirectory | LiveUsers):
+Users = UserDirectory | LiveUsers
+
+
+def authentication(users: Users | Callable[[web.Request], Users | None]):
+    """Who is calling, from the bearer token: against ``users``, or against the users
+    ``users(request)`` gives (each trial's own access log, decision 60; None: no trial of this
+    deployment, refused)."""
+
     @web.middleware
     async def middleware(request: web.Request, handler):
         # An unknown path (404) or method (405) is said before asking who is calling: the
@@ -183,7 +190,10 @@ def authentication(users: UserDirectory | LiveUsers):
                 "digits and -._~+/ (RFC 6750 section 2.1); the header is not repeated here",
                 headers=_CHALLENGE,
             )
-        actor = users.authenticate(well_formed.group(1))
+        directory = users(request) if callable(users) else users
+        if directory is None:
+            return unauthenticated("no trial of this deployment answers this path")
+        actor = directory.authenticate(well_formed.group(1))
         if actor is None:
             return unauthenticated("the bearer token authenticates nobody")
         request[ACTOR] = actor
@@ -467,13 +477,20 @@ def readiness(handlers: Callable[[], Mapping[str, CommandHandler]]):
     does not, and why. ``/health`` only says the process answers."""
 
     async def ready(_request: web.Request) -> web.Response:
-        contexts = {name: handler.readiness() for name, handler in handlers().items()}
-        if all(c["ready"] for c in contexts.values()):
-            return ok(200, {"ready": True, "contexts": contexts})
-        waiting = sorted(name for name, c in contexts.items() if not c["ready"])
-        return problem(
-            503, "not-ready", f"not taking commands yet: {', '.join(waiting)}",
-            ready=False, contexts=contexts,
-        )
+        status, body = contexts_readiness(handlers())
+        if status == 200:
+            return ok(200, body)
+        return problem(status, body.pop("error"), body.pop("detail"), **body)
 
     return ready
+
+
+def contexts_readiness(handlers: Mapping[str, CommandHandler]) -> tuple[int, dict[str, Any]]:
+    """``/ready``'s status and body for ``handlers``: 200 when every context takes commands,
+    else 503 with ``error`` and ``detail`` naming each context that does not."""
+    contexts = {name: handler.readiness() for name, handler in handlers.items()}
+    if all(c["ready"] for c in contexts.values()):
+        return 200, {"ready": True, "contexts": contexts}
+    waiting = sorted(name for name, c in contexts.items() if not c["ready"])
+    return 503, {"error": "not-ready", "detail": f"not taking commands yet: {', '.join(waiting)}",
+                 "ready": False, "contexts": contexts}

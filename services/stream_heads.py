@@ -12,20 +12,30 @@ from events.envelope import GENESIS_HASH
 from events.reading import Head
 
 
+def bare_stream(key: tuple[str, str], partition: int) -> str:
+    """The stream id of the reading rule's ``key`` for a stream of ``partition``
+    (``events.reading.stream_key`` marks ids past the first partition): a writer writes one
+    partition and names its streams by their ids."""
+    stream = key[1]
+    mark = f"@{partition}"
+    return stream[: -len(mark)] if partition and stream.endswith(mark) else stream
+
+
 class ResumedHeads(dict[tuple[str, str], Head]):
     """The reading rule's heads for a catch-up from a snapshot: a stream the catch-up has not
     met yet is at the snapshot's head. Heads are made only for the streams it meets, not for
     the hundreds of thousands a long log has."""
 
-    def __init__(self, topic: str, resumed: Mapping[str, tuple[int, str]]):
+    def __init__(self, topic: str, resumed: Mapping[str, tuple[int, str]], partition: int = 0):
         super().__init__()
         self._topic = topic
         self._resumed = resumed
+        self._partition = partition
 
     def get(self, key: tuple[str, str], default: Head | None = None) -> Head | None:  # type: ignore[override]
         found = dict.get(self, key)
         if found is None and key[0] == self._topic:
-            resumed = self._resumed.get(key[1])
+            resumed = self._resumed.get(bare_stream(key, self._partition))
             if resumed is not None:
                 return Head(*resumed)
         return default if found is None else found

@@ -33,6 +33,7 @@ from kafka.coordinator.assignors.abstract import (
 )
 from kafka.errors import KafkaError
 
+from events.topics import partition_of
 from infra.kafka_security import kafka_python_settings
 from infra.topic_admin import writer_group
 
@@ -65,6 +66,10 @@ class Holding:
     held: frozenset[int] = frozenset()
     owners: Mapping[int, str] = field(default_factory=dict)
     settled: bool = False
+    partitions: int = 0
+    """How many partitions the context topics have (a trial's partition depends on it); 0
+    while the group does not know, -1 when the topics' counts differ (``counts``)."""
+    counts: Mapping[str, int] = field(default_factory=dict)
 
     def holder_of_all(self, partitions: Iterable[int]) -> str | None:
         """The URL of the one member holding every one of ``partitions``, else None."""
@@ -73,35 +78,59 @@ class Holding:
 
 
 def assign(
-    partitions: Mapping[str, int], members: Sequence[Member]
+    partitions: Mapping[str, int], members: Sequence[Member], busy: Iterable[int] = ()
 ) -> tuple[dict[str, dict[str, list[int]]], dict[int, str]]:
     """Give partition number ``i`` of every topic (``partitions``: topic -> how many) to one
-    member: the one that holds it now if it is still there (of two claimants, the one granted
-    it by the later generation, then the first by member id), else the member holding the
-    fewest, by member id. A member gets the topics it subscribed to. Returns member id ->
-    topic -> partition numbers, and partition number -> URL of its member."""
+    member. The ``busy`` partitions (those holding a trial) are shared out first, then the
+    others, each class evenly: a member keeps what it holds now up to its fair share of the
+    class (of two claimants, the one granted it by the later generation, then the first by
+    member id), and the rest goes to the member holding the fewest of the class, then the
+    fewest in all, then by member id. So a joining member takes a fair share of the trials and
+    nothing moves that need not. A member gets the topics it subscribed to. Returns member id
+    -> topic -> partition numbers, and partition number -> URL of its member."""
     ordered = sorted(members, key=lambda m: m.member_id)
     numbers = sorted({n for count in partitions.values() for n in range(count)})
     given: dict[str, list[int]] = {m.member_id: [] for m in ordered}
     owners: dict[int, str] = {}
     if not ordered:
         return {}, owners
-    for number in numbers:
-        claimants = [m for m in ordered if number in m.holds]
-        if claimants:
+    loaded = set(busy)
+    for group in ([n for n in numbers if n in loaded], [n for n in numbers if n not in loaded]):
+        share = -(-len(group) // len(ordered))  # the fair share, rounded up
+        mine: dict[str, int] = {m.member_id: 0 for m in ordered}
+        rest = []
+        for number in group:
+            claimants = [m for m in ordered if number in m.holds and mine[m.member_id] < share]
+            if not claimants:
+                rest.append(number)
+                continue
             chosen = min(claimants, key=lambda m: (-m.since, m.member_id))
-        else:
-            chosen = min(ordered, key=lambda m: (len(given[m.member_id]), m.member_id))
-        given[chosen.member_id].append(number)
-        owners[number] = chosen.url
+            given[chosen.member_id].append(number)
+            mine[chosen.member_id] += 1
+            owners[number] = chosen.url
+        for number in rest:
+            chosen = min(ordered, key=lambda m: (mine[m.member_id], len(given[m.member_id]),
+                                                 m.member_id))
+            given[chosen.member_id].append(number)
+            mine[chosen.member_id] += 1
+            owners[number] = chosen.url
     by_member = {
         m.member_id: {
-            topic: [n for n in given[m.member_id] if n < partitions[topic]]
+            topic: sorted(n for n in given[m.member_id] if n < partitions[topic])
             for topic in sorted(m.topics & partitions.keys())
         }
         for m in ordered
     }
     return by_member, owners
+
+
+def counts_agree(counts: Mapping[str, int], unknown: Iterable[str] = ()) -> int:
+    """The partition count every one of the context topics has; 0 when one's is not known
+    yet (or none is), -1 when they differ."""
+    if set(unknown) or not counts:
+        return 0
+    found = set(counts.values())
+    return found.pop() if len(found) == 1 else -1
 
 
 class CoPartitioned(AbstractPartitionAssignor):
@@ -111,34 +140,51 @@ class CoPartitioned(AbstractPartitionAssignor):
     name = "trialops-copartitioned"
     version = 0
 
-    def __init__(self, url: str, claims: Callable[[], tuple[frozenset[int], int]]):
+    def __init__(self, url: str, claims: Callable[[], tuple[frozenset[int], int]],
+                 trials: Sequence[str] = ()):
         self.url = url
         self.claims = claims
+        self.trials = sorted(trials)
         self.owners: dict[int, str] = {}
         self.generation = -1
+        self.partitions = 0
+        self.counts: dict[str, int] = {}
 
     def metadata(self, topics):
         holds, since = self.claims()
-        data = {"url": self.url, "holds": sorted(holds), "since": since}
+        data = {"url": self.url, "holds": sorted(holds), "since": since,
+                "trials": list(self.trials)}
         return ConsumerProtocolSubscription(self.version, sorted(topics), orjson.dumps(data))
 
     def assign(self, cluster, members):
-        parsed, counts = [], {}
+        parsed: list[Member] = []
+        counts: dict[str, int] = {}
+        unknown: set[str] = set()
+        trials: set[str] = set()
         for member in members:
             try:
                 data = orjson.loads(member.metadata.user_data or b"{}")
             except orjson.JSONDecodeError:
                 data = {}
             topics = frozenset(member.metadata.topics)
+            trials.update(str(t) for t in data.get("trials", ()))
             for topic in topics:
                 found = cluster.partitions_for_topic(topic)
                 if found:
                     counts[topic] = len(found)
+                else:
+                    unknown.add(topic)
             parsed.append(Member(member.member_id, str(data.get("url", "")), topics,
                                  frozenset(int(n) for n in data.get("holds", ())),
                                  int(data.get("since", -1))))
-        by_member, owners = assign(counts, parsed)
-        said = orjson.dumps({"owners": {str(n): url for n, url in owners.items()}})
+        # A trial's partition depends on the count: nothing is given while a topic's count is
+        # unknown (its metadata not in yet: the leader rejoins when it comes) or the context
+        # topics differ (a trial would have no partition in some of them).
+        partitions = counts_agree(counts, unknown)
+        busy = {partition_of(t, partitions) for t in trials} if partitions > 0 else set()
+        by_member, owners = assign(counts if partitions > 0 else {}, parsed, busy)
+        said = orjson.dumps({"owners": {str(n): url for n, url in owners.items()},
+                             "partitions": partitions, "counts": counts})
         return {
             member_id: ConsumerProtocolAssignment(self.version, sorted(topics.items()), said)
             for member_id, topics in by_member.items()
@@ -150,6 +196,8 @@ class CoPartitioned(AbstractPartitionAssignor):
         except orjson.JSONDecodeError:
             data = {}
         self.owners = {int(n): str(url) for n, url in data.get("owners", {}).items()}
+        self.partitions = int(data.get("partitions", 0))
+        self.counts = {str(t): int(n) for t, n in data.get("counts", {}).items()}
         self.generation = int(generation)
 
 
@@ -166,6 +214,7 @@ class WriterGroup:
         changed: Callable[[Holding], object],
         *,
         principal: str,
+        trials: Sequence[str] = (),
     ):
         self.bootstrap_servers = bootstrap_servers
         self.group_id = writer_group(namespace)
@@ -176,7 +225,7 @@ class WriterGroup:
         self.claims: tuple[frozenset[int], int] = (frozenset(), -1)
         """What this member tells the group it holds, and since which generation; nothing
         once it has been evicted (another member may have been given it since)."""
-        self.assignor = CoPartitioned(url, lambda: self.claims)
+        self.assignor = CoPartitioned(url, lambda: self.claims, trials)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -225,21 +274,25 @@ class WriterGroup:
             def on_partitions_revoked(self, revoked):
                 # What it holds stays held until the group says otherwise: a member that
                 # gets its partitions back keeps its writers open.
-                group._say(Holding(group.holding.held, group.holding.owners, settled=False))
+                group._say(Holding(group.holding.held, group.holding.owners, settled=False,
+                                   partitions=group.holding.partitions))
 
             def on_partitions_lost(self, lost):
                 # Evicted (it stalled past the session timeout): another member may hold them
                 # now, so it claims nothing at its next join; its writers stay open until the
                 # group has said, and one that was fenced meanwhile has retired (decision 18).
                 group.claims = (frozenset(), -1)
-                group._say(Holding(group.holding.held, group.holding.owners, settled=False))
+                group._say(Holding(group.holding.held, group.holding.owners, settled=False,
+                                   partitions=group.holding.partitions))
 
             def on_partitions_assigned(self, assigned):
                 consumer.pause(*assigned)
                 held = frozenset(tp.partition for tp in assigned)
                 if held != group.claims[0]:
                     group.claims = (held, group.assignor.generation)
-                group._say(Holding(held, dict(group.assignor.owners), settled=True))
+                group._say(Holding(held, dict(group.assignor.owners), settled=True,
+                                   partitions=group.assignor.partitions,
+                                   counts=dict(group.assignor.counts)))
 
         try:
             consumer.subscribe(self.topics, listener=Listener())

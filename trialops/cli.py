@@ -218,15 +218,15 @@ def serve(
     from services import serving
     from services.app import build_app
     from services.auth import UserDirectory
-    from trial.config import TrialConfigError, load_trial
+    from trial.config import TrialConfigError, load_trials
 
     try:
-        trial = load_trial()
+        trials = load_trials()
         users = UserDirectory.from_env(demo=demo)
         if advertised_url is None and host in WILDCARD_HOSTS:
             raise ValueError(f"--host {host} needs --advertised-url: the URL the other "
                              "instances of the services reach this one at")
-        application = build_app(Settings.from_env(), users, trial, contexts,
+        application = build_app(Settings.from_env(), users, trials, contexts,
                                 url=advertised_url or f"http://{host}:{port}")
     except (TrialConfigError, ValueError) as exc:
         raise fail(str(exc)) from None

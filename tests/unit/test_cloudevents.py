@@ -194,7 +194,7 @@ class _Producer:
     def begin_transaction(self):
         pass
 
-    def send(self, topic, key=None, value=None, headers=None):
+    def send(self, topic, key=None, value=None, headers=None, partition=None):
         self.records.append((topic, key, value, headers))
         return _Future(_Sent(topic, 0, len(self.records) - 1))
 

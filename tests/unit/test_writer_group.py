@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 from kafka.coordinator.assignors.abstract import ConsumerProtocolSubscription
 
-from services.writer_group import CoPartitioned, Holding, Member, assign
+from services.writer_group import CoPartitioned, Holding, Member, assign, counts_agree
 
 TOPICS = {"ns.enrollment.events": 1, "ns.dosing.events": 1, "ns.access.events": 1}
 
@@ -48,6 +48,18 @@ def test_of_two_claimants_the_later_grant_wins():
     assert owners == {0: "http://taker"}
 
 
+def test_a_joining_member_takes_a_fair_share_of_the_trials_partitions():
+    topics = {"ns.enrollment.events": 4, "ns.access.events": 4}
+    # the first instance held every partition; two trials sit on partitions 1 and 3
+    old = member("m-0", "http://old", holds=[0, 1, 2, 3], since=2, topics=topics)
+    new = member("m-9", "http://new", topics=topics)
+    _by_member, owners = assign(topics, [old, new], busy={1, 3})
+    assert sorted(owners[n] for n in (1, 3)) == ["http://new", "http://old"]
+    assert sorted(owners[n] for n in (0, 2)) == ["http://new", "http://old"]
+    # what the old one keeps it held already: only what must move moves
+    assert owners[1] == "http://old"
+
+
 def test_a_member_gets_only_the_topics_it_subscribed_to():
     narrow = {"ns.access.events": 1}
     by_member, _owners = assign(TOPICS, [member("m-1", "http://a", topics=narrow)])
@@ -78,16 +90,36 @@ class JoinMember:
 
 
 def test_the_assignor_sends_its_url_and_claims_and_hands_back_the_owners():
-    held = CoPartitioned("http://held", lambda: (frozenset({0}), 7))
-    fresh = CoPartitioned("http://fresh", lambda: (frozenset(), -1))
+    held = CoPartitioned("http://held", lambda: (frozenset({0}), 7), ["NCT06623396"])
+    fresh = CoPartitioned("http://fresh", lambda: (frozenset(), -1), ["NCT06623396"])
     sent = held.metadata(set(TOPICS))
-    assert orjson.loads(sent.user_data) == {"url": "http://held", "holds": [0], "since": 7}
+    assert orjson.loads(sent.user_data) == {"url": "http://held", "holds": [0], "since": 7,
+                                            "trials": ["NCT06623396"]}
     members = [JoinMember("a-fresh", fresh.metadata(set(TOPICS))), JoinMember("z-held", sent)]
     assignments = fresh.assign(FakeCluster(), members)  # the leader may be any member
     assert assignments["a-fresh"].partitions() == []
     assert sorted(tp.topic for tp in assignments["z-held"].partitions()) == sorted(TOPICS)
     held.on_assignment(assignments["z-held"], 8)
     assert held.owners == {0: "http://held"} and held.generation == 8
+    assert held.partitions == 1
+
+
+class UnknownCluster:
+    def partitions_for_topic(self, topic):
+        return None if topic == "ns.access.events" else {0, 1}
+
+
+def test_nothing_is_given_while_a_topics_partition_count_is_unknown_or_they_differ():
+    # A trial's partition depends on the count: a guess would write it to the wrong one
+    member = CoPartitioned("http://a", lambda: (frozenset(), -1), ["NCT06623396"])
+    joined = [JoinMember("m-1", member.metadata(set(TOPICS)))]
+    assignments = member.assign(UnknownCluster(), joined)
+    assert assignments["m-1"].partitions() == []
+    member.on_assignment(assignments["m-1"], 1)
+    assert member.partitions == 0
+    assert counts_agree({"a": 2, "b": 2}) == 2
+    assert counts_agree({"a": 2, "b": 1}) == -1
+    assert counts_agree({"a": 2}, unknown=["b"]) == 0
 
 
 def test_a_member_whose_subscription_carries_no_data_claims_nothing():
