@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from audit.checkpoint import SignedCheckpoint, compare, end_offsets, signature_problem
 from events.envelope import GENESIS_HASH, Envelope
 from events.keys import WriterKeyRotated
-from events.reading import LogReader, Unreadable, check_rotation
+from events.reading import LogReader, Unreadable, check_rotation, stream_key
 from events.registry import UnknownEventType, read
 from events.signing import SIGNATURE_KINDS, Keyring, SignatureProblem, check_writer_signature
 from events.topics import WRITERS, context_of, event_topic
@@ -147,10 +147,11 @@ def verify(
             if checked is None:
                 continue
             envelope = checked
-        stream = (position.topic, envelope.stream_id)
+        # Named as every reader names it: two trials' streams of one id sit in two partitions.
+        stream = stream_key(position, envelope.stream_id)
         check = streams.get(stream)
         if check is None:
-            check = streams[stream] = StreamCheck(position.topic, envelope.stream_id)
+            check = streams[stream] = StreamCheck(*stream)
         check.add(envelope.stream_seq, envelope.hash, envelope.prev_hash, position)
         event_ids.add(envelope.event_id.int, hash((envelope.hash, stream)), place)
         if stream in wanted and wanted[stream] == envelope.stream_seq:

@@ -490,3 +490,44 @@ def test_replay_and_show_of_a_deployment_of_two_trials_need_the_trial(trials, tm
 
     done = run_cli(tmp_path, "replay", "safety", "--trial", "NCT0")
     assert done.returncode == 2 and "--trial: this deployment does not run trial" in done.stderr
+
+
+# ------------------------------------------------------------------ verify
+
+
+def test_verify_passes_on_a_log_of_two_trials_in_two_partitions(logs, monkeypatch):
+    # Both trials write streams cohort-DL1-IP and subject-MSK-0001 from seq 1, each in its own
+    # partition: verify names a stream as the reading rule does and finds nothing wrong.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from audit import verify as verifying
+    from events.envelope import to_bytes
+    from events.reading import NO_QUARANTINE, Where
+    from events.signing import Keyring, Signer
+    from events.topics import CONTEXTS
+
+    signers = {c: Signer(f"{c}-1", Ed25519PrivateKey.generate()) for c in CONTEXTS}
+    keyring = Keyring(keys=tuple(s.public(c) for c, s in signers.items()))
+    context_of = {event_topic(c): c for c in CONTEXTS}
+    records = sorted(
+        (Where(topic_of(s), int(s.rsplit(":", 1)[1]), o),
+         to_bytes(signers[context_of[topic_of(s)]].sign(r.envelope)))
+        for log in logs.values() for s, o, r in log
+    )
+
+    def read_to_end(_servers, topics):
+        return ((where, None, value) for where, value in records if where.topic in topics)
+
+    monkeypatch.setattr(verifying, "read_to_end", read_to_end)
+    monkeypatch.setattr(verifying, "load_keyring", lambda _path: keyring)
+    monkeypatch.setattr(verifying, "load_quarantine", lambda *_args: NO_QUARANTINE)
+    settings = type("S", (), {"namespace": "trialops", "keyring": None,
+                              "bootstrap_servers": "unused"})()
+
+    report = verifying.verify(settings, contexts=CONTEXTS)
+
+    assert report.problems == []
+    assert report.events == sum(len(log) for log in logs.values())
+    streams = {(topic_of(s), r.envelope.trial_id, r.envelope.stream_id)
+               for log in logs.values() for s, _o, r in log}
+    assert report.streams == len(streams)
