@@ -6,7 +6,9 @@ The survivors must take the partitions over (decisions 58 and 59); every acknowl
 events must be on the log exactly once and nothing else of the clients' (by ``Idempotency-Key``
 and by subject), no cohort may hold more subjects than the trial file's cohort size, ``verify``
 must pass, and every projection asked through the surviving worker must be the replay's,
-byte for byte. The figures are printed for the record.
+byte for byte. Started again, the killed instance and worker stand by for the survivors, and
+every projection asked through either worker is the replay's. The figures are printed for the
+record.
 
 The loads are planned per trial (``TRIALS``) and per instance, so that a second trial is one
 more entry once a deployment serves several (issue 13's "two trials"); today it serves one.
@@ -14,6 +16,7 @@ more entry once a deployment serves several (issue 13's "two trials"); today it 
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import urllib.error
@@ -22,6 +25,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import pytest
@@ -221,8 +225,13 @@ def test_a_killed_holder_instance_and_worker_leave_the_trial_whole_to_the_surviv
     stack = stack_on(own_broker, tmp_path)
     try:
         assert check_event_topics(stack.settings.bootstrap_servers, stack.settings.namespace) == []
-        services = {"services": stack.service_url, "services-2": _spawn_service(stack)}
-        workers = {"projections": stack.projections_url, "worker-2": _spawn_worker(stack)}
+        services = {"services": stack.service_url,
+                    "services-2": _spawn_service(stack, "services-2", _local_url(free_port()))}
+        data_dirs = {"projections": stack.work_dir, "worker-2": stack.work_dir / "worker-2"}
+        data_dirs["worker-2"].mkdir()
+        workers = {"projections": stack.projections_url,
+                   "worker-2": _spawn_worker(stack, "worker-2", _local_url(free_port()),
+                                             data_dirs["worker-2"])}
         # and one of each holds the partitions while the other stands by for it
         holder, standby = eventually(lambda: roles(services), timeout=90, interval=0.5)
         worker_holder, worker_standby = eventually(lambda: roles(workers), timeout=90,
@@ -279,27 +288,43 @@ def test_a_killed_holder_instance_and_worker_leave_the_trial_whole_to_the_surviv
         result = verify(stack.settings)
         assert result.ok, result.as_dict()
         # and every projection, asked through the surviving worker, is the replay's
-        _every_view_is_the_replay(stack, workers[worker_standby], worker_standby)
+        _every_view_is_the_replay(stack, {worker_standby: workers[worker_standby]})
+
+        # When the killed instance and worker are started again, at their addresses
+        _spawn_service(stack, f"{holder}-again", services[holder])
+        _spawn_worker(stack, f"{worker_holder}-again", workers[worker_holder],
+                      data_dirs[worker_holder])
+        # Then they stand by for the survivors, which keep the partitions
+        assert eventually(lambda: roles(services), timeout=90, interval=0.5) == (standby, holder)
+        assert eventually(lambda: roles(workers), timeout=90, interval=0.5) == (
+            worker_standby, worker_holder)
+        # and every projection, asked through either worker, is the replay's
+        _every_view_is_the_replay(stack, {worker_standby: workers[worker_standby],
+                                          f"{worker_holder}-again": workers[worker_holder]})
     finally:
         stack.stop()
 
 
-def _spawn_service(stack: Stack) -> str:
-    port = free_port()
-    stack.spawn("services-2", ["serve", "--demo", "--port", str(port)])
-    url = f"http://127.0.0.1:{port}"
-    wait_until_up(f"{url}/health", 90, "the second instance", stack.check_alive)
+def _local_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
+def _port(url: str) -> str:
+    return url.rsplit(":", 1)[1]
+
+
+def _spawn_service(stack: Stack, name: str, url: str) -> str:
+    """``trialops serve`` as test_fencing starts its second instance, at ``url``."""
+    stack.spawn(name, ["serve", "--demo", "--port", _port(url)])
+    wait_until_up(f"{url}/health", 90, name, stack.check_alive)
     return url
 
 
-def _spawn_worker(stack: Stack) -> str:
-    port = free_port()
-    data_dir = stack.work_dir / "worker-2"
-    data_dir.mkdir()
-    stack.spawn("worker-2", ["worker", "--demo", "--web-port", str(port), "--data-dir",
-                             str(data_dir)])
-    url = f"http://127.0.0.1:{port}"
-    wait_until_up(f"{url}/projections", 90, "the second worker", stack.check_alive)
+def _spawn_worker(stack: Stack, name: str, url: str, data_dir: Path) -> str:
+    """A Faust worker with a data dir of its own, as test_two_workers starts its second."""
+    stack.spawn(name, ["worker", "--demo", "--web-port", _port(url), "--data-dir",
+                       str(data_dir)])
+    wait_until_up(f"{url}/projections", 90, name, stack.check_alive)
     return url
 
 
@@ -360,13 +385,14 @@ def _no_cohort_overbooked(clients: list[Client], log: list) -> None:
     assert len(set(slots)) == len(slots), slots
 
 
-def _every_view_is_the_replay(stack: Stack, worker: str, name_of_worker: str) -> None:
+def _every_view_is_the_replay(stack: Stack, workers: dict[str, str]) -> None:
     # Read at one moment: the clock-dependent views (safety) render at ``as_of`` live and at
     # ``now`` in the replay.
     as_of = datetime.now(UTC).replace(microsecond=0)
     query = f"as_of={as_of.isoformat().replace('+00:00', 'Z')}"
-    for name in NAMES:
-        expected = to_json(replay(stack.settings, name, now=as_of))
+    replayed = {name: to_json(replay(stack.settings, name, now=as_of)) for name in NAMES}
+    for (name_of_worker, worker), name in itertools.product(workers.items(), NAMES):
+        expected = replayed[name]
         url = f"{worker}/projections/{name}?{query}"
 
         def live(url: str = url) -> bytes | None:
@@ -383,6 +409,6 @@ def _every_view_is_the_replay(stack: Stack, worker: str, name_of_worker: str) ->
         except AssertionError:
             tail = (stack.work_dir / f"{name_of_worker}.log").read_text(errors="replace")[-3000:]
             raise AssertionError(
-                f"{name} through the surviving worker is not the replay:\n"
+                f"{name} through {name_of_worker} is not the replay:\n"
                 f"live   {(live(url) or b'')[:1500]!r}\nreplay {expected[:1500]!r}\n{tail}"
             ) from None
