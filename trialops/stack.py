@@ -24,6 +24,7 @@ from clients.http import DEMO_READER, get_bytes, wait_until_up
 from infra.keys import init_keys
 from infra.settings import Settings, answers, record_system, state_dir
 from infra.topic_admin import check_event_topics, configured_replication_factor, ensure_topics
+from trial.config import load_trials
 
 
 @dataclass
@@ -79,8 +80,11 @@ class Stack:
                 f"{self.service_url}/health", timeout, "the command services", self.check_alive
             )
             self.say(f"command services ready at {self.service_url}")
+            # With several trials a view names its trial (decision 60): the first one's.
+            trials = sorted(load_trials())
             wait_until_up(
-                f"{self.projections_url}/projections/cohort-occupancy",
+                f"{self.projections_url}/projections/cohort-occupancy"
+                + (f"?trial_id={trials[0]}" if len(trials) > 1 else ""),
                 timeout,
                 "the Faust worker",
                 self.check_alive,
