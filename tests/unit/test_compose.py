@@ -36,7 +36,8 @@ def test_compose_components_point_at_the_compose_broker(compose):
 
 
 @pytest.mark.parametrize(
-    "name", ["topics", "services", "projections", "projections-standby", "demo"]
+    "name",
+    ["topics", "services", "services-standby", "projections", "projections-standby", "demo"],
 )
 def test_compose_commands_are_real_trialops_commands(compose, name):
     command = compose["services"][name]["command"]
@@ -110,3 +111,19 @@ def test_the_standby_worker_advertises_its_own_address():
         command = services[name]["command"]
         advertised = command[command.index("--advertised-url") + 1]
         assert advertised == f"http://{name}:6066"
+
+
+def test_the_two_instances_of_the_services_advertise_their_own_addresses():
+    # Each passes requests to the other at the address it sends the group (decision 59)
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name in ("services", "services-standby"):
+        command = services[name]["command"]
+        advertised = command[command.index("--advertised-url") + 1]
+        assert advertised == f"http://{name}:8081"
+    assert services["services-standby"]["profiles"] == ["standby"]
+
+
+def test_several_trials_are_asked_for_from_the_environment_and_default_to_one(compose):
+    env = compose["services"]["services"]["environment"]
+    assert env["TRIALOPS_TRIALS"] == "${TRIALOPS_TRIALS:-}"
+    assert env["TRIALOPS_PARTITIONS"] == "${TRIALOPS_PARTITIONS:-1}"
