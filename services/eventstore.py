@@ -434,8 +434,9 @@ class KafkaEventStore:
 
     def _retire(self, why: str) -> None:
         self.retired = (
-            f"this instance no longer writes {self.topic} ({why}); restart it to take over as "
-            "the single writer (README: 'A fenced instance')"
+            f"this instance no longer writes {self.topic} ({why}); it writes again when the "
+            "writers' group gives it the trial anew, or restart it (README: 'Several instances "
+            "of the services')"
         )
         log.error("retired: %s", self.retired)
         self._abandon()
