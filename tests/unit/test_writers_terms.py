@@ -1,0 +1,125 @@
+"""One term of office per trial (decisions 59, 60): what an instance of the services opens and
+closes as the writers' group moves the trials' partitions, without a broker. The handlers are
+stand-ins that record being started and closed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from events.topics import partition_of
+from services.writer_group import Holding
+from services.writers import Writers
+
+FIRST, SECOND = "NCT06623396", "NCT00000001"
+N = 4
+
+
+class StandIn:
+    def __init__(self, trial_id: str, partition: int, context: str):
+        self.trial_id, self.partition, self.context = trial_id, partition, context
+        self.started = self.closed = False
+        self.snapshots = 0
+
+    async def start(self) -> int:
+        self.started = True
+        return 0
+
+    async def write_snapshot(self, newer_by: int = 1):
+        self.snapshots += 1
+
+    def close(self) -> None:
+        self.closed = True
+
+    def readiness(self):
+        return {"ready": self.started and not self.closed, "problem": None, "topic": "t"}
+
+
+def writers(trials=(FIRST, SECOND)):
+    made: list[StandIn] = []
+    welcomed: list[str] = []
+
+    def make(trial_id: str, partition: int):
+        handlers = {c: StandIn(trial_id, partition, c) for c in ("enrollment", "access")}
+        made.extend(handlers.values())
+        return handlers
+
+    async def started(trial_id, _handlers):
+        welcomed.append(trial_id)
+
+    return Writers(list(trials), make, started, "http://me"), made, welcomed
+
+
+def holding(*held: int, partitions: int = N, owners=None, settled=True) -> Holding:
+    return Holding(frozenset(held), owners or {p: "http://me" for p in held}, settled,
+                   partitions)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_an_instance_writes_the_trials_whose_partitions_it_is_given_and_only_those():
+    w, made, welcomed = writers()
+    w.note(holding(partition_of(FIRST, N)))
+    run(w.settle())
+    assert list(w.terms) == [FIRST] and welcomed == [FIRST]
+    assert {(h.trial_id, h.partition) for h in made} == {(FIRST, partition_of(FIRST, N))}
+    assert all(h.started for h in made)
+
+
+def test_a_trial_moved_away_is_snapshotted_and_closed_and_the_others_stay_open():
+    w, made, _ = writers()
+    w.note(holding(partition_of(FIRST, N), partition_of(SECOND, N)))
+    run(w.settle())
+    w.note(holding(partition_of(SECOND, N),
+                   owners={partition_of(FIRST, N): "http://other",
+                           partition_of(SECOND, N): "http://me"}))
+    run(w.settle())
+    assert list(w.terms) == [SECOND]
+    first = [h for h in made if h.trial_id == FIRST]
+    assert all(h.closed and h.snapshots == 1 for h in first)
+    assert not any(h.closed for h in made if h.trial_id == SECOND)
+    assert w.holder(FIRST) == "http://other"
+
+
+def test_while_the_group_rebalances_what_is_held_stays_held():
+    w, made, _ = writers()
+    w.note(holding(partition_of(FIRST, N)))
+    run(w.settle())
+    w.note(Holding(frozenset(), {}, settled=False, partitions=N))
+    run(w.settle())
+    assert list(w.terms) == [FIRST] and not any(h.closed for h in made)
+
+
+def test_two_trials_on_one_partition_write_nothing_and_say_why():
+    # NCT06623396 and NCT04577326 fall on one partition of 2 (the trial ids' murmur2)
+    w, made, _ = writers(("NCT06623396", "NCT04577326"))
+    assert partition_of("NCT06623396", 2) == partition_of("NCT04577326", 2)
+    w.note(holding(0, 1, partitions=2))
+    run(w.settle())
+    assert w.terms == {} and made == []
+    assert "both fall on partition" in (w.problem or "")
+    status, body = run(w.standby("NCT06623396"))
+    assert status == 503 and "both fall on partition" in body["detail"]
+
+
+@pytest.mark.parametrize("partitions", [0, -1])
+def test_nothing_is_written_while_the_partition_count_is_unknown_or_differs(partitions):
+    w, made, _ = writers()
+    w.note(Holding(frozenset({1, 3}), {1: "http://me", 3: "http://me"}, True, partitions,
+                   counts={"a": 4, "b": 2}))
+    run(w.settle())
+    assert w.terms == {} and made == []
+
+
+def test_a_standby_asked_by_another_instance_does_not_ask_back():
+    w, _made, _ = writers()
+    w.note(holding(partition_of(SECOND, N),
+                   owners={partition_of(FIRST, N): "http://other",
+                           partition_of(SECOND, N): "http://me"}))
+    run(w.settle())
+    status, body = run(w.standby(FIRST, asked=True))
+    assert status == 503 and body["error"] == "not-held-here"
+    assert run(w.standby(SECOND)) is None  # held here: its contexts answer
