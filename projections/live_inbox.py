@@ -26,7 +26,7 @@ from infra.kafka_io import Tail, load_quarantine
 from infra.keys import load_keyring
 from infra.settings import Settings
 from projections.inbox import DESK_CONTEXTS, Desk, Item, check_role, document
-from projections.views import _problem, _query_time, _unauthorized
+from projections.views import _problem, _query_time, _trial_of, _unauthorized
 from services.auth import LiveUsers, UserDirectory
 from trial.config import TrialConfig
 
@@ -44,9 +44,13 @@ class LiveDesk:
     folds it; calls are serialised."""
 
     def __init__(self, settings: Settings, contexts: tuple[str, ...] = DESK_CONTEXTS,
-                 open_tail: Callable[[], Tail] | None = None) -> None:
+                 open_tail: Callable[[], Tail] | None = None,
+                 trial_id: str | None = None) -> None:
         self.settings = settings
         self.contexts = contexts
+        self.trial_id = trial_id
+        """The trial whose events this desk folds, in a deployment of several (decision 61);
+        None: every event (a deployment of one trial)."""
         self.desk = Desk()
         self._open_tail = open_tail or self._new_tail
         self._tail: Tail | None = None
@@ -86,7 +90,8 @@ class LiveDesk:
     async def catch_up(self) -> Desk:
         async with self._lock:
             for recorded in await asyncio.to_thread(self._read):
-                self.desk.fold(recorded)
+                if self.trial_id is None or recorded.envelope.trial_id == self.trial_id:
+                    self.desk.fold(recorded)
             return self.desk
 
     def halts(self) -> list[str]:
@@ -129,10 +134,22 @@ def answer(
 def serve_inbox(app: Any, live: LiveDesk, trial: TrialConfig,
                 users: UserDirectory | LiveUsers) -> None:
     """Registers ``GET /projections/inbox`` on the worker, with the projections' auth."""
+    serve_inboxes(app, {trial.trial_id: (live, trial)}, users)
+
+
+def serve_inboxes(app: Any, desks: Mapping[str, tuple[LiveDesk, TrialConfig]],
+                  users: UserDirectory | LiveUsers) -> None:
+    """Registers ``GET /projections/inbox`` on the worker, with the projections' auth: per
+    trial id, its desk (which folds that trial's events only when there are several) and its
+    trial file. ``trial_id`` names the trial as on every view (decision 61)."""
 
     async def view(web: Any, request: Any) -> Any:
         if refused := _unauthorized(web, request, users):
             return refused
+        trial_id, refused = _trial_of(web, request, desks)
+        if refused is not None:
+            return refused
+        live, trial = desks[trial_id]
         try:
             role, as_of = parse_query(request.query, trial)
         except ValueError as exc:
@@ -154,23 +171,11 @@ def serve_inbox(app: Any, live: LiveDesk, trial: TrialConfig,
     app.page("/projections/inbox", name="view-inbox")(view)
 
 
-ONE_TRIAL_ONLY = "inbox-one-trial-only"
-"""The problem a worker of several trials answers its inbox with (decision 61)."""
-
-
-def refuse_inbox(app: Any, users: UserDirectory | LiveUsers, trials: Mapping[str, Any]) -> str:
-    """For a worker of several trials: ``GET /projections/inbox`` answers 501 naming the
-    limitation, and the alerts are off; what ``/ready`` says of the alerts. The live desk folds
-    every record of its topics into one trial's states, so with several trials it would mix
-    them (decision 61): it is refused rather than answered from two trials."""
-    why = (f"the live inbox and its alerts fold one trial's log; this deployment runs trials "
-           f"{', '.join(sorted(trials))}: not yet served per trial")
-
-    async def view(web: Any, request: Any) -> Any:
-        if refused := _unauthorized(web, request, users):
-            return refused
-        return _problem(web, request, 501, ONE_TRIAL_ONLY, why)
-
-    app.page("/projections/inbox", name="view-inbox")(view)
+def alerts_off(trials: Mapping[str, Any]) -> str:
+    """For a worker of several trials: what ``/ready`` says of the alerts, which stay off. The
+    notifier raises an alert through the services with the one trial file's roles and clocks;
+    raising them per trial is not built yet (decision 61)."""
+    why = (f"alerts are raised for a deployment of one trial; this one runs trials "
+           f"{', '.join(sorted(trials))}: not yet per trial")
     log.warning("%s", why)
     return f"off: {why}"

@@ -38,7 +38,7 @@ from projections.applying import Batch, count_dead_letter, dead_letter_counts
 from projections.base import of_trial
 from projections.catalog import build_trials, fold_version
 from projections.faust_kafka import ReadCommittedTransport, take_batches
-from projections.live_inbox import LiveDesk, refuse_inbox, serve_inbox
+from projections.live_inbox import LiveDesk, alerts_off, serve_inbox, serve_inboxes
 from projections.metrics import CONTENT_TYPE, WorkerState, applied_counter, exposition
 from projections.notifier import start_alerts
 from projections.owner import (
@@ -431,9 +431,11 @@ def create_app(
         # 52). An unusable alerts configuration turns the alerts off (said on /ready).
         alerts = start_alerts(app, live_inbox, trial, demo=users is UserDirectory.demo())
     else:
-        # The live desk folds the whole log into one trial's states: with several trials it
-        # would mix them, so the inbox is refused and the alerts are off (decision 61).
-        alerts = refuse_inbox(app, readers_now, trials)
+        # One desk per trial, each folding its trial's events only (decision 61); the alerts
+        # are for one trial's deployment yet.
+        serve_inboxes(app, {trial_id: (LiveDesk(settings, trial_id=trial_id), trial)
+                            for trial_id, trial in trials.items()}, readers_now)
+        alerts = alerts_off(trials)
 
     unassigned_checks = [0]
 

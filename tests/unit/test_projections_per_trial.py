@@ -531,3 +531,60 @@ def test_verify_passes_on_a_log_of_two_trials_in_two_partitions(logs, monkeypatc
     streams = {(topic_of(s), r.envelope.trial_id, r.envelope.stream_id)
                for log in logs.values() for s, _o, r in log}
     assert report.streams == len(streams)
+
+
+# ------------------------------------------------------------------ the live inbox
+
+
+def test_the_live_inbox_of_two_trials_answers_each_from_its_own_events():
+    # One trial with a fatal AE on its 7-day clock; the second trial's log holds the same
+    # subjects' events up to before that AE (the same ids, under its own trial id).
+    from infra.settings import Settings
+    from projections.inbox import DESK_CONTEXTS, inbox
+    from projections.inbox import document as inbox_document
+    from projections.live_inbox import LiveDesk, serve_inboxes
+    from projections.views import _answer_errors_as_problems
+
+    from .test_inbox import with_a_fatal_ae
+    from .test_inbox_desk import FakeTail, in_recorded_order
+
+    trial, events, received = with_a_fatal_ae()
+    first = trial.trial_id
+    second = trial.model_copy(update={"trial_id": SECOND_TRIAL})
+    mine = [r for r in in_recorded_order(events) if type(r.payload).context in DESK_CONTEXTS]
+    assert {r.envelope.trial_id for r in mine} == {first}
+    others = [type(r)(r.envelope.model_copy(update={"trial_id": SECOND_TRIAL}), r.payload)
+              for r in mine if r.envelope.recorded_at < received]
+    log = sorted([*mine, *others], key=lambda r: r.envelope.recorded_at)
+    as_of = received + timedelta(days=9)
+
+    app = faust.App("test-inbox-per-trial", broker="memory://", web_tables_enabled=False,
+                    web_router_enabled=False, web_graph_enabled=False, web_stats_enabled=False)
+    _answer_errors_as_problems(app)
+    settings = Settings("unused:9092", namespace="t")
+    serve_inboxes(app, {
+        t: (LiveDesk(settings, open_tail=lambda: FakeTail([list(log)]), trial_id=t), config)
+        for t, config in ((first, trial), (SECOND_TRIAL, second))
+    }, UserDirectory.demo())
+    query = f"role=safety_officer&as_of={as_of.isoformat().replace('+', '%2B')}"
+
+    async def go():
+        async with TestClient(TestServer(app.web.web_app)) as client:
+            answers = []
+            for path in (f"/projections/inbox?{query}",
+                         f"/projections/inbox?{query}&trial_id={first}",
+                         f"/projections/inbox?{query}&trial_id={SECOND_TRIAL}"):
+                answer = await client.get(path, headers=AUDITOR)
+                answers.append((answer.status, await answer.json(content_type=None)))
+            return answers
+
+    [(missing, problem), (ok_first, of_first), (ok_second, of_second)] = asyncio.run(go())
+
+    assert (missing, problem["error"]) == (400, "bad-query")
+    assert problem["detail"].startswith("trial_id: ")
+    assert (ok_first, ok_second) == (200, 200)
+    assert of_first == inbox_document(inbox(mine, trial, as_of, "safety_officer"),
+                                      "safety_officer", as_of)
+    assert of_second == inbox_document(inbox(others, second, as_of, "safety_officer"),
+                                       "safety_officer", as_of)
+    assert of_first["overdue"] >= 1 and of_second["overdue"] == 0
