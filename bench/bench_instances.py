@@ -16,7 +16,8 @@ a. **Commands.** ``trialops serve --demo`` on a fresh namespace; ``--clients`` c
    after takes out a drift).
 b. **Projections.** The same workload of N events (``bench_projections``' generator) written to
    a fresh namespace for each run: one Faust worker, then two workers in one group (the second
-   with its own web port and data dir, started just before the first), then one again.
+   with its own web port and data dir, started once the first holds the partitions, so it joins
+   a running group as an added worker does), then one again.
    Events/s from spawn and from the first applied event to the last, as ``bench_projections``
    times them through ``GET /projections``, each worker's CPU seconds, and two over the mean
    of the one-worker runs.
@@ -32,12 +33,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -61,7 +64,7 @@ from bench.common import (
     say,
 )
 from bench.keys import enrollment_signer
-from bench.worker_process import Worker, WorkerFailed
+from bench.worker_process import Worker
 from clients.http import call, wait_until_up
 from infra.settings import Settings
 from infra.topic_admin import check_event_topics, ensure_topics
@@ -328,6 +331,8 @@ class ApplyRun:
     applied: Applied | None = None
     roles: list[str] = field(default_factory=list)
     cpu_seconds: list[float] = field(default_factory=list)
+    logs: str = ""
+    """Where the workers' data dirs and logs were kept: only when they did not finish."""
 
     def rates(self) -> tuple[float, float] | None:
         """Events/s from the first worker's spawn, and from the first applied event, to every
@@ -345,36 +350,65 @@ def measure_apply(bootstrap: str, workers: int, args: argparse.Namespace,
     settings = cluster_settings(bootstrap)
     result.namespace = settings.namespace
     produced = produce_and_say(settings, args.events, options)
-    with tempfile.TemporaryDirectory(prefix="trialops-bench-instances-") as folder:
-        group = []
-        for n in range(workers):
-            data_dir = Path(folder) / f"worker-{n + 1}"
-            data_dir.mkdir()
-            group.append(Worker(settings, data_dir, args.worker_loglevel))
-        try:
-            for extra in group[1:]:  # the others first: the group forms as the first starts
-                extra.start()
-            say(f"b. {workers} worker(s) in one group, namespace {settings.namespace}")
-            result.applied = apply_with_worker(
-                group[0], settings, produced.end_offset, args.stall_timeout)
-            for worker in group:
-                worker.check_alive()
-                result.roles.append(_role(worker))
-                result.cpu_seconds.append(worker.cpu_seconds())
-        except WorkerFailed as exc:
-            say(f"  a worker failed: {str(exc).splitlines()[0]}")
-            if result.applied is not None and result.applied.failure is None:
-                result.applied.failure = str(exc)
-        finally:
-            for worker in group:
-                worker.stop(timeout=5)  # its namespace is thrown away: no need to wait
+    folder = Path(tempfile.mkdtemp(prefix="trialops-bench-instances-"))
+    group = []
+    for n in range(workers):
+        data_dir = folder / f"worker-{n + 1}"
+        data_dir.mkdir()
+        group.append(Worker(settings, data_dir, args.worker_loglevel))
+    stopping = threading.Event()
+    joining = threading.Thread(target=_join_when_held, args=(group[0], group[1:], stopping),
+                               daemon=True)
+    try:
+        say(f"b. {workers} worker(s) in one group, namespace {settings.namespace}")
+        joining.start()
+        result.applied = apply_with_worker(
+            group[0], settings, produced.end_offset, args.stall_timeout)
+        for worker in group:  # what each says it was, finished or not
+            result.roles.append(_role(worker))
+            result.cpu_seconds.append(worker.cpu_seconds())
+    finally:
+        stopping.set()
+        if joining.is_alive():
+            joining.join()
+        for worker in group:
+            worker.stop(timeout=5)  # its namespace is thrown away: no need to wait
+        if result.applied is not None and result.applied.finished:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            result.logs = str(folder)
+            say(f"  the workers' data dirs and logs are kept in {folder}")
+
+
+def _join_when_held(first: Worker, others: list[Worker], stopping: threading.Event,
+                    timeout: float = 180) -> None:
+    """Start ``others`` once ``first`` holds the partitions (``/ready`` 200): they join a
+    running group, as a worker added to a deployment does, and the first stays the group's
+    leader. A worker that is not the leader cannot tell that it holds the partitions (Faust
+    reads the topics' partition counts from the group leader's metadata only), so a holder that
+    is not the leader answers no view and the apply could not be watched (bench/README.md)."""
+    deadline = time.monotonic() + timeout
+    while others and time.monotonic() < deadline:
+        if stopping.is_set():
+            return
+        if first.process is not None:
+            with contextlib.suppress(OSError):
+                status, _body = call("GET", f"http://127.0.0.1:{first.port}/ready", timeout=5)
+                if status == 200:
+                    break
+        time.sleep(0.2)
+    for worker in others:
+        worker.start()
+        say(f"  worker on port {worker.port} joins the group")
 
 
 def _role(worker: Worker) -> str:
+    if worker.process is not None and worker.process.poll() is not None:
+        return f"exited with code {worker.process.returncode}"
     try:
         _status, body = worker.get("/ready", timeout=10)
         ready = orjson.loads(body)
-    except (OSError, ValueError):
+    except (OSError, ValueError, http.client.HTTPException):
         return "did not answer /ready"
     if standby_for := ready.get("standby_for"):
         return f"stood by for {standby_for}"
@@ -390,12 +424,13 @@ def apply_lines(runs: list[ApplyRun], events: int) -> list[str]:
         if r.workers == 1:
             label, seen_one = (f"{label} again" if seen_one else label), True
         if rates is None:
-            why = r.applied.failure.splitlines()[0] if r.applied and r.applied.failure else ""
-            lines.append(f"  {label:<30} did not finish {why}")
-            continue
-        whole, warm = rates
-        lines.append(f"  {label:<30} from spawn {whole:7,.0f} events/s;  "
-                     f"from the first event applied {warm:7,.0f} events/s")
+            why = r.applied.failure if r.applied and r.applied.failure else "interrupted"
+            lines.append(f"  {label:<30} did not finish: {why.splitlines()[0]}")
+            lines.append(f"    (the workers' logs are kept in {r.logs})")
+        else:
+            whole, warm = rates
+            lines.append(f"  {label:<30} from spawn {whole:7,.0f} events/s;  "
+                         f"from the first event applied {warm:7,.0f} events/s")
         for n, (role, cpu) in enumerate(zip(r.roles, r.cpu_seconds, strict=True), 1):
             lines.append(f"    worker {n}: {role}; {cpu:,.1f} s of CPU from spawn to the end")
     ones = [rates for r in runs if r.workers == 1 and (rates := r.rates())]
@@ -415,8 +450,8 @@ def main() -> None:
     args = parse_args()
     options = WorkloadOptions.from_args(args)
     say(f"plan: {args.clients} clients x {args.commands // args.clients} commands against one "
-        f"then two serve; {args.events:,} events applied by one then two workers; "
-        f"{options.describe()}")
+        f"serve, two, then one again; {args.events:,} events applied by one worker, two in one "
+        f"group, then one again; {options.describe()}")
     commands = CommandRun()
     applies = [ApplyRun(1), ApplyRun(2), ApplyRun(1)] if args.part in ("all", "projections") else []
     with three_node_cluster(args.heap) as bootstrap:
