@@ -28,11 +28,14 @@ class WorkerView:
 
     def __init__(
         self, projections_url: str, trial: TrialConfig, timeout: float = 30,
-        token: str = DEMO_READER,
+        token: str = DEMO_READER, trial_id: str | None = None,
     ):
+        """``trial_id``: the trial whose views are read, needed when the worker runs several
+        (decision 60); None reads a one-trial worker's views as before."""
         from projections.catalog import build
 
         self.url, self.timeout, self.token = projections_url.rstrip("/"), timeout, token
+        self.trial_id = trial_id
         self.contexts = {name: p.contexts for name, p in build(trial).items()}
 
     def document(self, name: str, positions: dict[str, tuple[int, int]]) -> dict:
@@ -45,6 +48,8 @@ class WorkerView:
         ]
         for wanted in [*waits, None]:
             query = {"wait_for": wanted, "timeout": f"{self.timeout:g}"} if wanted else {}
+            if self.trial_id is not None:
+                query["trial_id"] = self.trial_id
             url = f"{self.url}/projections/{name}"
             status, body = call(
                 "GET",

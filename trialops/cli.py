@@ -535,6 +535,11 @@ def up(
     broker_name: Annotated[
         str, typer.Option(help="Name of the local broker it runs ('trialops broker status').")
     ] = "up",
+    trials: Annotated[
+        bool, typer.Option("--trials", help="Run every shipped trial side by side (trial/trials/: "
+                           "NCT06623396 and NCT04577326) on topics of 4 partitions, the demo "
+                           "in each; a broker kept from a one-trial run needs --fresh.")
+    ] = False,
 ):
     """Run everything: a broker (unless KAFKA_BOOTSTRAP_SERVERS is set), the topics, the
     enrollment service, the Faust worker, and a demo. Ctrl-C or SIGTERM stops it all, the
@@ -547,7 +552,7 @@ def up(
         with contextlib.suppress(KeyboardInterrupt):
             run_stack(
                 service_port=service_port, web_port=web_port, demo=demo, speed=speed, fresh=fresh,
-                broker_name=broker_name,
+                broker_name=broker_name, trials=trials,
             )
     except (TimeoutError, RuntimeError) as exc:
         raise fail(str(exc), code=1) from None

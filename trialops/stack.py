@@ -15,16 +15,23 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from clients.http import DEMO_READER, get_bytes, wait_until_up
 from infra.keys import init_keys
 from infra.settings import Settings, answers, record_system, state_dir
-from infra.topic_admin import check_event_topics, configured_replication_factor, ensure_topics
-from trial.config import load_trials
+from infra.topic_admin import (
+    PARTITIONS_ENV,
+    check_event_topics,
+    configured_replication_factor,
+    ensure_topics,
+)
+from trial.config import SHIPPED, TRIALS_FOLDER_ENV, TrialConfig, load_trials
 
 
 @dataclass
@@ -151,9 +158,14 @@ def run_stack(
     speed: float = 0.05,
     fresh: bool = False,
     broker_name: str = "up",
+    trials: bool = False,
 ) -> None:
     from broker.cluster import LocalKafka
 
+    if trials:
+        # Every process of the stack inherits them: the services, the worker, the checkpoints.
+        os.environ[TRIALS_FOLDER_ENV] = str(SHIPPED.parent)
+        os.environ.setdefault(PARTITIONS_ENV, str(TRIALS_PARTITIONS))
     # SIGTERM (a service manager, `kill`) stops everything like Ctrl-C does, instead of
     # leaving the broker, the services and the worker running without their parent.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -211,6 +223,13 @@ def run_stack(
             "(they find this Kafka and its keyring by themselves)\n"
             "Ctrl-C (or SIGTERM) stops everything.\n"
         )
+        addresses = trial_addresses(stack.service_url, stack.projections_url, load_trials())
+        if len(addresses) > 1:
+            print("several trials: each one's commands, views and dashboard")
+            for address in addresses:
+                print(f"  {address.trial_id}: {address.service_url}/... | "
+                      f"{stack.projections_url}/projections/<name>{address.view_query} | "
+                      f"{address.dashboard_url}")
         if demo:
             _demo(stack, speed, settings)
         while all(p.poll() is None for p in stack.processes.values()):
@@ -284,6 +303,10 @@ def _demo(stack: Stack, speed: float, settings: Settings) -> None:
         print(f"\nthe trial is on the dashboard: {stack.projections_url}/#token={DEMO_READER}")
         return
 
+    trials = load_trials()
+    if len(trials) > 1:
+        _demo_side_by_side(stack, speed, trials)
+        return
     print(f"demo: simulating the trial at {speed:g} s per command (trialops simulate)...")
     try:
         report = simulate(DEMO_PATIENTS, 7, stack.service_url, stack.projections_url, speed=speed)
@@ -294,3 +317,84 @@ def _demo(stack: Stack, speed: float, settings: Settings) -> None:
     print(f"\nthe trial is on the dashboard: {stack.projections_url}/#token={DEMO_READER}")
     print("cohort DL1-IP keeps 3 free slots: enroll a patient of your own (README.md, 'Your "
           "own patient'), e.g. '.venv/bin/trialops walk MSK-0101'")
+
+
+TRIALS_PARTITIONS = 4
+"""``trialops up --trials``: the partitions of the context topics it creates (unless
+``TRIALOPS_PARTITIONS`` says otherwise). The shipped trials NCT06623396 and NCT04577326 fall on
+partitions 1 and 3 of 4; on 2 partitions they would share one, which is refused (decision 60)."""
+
+
+@dataclass(frozen=True)
+class TrialAddress:
+    """Where one trial of the stack is reached: its commands, its views' query, its board."""
+
+    trial_id: str
+    service_url: str
+    view_query: str
+    dashboard_url: str
+
+
+def trial_addresses(
+    service_url: str, projections_url: str, trial_ids: Iterable[str]
+) -> list[TrialAddress]:
+    """Each trial's commands at ``/trials/<id>``, its views and board with ``?trial_id=<id>``
+    (decision 60), in trial-id order; one trial keeps the bare addresses it had before."""
+    ids = sorted(trial_ids)
+    if len(ids) == 1:
+        return [TrialAddress(ids[0], service_url, "", f"{projections_url}/#token={DEMO_READER}")]
+    addresses = []
+    for trial_id in ids:
+        query = "?" + urllib.parse.urlencode({"trial_id": trial_id})
+        addresses.append(TrialAddress(
+            trial_id, f"{service_url}/trials/{urllib.parse.quote(trial_id, safe='')}", query,
+            f"{projections_url}/{query}#token={DEMO_READER}",
+        ))
+    return addresses
+
+
+def _demo_side_by_side(stack: Stack, speed: float, trials: dict[str, TrialConfig]) -> None:
+    """The demo's simulated trial in every trial of the stack at once, one thread each, each
+    through its trial's commands and views (``trial_addresses``)."""
+    from clients.journey import JourneyStepRefused
+    from clients.simulate import PlanError, Simulation, plan
+    from clients.simulate_report import SimulationError, SimulationReport, WorkerView
+
+    addresses = trial_addresses(stack.service_url, stack.projections_url, trials)
+    outcomes: dict[str, SimulationReport | Exception] = {}
+
+    def run(address: TrialAddress) -> None:
+        trial = trials[address.trial_id]
+        simulation = Simulation(
+            address.service_url, stack.projections_url, trial=trial, speed=speed,
+            say=lambda line: print(f"[{address.trial_id}] {line}", flush=True),
+            view=WorkerView(stack.projections_url, trial, trial_id=address.trial_id),
+        )
+        try:
+            steps = plan(DEMO_PATIENTS, 7, trial)
+            outcomes[address.trial_id] = simulation.run(steps, patients=DEMO_PATIENTS, seed=7)
+        except (SimulationError, JourneyStepRefused, PlanError) as exc:
+            outcomes[address.trial_id] = exc
+        except Exception as exc:
+            # Said with its trial after the others finish, not as a thread's traceback.
+            outcomes[address.trial_id] = RuntimeError(f"{type(exc).__name__}: {exc}")
+
+    print(f"demo: simulating {len(addresses)} trials side by side at {speed:g} s per command "
+          f"({', '.join(trials)})...")
+    threads = [threading.Thread(target=run, args=(a,), name=f"demo-{a.trial_id}", daemon=True)
+               for a in addresses]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():  # a timed join lets Ctrl-C through
+            thread.join(0.5)
+    for address in addresses:
+        outcome = outcomes.get(address.trial_id)
+        print(f"\n{address.trial_id}:")
+        if isinstance(outcome, SimulationReport):
+            print(outcome.summary())
+        else:
+            print(f"demo not run: {outcome}")
+        print(f"  commands:    {address.service_url}/...")
+        print(f"  projections: {stack.projections_url}/projections/<name>{address.view_query}")
+        print(f"  dashboard:   {address.dashboard_url}")
