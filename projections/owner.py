@@ -39,14 +39,19 @@ longest wait a view accepts (60 s) and a little more."""
 WAIT_FOR_SECONDS = 65.0
 
 
-def held_here(app: Any, topics: Iterable[str], trial_id: str | None = None) -> bool:
+def held_here(
+    app: Any, topics: Iterable[str], trial_id: str | None = None, partitions: int = 1
+) -> bool:
     """True when this worker is assigned every partition of every one of ``topics``; with
-    ``trial_id``, that trial's partition of each (decision 61)."""
+    ``trial_id``, that trial's partition of each, the topics having ``partitions`` partitions
+    (decision 61; the worker knows the count from its start, while the consumer's metadata
+    knows it on the group's leader only)."""
     assigned = {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
-    partitions = {topic: app.consumer.topic_partitions(topic) for topic in topics}
     if trial_id is None:
-        return holds_all(assigned, partitions)
-    return holds_trial(assigned, partitions, trial_id)
+        return holds_all(
+            assigned, {topic: app.consumer.topic_partitions(topic) for topic in topics}
+        )
+    return holds_trial(assigned, dict.fromkeys(topics, partitions), trial_id)
 
 
 def trial_partitions(partitions: Mapping[str, int | None], trial_id: str) -> dict[str, int] | None:
@@ -79,14 +84,16 @@ def holds_all(assigned: set[tuple[str, int]], partitions: Mapping[str, int | Non
     )
 
 
-def holder_of(app: Any, topics: Iterable[str], trial_id: str | None = None) -> str | None:
+def holder_of(
+    app: Any, topics: Iterable[str], trial_id: str | None = None, partitions: int = 1
+) -> str | None:
     """The URL of the one member the group gave ``topics`` to (``holder_in`` the assignor's
     map of which member holds which source partitions); with ``trial_id``, the member given
-    that trial's partition of each (decision 61)."""
+    that trial's partition of each, the topics having ``partitions`` (decision 61)."""
     distribution = app.assignor.external_topics_metadata()
     if trial_id is None:
         return holder_in(distribution, topics)
-    wanted = trial_partitions({t: app.consumer.topic_partitions(t) for t in topics}, trial_id)
+    wanted = trial_partitions(dict.fromkeys(topics, partitions), trial_id)
     return None if wanted is None else trial_holder_in(distribution, wanted)
 
 

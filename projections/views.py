@@ -135,13 +135,14 @@ the changelogs writes them without a batch)."""
 def _serve(
     app, projection: Projection, table, positions, users: UserDirectory | LiveUsers,
     moved: PositionsMoved | None = None, sources: tuple[str, ...] = (),
-    trials: Mapping[str, Projection] | None = None,
+    trials: Mapping[str, Projection] | None = None, partitions: int = 1,
 ) -> None:
     """Serve ``projection`` from ``table``; a worker that does not hold ``sources`` (the event
     topics) passes the request to the one that does (projections/owner.py). ``trials``: the
     deployment's trials, each with this projection built from its trial file (default: the
     one trial ``load_trial`` reads); the table's keys are scoped by trial, and a view reads
-    one trial's, named by ``trial_id`` (decision 61)."""
+    one trial's, named by ``trial_id``; ``partitions``: how many each event topic has, to find
+    the trial's (decision 61)."""
     moved = moved if moved is not None else PositionsMoved()
     trials = trials if trials is not None else {load_trial().trial_id: projection}
     orders = {trial_id: KeyOrder() for trial_id in trials}
@@ -155,7 +156,8 @@ def _serve(
         if refused is not None:
             return refused
         if sources and (
-            elsewhere := await _answer_elsewhere(app, web, request, sources, trial_id)
+            elsewhere := await _answer_elsewhere(app, web, request, sources, trial_id,
+                                                 partitions)
         ):
             return elsewhere
         chosen = trials[trial_id]
@@ -199,20 +201,21 @@ def _trial_of(web, request, trials: Iterable[str]) -> tuple[str, Any]:
 
 
 async def _answer_elsewhere(
-    app, web, request, sources: tuple[str, ...], trial_id: str | None = None
+    app, web, request, sources: tuple[str, ...], trial_id: str | None = None,
+    partitions: int = 1,
 ):
     """None when this worker holds ``sources`` (with ``trial_id``: that trial's partition of
-    each, decision 61) and answers from its tables; otherwise the answer of the worker that
-    holds them, or a 503 problem while no single one does (the group rebalancing, or the
-    holder not reachable). Decision 58."""
+    each of the ``partitions``, decision 61) and answers from its tables; otherwise the answer
+    of the worker that holds them, or a 503 problem while no single one does (the group
+    rebalancing, or the holder not reachable). Decision 58."""
     retry = {"Retry-After": "2"}
-    if held_here(app, sources, trial_id):
+    if held_here(app, sources, trial_id, partitions):
         return None
     if request.headers.get(FORWARDED_BY):
         return _problem(web, request, 503, "not-held-here",
                         "this worker no longer holds the projections' partitions (the group "
                         "moved them); ask again", retry)
-    holder = holder_of(app, sources, trial_id)
+    holder = holder_of(app, sources, trial_id, partitions)
     if holder is None or holder == own_url(app):
         return _problem(web, request, 503, "rebalancing",
                         "no worker of the group holds the projections' partitions yet; ask "

@@ -419,7 +419,7 @@ def create_app(
     app.on_partitions_assigned.connect(note_holding)
     for name in projections:
         _serve(app, projections[name], tables[name], positions, readers_now, moved,
-               sources=sources,
+               sources=sources, partitions=partitions,
                trials={trial_id: built[name] for trial_id, built in by_trial.items()})
     if len(trials) == 1:
         [trial] = trials.values()
@@ -523,7 +523,8 @@ def create_app(
         trial_id, refused = _trial_of(web, request, trials)  # decision 61
         if refused is not None:
             return refused
-        if elsewhere := await _answer_elsewhere(app, web, request, sources, trial_id):
+        if elsewhere := await _answer_elsewhere(app, web, request, sources, trial_id,
+                                                partitions):
             return elsewhere
         applied_up_to = {
             f"{p.name}|{topic_partition}": offset

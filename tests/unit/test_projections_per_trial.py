@@ -452,6 +452,42 @@ def test_holding_a_trial_is_holding_its_partition_of_every_topic():
     assert holds_trial(one, single, SECOND_TRIAL) == holds_all(one, single) is True
 
 
+class GroupMember:
+    """A worker as the group left it, seen by ``held_here``/``holder_of``: its assignment and
+    the assignor's map; like a member that is not the group's leader, its consumer knows no
+    partition count (aiokafka keeps that metadata on the leader only)."""
+
+    def __init__(self, assigned: set[tuple[str, int]], distribution: dict) -> None:
+        from faust.types import TP
+
+        self.consumer = type("Consumer", (), {
+            "assignment": lambda _self: {TP(t, p) for t, p in assigned},
+            "topic_partitions": lambda _self, _topic: None,
+        })()
+        self.assignor = type("Assignor", (), {
+            "external_topics_metadata": lambda _self: distribution})()
+
+
+def test_a_member_that_is_not_the_leader_knows_which_trials_it_holds_and_who_holds_the_rest():
+    from projections.owner import held_here, holder_of
+
+    mine = partition_of(SHIPPED_TRIAL, PARTITIONS)
+    distribution = {
+        "http://a:6066": {t: [mine] for t in TOPICS},
+        "http://b:6066": {t: [1 - mine] for t in TOPICS},
+    }
+    member = GroupMember({(t, mine) for t in TOPICS}, distribution)
+
+    assert held_here(member, TOPICS, SHIPPED_TRIAL, PARTITIONS)
+    assert not held_here(member, TOPICS, SECOND_TRIAL, PARTITIONS)
+    assert holder_of(member, TOPICS, SECOND_TRIAL, PARTITIONS) == "http://b:6066"
+    # one partition, one holder: the standby finds it by the trial as decision 58 did
+    standby = GroupMember(set(), {"http://a:6066": {t: [0] for t in TOPICS},
+                                  "http://b:6066": {t: [] for t in TOPICS}})
+    assert not held_here(standby, TOPICS, SHIPPED_TRIAL)
+    assert holder_of(standby, TOPICS, SHIPPED_TRIAL) == "http://a:6066"
+
+
 # ------------------------------------------------------------------ choosing the trial
 
 
