@@ -321,10 +321,16 @@ def _spawn_service(stack: Stack, name: str, url: str) -> str:
 
 
 def _spawn_worker(stack: Stack, name: str, url: str, data_dir: Path) -> str:
-    """A Faust worker with a data dir of its own, as test_two_workers starts its second."""
+    """A Faust worker with a data dir of its own, as test_two_workers starts its second;
+    started once its web server answers (a standby's views answer only once it stands by)."""
     stack.spawn(name, ["worker", "--demo", "--web-port", _port(url), "--data-dir",
                        str(data_dir)])
-    wait_until_up(f"{url}/projections", 90, name, stack.check_alive)
+
+    def answers() -> bool:
+        stack.check_alive()
+        return ready(url) is not None
+
+    eventually(answers, timeout=90, interval=0.5)
     return url
 
 
@@ -408,7 +414,8 @@ def _every_view_is_the_replay(stack: Stack, workers: dict[str, str]) -> None:
             eventually(same, timeout=90, interval=1)
         except AssertionError:
             tail = (stack.work_dir / f"{name_of_worker}.log").read_text(errors="replace")[-3000:]
+            said = call("GET", url, token=DEMO_READER)
             raise AssertionError(
                 f"{name} through {name_of_worker} is not the replay:\n"
-                f"live   {(live(url) or b'')[:1500]!r}\nreplay {expected[:1500]!r}\n{tail}"
+                f"live   {str(said)[:1500]}\nreplay {expected[:1500]!r}\n{tail}"
             ) from None
