@@ -95,7 +95,10 @@ def make_app(
                     issues_token=route.issues_token,
                 ),
             )
-    app.router.add_get("/ready", readiness_view(lambda: handlers))  # type: ignore[arg-type]
+    def current() -> Any:
+        return handlers
+
+    app.router.add_get("/ready", readiness_view(current))
     app.router.add_get("/metrics", metrics_page(lambda: [(c, True) for c in handlers]))
     add_description(app, specs.values(), trial.roles_for)
     return app, handlers
