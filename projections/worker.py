@@ -349,9 +349,17 @@ def create_app(
 
             async for events in take_batches(stream, BATCH_EVENTS, within):
                 batch = Batch(tables, applied, positions)
+                previous = None
                 for event in events:
-                    _as_current_event(event)
                     message = event.message
+                    if previous is not None and previous.message.partition != message.partition:
+                        # A table write goes to the partition of the event current when it is
+                        # made (its changelog partition, its RocksDB store): what one source
+                        # partition (one trial, decision 60) changed is written while one of its
+                        # events is current, before the next partition's event becomes so.
+                        batch.flush()
+                    _as_current_event(event)
+                    previous = event
                     source = f"{message.topic}:{message.partition}"
                     where = Where(message.topic, message.partition, message.offset)
                     while True:

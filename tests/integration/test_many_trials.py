@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import orjson
@@ -25,6 +26,7 @@ from infra.kafka_io import read_to_end
 from projections.base import to_json
 from tests.conftest import free_port
 from tests.integration.helpers import (
+    CONSENT_SIGNED,
     enroll,
     eventually,
     make_eligible,
@@ -110,7 +112,33 @@ def test_two_trials_share_a_deployment_and_never_meet(two_trials, settings):
                           token=token)
     assert status == 401, answer
 
-    # and each trial's views, asked of the worker, equal its replay; without a trial: 400
+    # When both trials register subjects at the same time while the worker is down, and it
+    # starts again (its catch-up batches then hold events of both partitions), and the
+    # subjects are pre-screened once it is up (each subject's stream moves on)
+    def each_subject(trial_id: str, url: str, path: str, body) -> None:
+        for n in range(10, 30):
+            status, answer = call("POST", f"{url}/trials/{trial_id}{path}", body(f"MSK-00{n}"),
+                                  token="demo-site_coordinator")
+            assert status == 201, answer
+
+    def both(path: str, body) -> None:
+        with ThreadPoolExecutor(2) as pool:
+            for done in [pool.submit(each_subject, FIRST, stack.service_url, path, body),
+                         pool.submit(each_subject, SECOND, other, path, body)]:
+                done.result()
+
+    stack.kill("projections")
+    both("/enrollment/subjects", lambda s: {"subject_id": s, "site_id": "MSK"})
+    stack.spawn("projections", ["worker", "--demo", "--web-port", str(stack.web_port),
+                                "--data-dir", str(stack.work_dir)])
+    wait_until_up(f"{stack.projections_url}/projections/cohort-occupancy?trial_id={FIRST}",
+                  timeout=90, still_starting=stack.check_alive, token=DEMO_READER)
+    both("/enrollment/prescreenings", lambda s: {"subject_id": s, "msln_ihc_percent": 60.0,
+                                                 "occurred_at": CONSENT_SIGNED})
+
+    # Then the worker reads every event of both (no partition halts: each batch writes a
+    # partition's keys under that partition), and each trial's views, asked of the worker,
+    # equal its replay; without a trial: 400
     trials = load_trials()
     for trial_id in (FIRST, SECOND):
         for name in ("cohort-occupancy", "patient-timeline"):
@@ -129,4 +157,6 @@ def test_two_trials_share_a_deployment_and_never_meet(two_trials, settings):
     # and the whole log verifies
     result = verify(settings)
     assert result.ok, result.as_dict()
+    status, said = call("GET", f"{stack.projections_url}/ready")
+    assert status == 200, said
     stack.check_alive()
