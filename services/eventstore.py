@@ -349,6 +349,14 @@ class KafkaEventStore:
             log.error("%s: the next key %s was retired before: not rotating to it",
                       self.topic, waiting.key_id)
             return
+        if self._partition_count() > 1:
+            # A rotation retires the key for every reader of the topic from the record on, and
+            # readers take the partitions one after another: the other trials' records that the
+            # old key signed, in other partitions, would be refused. Not done (decision 60).
+            log.error("%s: the next key %s waits, but a topic of several partitions (several "
+                      "trials) does not rotate its writer's key yet: still signing with %s",
+                      self.topic, waiting.key_id, self.signer.key_id)
+            return
         now = datetime.now(UTC)
         rotation = WriterKeyRotated(
             writer=self.principal, retired_key_id=self.signer.key_id,
@@ -383,6 +391,11 @@ class KafkaEventStore:
             )
         tp = TopicPartition(self.topic, self.partition)
         return self._watermarks.end_offsets([tp])[tp]
+
+    def _partition_count(self) -> int:
+        self._end_offset()  # makes the watermark consumer
+        assert self._watermarks is not None
+        return len(self._watermarks.partitions_for_topic(self.topic) or ())
 
     def check_sole_writer(self) -> None:
         """Before a decision: the topic must end where this writer's last append left it.

@@ -88,3 +88,31 @@ def test_a_rotated_key_signs_after_its_rotation_and_the_retired_one_no_more(
         assert topic in result.stdout.decode()
     finally:
         stack.stop()
+
+
+def test_a_topic_of_several_partitions_keeps_its_writers_key_until_rotation_is_per_partition(
+    settings, tmp_path, monkeypatch
+):
+    # Decision 60: a rotation would retire the key for the other partitions' (trials') records
+    monkeypatch.setenv(TOKEN_ENV, DEMO_READER)
+    monkeypatch.setenv("TRIALOPS_PARTITIONS", "2")
+    keyring, writers = init_keys(tmp_path / "keys")
+    settings = replace(settings, keyring=str(keyring), writer_keys=str(writers))
+    stack = Stack(settings, tmp_path, service_port=free_port(), web_port=free_port(),
+                  say=lambda _m: None)
+    stack.start(timeout=120)
+    try:
+        register(stack, "MSK-0711")
+        rotated = trialops(settings, "keys", "rotate", "enrollment")
+        assert rotated.returncode == 0, rotated.stderr.decode()
+        stack.kill("services")
+        stack.spawn("services", ["serve", "--demo", "--port", str(stack.service_port)])
+        wait_until_up(f"{stack.service_url}/health", 120, "services", stack.check_alive)
+        register(stack, "MSK-0712")
+        kinds = [(e.event_type, e.writer_signature.key_id) for e in enrollment_events(settings)]
+        assert kinds == [("SubjectRegistered", "enrollment-1")] * 2
+        log = (tmp_path / "services.log").read_text()
+        assert "does not rotate its writer's key yet" in log
+        assert trialops(settings, "verify").returncode == 0
+    finally:
+        stack.stop()
