@@ -51,6 +51,8 @@ class ExportStats:
     read: int = 0
     exported: int = 0
     unreadable: list[str] = field(default_factory=list)
+    other_trials: int = 0
+    """Envelopes of trials other than the one exported, passed over (decision 62)."""
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -64,10 +66,14 @@ def select(
     *,
     subject_id: str | None = None,
     progress: Callable[[ExportStats], None] | None = None,
+    trial_id: str | None = None,
 ) -> Iterator[tuple[bytes, Envelope]]:
     """``(wire bytes, envelope)`` of every record that is an envelope, or, for ``subject_id``,
     of the events whose payload names the subject and of the signatures of those events (a
-    signature follows the record it signs in the same stream, so it comes after it)."""
+    signature follows the record it signs in the same stream, so it comes after it). With
+    ``trial_id``, only that trial's envelopes: two trials of one deployment share subject ids,
+    and an export is one trial's (decision 62); the others are counted in
+    ``stats.other_trials``."""
     exported: set[str] = set()
     for where, value in records:
         stats.read += 1
@@ -77,6 +83,9 @@ def select(
             envelope = from_bytes(value or b"")
         except ValueError as exc:  # orjson's and pydantic's errors are ValueErrors
             stats.unreadable.append(f"{where}: {type(exc).__name__}")
+            continue
+        if trial_id is not None and envelope.trial_id != trial_id:
+            stats.other_trials += 1
             continue
         if subject_id is not None:
             if not _concerns(envelope, subject_id, exported):

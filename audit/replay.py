@@ -174,6 +174,23 @@ def of_the_trial(
             of_trial(known, recorded, errors)
 
 
+def trial_events(
+    settings: Settings,
+    contexts: tuple[str, ...],
+    stats: ReplayStats,
+    trial_id: str,
+    trials: Iterable[str],
+    as_of: datetime | None = None,
+    axis: TimeAxis = "recorded",
+) -> Iterator[Recorded]:
+    """:func:`recorded_events` of one trial of the deployment's ``trials``: what the inbox, the
+    audit trail, the exports and the packets read, never two trials' events in one document;
+    an event of a trial the deployment does not run is reported in ``stats.fold_errors``
+    (decisions 61, 62)."""
+    return of_the_trial(recorded_events(settings, contexts, stats, as_of, axis), trial_id,
+                        trials, stats.fold_errors)
+
+
 def replay_all(
     settings: Settings,
     names: tuple[str, ...] = NAMES,

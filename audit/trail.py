@@ -425,9 +425,16 @@ def _cut(text: str, width: int) -> str:
 # ---------------------------------------------------------------- reading the topics
 
 
-def read_trail(settings, selection: Selection, stats) -> Trail:
+def read_trail(
+    settings, selection: Selection, stats, trial_id: str | None = None,
+    trials: Collection[str] = (),
+) -> Trail:
     """The trail of ``selection`` from every event topic (kafka-python, read to the end).
-    ``stats`` (a ``audit.replay.ReplayStats``) counts what was read and what was unreadable."""
-    from audit.replay import recorded_events
+    ``stats`` (a ``audit.replay.ReplayStats``) counts what was read and what was unreadable.
+    ``trial_id``: only that trial's events, of the deployment's ``trials`` (decision 62); None
+    reads every trial's."""
+    from audit.replay import recorded_events, trial_events
 
-    return build_trail(recorded_events(settings, WRITERS, stats), selection)
+    if trial_id is None:
+        return build_trail(recorded_events(settings, WRITERS, stats), selection)
+    return build_trail(trial_events(settings, WRITERS, stats, trial_id, trials), selection)

@@ -53,6 +53,30 @@ def _time(option: str, value: str | None) -> datetime | None:
     return None if value is None else aware_time(option, value)
 
 
+TrialOption = Annotated[
+    str | None,
+    typer.Option("--trial", help="The trial's id (default: the deployment's only trial; "
+                 "needed when TRIALOPS_TRIALS names several)."),
+]
+
+
+def chosen(trial: str | None) -> tuple[str, dict]:
+    """The trial a command reads (``--trial``, or the deployment's only one) and the
+    deployment's trials by id: one trial's events and configuration, never two trials' in one
+    inbox, trail, export or packet (decision 62). Exit 2 naming ``--trial`` when several
+    trials run and none is named, or the one named is not run."""
+    from projections.catalog import TrialNotNamed, UnknownTrial, chosen_trial
+    from trial.config import TrialConfigError, load_trials
+
+    try:
+        trials = load_trials()
+        return chosen_trial(trials, trial), trials
+    except (TrialNotNamed, UnknownTrial) as exc:
+        raise _fail(f"--trial: {exc.args[0]}") from None
+    except TrialConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
 @audit_app.callback()
 def audit() -> None:
     """Audit trails read from the event log (21 CFR 11.10(e), 11.50)."""
@@ -77,6 +101,7 @@ def trail(
     output_format: Annotated[
         TrailFormat, typer.Option("--format", help="table, csv, json or odm (CDISC ODM 1.3.2).")
     ] = TrailFormat.table,
+    trial: TrialOption = None,
 ):
     """Who did what, when and why, to a subject, a lot or a cohort, or by a user.
 
@@ -95,12 +120,13 @@ def trail(
         selection = trails.Selection(subject, lot, cohort, *window, user_id=user)
     except trails.SelectionError as exc:
         raise _fail(str(exc)) from None
+    trial_id, trials = chosen(trial)
     from trialops.cli import _progress
 
     settings = Settings.reachable()
     stats = ReplayStats(progress=_progress)
     try:
-        found = trails.read_trail(settings, selection, stats)
+        found = trails.read_trail(settings, selection, stats, trial_id, trials)
     except LookupError as exc:
         raise _fail(f"{exc}; create the topics with 'trialops topics create'") from None
     except ValueError as exc:  # no keyring, or an unusable one
@@ -116,7 +142,7 @@ def trail(
 
         document = to_odm(
             found,
-            trial_id=settings.trial_id,
+            trial_id=trial_id,
             created_at=datetime.now(UTC),
             source_version=_version(),
         )
@@ -154,8 +180,9 @@ def export(
     output: Annotated[
         Path | None, typer.Option(help="File to write (default: stdout).", dir_okay=False)
     ] = None,
+    trial: TrialOption = None,
 ):
-    """Export the event log, or one subject's events, as JSON Lines or CSV.
+    """Export one trial's event log (--trial), or one subject's events, as JSON Lines or CSV.
 
     JSON Lines: one envelope per line exactly as on the wire, so its hash verifies. CSV: the
     envelope's fields in columns, the payload as JSON. Progress and counts go to stderr.
@@ -167,8 +194,9 @@ def export(
     if output_format.value in DOMAIN_FORMATS:
         if subject is not None:
             raise _fail(f"--subject: --format {output_format.value} exports the whole trial")
-        export_domain(output_format.value, output)
+        export_domain(output_format.value, output, *chosen(trial))
         return
+    trial_id, _trials = chosen(trial)
     from audit import export as exporting
 
     def progress(stats: exporting.ExportStats) -> None:
@@ -177,7 +205,8 @@ def export(
 
     stats = exporting.ExportStats()
     selected = exporting.select(
-        exporting.wire_records(Settings.reachable()), stats, subject_id=subject, progress=progress
+        exporting.wire_records(Settings.reachable()), stats, subject_id=subject, progress=progress,
+        trial_id=trial_id,
     )
     # A file is written beside its name and renamed when complete: an export file that exists
     # holds the whole export.
@@ -214,6 +243,9 @@ def export(
         err=True,
     )
     _report_unreadable(stats.unreadable)
+    if stats.other_trials:
+        typer.echo(f"note: {stats.other_trials} event(s) of other trials than {trial_id} "
+                   "not exported", err=True)
 
 
 def _report_unreadable(unreadable: list[str]) -> None:

@@ -63,15 +63,21 @@ def inbox(
         typer.Option(help="ISO 8601 time with zone: the inbox at this moment (default: now)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead.")] = False,
+    trial: Annotated[
+        str | None,
+        typer.Option("--trial", help="The trial's id (default: the deployment's only trial; "
+                     "needed when TRIALOPS_TRIALS names several)."),
+    ] = None,
 ):
     """What ROLE must do next: each pending action with its deadline, whether it is overdue,
-    the command that clears it and the events behind it, computed from a replay of the log."""
-    from audit.replay import ReplayStats, recorded_events
+    the command that clears it and the events behind it, computed from a replay of one
+    trial's log with that trial's rules (decision 62)."""
+    from audit.replay import ReplayStats, trial_events
     from projections import inbox as inboxes
-    from trial.config import load_trial
     from trialops.cli import _progress, report_reading
+    from trialops.cli_audit import chosen
 
-    trial = load_trial()
+    trial_id, trials = chosen(trial)
     try:
         inboxes.check_role(role)
     except ValueError as exc:
@@ -79,8 +85,8 @@ def inbox(
     moment = datetime.now(UTC) if as_of is None else aware_time("--as-of", as_of)
     stats = ReplayStats(progress=_progress)
     try:
-        events = recorded_events(Settings.reachable(), CONTEXTS, stats, moment)
-        items = inboxes.inbox(events, trial, moment, role)
+        events = trial_events(Settings.reachable(), CONTEXTS, stats, trial_id, trials, moment)
+        items = inboxes.inbox(events, trials[trial_id], moment, role)
     except LookupError as exc:
         raise _fail(f"{exc}; create the topics with 'trialops topics create'") from None
     except ValueError as exc:  # no keyring, or an unusable one

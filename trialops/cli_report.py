@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from infra.settings import Settings
+from trialops.cli_audit import TrialOption, chosen
 from trialops.times import aware_time
 
 app = typer.Typer(
@@ -56,21 +57,24 @@ def _packet(
     output: Path,
     build: Callable[[list[Any], Any, Any], Any],
     allow_partial: bool,
+    trial_id: str,
+    trials: dict,
 ) -> None:
-    """Replay ``contexts``, build the packet, write the PDF, say what it holds. A log not
+    """Replay ``contexts`` of one trial (``trial_id`` of the deployment's ``trials``), build
+    the packet with that trial's configuration, write the PDF, say what it holds. A log not
     read whole is refused (exit 3) unless ``allow_partial``."""
     from audit import replay
     from audit.replay import ReplayStats
     from audit.reports.facts import Reading, ReportError
     from audit.reports.render import write_pdf
-    from trial.config import load_trial
     from trialops.cli import _progress, report_reading
 
-    trial = load_trial()
+    trial = trials[trial_id]
     stats = ReplayStats(progress=_progress)
     partial = output.with_name(f"{output.name}.partial")
     try:
-        events = list(replay.recorded_events(Settings.reachable(), contexts, stats))
+        events = list(replay.trial_events(Settings.reachable(), contexts, stats, trial_id,
+                                          trials))
         reading = Reading(tuple(stats.halts), tuple(stats.quarantined))
         report = build(events, trial, reading)
         if reading.partial and not allow_partial:
@@ -108,6 +112,7 @@ def escalation_meeting(
     cohort: Annotated[str, typer.Option(help="The cohort the meeting reviews, e.g. DL2-IP.")],
     output: Annotated[Path, typer.Option(help="The PDF file to write.")],
     allow_partial: AllowPartial = False,
+    trial: TrialOption = None,
 ):
     """The dose-escalation meeting's packet for COHORT: its subjects (dose level, route,
     infusion, DLT-evaluable, DLT), the DLT adjudications with their signatures, its AEs by
@@ -120,6 +125,7 @@ def escalation_meeting(
         output,
         lambda events, trial, reading: build(events, trial, cohort, reading),
         allow_partial,
+        *chosen(trial),
     )
 
 
@@ -131,6 +137,7 @@ def safety_review(
     end: Annotated[str, typer.Option("--to", help="ISO 8601 time with zone: the period's end.")],
     output: Annotated[Path, typer.Option(help="The PDF file to write.")],
     allow_partial: AllowPartial = False,
+    trial: TrialOption = None,
 ):
     """The safety review committee's packet for a period of business time: AEs with onset in
     it by grade and attribution, the serious ones, the expedited reports and their clocks, the
@@ -141,6 +148,7 @@ def safety_review(
     from audit.reports.safety_review import safety_review as build
 
     first, last = aware_time("--from", start), aware_time("--to", end)
+    trial_id, trials = chosen(trial)
     try:
         check_period(first, last)  # before reading the log: the answer does not depend on it
     except ReportError as exc:
@@ -150,4 +158,6 @@ def safety_review(
         output,
         lambda events, trial, reading: build(events, trial, first, last, reading),
         allow_partial,
+        trial_id,
+        trials,
     )
