@@ -16,6 +16,7 @@ more entry once a deployment serves several (issue 13's "two trials"); today it 
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import threading
 import time
@@ -414,8 +415,18 @@ def _every_view_is_the_replay(stack: Stack, workers: dict[str, str]) -> None:
             eventually(same, timeout=90, interval=1)
         except AssertionError:
             tail = (stack.work_dir / f"{name_of_worker}.log").read_text(errors="replace")[-3000:]
-            said = call("GET", url, token=DEMO_READER)
+            got = live(url)
+            said = (_difference(got, expected) if got is not None
+                    else str(call("GET", url, token=DEMO_READER))[:1500])
+            where = {path: str(call("GET", f"{worker}{path}", token=DEMO_READER))[:2000]
+                     for path in ("/ready", "/projections")}
             raise AssertionError(
-                f"{name} through {name_of_worker} is not the replay:\n"
-                f"live   {str(said)[:1500]}\nreplay {expected[:1500]!r}\n{tail}"
+                f"{name} through {name_of_worker} is not the replay:\n{said}\n{where}\n{tail}"
             ) from None
+
+
+def _difference(live: bytes, replayed: bytes) -> str:
+    """The lines where the live document and the replay's differ (a unified diff)."""
+    lines = difflib.unified_diff(replayed.decode().splitlines(), live.decode().splitlines(),
+                                 "replay", "live", n=6, lineterm="")
+    return "\n".join(itertools.islice(lines, 120))
