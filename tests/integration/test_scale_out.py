@@ -1,6 +1,7 @@
-"""Scale-out on a three-node cluster (issue 13): two instances of the services and two Faust
-workers in one namespace, a bounded load sent to both instances, and the instance and the
-worker that hold the partitions SIGKILLed in the middle of it.
+"""Scale-out on a three-node cluster (issue 13): two trials (the shipped folder's, on topics of
+four partitions, decision 60), two instances of the services and two Faust workers in one
+namespace, a bounded load across both trials sent to both instances, and the instance holding
+the first trial and the worker holding its partition SIGKILLed in the middle of it.
 
 The survivors must take the partitions over (decisions 58 and 59); every acknowledged command's
 events must be on the log exactly once and nothing else of the clients' (by ``Idempotency-Key``
@@ -10,8 +11,8 @@ byte for byte. Started again, the killed instance and worker stand by for the su
 every projection asked through either worker is the replay's. The figures are printed for the
 record.
 
-The loads are planned per trial (``TRIALS``) and per instance, so that a second trial is one
-more entry once a deployment serves several (issue 13's "two trials"); today it serves one.
+The loads are planned per trial (``TRIALS``) and per instance; each trial's commands go to
+``/trials/<trial id>`` on whichever instance the client sends to.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import pytest
 from audit.replay import replay
 from audit.verify import verify
 from clients.http import DEMO_READER, call, wait_until_up
+from events.topics import event_topic, partition_of
 from infra.topic_admin import check_event_topics
 from projections.base import to_json
 from projections.catalog import NAMES
@@ -50,7 +52,7 @@ from tests.integration.helpers import (
     whole_view,
 )
 from tests.integration.test_faults import COMMAND_RETRY_SECONDS, Load, stack_on
-from trial.config import load_trial
+from trial.config import SHIPPED, load_trials
 from trialops.stack import Stack
 
 pytestmark = pytest.mark.kafka
@@ -70,11 +72,15 @@ class TrialPlan:
     dose_level: str
 
 
-TRIALS = (TrialPlan("NCT06623396", "MSK", "DL1-IP", "DL1"),)
-SUBJECTS_PER_CLIENT = 20
+TRIALS = (TrialPlan("NCT06623396", "MSK", "DL1-IP", "DL1"),
+          TrialPlan("NCT04577326", "MPM", "DL1-IP", "DL1"))
+PARTITIONS = 4
+"""The trials fall on partitions 1 and 3 of four (``events.topics.partition_of``)."""
+SUBJECTS_PER_CLIENT = 12
 ENROLLED_EVERY = 4
 """Every fourth subject of a client goes the whole way (pre-screening, consent, eligibility)
-and asks for a slot in the trial's cohort: 10 candidates for its slots, from two clients."""
+and asks for a slot in its trial's cohort: 6 candidates for each cohort's 3 slots, from two
+clients."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +108,8 @@ def journey(subject_id: str, plan: TrialPlan, enrols: bool) -> list[Command]:
             Command("/enrollment/enrollments",
                     {"subject_id": subject_id, "cohort_id": plan.cohort_id}, COORDINATOR),
         ]
-    return commands
+    at = f"/trials/{plan.trial_id}"
+    return [Command(at + c.path, c.body, c.token, c.key) for c in commands]
 
 
 @dataclass
@@ -165,12 +172,13 @@ class Client(Load):
                         self.acknowledged.append(command.key)
                         self.ack_times.append(time.monotonic())
                         self.events_of_key[command.key] = len(answer["events"])
-                        if command.path == "/enrollment/enrollments":
+                        if command.path.endswith("/enrollment/enrollments"):
                             self.enrolled.append(subject_id)
                         continue
                     # The one refusal expected: the cohort is full (its slots went to others)
                     assert (status, answer.get("error"), command.path) == (
-                        409, "cohort-capacity", "/enrollment/enrollments"), (command, answer)
+                        409, "cohort-capacity",
+                        f"/trials/{self.plan.trial_id}/enrollment/enrollments"), (command, answer)
                     self.refused[command.key] = answer
         finally:
             self.done.set()
@@ -185,44 +193,61 @@ def ready(url: str) -> tuple[int, dict] | None:
         return None
 
 
-def roles(urls: dict[str, str]) -> tuple[str, str] | None:
-    """(holder, standby) once both answer ready, one without ``standby_for`` and the other
-    standing by for it; else None."""
-    said = {}
-    for name, url in urls.items():
-        answer = ready(url)
-        if answer is None or answer[0] != 200:
+def holds(url: str, trial_id: str | None = None) -> bool:
+    """Whether the instance at ``url`` holds ``trial_id`` (every trial, when None)."""
+    trials = [p.trial_id for p in TRIALS] if trial_id is None else [trial_id]
+    for trial in trials:
+        try:
+            said = call("GET", f"{url}/ready?trial_id={trial}", token=DEMO_READER, timeout=10)
+        except OSError:
+            return False
+        if said[0] != 200 or "standby_for" in said[1]:
+            return False
+    return True
+
+
+def trial_holders(urls: dict[str, str]) -> dict[str, str] | None:
+    """Which instance holds each trial, once every trial is held by one and the others stand by
+    for it; else None."""
+    found = {}
+    for plan in TRIALS:
+        holding = [name for name, url in urls.items() if holds(url, plan.trial_id)]
+        if len(holding) != 1:
             return None
-        said[name] = answer[1]
-    standbys = [n for n, body in said.items() if "standby_for" in body]
-    if len(standbys) != 1:
-        return None
-    [standby] = standbys
-    [holder] = [n for n in urls if n != standby]
-    return (holder, standby) if said[standby]["standby_for"] == urls[holder] else None
+        found[plan.trial_id] = holding[0]
+    return found
 
 
-def holds(url: str) -> bool:
-    said = ready(url)
-    return said is not None and said[0] == 200 and "standby_for" not in said[1]
+def worker_holding(urls: dict[str, str], topic: str, partition: int) -> str | None:
+    """The worker whose ``/ready`` lists ``topic:partition`` among its assigned partitions."""
+    holding = []
+    for name, url in urls.items():
+        said = ready(url)
+        if said is not None and said[0] == 200 and f"{topic}:{partition}" in said[1]["lag"]:
+            holding.append(name)
+    return holding[0] if len(holding) == 1 else None
 
 
 def open_cohorts(url: str) -> None:
     """The review opens each trial's first cohort, at the design's start level (no
     recommendation to cite: the protocol's own start)."""
     for plan in TRIALS:
-        status, answer = call("POST", f"{url}/enrollment/cohorts", {
+        status, answer = call("POST", f"{url}/trials/{plan.trial_id}/enrollment/cohorts", {
             "cohort_id": plan.cohort_id, "dose_level": plan.dose_level, "occurred_at": NOW,
         }, token=INVESTIGATOR)
         assert status == 201, answer
 
 
 @pytest.mark.parametrize("own_broker", [3], indirect=True)
-def test_a_killed_holder_instance_and_worker_leave_the_trial_whole_to_the_survivors(
-    own_broker, tmp_path, capsys
+def test_a_killed_holder_instance_and_worker_leave_the_trials_whole_to_the_survivors(
+    own_broker, tmp_path, capsys, monkeypatch
 ):
-    # Given a three-node cluster (event topics with 3 replicas, 2 in sync), two instances of
-    # the services and two workers, all in one namespace
+    # Given a three-node cluster (event topics with 3 replicas, 2 in sync), two trials on
+    # topics of four partitions, two instances of the services and two workers, all in one
+    # namespace
+    monkeypatch.setenv("TRIALOPS_TRIALS", str(SHIPPED.parent))
+    monkeypatch.setenv("TRIALOPS_PARTITIONS", str(PARTITIONS))
+    assert sorted(load_trials()) == sorted(plan.trial_id for plan in TRIALS)
     stack = stack_on(own_broker, tmp_path)
     try:
         assert check_event_topics(stack.settings.bootstrap_servers, stack.settings.namespace) == []
@@ -233,10 +258,19 @@ def test_a_killed_holder_instance_and_worker_leave_the_trial_whole_to_the_surviv
         workers = {"projections": stack.projections_url,
                    "worker-2": _spawn_worker(stack, "worker-2", _local_url(free_port()),
                                              data_dirs["worker-2"])}
-        # and one of each holds the partitions while the other stands by for it
-        holder, standby = eventually(lambda: roles(services), timeout=90, interval=0.5)
-        worker_holder, worker_standby = eventually(lambda: roles(workers), timeout=90,
-                                                   interval=0.5)
+        # and the instances share the trials, one each (the group shares the trials'
+        # partitions out evenly)
+        first = TRIALS[0].trial_id
+        held = eventually(lambda: trial_holders(services), timeout=90, interval=0.5)
+        assert sorted(held.values()) == sorted(services), held
+        holder = held[first]
+        [standby] = [name for name in services if name != holder]
+        # and one worker holds the first trial's partition
+        topic = event_topic("enrollment", stack.settings.namespace)
+        worker_holder = eventually(
+            lambda: worker_holding(workers, topic, partition_of(first, PARTITIONS)),
+            timeout=90, interval=0.5)
+        [worker_standby] = [name for name in workers if name != worker_holder]
         open_cohorts(services[standby])
 
         # When clients send a bounded load to both instances
@@ -258,20 +292,23 @@ def test_a_killed_holder_instance_and_worker_leave_the_trial_whole_to_the_surviv
         stack.kill(holder)
         stack.kill(worker_holder)
 
-        # Then the survivors take the partitions over
+        # Then the survivors take the partitions over: the instance holds both trials, the
+        # worker the first trial's partition
         eventually(lambda: holds(services[standby]), timeout=90, interval=0.25)
         service_takeover = time.monotonic() - killed_at
-        eventually(lambda: holds(workers[worker_standby]), timeout=120, interval=0.25)
+        eventually(lambda: worker_holding({worker_standby: workers[worker_standby]}, topic,
+                                          partition_of(first, PARTITIONS)),
+                   timeout=120, interval=0.25)
         worker_takeover = time.monotonic() - killed_at
         for thread in threads:
             thread.join(timeout=COMMAND_RETRY_SECONDS * 2)
         assert all(c.done.is_set() for c in clients)
-        assert holds(services[standby]) and holds(workers[worker_standby])
+        assert holds(services[standby])
 
         log = events_of(stack.settings, "enrollment")
         numbers = {
-            "faults": [f"SIGKILL {holder} (holding the writers' partitions)",
-                       f"SIGKILL {worker_holder} (holding the workers' partitions)"],
+            "faults": [f"SIGKILL {holder} (writing {first})",
+                       f"SIGKILL {worker_holder} (folding {first}'s partition)"],
             "acknowledged_before_the_kills": acknowledged_before,
             "enrolled_before_the_kills": enrolled_before,
             **_figures(clients, log),
@@ -295,10 +332,10 @@ def test_a_killed_holder_instance_and_worker_leave_the_trial_whole_to_the_surviv
         _spawn_service(stack, f"{holder}-again", services[holder])
         _spawn_worker(stack, f"{worker_holder}-again", workers[worker_holder],
                       data_dirs[worker_holder])
-        # Then they stand by for the survivors, which keep the partitions
-        assert eventually(lambda: roles(services), timeout=90, interval=0.5) == (standby, holder)
-        assert eventually(lambda: roles(workers), timeout=90, interval=0.5) == (
-            worker_standby, worker_holder)
+        # Then the group shares the trials out again, each instance and worker answering
+        eventually(lambda: trial_holders(services), timeout=90, interval=0.5)
+        eventually(lambda: all(ready(u) is not None and ready(u)[0] == 200
+                               for u in workers.values()), timeout=90, interval=0.5)
         # and every projection, asked through either worker, is the replay's
         _every_view_is_the_replay(stack, {worker_standby: workers[worker_standby],
                                           f"{worker_holder}-again": workers[worker_holder]})
@@ -372,22 +409,24 @@ def _each_acknowledged_command_once(clients: list[Client], log: list) -> None:
 
 
 def _no_cohort_overbooked(clients: list[Client], log: list) -> None:
-    # Source: the trial file's escalation.cohort_size (3: the 3+3 design, DOMAIN.md section 4)
-    size = load_trial().escalation.cohort_size
-    capacity = {e.payload["cohort_id"]: e.payload["capacity"] for e in log
+    # Source: each trial file's escalation.cohort_size (3 in both: the 3+3 design, DOMAIN.md
+    # section 4, and NCT04577326's groups of three)
+    trials = load_trials()
+    size = {t: trials[t].escalation.cohort_size for t in trials}
+    capacity = {(e.trial_id, e.payload["cohort_id"]): e.payload["capacity"] for e in log
                 if e.event_type == "CohortOpened"}
-    assert capacity == {plan.cohort_id: size for plan in TRIALS}
+    assert capacity == {(p.trial_id, p.cohort_id): size[p.trial_id] for p in TRIALS}
     held: Counter = Counter()
     for e in log:
         if e.event_type == "SubjectEnrolled":
-            held[e.payload["cohort_id"]] += 1
+            held[(e.trial_id, e.payload["cohort_id"])] += 1
         elif e.event_type in ("SlotReleased", "CohortExpanded"):
             raise AssertionError(f"the load neither withdraws nor expands: {e.event_type}")
-    # Ten candidates raced for each cohort's slots: every slot taken, none twice
-    assert held == {plan.cohort_id: size for plan in TRIALS}, held
+    # Six candidates raced for each cohort's slots: every slot taken, none twice
+    assert held == {(p.trial_id, p.cohort_id): size[p.trial_id] for p in TRIALS}, held
     enrolled = sorted(e.payload["subject_id"] for e in log if e.event_type == "SubjectEnrolled")
     assert enrolled == sorted(s for c in clients for s in c.enrolled)
-    slots = [(e.payload["cohort_id"], e.payload["slot"]) for e in log
+    slots = [(e.trial_id, e.payload["cohort_id"], e.payload["slot"]) for e in log
              if e.event_type == "SubjectEnrolled"]
     assert len(set(slots)) == len(slots), slots
 
@@ -397,10 +436,14 @@ def _every_view_is_the_replay(stack: Stack, workers: dict[str, str]) -> None:
     # ``now`` in the replay.
     as_of = datetime.now(UTC).replace(microsecond=0)
     query = f"as_of={as_of.isoformat().replace('+00:00', 'Z')}"
-    replayed = {name: to_json(replay(stack.settings, name, now=as_of)) for name in NAMES}
-    for (name_of_worker, worker), name in itertools.product(workers.items(), NAMES):
-        expected = replayed[name]
-        url = f"{worker}/projections/{name}?{query}"
+    trials = load_trials()
+    replayed = {(t, name): to_json(replay(stack.settings, name, now=as_of, trial_id=t,
+                                         trials=trials))
+                for t in trials for name in NAMES}
+    for (name_of_worker, worker), (trial_id, name) in itertools.product(workers.items(),
+                                                                       replayed):
+        expected = replayed[(trial_id, name)]
+        url = f"{worker}/projections/{name}?{query}&trial_id={trial_id}"
 
         def live(url: str = url) -> bytes | None:
             try:
@@ -421,7 +464,8 @@ def _every_view_is_the_replay(stack: Stack, workers: dict[str, str]) -> None:
             where = {path: str(call("GET", f"{worker}{path}", token=DEMO_READER))[:2000]
                      for path in ("/ready", "/projections")}
             raise AssertionError(
-                f"{name} through {name_of_worker} is not the replay:\n{said}\n{where}\n{tail}"
+                f"{name} of {trial_id} through {name_of_worker} is not the replay:\n{said}\n"
+                f"{where}\n{tail}"
             ) from None
 
 
