@@ -88,13 +88,7 @@ def configured_replication_factor() -> int | None:
     value = os.environ.get(REPLICATION_ENV, "").strip()
     if not value:
         return None
-    try:
-        factor = int(value)
-    except ValueError:
-        raise ValueError(f"{REPLICATION_ENV}={value!r} is not a whole number") from None
-    if factor < 1:
-        raise ValueError(f"{REPLICATION_ENV}={value!r}: the replication factor must be >= 1")
-    return factor
+    return _whole_number(REPLICATION_ENV, value, "the replication factor must be >= 1")
 
 
 def wanted_replication(brokers: int) -> int:
@@ -227,14 +221,19 @@ partition depends on the count."""
 
 
 def configured_partitions() -> int:
-    raw = os.environ.get(PARTITIONS_ENV, "1")
+    return _whole_number(PARTITIONS_ENV, os.environ.get(PARTITIONS_ENV, "").strip() or "1",
+                         "a topic has at least one partition")
+
+
+def _whole_number(name: str, value: str, at_least_one: str) -> int:
+    """``value`` of the environment variable ``name`` as a whole number of at least 1."""
     try:
-        count = int(raw)
+        number = int(value)
     except ValueError:
-        raise ValueError(f"{PARTITIONS_ENV}={raw!r} is not a whole number") from None
-    if count < 1:
-        raise ValueError(f"{PARTITIONS_ENV}={count}: a topic has at least one partition")
-    return count
+        raise ValueError(f"{name}={value!r} is not a whole number") from None
+    if number < 1:
+        raise ValueError(f"{name}={value!r}: {at_least_one}")
+    return number
 
 
 def ensure_topics(

@@ -13,7 +13,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
 import pytest
 from typer.testing import CliRunner
 
@@ -28,10 +27,16 @@ from events.dosing import InfusionRecorded
 from events.envelope import to_bytes
 from events.registry import Recorded
 from projections.inbox import inbox
-from trial.config import SHIPPED, TrialConfig, load_trials
+from trial.config import TrialConfig, load_trials
 from trialops.cli import app
 
-from .test_projections_per_trial import SECOND_TRIAL, SECOND_WINDOW_DAYS, SHIPPED_TRIAL, trial_log
+from .test_projections_per_trial import (
+    SECOND_TRIAL,
+    SECOND_WINDOW_DAYS,
+    SHIPPED_TRIAL,
+    trial_log,
+    two_trial_files,
+)
 
 TRIALS = (SHIPPED_TRIAL, SECOND_TRIAL)
 
@@ -39,13 +44,7 @@ TRIALS = (SHIPPED_TRIAL, SECOND_TRIAL)
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
     """A deployment's folder of two trial files (TRIALOPS_TRIALS)."""
-    folder = tmp_path_factory.mktemp("trials")
-    (folder / "shipped.json").write_bytes(SHIPPED.read_bytes())
-    data = orjson.loads(SHIPPED.read_bytes())
-    data["trial_id"] = SECOND_TRIAL
-    data["dlt"]["window_days"] = SECOND_WINDOW_DAYS
-    (folder / "second.json").write_bytes(orjson.dumps(data))
-    return folder
+    return two_trial_files(tmp_path_factory.mktemp("trials"))
 
 
 @pytest.fixture(scope="module")

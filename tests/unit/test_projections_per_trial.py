@@ -68,15 +68,20 @@ def test_the_two_trials_sit_in_different_partitions():
     assert partition_of(SHIPPED_TRIAL, PARTITIONS) != partition_of(SECOND_TRIAL, PARTITIONS)
 
 
-@pytest.fixture(scope="module")
-def trials(tmp_path_factory) -> dict[str, TrialConfig]:
-    folder = tmp_path_factory.mktemp("trials")
+def two_trial_files(folder: Path) -> Path:
+    """``folder`` made a deployment's folder of two trial files (TRIALOPS_TRIALS): the shipped
+    one, and a copy as ``SECOND_TRIAL`` with a DLT window of ``SECOND_WINDOW_DAYS``."""
     (folder / "shipped.json").write_bytes(SHIPPED.read_bytes())
     data = orjson.loads(SHIPPED.read_bytes())
     data["trial_id"] = SECOND_TRIAL
     data["dlt"]["window_days"] = SECOND_WINDOW_DAYS
     (folder / "second.json").write_bytes(orjson.dumps(data))
-    return load_trials(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trials(tmp_path_factory) -> dict[str, TrialConfig]:
+    return load_trials(two_trial_files(tmp_path_factory.mktemp("trials")))
 
 
 def trial_log(trial_id: str, seed: int, first_event: int) -> list[Entry]:

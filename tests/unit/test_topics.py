@@ -71,3 +71,22 @@ def test_event_topic_refuses_an_unknown_context(context):
         event_topic(context)
 
     assert repr(context) in str(refused.value)
+
+
+def test_context_topics_get_the_partitions_asked_for_and_the_checkpoints_one(monkeypatch):
+    # Decision 60: a trial's partition is the same number in every context topic
+    from infra.topic_admin import configured_partitions
+
+    specs = catalogue("ns", 4)
+    assert {spec.partitions for spec in specs if spec.name.endswith(".events")} == {4}
+    assert [spec.partitions for spec in specs if spec.name == "ns.checkpoints"] == [1]
+    monkeypatch.delenv("TRIALOPS_PARTITIONS", raising=False)
+    assert configured_partitions() == 1
+    monkeypatch.setenv("TRIALOPS_PARTITIONS", "4")
+    assert configured_partitions() == 4
+    for wrong in ("0", "four", "-2"):
+        monkeypatch.setenv("TRIALOPS_PARTITIONS", wrong)
+        with pytest.raises(ValueError, match="TRIALOPS_PARTITIONS"):
+            configured_partitions()
+    with pytest.raises(ValueError):
+        catalogue("ns", 0)
