@@ -190,7 +190,7 @@ def build_app(
         following = asyncio.ensure_future(writers.follow())
         yield
         following.cancel()
-        await writers.release_all()
+        await writers.release_all(stopping=True)
         # Leaving the group moves the partitions to another instance at once.
         await asyncio.to_thread(group.stop)
 

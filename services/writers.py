@@ -146,13 +146,16 @@ class Writers:
         await self.started(trial_id, handlers)
         self._recovering[trial_id] = asyncio.ensure_future(self._recover(trial_id, handlers))
 
-    async def release(self, trial_id: str) -> None:
+    async def release(self, trial_id: str, stopping: bool = False) -> None:
         handlers = self.terms.pop(trial_id, None)
         self.term_partition.pop(trial_id, None)
         if handlers is None:
             return
-        log.warning("writers: the group moved trial %s to %s; this instance stands by for it",
-                    trial_id, self.holder(trial_id) or "another member")
+        if stopping:
+            log.warning("writers: stopping: trial %s's writers close", trial_id)
+        else:
+            log.warning("writers: the group moved trial %s to %s; this instance stands by for "
+                        "it", trial_id, self.holder(trial_id) or "another member")
         recovering = self._recovering.pop(trial_id, None)
         if recovering is not None:
             recovering.cancel()
@@ -163,9 +166,9 @@ class Writers:
                 log.exception("%s: no snapshot written at release", handler.context)
             handler.close()
 
-    async def release_all(self) -> None:
+    async def release_all(self, stopping: bool = False) -> None:
         for trial_id in sorted(self.terms):
-            await self.release(trial_id)
+            await self.release(trial_id, stopping)
 
     async def _recover(self, trial_id: str, handlers: Handlers) -> None:
         while True:
