@@ -107,7 +107,9 @@ IN_MEMORY = frozenset(
 """Tables kept in memory: their keys are few (partitions, cohorts, dose levels, the waiting
 list) and rewritten often, which RocksDB pays for when it iterates (every old version and
 deleted key in its memtable). The others (stream heads, subjects, lots, adverse events) grow
-with the trial's history and live on disk."""
+with the trial's history and live on disk. A worker keeps no standby copy of them (see
+``table_standby_replicas``): Faust's memory store drops, when a recovery completes, the keys
+of every partition it does not hold actively."""
 
 
 class InMemoryTable(faust.Table):
@@ -215,6 +217,12 @@ def create_app(
         # after a crash. Heartbeats go every 3 s, so 20 s tolerates a few missed ones.
         broker_session_timeout=SESSION_TIMEOUT_SECONDS,
         broker_heartbeat_interval=3.0,
+        # No standby copies of the tables: a worker that takes partitions over reads their
+        # changelogs from the start, rather than going on from a copy it kept as a standby,
+        # which was found lacking what the dead holder had written (the scale-out test,
+        # decision 60: Faust's memory store drops a standby's keys when a recovery completes).
+        # A slower takeover, whole tables.
+        table_standby_replicas=0,
         # On shutdown and rebalance Faust waits by default until every event in flight is
         # processed; an agent halted at an unreadable record never finishes its event, so a
         # halted worker took its whole stop timeout to stop. Events in flight are redelivered
