@@ -10,6 +10,7 @@ must equal the replay. The figures are printed for the record.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import shutil
 import threading
@@ -136,7 +137,18 @@ def live_equals_replay(stack: Stack, settings: Settings) -> None:
         log = (stack.work_dir / "projections.log").read_text(errors="replace")[-3000:]
         raise AssertionError(f"the worker did not reach offset {last}: {status}\n{log}") from None
     live = whole_view(url)
-    assert to_json(replay(settings, "patient-timeline")) == live
+    replayed = to_json(replay(settings, "patient-timeline"))
+    if replayed != live:
+        log = (stack.work_dir / "projections.log").read_text(errors="replace")
+        (stack.work_dir / "live-timeline.json").write_bytes(live)
+        (stack.work_dir / "replayed-timeline.json").write_bytes(replayed)
+        raise AssertionError(
+            "the live patient timeline differs from the replay:\n"
+            + "\n".join(difflib.unified_diff(
+                replayed.decode().splitlines(), live.decode().splitlines(),
+                "replay", "live", lineterm="", n=2))[:6000]
+            + "\n--- the worker's log, its end:\n" + log[-6000:]
+        )
 
 
 def _end(settings: Settings, topic: str) -> int:
