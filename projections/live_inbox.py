@@ -169,13 +169,3 @@ def serve_inboxes(app: Any, desks: Mapping[str, tuple[LiveDesk, TrialConfig]],
         return web.json(body)
 
     app.page("/projections/inbox", name="view-inbox")(view)
-
-
-def alerts_off(trials: Mapping[str, Any]) -> str:
-    """For a worker of several trials: what ``/ready`` says of the alerts, which stay off. The
-    notifier raises an alert through the services with the one trial file's roles and clocks;
-    raising them per trial is not built yet (decision 61)."""
-    why = (f"alerts are raised for a deployment of one trial; this one runs trials "
-           f"{', '.join(sorted(trials))}: not yet per trial")
-    log.warning("%s", why)
-    return f"off: {why}"

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -219,8 +219,11 @@ class Notifier:
             log.error("alert %s: %s", alert.alert_id, problem)
             return await self._outcome(alert, attempts, now, {"outcome": "failed",
                                                               "problem": problem})
-        body = orjson.dumps(alert.as_json()).decode()
-        title = f"trialops {alert.stage}: {alert.item.kind} {alert.item.subject} [{alert.alert_id}]"
+        # The trial first: with several trials one channel may hear from each (decision 64).
+        trial_id = self.trial.trial_id
+        body = orjson.dumps({"trial_id": trial_id, **alert.as_json()}).decode()
+        title = (f"trialops {trial_id} {alert.stage}: {alert.item.kind} {alert.item.subject} "
+                 f"[{alert.alert_id}]")
         refused = []
         for name in names:
             if name in attempts.accepted:
@@ -267,8 +270,9 @@ class Notifier:
         return False
 
 
-def http_post(settings: AlertSettings) -> Post:
-    """POST to the command services as the notifier user."""
+def http_post(settings: AlertSettings, trial_path: str = "") -> Post:
+    """POST to the command services as the notifier user; ``trial_path`` (``/trials/<id>``)
+    before every route when the deployment runs several trials (decision 60)."""
     import aiohttp
 
     async def post(path: str, body: dict[str, Any], key: str | None) -> tuple[int, Any]:
@@ -279,7 +283,8 @@ def http_post(settings: AlertSettings) -> Post:
         timeout = aiohttp.ClientTimeout(total=30)
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session, session.post(
-                f"{settings.service_url}{path}", data=orjson.dumps(body), headers=headers
+                f"{settings.service_url}{trial_path}{path}", data=orjson.dumps(body),
+                headers=headers,
             ) as answer:
                 raw = await answer.read()
                 return answer.status, (orjson.loads(raw) if raw else None)
@@ -290,11 +295,13 @@ def http_post(settings: AlertSettings) -> Post:
 
 
 def schedule_alerts(app: Any, live: LiveDesk, trial: TrialConfig,
-                    settings: AlertSettings) -> Notifier:
+                    settings: AlertSettings, *, one_of_several: bool = False) -> Notifier:
     """Registers the alerts' timer on the worker (the leader only, so two workers of one
-    group do not both send). ``AlertsConfigError`` when the alerts file is unusable."""
+    group do not both send). ``AlertsConfigError`` when the alerts file is unusable. With
+    ``one_of_several`` the trial's commands go to ``/trials/<id>`` (decision 64)."""
     channels = Channels(settings.channels_file)
-    notifier = Notifier(live, trial, channels, http_post(settings),
+    trial_path = f"/trials/{trial.trial_id}" if one_of_several else ""
+    notifier = Notifier(live, trial, channels, http_post(settings, trial_path),
                         name=str(app.conf.id),
                         notifications_topic=event_topic(NOTIFICATIONS, live.settings.namespace))
     if untagged := channels.untagged_roles(sorted({r for rs in trial.permissions.values()
@@ -313,7 +320,8 @@ def schedule_alerts(app: Any, live: LiveDesk, trial: TrialConfig,
     return notifier
 
 
-def start_alerts(app: Any, live: LiveDesk, trial: TrialConfig, *, demo: bool) -> str:
+def start_alerts(app: Any, live: LiveDesk, trial: TrialConfig, *, demo: bool,
+                 one_of_several: bool = False) -> str:
     """Starts the alerts when an alerts file is configured; what ``/ready`` says of them. A
     configuration that cannot be used turns the alerts off, said in the log and on
     ``/ready``, and the worker serves the board all the same."""
@@ -321,8 +329,22 @@ def start_alerts(app: Any, live: LiveDesk, trial: TrialConfig, *, demo: bool) ->
         settings = AlertSettings.from_env(demo=demo)
         if settings is None:
             return "off: no alerts file is configured"
-        schedule_alerts(app, live, trial, settings)
+        schedule_alerts(app, live, trial, settings, one_of_several=one_of_several)
     except AlertsConfigError as exc:
         log.error("alerts are off: %s", exc)
         return f"off: {exc}"
     return "on"
+
+
+def start_trials_alerts(app: Any, desks: Mapping[str, tuple[LiveDesk, TrialConfig]], *,
+                        demo: bool) -> str:
+    """A worker of several trials: one notifier per trial, each ticking over its trial's desk
+    with its trial file's roles and clocks and raising through ``/trials/<id>`` as the
+    notifier user of that trial's access log (decision 64). What ``/ready`` says: one word
+    for all when they agree, else each trial's."""
+    said = {trial_id: start_alerts(app, live, trial, demo=demo, one_of_several=True)
+            for trial_id, (live, trial) in sorted(desks.items())}
+    words = set(said.values())
+    if len(words) == 1:
+        return words.pop()
+    return "; ".join(f"{trial_id}: {word}" for trial_id, word in said.items())

@@ -38,9 +38,9 @@ from projections.applying import Batch, count_dead_letter, dead_letter_counts
 from projections.base import of_trial
 from projections.catalog import build_trials, fold_version
 from projections.faust_kafka import ReadCommittedTransport, take_batches
-from projections.live_inbox import LiveDesk, alerts_off, serve_inbox, serve_inboxes
+from projections.live_inbox import LiveDesk, serve_inbox, serve_inboxes
 from projections.metrics import CONTENT_TYPE, WorkerState, applied_counter, exposition
-from projections.notifier import start_alerts
+from projections.notifier import start_alerts, start_trials_alerts
 from projections.owner import (
     HOLDING_FILE,
     SESSION_TIMEOUT_SECONDS,
@@ -447,11 +447,12 @@ def create_app(
         # 52). An unusable alerts configuration turns the alerts off (said on /ready).
         alerts = start_alerts(app, live_inbox, trial, demo=users is UserDirectory.demo())
     else:
-        # One desk per trial, each folding its trial's events only (decision 61); the alerts
-        # are for one trial's deployment yet.
-        serve_inboxes(app, {trial_id: (LiveDesk(settings, trial_id=trial_id), trial)
-                            for trial_id, trial in trials.items()}, readers_now)
-        alerts = alerts_off(trials)
+        # One desk per trial, each folding its trial's events only (decision 61), and one
+        # notifier per trial over it (decision 64).
+        desks = {trial_id: (LiveDesk(settings, trial_id=trial_id), trial)
+                 for trial_id, trial in trials.items()}
+        serve_inboxes(app, desks, readers_now)
+        alerts = start_trials_alerts(app, desks, demo=users is UserDirectory.demo())
 
     unassigned_checks = [0]
 

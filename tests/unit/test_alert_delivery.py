@@ -482,3 +482,117 @@ def test_an_alert_recorded_later_does_not_move_the_moment_the_live_inbox_can_be_
     desk.fold(notice(raised_event(), ON_THE_LAST_DAY, 1))
     assert desk.latest == latest == fatal_ae().envelope.recorded_at
     assert ALERT_ID in desk.notifications.raised
+
+
+# Several trials in one deployment (decision 64): a notifier per trial.
+
+SECOND_TRIAL = "NCT00000001"
+
+
+class RecordingServices:
+    """The command services' HTTP port as the notifier reaches it: every POST's path and body
+    kept, each answered 201 (what the raise and the record answer when they append)."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.posted: list[tuple[str, dict[str, Any], str | None]] = []
+        posted = self.posted
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                posted.append((self.path, orjson.loads(self.rfile.read(length)),
+                               self.headers.get("Authorization")))
+                answer = b'{"events": []}'
+                self.send_response(201)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *_args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_worker_of_several_trials_raises_each_trials_alerts_through_that_trials_routes(
+    monkeypatch, tmp_path
+):
+    from infra.alerts import SERVICE_URL_ENV
+    from projections.notifier import start_trials_alerts
+
+    services = RecordingServices()
+    try:
+        monkeypatch.setenv(ALERTS_FILE_ENV, str(channels_file(tmp_path, 0o600)))
+        monkeypatch.setenv(NOTIFIER_TOKEN_ENV, "secret-notifier-token")
+        monkeypatch.setenv(SERVICE_URL_ENV, services.url)
+        first = load_trial()
+        second = first.model_copy(update={"trial_id": SECOND_TRIAL})
+        app = StandInApp()
+        # Given each trial's desk holding a fatal AE of the same id (AE-0007-01)
+        desks = {trial.trial_id: (StandInDesk(desk_with_ae()), trial)
+                 for trial in (first, second)}
+        for live, _trial in desks.values():
+            live.settings = SimpleNamespace(namespace="trialops")  # type: ignore[attr-defined]
+        assert start_trials_alerts(app, desks, demo=False) == "on"  # type: ignore[arg-type]
+
+        # When every registered timer ticks once
+        assert [(interval, leader) for interval, leader, _fn in app.timers] == [(60, True)] * 2
+        for _interval, _leader, alert in app.timers:
+            asyncio.run(alert())
+
+        # Then each trial's alerts (the AE's reports, overdue by now) were raised, and their
+        # outcomes recorded, under that trial's routes only, the same alerts in both
+        def alerts_of(trial_id: str, route: str) -> list[str]:
+            return sorted(body["alert_id"] for path, body, _auth in services.posted
+                          if path == f"/trials/{trial_id}/notifications/{route}")
+
+        raised = alerts_of(first.trial_id, "alerts")
+        assert ALERT_ID.replace("approaching", "overdue") in raised
+        assert alerts_of(SECOND_TRIAL, "alerts") == raised
+        assert alerts_of(first.trial_id, "alert-deliveries") == raised
+        assert alerts_of(SECOND_TRIAL, "alert-deliveries") == raised
+        assert len(services.posted) == 4 * len(raised)  # nothing posted outside the two
+        assert {auth for _p, _b, auth in services.posted} == {"Bearer secret-notifier-token"}
+    finally:
+        services.close()
+
+
+def test_with_one_trial_the_routes_have_no_trial_prefix(monkeypatch, tmp_path):
+    from infra.alerts import SERVICE_URL_ENV
+
+    services = RecordingServices()
+    try:
+        monkeypatch.setenv(ALERTS_FILE_ENV, str(channels_file(tmp_path, 0o600)))
+        monkeypatch.setenv(NOTIFIER_TOKEN_ENV, "secret-notifier-token")
+        monkeypatch.setenv(SERVICE_URL_ENV, services.url)
+        app = StandInApp()
+        live = StandInDesk(desk_with_ae())
+        live.settings = SimpleNamespace(namespace="trialops")  # type: ignore[attr-defined]
+        assert start_alerts(app, live, load_trial(), demo=False) == "on"  # type: ignore[arg-type]
+        [(_interval, _leader, alert)] = app.timers
+        asyncio.run(alert())
+        assert {path for path, _b, _a in services.posted} == {
+            "/notifications/alerts", "/notifications/alert-deliveries"}
+    finally:
+        services.close()
+
+
+def test_the_channel_hears_which_trial_an_alert_is_for():
+    second = load_trial().model_copy(update={"trial_id": SECOND_TRIAL})
+    channels, services = StandInChannels(), StandInServices()
+    notifier = Notifier(StandInDesk(desk_with_ae()), second, channels,  # type: ignore[arg-type]
+                        services.post, clock=lambda: ON_THE_LAST_DAY)
+    assert asyncio.run(notifier.tick()) == 1
+    [(_name, title, body)] = channels.sent
+    assert title.startswith(f"trialops {SECOND_TRIAL} approaching: ")
+    assert body["trial_id"] == SECOND_TRIAL and body["alert_id"] == ALERT_ID
