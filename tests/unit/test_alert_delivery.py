@@ -542,8 +542,8 @@ def test_a_worker_of_several_trials_raises_each_trials_alerts_through_that_trial
         desks = {trial.trial_id: (StandInDesk(desk_with_ae()), trial)
                  for trial in (first, second)}
         for live, _trial in desks.values():
-            live.settings = SimpleNamespace(namespace="trialops")  # type: ignore[attr-defined]
-        assert start_trials_alerts(app, desks, demo=False) == "on"  # type: ignore[arg-type]
+            live.settings = SimpleNamespace(namespace="trialops")
+        assert start_trials_alerts(app, desks, demo=False) == "on"
 
         # When every registered timer ticks once
         assert [(interval, leader) for interval, leader, _fn in app.timers] == [(60, True)] * 2
@@ -577,8 +577,8 @@ def test_with_one_trial_the_routes_have_no_trial_prefix(monkeypatch, tmp_path):
         monkeypatch.setenv(SERVICE_URL_ENV, services.url)
         app = StandInApp()
         live = StandInDesk(desk_with_ae())
-        live.settings = SimpleNamespace(namespace="trialops")  # type: ignore[attr-defined]
-        assert start_alerts(app, live, load_trial(), demo=False) == "on"  # type: ignore[arg-type]
+        live.settings = SimpleNamespace(namespace="trialops")
+        assert start_alerts(app, live, load_trial(), demo=False) == "on"
         [(_interval, _leader, alert)] = app.timers
         asyncio.run(alert())
         assert {path for path, _b, _a in services.posted} == {
@@ -590,7 +590,7 @@ def test_with_one_trial_the_routes_have_no_trial_prefix(monkeypatch, tmp_path):
 def test_the_channel_hears_which_trial_an_alert_is_for():
     second = load_trial().model_copy(update={"trial_id": SECOND_TRIAL})
     channels, services = StandInChannels(), StandInServices()
-    notifier = Notifier(StandInDesk(desk_with_ae()), second, channels,  # type: ignore[arg-type]
+    notifier = Notifier(StandInDesk(desk_with_ae()), second, channels,
                         services.post, clock=lambda: ON_THE_LAST_DAY)
     assert asyncio.run(notifier.tick()) == 1
     [(_name, title, body)] = channels.sent
