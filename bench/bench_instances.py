@@ -68,6 +68,7 @@ from bench.worker_process import Worker
 from clients.http import call, wait_until_up
 from infra.settings import Settings
 from infra.topic_admin import check_event_topics, ensure_topics
+from trial.config import load_trials
 
 NODES = 3
 REPLICAS = 3
@@ -225,6 +226,27 @@ class CommandRun:
     standby: str = ""
     standby_for: str = ""
     logs: str = ""
+    trials: list[str] = field(default_factory=list)
+    held: dict[str, list[str]] = field(default_factory=dict)
+    """Per instance URL, the trials it wrote during the two-instance step."""
+    two_sent_to: list[tuple[str, str]] = field(default_factory=list)
+    """With several trials, per part of the two-instance step: the instance and the trial."""
+
+
+def standing_by(ready: dict) -> str:
+    """Whom an instance's ``/ready`` says it stands by for (one trial, or any of several)."""
+    if "standby_for" in ready:
+        return str(ready["standby_for"])
+    for body in (ready.get("trials") or {}).values():
+        if isinstance(body, dict) and body.get("standby_for"):
+            return str(body["standby_for"])
+    return ""
+
+
+def held(ready: dict) -> list[str]:
+    """The trials an instance's ``/ready`` says it writes (those it does not stand by for)."""
+    return sorted(t for t, body in (ready.get("trials") or {}).items()
+                  if isinstance(body, dict) and not body.get("standby_for"))
 
 
 def measure_commands(bootstrap: str, args: argparse.Namespace, result: CommandRun) -> None:
@@ -234,6 +256,16 @@ def measure_commands(bootstrap: str, args: argparse.Namespace, result: CommandRu
     result.logs = str(work_dir)
     per_client = max(1, args.commands // args.clients)
     services: list[Service] = []
+    trials = sorted(load_trials())
+    result.trials = trials
+
+    def urls(*instances: Service) -> list[str]:
+        """Where the clients post: with one trial each instance's root; with several, every
+        trial's commands spread over every instance (``/trials/<id>``), as clients that do not
+        know which instance writes a trial send them."""
+        if len(trials) == 1:
+            return [i.url for i in instances]
+        return [f"{i.url}/trials/{t}" for t in trials for i in instances]
 
     def step(urls: list[str], tag: str, warm_seconds: float = 0.0) -> list[Measured]:
         # A warm-up at the same load first (connections, token caches, the forwarding path;
@@ -254,14 +286,17 @@ def measure_commands(bootstrap: str, args: argparse.Namespace, result: CommandRu
         settle(bootstrap)
         say(f"a. one instance ready at {first.url} (namespace {settings.namespace}); "
             f"{args.clients} clients x {per_client} commands ...")
-        result.one = step([first.url], "A", args.warm_up)
+        result.one = step(urls(first), "A", args.warm_up)
 
         second = Service(settings, work_dir, "services-2")
         services.append(second)
         result.standby = second.url
         say(f"a. a second instance at {second.url} joins the writers' group ...")
         deadline = time.monotonic() + 180
-        while not (standby_for := second.ready().get("standby_for")):
+        # One trial: the second stands by for the first. Several: the group gives it its share
+        # of the trials (decision 59), and it stands by for the others.
+        while not ((standby_for := standing_by(second.ready()))
+                   and (len(trials) == 1 or held(second.ready()))):
             second.check_alive()
             first.check_alive()
             if time.monotonic() > deadline:
@@ -269,9 +304,14 @@ def measure_commands(bootstrap: str, args: argparse.Namespace, result: CommandRu
                                    f"{second.ready()}; its log: {second.log_path}")
             time.sleep(0.5)
         result.standby_for = standby_for
+        result.held = {first.url: held(first.ready()), second.url: held(second.ready())}
         settle(bootstrap)
         say(f"  it stands by for {standby_for}; {args.clients} clients split between the two")
-        result.two = step([first.url, second.url], "B")
+        sent_to = [(i.url, t) for t in trials for i in (first, second)]
+        result.two_sent_to = [where for where, count in
+                              zip(sent_to, split(args.clients, len(sent_to)), strict=True)
+                              if count]
+        result.two = step(urls(first, second), "B")
 
         say("a. the second instance stopped; one instance again ...")
         second.stop()
@@ -281,7 +321,7 @@ def measure_commands(bootstrap: str, args: argparse.Namespace, result: CommandRu
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{first.url}/ready: {first.ready()}")
             time.sleep(0.5)
-        result.again = step([first.url], "C")
+        result.again = step(urls(first), "C")
     finally:
         for service in reversed(services):
             service.stop()
@@ -302,9 +342,15 @@ def command_lines(result: CommandRun) -> list[str]:
                 f"p50 {p50:7.1f} ms   p99 {p99:7.1f} ms{refused}")
 
     lines = [f"a. commands (RegisterSubject), namespace {result.namespace}, the services' logs "
-             f"in {result.logs}",
+             f"in {result.logs}; trials: {', '.join(result.trials)}",
              line("one instance", result.one[-1])]
-    if result.two:
+    if result.two and len(result.trials) > 1:
+        *parts, whole = result.two
+        lines.append(line("two instances, all clients", whole))
+        for part, (instance, trial) in zip(parts, result.two_sent_to, strict=True):
+            writer = "writes it" if trial in result.held.get(instance, []) else "forwards"
+            lines.append(line(f"  {trial} via :{instance.rsplit(':', 1)[-1]} ({writer})", part))
+    elif result.two:
         direct, *forwarded, whole = result.two
         lines.append(line("two instances, all clients", whole))
         lines.append(line("  of which sent to the holder", direct))
@@ -318,6 +364,9 @@ def command_lines(result: CommandRun) -> list[str]:
         lines.append(f"  two / one: {ratio(result.two[-1].rate, base)} commands/s (against the "
                      f"mean of the one-instance steps, {base:,.1f}); the second instance stood "
                      f"by for {result.standby_for} (the first: {result.holder})")
+        if len(result.trials) > 1:
+            lines.append("  instances' trials in the two-instance step: " + "; ".join(
+                f"{url} writes {', '.join(ts) or 'none'}" for url, ts in result.held.items()))
     return lines
 
 
@@ -449,9 +498,17 @@ def apply_lines(runs: list[ApplyRun], events: int) -> list[str]:
 def main() -> None:
     args = parse_args()
     options = WorkloadOptions.from_args(args)
+    if args.trials:
+        # Read by the topics' creation here and by every child (decision 60).
+        os.environ["TRIALOPS_TRIALS"] = str(Path(__file__).resolve().parent.parent / "trial"
+                                            / "trials")
+        os.environ["TRIALOPS_PARTITIONS"] = "4"
+        if args.part == "all":
+            args.part = "commands"
+    applying = (f"; {args.events:,} events applied by one worker, two in one group, then one "
+                f"again; {options.describe()}" if args.part != "commands" else "")
     say(f"plan: {args.clients} clients x {args.commands // args.clients} commands against one "
-        f"serve, two, then one again; {args.events:,} events applied by one worker, two in one "
-        f"group, then one again; {options.describe()}")
+        f"serve, two, then one again{applying}")
     commands = CommandRun()
     applies = [ApplyRun(1), ApplyRun(2), ApplyRun(1)] if args.part in ("all", "projections") else []
     with three_node_cluster(args.heap) as bootstrap:
@@ -491,6 +548,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warm-up", type=float, default=20, metavar="SECONDS",
                         help="load before the first measured step (default 20)")
     parser.add_argument("--part", choices=("all", "commands", "projections"), default="all")
+    parser.add_argument("--trials", action="store_true",
+                        help="commands of the two shipped trials (trial/trials, topics of 4 "
+                             "partitions), each instance writing one; the commands' part only")
     parser.add_argument("--heap", default="320m", help="each broker's heap (default 320m)")
     parser.add_argument("--stall-timeout", type=float, default=300,
                         help="give a worker up after this many seconds without progress")
