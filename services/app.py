@@ -173,7 +173,7 @@ def build_app(
         lambda: [(h.context, bool(h.readiness()["ready"])) for h in writers.all_handlers()]
     ))
     first = next(iter(trials.values()))
-    add_description(app, [available[c] for c in chosen], first.roles_for)
+    add_description(app, [available[c] for c in chosen], first.roles_for, sorted(trials))
 
     async def lifecycle(_app: web.Application):
         loop = asyncio.get_running_loop()

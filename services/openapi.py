@@ -8,7 +8,7 @@ from elsewhere). Decision 44 says why it is built this way.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -121,10 +121,14 @@ ERRORS: dict[str, str] = {
 
 
 def document(
-    specs: Iterable[ServiceSpec], roles: Callable[[str], Iterable[str]] | None = None
+    specs: Iterable[ServiceSpec], roles: Callable[[str], Iterable[str]] | None = None,
+    trials: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document of a server wiring ``specs`` (and the routes every server has).
-    ``roles(command)`` names who may issue a command (the trial file), when known."""
+    ``roles(command)`` names who may issue a command (the trial file), when known. With
+    several ``trials`` the commands are served under ``/trials/{trial_id}`` (decision 60): the
+    document says so with a server whose variable takes the trial ids, and the routes every
+    server has keep the root."""
     specs = list(specs)
     routes = [(spec, route) for spec in specs for route in spec.routes]
     models = list(dict.fromkeys(route.model for _, route in routes))
@@ -149,9 +153,21 @@ def document(
     components.update(
         Problem=PROBLEM_SCHEMA, InvalidCommand=_INVALID, AppendedEvent=_EVENT, CommandAnswer=_ANSWER
     )
-    paths.update(_fixed_paths())
+    fixed = _fixed_paths()
+    servers: dict[str, Any] = {}
+    if len(trials) > 1:
+        servers = {"servers": [{
+            "url": "/trials/{trial_id}",
+            "description": "The trial the command is for: each trial has its own streams, "
+                           "users and rules",
+            "variables": {"trial_id": {"enum": list(trials), "default": trials[0]}},
+        }]}
+        for item in fixed.values():
+            item["servers"] = [{"url": "/"}]
+    paths.update(fixed)
     return {
         "openapi": "3.1.0",
+        **servers,
         "info": {
             "title": "trialops command services",
             "version": version(),
@@ -341,11 +357,11 @@ def _references(value: Any) -> set[str]:
 
 def add_description(
     app: web.Application, specs: Iterable[ServiceSpec],
-    roles: Callable[[str], Iterable[str]] | None = None,
+    roles: Callable[[str], Iterable[str]] | None = None, trials: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Serve the document of ``specs`` at ``/openapi.json`` and its page at ``/docs`` (both
     open to anyone: ``services.http.PUBLIC_PATHS``); built once, here."""
-    doc = document(specs, roles)
+    doc = document(specs, roles, trials)
     raw = orjson.dumps(doc)
     shown = page(doc)
 

@@ -103,3 +103,20 @@ def test_the_page_lists_every_route_without_fetching_anything():
         assert f"POST {route.path}</code>" in page
     assert "<script" not in page and "http://" not in page and "https://" not in page.replace(
         "https://trialops.example/problems/", "")
+
+
+def test_with_several_trials_the_commands_are_described_under_their_trials_path():
+    # Decision 60: with several trials a command goes to /trials/<trial id>/<route>.
+    trials = ["NCT04577326", "NCT06623396"]
+    doc = document(services().values(), TRIAL.roles_for, trials)
+    validate(doc)
+    [server] = doc["servers"]
+    assert server["url"] == "/trials/{trial_id}"
+    assert server["variables"]["trial_id"] == {"enum": trials, "default": trials[0]}
+    # The routes every server has stay at the root; a command's path has no server of its own
+    for path in ("/health", "/ready", "/openapi.json", "/docs", "/metrics"):
+        assert doc["paths"][path]["servers"] == [{"url": "/"}], path
+    assert "servers" not in doc["paths"]["/enrollment/subjects"]
+    # and one trial's document is as before: its commands at the root
+    assert "servers" not in DOC and "servers" not in DOC["paths"]["/health"]
+    assert document(services().values(), TRIAL.roles_for, trials[:1]) == DOC
