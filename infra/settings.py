@@ -54,6 +54,8 @@ def record_system(
     namespace: str | None = None,
     service_url: str | None = None,
     projections_url: str | None = None,
+    trials: str | None = None,
+    partitions: str | None = None,
 ) -> Path:
     """Record where the system's broker is (and its keys and, for ``up``, its servers), for
     the commands run after it."""
@@ -70,11 +72,19 @@ def record_system(
         "namespace": namespace,
         "service_url": service_url,
         "projections_url": projections_url,
+        RECORDED_ENV["trials"]: trials,
+        RECORDED_ENV["partitions"]: partitions,
     }
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(tmp, path)
     return path
+
+
+RECORDED_ENV = {"trials": "TRIALOPS_TRIALS", "partitions": "TRIALOPS_PARTITIONS"}
+"""What a recorded system ran with that the commands beside it read from the environment (the
+trials folder, ``trial.config.load_trials``; the partitions, ``infra.topic_admin``), keyed by
+the environment variable's name in the record."""
 
 
 def read_system() -> dict[str, Any] | None:
@@ -193,6 +203,12 @@ class Settings:
                              ("namespace", "TRIALOPS_NAMESPACE")):
                 if record is not None and record.get(key) and not os.environ.get(env):
                     values[key] = record[key]
+            # The recorded system's trials too (``up --trials``): a command run beside it reads
+            # the trials it runs, not the one trial of the shipped file. The environment is
+            # where every reader of the trials looks, so the record fills it where unset.
+            for env in RECORDED_ENV.values():
+                if record is not None and record.get(env) and not os.environ.get(env):
+                    os.environ[env] = str(record[env])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

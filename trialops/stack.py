@@ -24,7 +24,7 @@ from pathlib import Path
 
 from clients.http import DEMO_READER, get_bytes, wait_until_up
 from infra.keys import init_keys
-from infra.settings import Settings, answers, record_system, state_dir
+from infra.settings import RECORDED_ENV, Settings, answers, record_system, state_dir
 from infra.topic_admin import (
     PARTITIONS_ENV,
     check_event_topics,
@@ -270,6 +270,8 @@ def _record(stack: Stack, broker: object) -> None:
         namespace=stack.settings.namespace,
         service_url=stack.service_url,
         projections_url=stack.projections_url,
+        trials=os.environ.get(RECORDED_ENV["trials"]),
+        partitions=os.environ.get(RECORDED_ENV["partitions"]),
     )
 
 

@@ -21,8 +21,10 @@ from infra.settings import KAFKA_UNREACHABLE, KafkaNotFound, Settings, record_sy
 def state(tmp_path, monkeypatch):
     monkeypatch.setenv("TRIALOPS_STATE_DIR", str(tmp_path))
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "TRIALOPS_KEYRING", "TRIALOPS_WRITER_KEYS",
-                 "TRIALOPS_NAMESPACE"):
-        monkeypatch.delenv(name, raising=False)
+                 "TRIALOPS_NAMESPACE", "TRIALOPS_TRIALS", "TRIALOPS_PARTITIONS"):
+        # Set first, so that the end of the test unsets what ``Settings.from_env`` sets.
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     return tmp_path
 
 
@@ -230,3 +232,37 @@ def test_broker_status_without_a_name_lists_every_local_cluster(tmp_path):
         ["scratch", "stopped"], ["up", "stopped"]
     ]
     assert f"no local cluster is running (2 kept in {clusters})" in done.stderr
+
+
+def test_the_commands_beside_up_trials_read_the_trials_it_runs(state, listening, monkeypatch):
+    # `up --trials` runs the shipped folder's trials on topics of 4 partitions: a `trialops
+    # replay --trial` or `show` run beside it reads them too, without exporting anything
+    from trial.config import SHIPPED, load_trials
+
+    folder = str(SHIPPED.parent)
+    record_system(listening, started_by="trialops up", pids=[os.getpid()],
+                  keyring="/keys/keyring.json", trials=folder, partitions="4")
+    assert len(load_trials()) == 1  # nothing read yet: the shipped trial alone
+
+    Settings.from_env()
+
+    assert os.environ["TRIALOPS_TRIALS"] == folder
+    assert os.environ["TRIALOPS_PARTITIONS"] == "4"
+    assert sorted(load_trials()) == ["NCT04577326", "NCT06623396"]
+
+
+def test_trials_in_the_environment_win_and_a_one_trial_record_sets_none(
+    state, listening, monkeypatch, tmp_path
+):
+    record_system(listening, started_by="trialops up", pids=[os.getpid()],
+                  trials="/recorded/trials", partitions="4")
+    monkeypatch.setenv("TRIALOPS_TRIALS", str(tmp_path))
+    Settings.from_env()
+    assert os.environ["TRIALOPS_TRIALS"] == str(tmp_path)
+
+    monkeypatch.delenv("TRIALOPS_TRIALS")
+    monkeypatch.delenv("TRIALOPS_PARTITIONS")
+    record_system(listening, started_by="trialops up", pids=[os.getpid()])
+    Settings.from_env()
+    assert "TRIALOPS_TRIALS" not in os.environ and "TRIALOPS_PARTITIONS" not in os.environ
+
