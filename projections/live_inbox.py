@@ -26,8 +26,14 @@ from infra.kafka_io import Tail, load_quarantine
 from infra.keys import load_keyring
 from infra.settings import Settings
 from projections.inbox import DESK_CONTEXTS, Desk, Item, check_role, document
-from projections.views import _problem, _query_time, _trial_of, _unauthorized
-from services.auth import LiveUsers, UserDirectory
+from projections.views import (
+    Readers,
+    _not_a_reader_of,
+    _problem,
+    _query_time,
+    _trial_of,
+    _unauthorized,
+)
 from trial.config import TrialConfig
 
 log = logging.getLogger(__name__)
@@ -131,14 +137,13 @@ def answer(
     return document(items, role, as_of)
 
 
-def serve_inbox(app: Any, live: LiveDesk, trial: TrialConfig,
-                users: UserDirectory | LiveUsers) -> None:
+def serve_inbox(app: Any, live: LiveDesk, trial: TrialConfig, users: Readers) -> None:
     """Registers ``GET /projections/inbox`` on the worker, with the projections' auth."""
     serve_inboxes(app, {trial.trial_id: (live, trial)}, users)
 
 
 def serve_inboxes(app: Any, desks: Mapping[str, tuple[LiveDesk, TrialConfig]],
-                  users: UserDirectory | LiveUsers) -> None:
+                  users: Readers) -> None:
     """Registers ``GET /projections/inbox`` on the worker, with the projections' auth: per
     trial id, its desk (which folds that trial's events only when there are several) and its
     trial file. ``trial_id`` names the trial as on every view (decision 61)."""
@@ -148,6 +153,8 @@ def serve_inboxes(app: Any, desks: Mapping[str, tuple[LiveDesk, TrialConfig]],
             return refused
         trial_id, refused = _trial_of(web, request, desks)
         if refused is not None:
+            return refused
+        if refused := _not_a_reader_of(web, request, users, trial_id):
             return refused
         live, trial = desks[trial_id]
         try:

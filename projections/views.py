@@ -20,6 +20,7 @@ import aiohttp
 import orjson
 from aiohttp import web as aioweb
 
+from events.envelope import Actor
 from infra.forwarding import FORWARDED_BY
 from projections.applying import TrialTable, state_of, states
 from projections.base import Projection, to_json
@@ -92,7 +93,38 @@ def _answer_errors_as_problems(app) -> None:
         web_app.middlewares.insert(0, _OBSERVED)
 
 
-def _unauthorized(web, request, users: UserDirectory | LiveUsers):
+class TrialReaders:
+    """Who may read each trial's views: per trial id, that trial's users (its own access log,
+    seeded as the services seed it), so that a user of one trial is nobody in another trial's
+    views, as in its commands (decisions 60 and 65)."""
+
+    def __init__(self, by_trial: Mapping[str, UserDirectory | LiveUsers]) -> None:
+        self.by_trial = dict(by_trial)
+
+    def authenticate(self, token: str) -> Actor | None:
+        """The user the token names in some trial: enough to tell 401 from what follows before
+        the trial is read from the query; the trial's own users decide after."""
+        for users in self.by_trial.values():
+            if (actor := users.authenticate(token)) is not None:
+                return actor
+        return None
+
+    def for_trial(self, trial_id: str) -> UserDirectory | LiveUsers:
+        return self.by_trial[trial_id]
+
+
+Readers = UserDirectory | LiveUsers | TrialReaders
+
+
+def _not_a_reader_of(web, request, users: Readers, trial_id: str):
+    """Once the trial is known: with readers per trial, :func:`_unauthorized` against that
+    trial's users (a user of another trial only: 401, as the services answer)."""
+    if not isinstance(users, TrialReaders):
+        return None
+    return _unauthorized(web, request, users.for_trial(trial_id))
+
+
+def _unauthorized(web, request, users: Readers):
     """A 401 answer unless the request carries the bearer token of a user with a read role;
     the token is never repeated."""
     token = bearer_token(request.headers.get("Authorization"))
@@ -133,7 +165,7 @@ the changelogs writes them without a batch)."""
 
 
 def _serve(
-    app, projection: Projection, table, positions, users: UserDirectory | LiveUsers,
+    app, projection: Projection, table, positions, users: Readers,
     moved: PositionsMoved | None = None, sources: tuple[str, ...] = (),
     trials: Mapping[str, Projection] | None = None, partitions: int = 1,
 ) -> None:
@@ -154,6 +186,8 @@ def _serve(
             return refused
         trial_id, refused = _trial_of(web, request, trials)
         if refused is not None:
+            return refused
+        if refused := _not_a_reader_of(web, request, users, trial_id):
             return refused
         if sources and (
             elsewhere := await _answer_elsewhere(app, web, request, sources, trial_id,

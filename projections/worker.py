@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import weakref
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from faust.streams import _current_event
 
 from events.keys import WriterKeyRotated
 from events.reading import Halt, LogReader, Quarantine, Unreadable, Where, decode, digest
+from events.registry import Recorded
 from events.signing import Keyring
 from events.topics import ACCESS, CONTEXTS, dead_letter_topic, event_topic
 from infra.kafka_io import load_quarantine, read_log
@@ -50,7 +52,9 @@ from projections.owner import (
 )
 from projections.views import (
     PositionsMoved,
+    TrialReaders,
     _answer_elsewhere,
+    _not_a_reader_of,
     _serve,
     _trial_of,
     _unauthorized,
@@ -299,10 +303,15 @@ def create_app(
         base_keyring[0] = fresh
         return True
 
-    # Readers are authenticated against the access log, as the services authenticate commands;
-    # ``users`` (the users file or the demo users) answers only until that log holds a user.
-    access: list[AccessState] = [EMPTY]
-    readers_now = LiveUsers(lambda: access[0], seed=users)
+    # Readers are authenticated against the access log, as the services authenticate commands:
+    # each trial's readers against that trial's access events (decision 65); ``users`` (the
+    # users file or the demo users) answers for a trial until its log holds a user.
+    access: list[dict[str, AccessState]] = [{}]
+    readers_now = TrialReaders({
+        trial_id: LiveUsers(lambda trial_id=trial_id: access[0].get(trial_id, EMPTY),
+                            seed=users)
+        for trial_id in trials
+    })
 
     @app.timer(interval=ACCESS_REFRESH_SECONDS)
     async def refresh_access():
@@ -540,6 +549,8 @@ def create_app(
         trial_id, refused = _trial_of(web, request, trials)  # decision 61
         if refused is not None:
             return refused
+        if refused := _not_a_reader_of(web, request, readers_now, trial_id):
+            return refused
         if elsewhere := await _answer_elsewhere(app, web, request, sources, trial_id,
                                                 partitions):
             return elsewhere
@@ -585,18 +596,26 @@ def event_partitions(settings: Settings) -> int:
     return found.pop() if found else 1
 
 
-def load_access(settings: Settings, keyring) -> AccessState:
-    """Who may read now: the access log folded by the access service's own ``evolve``."""
-    state = EMPTY
+def load_access(settings: Settings, keyring) -> dict[str, AccessState]:
+    """Who may read now, per trial: each trial's access events folded by the access service's
+    own ``evolve`` (every trial's log shares the access topic, decision 60)."""
     try:
-        for _where, recorded in read_log(
+        return access_by_trial(recorded for _where, recorded in read_log(
             settings.bootstrap_servers, [event_topic(ACCESS, settings.namespace)],
             LogReader(keyring), client_id="trialops-worker-access", principal=WORKER,
-        ):
-            state = evolve_access(state, recorded.payload)
+        ))
     except LookupError:  # no access topic yet
-        return EMPTY
-    return state
+        return {}
+
+
+def access_by_trial(log: Iterable[Recorded]) -> dict[str, AccessState]:
+    """Access events folded per trial (the envelope's ``trial_id``): one trial's user is
+    nobody in another's state, whatever ids the two share."""
+    states: dict[str, AccessState] = {}
+    for recorded in log:
+        trial_id = recorded.envelope.trial_id
+        states[trial_id] = evolve_access(states.get(trial_id, EMPTY), recorded.payload)
+    return states
 
 
 def _behind(app, message) -> bool:
