@@ -87,6 +87,25 @@ trials folder, ``trial.config.load_trials``; the partitions, ``infra.topic_admin
 the environment variable's name in the record."""
 
 
+def adopt(record: dict[str, Any] | None) -> None:
+    """The recorded system's trials (``up --trials``) for a command run beside it: it reads
+    the trials that system runs, not the one trial of the shipped file. The environment is
+    where every reader of the trials looks, so the record fills it where unset."""
+    for env in RECORDED_ENV.values():
+        if record is not None and record.get(env) and not os.environ.get(env):
+            os.environ[env] = str(record[env])
+
+
+def adopt_recorded_trials() -> None:
+    """``adopt`` the running recorded system's trials, or, with ``KAFKA_BOOTSTRAP_SERVERS``
+    set, the recorded system's when it is that Kafka: what every ``trialops`` command does
+    first, before it reads its trials."""
+    given = os.environ.get(BOOTSTRAP_ENV)
+    record = read_system() if given else running_system()
+    if record is not None and (not given or record["bootstrap_servers"] == given):
+        adopt(record)
+
+
 def read_system() -> dict[str, Any] | None:
     """The recorded system, running or not; None when there is no readable record."""
     try:
@@ -203,12 +222,7 @@ class Settings:
                              ("namespace", "TRIALOPS_NAMESPACE")):
                 if record is not None and record.get(key) and not os.environ.get(env):
                     values[key] = record[key]
-            # The recorded system's trials too (``up --trials``): a command run beside it reads
-            # the trials it runs, not the one trial of the shipped file. The environment is
-            # where every reader of the trials looks, so the record fills it where unset.
-            for env in RECORDED_ENV.values():
-                if record is not None and record.get(env) and not os.environ.get(env):
-                    os.environ[env] = str(record[env])
+            adopt(record)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

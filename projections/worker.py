@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +174,7 @@ def create_app(
     web_host: str = "127.0.0.1",
     data_dir: Path = Path(".trialops"),
     store: str = "rocksdb://",
-    users: UserDirectory,
+    users: UserDirectory | Mapping[str, UserDirectory],
     advertised_url: str | None = None,
     trials: dict[str, TrialConfig] | None = None,
     partitions: int = 1,
@@ -307,11 +307,14 @@ def create_app(
     # each trial's readers against that trial's access events (decision 65); ``users`` (the
     # users file or the demo users) answers for a trial until its log holds a user.
     access: list[dict[str, AccessState]] = [{}]
+    seeds = ({trial_id: users for trial_id in trials} if isinstance(users, UserDirectory)
+             else dict(users))
     readers_now = TrialReaders({
         trial_id: LiveUsers(lambda trial_id=trial_id: access[0].get(trial_id, EMPTY),
-                            seed=users)
+                            seed=seeds[trial_id])
         for trial_id in trials
     })
+    demo_users = all(seed is UserDirectory.demo() for seed in seeds.values())
 
     @app.timer(interval=ACCESS_REFRESH_SECONDS)
     async def refresh_access():
@@ -454,14 +457,14 @@ def create_app(
         serve_inbox(app, live_inbox, trial, readers_now)
         # Alerts before an inbox item's deadline, when an alerts file is configured (decision
         # 52). An unusable alerts configuration turns the alerts off (said on /ready).
-        alerts = start_alerts(app, live_inbox, trial, demo=users is UserDirectory.demo())
+        alerts = start_alerts(app, live_inbox, trial, demo=demo_users)
     else:
         # One desk per trial, each folding its trial's events only (decision 61), and one
         # notifier per trial over it (decision 64).
         desks = {trial_id: (LiveDesk(settings, trial_id=trial_id), trial)
                  for trial_id, trial in trials.items()}
         serve_inboxes(app, desks, readers_now)
-        alerts = start_trials_alerts(app, desks, demo=users is UserDirectory.demo())
+        alerts = start_trials_alerts(app, desks, demo=demo_users)
 
     unassigned_checks = [0]
 

@@ -90,7 +90,7 @@ def upstream_factory(spec: ServiceSpec, settings: Settings, keyring: Keyring, pa
 
 def build_app(
     settings: Settings,
-    users: UserDirectory,
+    users: UserDirectory | Mapping[str, UserDirectory],
     trials: Mapping[str, TrialConfig] | TrialConfig,
     contexts: list[str] | None = None,
     *,
@@ -98,8 +98,9 @@ def build_app(
 ) -> web.Application:
     """The command services of ``contexts`` (all by default), always with the access service,
     for each trial of ``trials``: every request is authenticated against its trial's access
-    log (decision 29). ``users`` (the users file, or the demo users) is recorded on each
-    trial's access log at its first start, and answers only until then.
+    log (decision 29). ``users`` (the users file, or the demo users; or per trial id, that
+    trial's users file, decision 66) is recorded on each trial's access log at its first
+    start, and answers only until then.
 
     A trial's commands are at ``/trials/<trial id>/<route>``, and at ``/<route>`` too when the
     deployment runs one trial. Its writers run while the writers' group gives this instance
@@ -107,6 +108,10 @@ def build_app(
     one, to pass it the commands of the trials it holds."""
     if isinstance(trials, TrialConfig):
         trials = {trials.trial_id: trials}
+    seeds = ({trial_id: users for trial_id in trials} if isinstance(users, UserDirectory)
+             else dict(users))
+    if missing := sorted(set(trials) - set(seeds)):
+        raise ValueError(f"no users to seed the access log of {', '.join(missing)}")
     available = services()
     chosen = list(contexts or available)
     unknown = [c for c in chosen if c not in available]
@@ -123,12 +128,12 @@ def build_app(
         return {context: handler_for(available[context], settings, trials[trial_id], partition)
                 for context in chosen}
 
-    async def started(_trial_id: str, handlers: dict[str, CommandHandler]) -> None:
-        await bootstrap_access(handlers[ACCESS], users)
+    async def started(trial_id: str, handlers: dict[str, CommandHandler]) -> None:
+        await bootstrap_access(handlers[ACCESS], seeds[trial_id])
 
     writers = Writers(list(trials), make, started, url)
     lives = {
-        trial_id: LiveUsers(_access_state(writers, trial_id, trial), seed=users)
+        trial_id: LiveUsers(_access_state(writers, trial_id, trial), seed=seeds[trial_id])
         for trial_id, trial in trials.items()
     }
 

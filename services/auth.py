@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
@@ -45,6 +46,8 @@ every role works from the same operational picture (decision 22). The administra
 access and sees no trial data."""
 
 USERS_FILE_ENV = "TRIALOPS_USERS_FILE"
+USERS_FILE_SUFFIX = ".users"
+"""A trial's users file in a folder of them: ``<trial id>.users`` (decision 66)."""
 MIN_TOKEN_LENGTH = 20
 """``hash-token`` refuses shorter tokens: a token is a password that is never typed by hand."""
 
@@ -187,6 +190,32 @@ class UserDirectory:
                 "hash-token'), or pass --demo to accept the well-known demo-<role> tokens"
             )
         return cls.from_file(Path(path))
+
+    @classmethod
+    def seeds_from_env(cls, trial_ids: Iterable[str], *,
+                       demo: bool = False) -> dict[str, UserDirectory]:
+        """Per trial, the users its first start records: ``from_env``'s for every trial, or,
+        when ``TRIALOPS_USERS_FILE`` names a folder, the file ``<trial id>.users`` there for
+        each (decision 66). A trial without its file, or a file of a trial the deployment
+        does not run, is refused, naming the file."""
+        path = os.environ.get(USERS_FILE_ENV)
+        if demo or not path or not Path(path).is_dir():
+            one = cls.from_env(demo=demo)
+            return {trial_id: one for trial_id in trial_ids}
+        folder = Path(path)
+        wanted = list(trial_ids)
+        files = {trial_id: folder / f"{trial_id}{USERS_FILE_SUFFIX}" for trial_id in wanted}
+        if missing := sorted(str(f) for f in files.values() if not f.is_file()):
+            raise ValueError(
+                f"{USERS_FILE_ENV}: {folder} is a folder of users files, one per trial "
+                f"('<trial id>{USERS_FILE_SUFFIX}'), and lacks {', '.join(missing)}")
+        strays = sorted(f.name for f in folder.glob(f"*{USERS_FILE_SUFFIX}")
+                        if f.name[: -len(USERS_FILE_SUFFIX)] not in files)
+        if strays:
+            raise ValueError(
+                f"{USERS_FILE_ENV}: {folder} holds users files of trials this deployment does "
+                f"not run: {', '.join(strays)} (it runs {', '.join(wanted)})")
+        return {trial_id: cls.from_file(file) for trial_id, file in files.items()}
 
     @classmethod
     def demo(cls) -> UserDirectory:

@@ -63,6 +63,9 @@ def _root(
     ] = False,
 ) -> None:
     """trialops: event-sourced operations backend for a phase I CAR T-cell trial."""
+    from infra.settings import adopt_recorded_trials
+
+    adopt_recorded_trials()  # beside 'up --trials': its trials
 schemas_app = typer.Typer(
     help="JSON Schemas of every event type and version, and the topics' AsyncAPI document.",
     no_args_is_help=True,
@@ -222,7 +225,7 @@ def serve(
 
     try:
         trials = load_trials()
-        users = UserDirectory.from_env(demo=demo)
+        users = UserDirectory.seeds_from_env(trials, demo=demo)
         if advertised_url is None and host in WILDCARD_HOSTS:
             raise ValueError(f"--host {host} needs --advertised-url: the URL the other "
                              "instances of the services reach this one at")
@@ -263,10 +266,12 @@ def worker(
     """Run the Faust worker that folds events into the projections and serves them; it is
     started again if it dies (a broker that went away while it started, for example)."""
     from services.auth import UserDirectory
+    from trial.config import TrialConfigError, load_trials
 
     try:
-        users = UserDirectory.from_env(demo=demo)
-    except ValueError as exc:
+        # Checked before the worker starts: each trial's users (decision 66).
+        users = UserDirectory.seeds_from_env(load_trials(), demo=demo)
+    except (TrialConfigError, ValueError) as exc:
         raise fail(str(exc)) from None
     if advertised_url is None and web_host in WILDCARD_HOSTS:
         # The others would ask "0.0.0.0", that is themselves, on a reader's behalf (decision 58).
@@ -297,7 +302,7 @@ def worker(
 
     from infra import logs
     from projections.worker import create_app, event_partitions
-    from trial.config import TrialConfigError, load_trials, trial_partitions
+    from trial.config import trial_partitions
 
     try:
         trials = load_trials()  # each event folded by its own trial's projections (decision 61)

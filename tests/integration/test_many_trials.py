@@ -111,6 +111,17 @@ def test_two_trials_share_a_deployment_and_never_meet(two_trials, settings):
     status, answer = call("POST", f"{other}/trials/{FIRST}/enrollment/subjects", subject,
                           token=token)
     assert status == 401, answer
+    # and an auditor added to the second trial reads its views on the worker, and is nobody
+    # in the first trial's (decision 65)
+    auditor = posted(
+        SimpleNamespace(service_url=f"{stack.service_url}/trials/{SECOND}"), "/access/users",
+        {"user_id": "second-auditor", "role": "auditor", "reason": "audits the second trial"},
+        token="demo-administrator",
+    )["token"]
+    view = f"{stack.projections_url}/projections/cohort-occupancy?trial_id="
+    eventually(lambda: call("GET", view + SECOND, token=auditor)[0] == 200, timeout=60)
+    status, answer = call("GET", view + FIRST, token=auditor)
+    assert status == 401, answer
 
     # When both trials register subjects at the same time while the worker is down, and it
     # starts again (its catch-up batches then hold events of both partitions), and the

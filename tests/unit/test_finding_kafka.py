@@ -266,3 +266,28 @@ def test_trials_in_the_environment_win_and_a_one_trial_record_sets_none(
     Settings.from_env()
     assert "TRIALOPS_TRIALS" not in os.environ and "TRIALOPS_PARTITIONS" not in os.environ
 
+
+
+def test_every_command_adopts_the_recorded_trials_before_it_reads_them(
+    state, listening, monkeypatch
+):
+    # What the CLI does first (trialops/cli.py): the running system's trials, or the recorded
+    # one's when KAFKA_BOOTSTRAP_SERVERS names its Kafka, and only then
+    from infra.settings import adopt_recorded_trials
+
+    record_system(listening, started_by="trialops up", pids=[os.getpid()],
+                  trials="/recorded/trials", partitions="4")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka.example:9092")
+    adopt_recorded_trials()
+    assert "TRIALOPS_TRIALS" not in os.environ
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", listening)
+    adopt_recorded_trials()
+    assert os.environ["TRIALOPS_TRIALS"] == "/recorded/trials"
+
+    monkeypatch.delenv("TRIALOPS_TRIALS")
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS")
+    record_system(listening, started_by="trialops up", pids=[dead_pid()],
+                  trials="/recorded/trials", partitions="4")
+    adopt_recorded_trials()  # its broker is gone: nothing adopted
+    assert "TRIALOPS_TRIALS" not in os.environ
