@@ -25,10 +25,16 @@ def page(doc: dict[str, Any]) -> str:
         "<p>The machine-readable document: <a href='/openapi.json'><code>/openapi.json"
         "</code></a> (OpenAPI 3.1).</p>",
     ]
+    # With several trials the commands sit under the document's server, /trials/{trial_id};
+    # the routes with servers of their own keep the root.
+    under = doc["servers"][0]["url"] if doc.get("servers") else ""
     for path, item in doc["paths"].items():
+        prefix = "" if "servers" in item else under
         for method, op in item.items():
-            out.append(f"<h2 id='{_e(op['operationId'])}'><code>{method.upper()} {_e(path)}"
-                       f"</code></h2>")
+            if method == "servers":
+                continue
+            out.append(f"<h2 id='{_e(op['operationId'])}'><code>{method.upper()} "
+                       f"{_e(prefix + path)}</code></h2>")
             out.append(f"<p><b>{_e(op['summary'])}</b></p>")
             for para in op.get("description", "").split("\n\n"):
                 if para.strip():

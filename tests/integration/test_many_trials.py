@@ -9,6 +9,7 @@ about keeping trials apart, not about a second design."""
 
 from __future__ import annotations
 
+import difflib
 import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -61,6 +62,19 @@ def two_trials(settings, tmp_path, monkeypatch) -> Iterator[Stack]:
         yield running
     finally:
         running.stop()
+
+
+def differs(stack: Stack, url: str, expected: bytes, trial_id: str) -> str:
+    """Why a view is not its replay: the difference, the worker's status of the trial and the
+    end of its log."""
+    live = whole_view(url)
+    diff = "\n".join(difflib.unified_diff(expected.decode().splitlines(),
+                                          live.decode().splitlines(), "replay", "live",
+                                          lineterm="", n=2))
+    status = get_bytes(f"{stack.projections_url}/projections?trial_id={trial_id}").decode()
+    log = (stack.work_dir / "projections.log").read_text(errors="replace")[-4000:]
+    return (f"{url} differs from the replay:\n{diff[:5000]}\n--- status: {status}\n"
+            f"--- the worker's log, its end:\n{log}")
 
 
 def ready(url: str, trial_id: str) -> dict:
@@ -155,8 +169,11 @@ def test_two_trials_share_a_deployment_and_never_meet(two_trials, settings):
         for name in ("cohort-occupancy", "patient-timeline"):
             url = f"{stack.projections_url}/projections/{name}?trial_id={trial_id}"
             expected = to_json(replay(settings, name, trial_id=trial_id, trials=trials))
-            eventually(lambda url=url, expected=expected: whole_view(url) == expected,
-                       timeout=60)
+            try:
+                eventually(lambda url=url, expected=expected: whole_view(url) == expected,
+                           timeout=60)
+            except AssertionError:
+                raise AssertionError(differs(stack, url, expected, trial_id)) from None
         occupancy = orjson.loads(get_bytes(
             f"{stack.projections_url}/projections/cohort-occupancy?trial_id={trial_id}"))
         [cohort] = occupancy["cohorts"]

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
 from services.catalog import services
+from services.docs_page import page
 from services.http import SERVER_FIELDS
 from services.openapi import document
 from services.problems import PROBLEM_JSON
@@ -120,3 +121,8 @@ def test_with_several_trials_the_commands_are_described_under_their_trials_path(
     # and one trial's document is as before: its commands at the root
     assert "servers" not in DOC and "servers" not in DOC["paths"]["/health"]
     assert document(services().values(), TRIAL.roles_for, trials[:1]) == DOC
+    # and the /docs page shows each command under its trial's path, the probes at the root
+    shown = page(doc)
+    assert "<code>POST /trials/{trial_id}/enrollment/subjects</code>" in shown
+    assert "<code>GET /health</code>" in shown and "/trials/{trial_id}/health" not in shown
+    assert "/trials/" not in page(DOC)
