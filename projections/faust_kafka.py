@@ -16,13 +16,18 @@ killed then came back without the events in between (the fault suite, decision 6
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
 from mode.utils.aiter import aiter
 from mode.utils.futures import notify
+
+log = logging.getLogger(__name__)
 
 
 class _ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -76,6 +81,35 @@ class _DrainingProducer(faust_aiokafka.Producer):
 class ReadCommittedTransport(faust_aiokafka.Transport):
     Consumer = _ReadCommittedConsumer
     Producer = _DrainingProducer
+
+
+FOLD_FAILED_EXIT = 70
+"""The worker's exit code when a fold agent fails (``EX_SOFTWARE``): its supervisor starts it
+again, after folding anew (trialops/supervise.py, trialops/projection_reset.py)."""
+
+
+def stops_the_worker(
+    fold: Callable[[Any], Awaitable[None]], name: str,
+    exit: Callable[[int], Any] = os._exit,
+) -> Callable[[Any], Awaitable[None]]:
+    """The agent ``fold`` such that an exception it leaves unhandled stops the worker process.
+    Faust's own answer is to start the agent again, alone: the new agent reads on from the
+    events the stream hands it next, and the events the failed one had taken (its batch, its
+    buffer) are applied by nobody until the process restarts and reads from its committed
+    offsets; meanwhile the worker applied later events over the gap, or halted on a broken
+    chain (decision 67). A cancellation (a rebalance, a stop) stays Faust's."""
+
+    async def guarded(stream: Any) -> None:
+        try:
+            await fold(stream)
+        except Exception as exc:
+            log.critical("the fold of %s failed (%r): the worker stops, its supervisor folds "
+                         "the log anew", name, exc, exc_info=True)
+            for stream_ in (sys.stdout, sys.stderr):
+                stream_.flush()
+            exit(FOLD_FAILED_EXIT)
+
+    return guarded
 
 
 async def take_batches(

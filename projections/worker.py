@@ -39,7 +39,8 @@ from infra.topic_admin import worker_group
 from projections.applying import Batch, count_dead_letter, dead_letter_counts
 from projections.base import of_trial
 from projections.catalog import build_trials, fold_version
-from projections.faust_kafka import ReadCommittedTransport, take_batches
+from projections.faust_kafka import ReadCommittedTransport, stops_the_worker, take_batches
+from projections.faust_tables import CountedTable, InMemoryTable
 from projections.live_inbox import LiveDesk, serve_inbox, serve_inboxes
 from projections.metrics import CONTENT_TYPE, WorkerState, applied_counter, exposition
 from projections.notifier import start_alerts, start_trials_alerts
@@ -115,47 +116,6 @@ with the trial's history and live on disk. A worker keeps no standby copy of the
 ``table_standby_replicas``): Faust's memory store drops, when a recovery completes, the keys
 of every partition it does not hold actively."""
 
-
-class InMemoryTable(faust.Table):
-    """A table in memory whatever the app's store: Faust ignores a table's own
-    ``store="memory://"`` (a URL with no host or path is false) and takes the app's."""
-
-    def _new_store(self):
-        return self._new_store_by_url("memory://")
-
-
-class CountedTable(faust.Table):
-    """A table that knows its size: RocksDB counts keys by reading every one, and the views
-    ask for a table's size on every request (projections/views.py). The count is taken once
-    (and again after a recovery, which writes to the store directly), then kept."""
-
-    _count: int | None = None
-
-    def __len__(self) -> int:
-        if self._count is None:
-            self._count = super().__len__()
-        return self._count
-
-    def __setitem__(self, key, value) -> None:
-        if self._count is not None and key not in self:
-            self._count += 1
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key) -> None:
-        existed = key in self
-        super().__delitem__(key)
-        if self._count is not None and existed:
-            self._count -= 1
-
-    async def on_recovery_completed(self, active_tps, standby_tps) -> None:
-        self._count = None
-        await super().on_recovery_completed(active_tps, standby_tps)
-        self._count = None
-
-    async def on_rebalance(self, assigned, revoked, newly_assigned, generation_id=0) -> None:
-        self._count = None
-        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
-        self._count = None
 
 DASHBOARD = Path(__file__).with_name("dashboard.html")
 """The read-only operations board: one static page that polls the projections' JSON."""
@@ -430,7 +390,7 @@ def create_app(
     for context in CONTEXTS:
         topic = event_topic(context, settings.namespace)
         source = app.topic(topic, key_serializer="raw", value_serializer="raw")
-        app.agent(source, name=f"fold-{context}")(agent_for(topic))
+        app.agent(source, name=f"fold-{context}")(stops_the_worker(agent_for(topic), topic))
     # Any worker of the group answers; only the one holding the event topics from its tables.
     sources = tuple(readers)
     holding = data_dir / HOLDING_FILE

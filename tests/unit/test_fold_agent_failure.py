@@ -1,0 +1,73 @@
+"""A fold agent never loses the events it has in hand (decision 67).
+
+* A changelog the consumer's metadata does not know yet (created moments before, at a worker's
+  first start) is not a partition mismatch: Faust's check waits for a later write. It crashed
+  the enrollment fold on the first event of a partition in the many-trials test under load.
+* An exception a fold leaves unhandled stops the worker process (its supervisor folds anew)
+  instead of Faust restarting the agent alone, which read on past the events the failed agent
+  had taken and halted on a broken chain ("seq 3 follows seq 0").
+
+No broker: the consumer's partition counts are given as its metadata would give them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import faust
+import pytest
+from faust.exceptions import PartitionsMismatch
+
+from projections.faust_kafka import FOLD_FAILED_EXIT, stops_the_worker
+from projections.faust_tables import CountedTable, InMemoryTable
+
+SOURCE = "trialops.enrollment.events"
+
+
+@pytest.mark.parametrize("kind", [InMemoryTable, CountedTable])
+def test_a_changelog_not_yet_in_the_metadata_is_checked_at_a_later_write(kind, monkeypatch):
+    app = faust.App("test-fold-failure", broker="kafka://127.0.0.1:9", store="memory://")
+    table = kind(app, name="patient-timeline", partitions=4, key_type=str)
+    known: dict[str, int] = {SOURCE: 4}  # the changelog: not yet in the metadata
+    monkeypatch.setattr(app.consumer, "topic_partitions", known.get, raising=False)
+
+    table._verify_source_topic_partitions(SOURCE)  # no PartitionsMismatch for "0 partitions"
+    assert SOURCE not in table._verified_source_topics_for_partitions
+
+    known[table.changelog_topic_name] = 2  # known, and not co-partitioned: Faust's check holds
+    with pytest.raises(PartitionsMismatch):
+        table._verify_source_topic_partitions(SOURCE)
+
+    known[table.changelog_topic_name] = 4
+    table._verify_source_topic_partitions(SOURCE)
+    assert SOURCE in table._verified_source_topics_for_partitions
+
+
+def run(fold) -> list[int]:
+    exits: list[int] = []
+    guarded = stops_the_worker(fold, "trialops.enrollment.events", exit=exits.append)
+
+    async def go() -> None:
+        await guarded(None)
+
+    asyncio.run(go())
+    return exits
+
+
+def test_a_fold_that_fails_stops_the_worker_with_its_exit_code(caplog):
+    async def fails(_stream) -> None:
+        raise RuntimeError("a table write failed")
+
+    assert run(fails) == [FOLD_FAILED_EXIT]
+    assert "the fold of trialops.enrollment.events failed" in caplog.text
+
+
+def test_a_fold_that_ends_or_is_cancelled_does_not():
+    async def ends(_stream) -> None:
+        return None
+
+    async def cancelled(_stream) -> None:  # a rebalance or a stop: Faust restarts the agent
+        raise asyncio.CancelledError
+
+    assert run(ends) == []
+    with pytest.raises(asyncio.CancelledError):
+        run(cancelled)
