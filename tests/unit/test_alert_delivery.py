@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -524,67 +524,67 @@ class RecordingServices:
         self.server.server_close()
 
 
-def test_a_worker_of_several_trials_raises_each_trials_alerts_through_that_trials_routes(
-    monkeypatch, tmp_path
-):
+@pytest.fixture
+def recording(monkeypatch, tmp_path) -> Iterator[RecordingServices]:
+    """The notifier's settings pointing at a ``RecordingServices``."""
     from infra.alerts import SERVICE_URL_ENV
+
+    services = RecordingServices()
+    try:
+        monkeypatch.setenv(ALERTS_FILE_ENV, str(channels_file(tmp_path, 0o600)))
+        monkeypatch.setenv(NOTIFIER_TOKEN_ENV, "secret-notifier-token")
+        monkeypatch.setenv(SERVICE_URL_ENV, services.url)
+        yield services
+    finally:
+        services.close()
+
+
+def test_a_worker_of_several_trials_raises_each_trials_alerts_through_that_trials_routes(
+    recording
+):
     from projections.notifier import start_trials_alerts
 
-    services = RecordingServices()
-    try:
-        monkeypatch.setenv(ALERTS_FILE_ENV, str(channels_file(tmp_path, 0o600)))
-        monkeypatch.setenv(NOTIFIER_TOKEN_ENV, "secret-notifier-token")
-        monkeypatch.setenv(SERVICE_URL_ENV, services.url)
-        first = load_trial()
-        second = first.model_copy(update={"trial_id": SECOND_TRIAL})
-        app = StandInApp()
-        # Given each trial's desk holding a fatal AE of the same id (AE-0007-01)
-        desks = {trial.trial_id: (StandInDesk(desk_with_ae()), trial)
-                 for trial in (first, second)}
-        for live, _trial in desks.values():
-            live.settings = SimpleNamespace(namespace="trialops")
-        assert start_trials_alerts(app, desks, demo=False) == "on"
-
-        # When every registered timer ticks once
-        assert [(interval, leader) for interval, leader, _fn in app.timers] == [(60, True)] * 2
-        for _interval, _leader, alert in app.timers:
-            asyncio.run(alert())
-
-        # Then each trial's alerts (the AE's reports, overdue by now) were raised, and their
-        # outcomes recorded, under that trial's routes only, the same alerts in both
-        def alerts_of(trial_id: str, route: str) -> list[str]:
-            return sorted(body["alert_id"] for path, body, _auth in services.posted
-                          if path == f"/trials/{trial_id}/notifications/{route}")
-
-        raised = alerts_of(first.trial_id, "alerts")
-        assert ALERT_ID.replace("approaching", "overdue") in raised
-        assert alerts_of(SECOND_TRIAL, "alerts") == raised
-        assert alerts_of(first.trial_id, "alert-deliveries") == raised
-        assert alerts_of(SECOND_TRIAL, "alert-deliveries") == raised
-        assert len(services.posted) == 4 * len(raised)  # nothing posted outside the two
-        assert {auth for _p, _b, auth in services.posted} == {"Bearer secret-notifier-token"}
-    finally:
-        services.close()
-
-
-def test_with_one_trial_the_routes_have_no_trial_prefix(monkeypatch, tmp_path):
-    from infra.alerts import SERVICE_URL_ENV
-
-    services = RecordingServices()
-    try:
-        monkeypatch.setenv(ALERTS_FILE_ENV, str(channels_file(tmp_path, 0o600)))
-        monkeypatch.setenv(NOTIFIER_TOKEN_ENV, "secret-notifier-token")
-        monkeypatch.setenv(SERVICE_URL_ENV, services.url)
-        app = StandInApp()
-        live = StandInDesk(desk_with_ae())
+    services = recording
+    first = load_trial()
+    second = first.model_copy(update={"trial_id": SECOND_TRIAL})
+    app = StandInApp()
+    # Given each trial's desk holding a fatal AE of the same id (AE-0007-01)
+    desks = {trial.trial_id: (StandInDesk(desk_with_ae()), trial)
+             for trial in (first, second)}
+    for live, _trial in desks.values():
         live.settings = SimpleNamespace(namespace="trialops")
-        assert start_alerts(app, live, load_trial(), demo=False) == "on"
-        [(_interval, _leader, alert)] = app.timers
+    assert start_trials_alerts(app, desks, demo=False) == "on"
+
+    # When every registered timer ticks once
+    assert [(interval, leader) for interval, leader, _fn in app.timers] == [(60, True)] * 2
+    for _interval, _leader, alert in app.timers:
         asyncio.run(alert())
-        assert {path for path, _b, _a in services.posted} == {
-            "/notifications/alerts", "/notifications/alert-deliveries"}
-    finally:
-        services.close()
+
+    # Then each trial's alerts (the AE's reports, overdue by now) were raised, and their
+    # outcomes recorded, under that trial's routes only, the same alerts in both
+    def alerts_of(trial_id: str, route: str) -> list[str]:
+        return sorted(body["alert_id"] for path, body, _auth in services.posted
+                      if path == f"/trials/{trial_id}/notifications/{route}")
+
+    raised = alerts_of(first.trial_id, "alerts")
+    assert ALERT_ID.replace("approaching", "overdue") in raised
+    assert alerts_of(SECOND_TRIAL, "alerts") == raised
+    assert alerts_of(first.trial_id, "alert-deliveries") == raised
+    assert alerts_of(SECOND_TRIAL, "alert-deliveries") == raised
+    assert len(services.posted) == 4 * len(raised)  # nothing posted outside the two
+    assert {auth for _p, _b, auth in services.posted} == {"Bearer secret-notifier-token"}
+
+
+def test_with_one_trial_the_routes_have_no_trial_prefix(recording):
+    services = recording
+    app = StandInApp()
+    live = StandInDesk(desk_with_ae())
+    live.settings = SimpleNamespace(namespace="trialops")
+    assert start_alerts(app, live, load_trial(), demo=False) == "on"
+    [(_interval, _leader, alert)] = app.timers
+    asyncio.run(alert())
+    assert {path for path, _b, _a in services.posted} == {
+        "/notifications/alerts", "/notifications/alert-deliveries"}
 
 
 def test_the_channel_hears_which_trial_an_alert_is_for():
