@@ -42,6 +42,21 @@ class _ReadCommittedConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
+        """The offsets a message skipped over (transaction markers, aborted records), which
+        Faust commits as if acked. Faust's caller passes the message's own offset as the gap's
+        last, so a message counted as acked on arrival: once any later offset was acked, the
+        commit covered it before it was applied (decision 68). The gap ends before it."""
+        await super()._add_gap(tp, offset_from, offset_to - 1)
+
+
+def current(events: list[Any], generation: int | None) -> list[Any]:
+    """The events read in the group's ``generation``: the others were read before a rebalance,
+    after which the consumer sought back to the committed offsets and reads them again. Applied
+    or acked, a stale event could write to a partition another worker now holds, or let the
+    commit cover an offset whose new copy is not yet applied (decision 68)."""
+    return [e for e in events if e.message.generation_id in (None, generation)]
+
 
 class DrainingBuffer(ProducerBuffer):
     """Faust's producer buffer whose ``flush`` returns only once every message put in it has
@@ -168,7 +183,7 @@ async def take_batches(
             yield list(events)
         finally:
             buffer.clear()
-            for event in events:
+            for event in current(events, stream.app.consumer_generation_id):
                 await stream.ack(event)
             events.clear()
             notify(buffer_consuming)

@@ -39,7 +39,12 @@ from infra.topic_admin import worker_group
 from projections.applying import Batch, count_dead_letter, dead_letter_counts
 from projections.base import of_trial
 from projections.catalog import build_trials, fold_version
-from projections.faust_kafka import ReadCommittedTransport, stops_the_worker, take_batches
+from projections.faust_kafka import (
+    ReadCommittedTransport,
+    current,
+    stops_the_worker,
+    take_batches,
+)
 from projections.faust_tables import CountedTable, InMemoryTable
 from projections.live_inbox import LiveDesk, serve_inbox, serve_inboxes
 from projections.metrics import CONTENT_TYPE, WorkerState, applied_counter, exposition
@@ -327,7 +332,14 @@ def create_app(
             def within() -> float:
                 return CATCH_UP_SECONDS if behind[0] else BATCH_SECONDS
 
-            async for events in take_batches(stream, BATCH_EVENTS, within):
+            async for taken in take_batches(stream, BATCH_EVENTS, within):
+                # What a rebalance left in hand is read again from the committed offsets.
+                events = current(taken, app.consumer_generation_id)
+                if len(events) < len(taken):
+                    log.info("passing over %d event(s) read before a rebalance",
+                             len(taken) - len(events))
+                if not events:
+                    continue
                 batch = Batch(tables, applied, positions)
                 previous = None
                 for event in events:

@@ -71,3 +71,58 @@ def test_a_fold_that_ends_or_is_cancelled_does_not():
     assert run(ends) == []
     with pytest.raises(asyncio.CancelledError):
         run(cancelled)
+
+
+# Decision 68: what a rebalance leaves in hand, and what Faust commits.
+
+
+def consumer():
+    from projections.faust_kafka import ReadCommittedTransport
+
+    app = faust.App("test-gaps", broker="kafka://127.0.0.1:9")
+
+    async def nothing(*_args, **_kwargs) -> None:
+        return None
+
+    return ReadCommittedTransport(["kafka://127.0.0.1:9"], app).create_consumer(
+        callback=nothing, on_partitions_revoked=nothing, on_partitions_assigned=nothing)
+
+
+def test_a_message_is_not_committable_until_it_is_acked():
+    from faust.types import TP
+
+    tp = TP(SOURCE, 3)
+    reading = consumer()
+
+    async def go() -> tuple[list[tuple[int, int]], int | None, int | None]:
+        # Offset 10 applied and acked; 11 and 13 are transaction markers; the messages at 12
+        # and 14 arrive (Faust asks for the gaps 11..12 and 13..14), and 14 is acked first (an
+        # event left in hand by a rebalance, or a second agent)
+        reading._committed_offset[tp] = 10
+        reading._acked[tp] = [10]
+        await reading._add_gap(tp, 11, 12)
+        await reading._add_gap(tp, 13, 14)
+        gaps = sorted((i.begin, i.end) for i in reading._gap[tp])
+        reading._acked[tp].append(14)
+        before = reading._new_offset(tp)  # 12 not yet applied: the commit stops before it
+        reading._committed_offset[tp] = before  # committed, as Faust's commit records
+        reading._acked[tp].append(12)
+        return gaps, before, reading._new_offset(tp)
+
+    gaps, before, after = asyncio.run(go())
+    assert gaps == [(11, 12), (13, 14)]  # the markers only, not the messages
+    assert before == 12  # Faust's own gaps (11..12 and 13..14 inclusive) made it 15
+    assert after == 15
+
+
+def test_events_read_before_a_rebalance_are_neither_applied_nor_acked():
+    from types import SimpleNamespace
+
+    from projections.faust_kafka import current
+
+    def event(offset: int, generation: int | None):
+        return SimpleNamespace(message=SimpleNamespace(offset=offset, generation_id=generation))
+
+    taken = [event(1, 4), event(2, 5), event(3, 5), event(4, None)]
+    assert [e.message.offset for e in current(taken, 5)] == [2, 3, 4]
+    assert current(taken, 6) == [taken[3]]
