@@ -90,9 +90,14 @@ the environment variable's name in the record."""
 def adopt(record: dict[str, Any] | None) -> None:
     """The recorded system's trials (``up --trials``) for a command run beside it: it reads
     the trials that system runs, not the one trial of the shipped file. The environment is
-    where every reader of the trials looks, so the record fills it where unset."""
+    where every reader of the trials looks, so the record fills it where unset. Only while
+    the process that recorded them runs: the trials are that ``up``'s, not its Kafka's (a
+    later ``up`` of one trial on the same Kafka must not inherit them)."""
+    owner = record.get("owner_pid") if record is not None else None
+    if record is None or not owner or not _pid_alive(int(owner)):
+        return
     for env in RECORDED_ENV.values():
-        if record is not None and record.get(env) and not os.environ.get(env):
+        if record.get(env) and not os.environ.get(env):
             os.environ[env] = str(record[env])
 
 

@@ -291,3 +291,23 @@ def test_every_command_adopts_the_recorded_trials_before_it_reads_them(
                   trials="/recorded/trials", partitions="4")
     adopt_recorded_trials()  # its broker is gone: nothing adopted
     assert "TRIALOPS_TRIALS" not in os.environ
+
+
+def test_the_trials_of_an_up_that_has_stopped_are_not_adopted(state, listening, monkeypatch):
+    # The Kafka outlives the 'up --trials' that recorded it (KAFKA_BOOTSTRAP_SERVERS): a later
+    # command, or a later 'up' of one trial, does not inherit that up's trials
+    import json
+
+    from infra.settings import adopt_recorded_trials, system_file
+
+    path = record_system(listening, started_by="trialops up", pids=[],
+                         trials="/recorded/trials", partitions="4")
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "owner_pid": dead_pid()}))
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", listening)
+
+    adopt_recorded_trials()
+    Settings.from_env()
+
+    assert "TRIALOPS_TRIALS" not in os.environ and "TRIALOPS_PARTITIONS" not in os.environ
+    assert system_file() == path
