@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 
 import orjson
 import pytest
@@ -169,7 +170,7 @@ def test_a_worker_killed_mid_stream_recovers_to_the_replay(stack, settings):
     writer.producer.flush()
     stack.spawn(
         "projections",
-        ["worker", "--demo", "--web-port", str(stack.web_port), "--data-dir",
+        ["worker", "--demo", "--loglevel", "info", "--web-port", str(stack.web_port), "--data-dir",
          str(stack.work_dir)],
     )
 
@@ -177,13 +178,28 @@ def test_a_worker_killed_mid_stream_recovers_to_the_replay(stack, settings):
     expected = replay(settings, "cohort-occupancy")
     deadline = time.monotonic() + 90
 
+    last: list[object] = [None]
+
     def converged():
         try:
-            return get_bytes(f"{stack.projections_url}/projections/cohort-occupancy") == expected
-        except OSError:
+            last[0] = get_bytes(f"{stack.projections_url}/projections/cohort-occupancy")
+        except OSError as exc:  # a 4xx/5xx answer, or none
+            last[0] = exc
             return False
+        return last[0] == expected
 
-    eventually(converged, timeout=deadline - time.monotonic())
+    try:
+        eventually(converged, timeout=deadline - time.monotonic())
+    except AssertionError:
+        # What the worker said last, and what it says of itself, for the next reader
+        answer = last[0]
+        if isinstance(answer, urllib.error.HTTPError):
+            answer = f"{answer.code} {answer.read()[:500]!r}"
+        ready = call("GET", f"{stack.projections_url}/ready")
+        log = (stack.work_dir / "projections.log").read_text(errors="replace")[-3000:]
+        raise AssertionError(f"no convergence in 90 s; last answer: {str(answer)[:3000]}\n"
+                             f"replay: {expected[:1500]!r}\n/ready: {ready}\n"
+                             f"the worker's log, its end:\n{log}") from None
     row = orjson.loads(expected)["cohorts"][0]
     assert (len(row["enrolled"]), len(row["waiting_list"])) == (18, 132)
     assert replay(settings, "patient-timeline") == whole_view(
