@@ -426,3 +426,41 @@ def record_counts(bootstrap_servers: str, namespace: str) -> dict[str, int]:
         return counts
     finally:
         consumer.close()
+
+
+def ensure_worker_topics(
+    bootstrap_servers: str, topics: dict[str, tuple[int, int, dict[str, str]]]
+) -> list[str]:
+    """Create, as the worker, those of ``topics`` (name: partitions, replication factor,
+    configs) that are missing, and return once the cluster's metadata lists every one of them;
+    return the names created. The worker's changelogs, made before its consumer joins its
+    group (decision 69)."""
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap_servers,
+        client_id="trialops-worker-admin",
+        request_timeout_ms=30000,
+        **kafka_python_settings(WORKER),
+    )
+    created = []
+    try:
+        existing = set(admin.list_topics())
+        for name, (partitions, factor, configs) in sorted(topics.items()):
+            if name in existing:
+                continue
+            try:
+                admin.create_topics({name: {"num_partitions": partitions,
+                                            "replication_factor": factor,
+                                            "configs": configs}},
+                                    wait_for_metadata=True)
+                created.append(name)
+            except TopicAlreadyExistsError:
+                pass  # another worker of the group created it between list and create
+        deadline = time.monotonic() + CLUSTER_SETTLE_SECONDS
+        while missing := set(topics) - set(admin.list_topics()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topics not in the cluster's metadata after "
+                                   f"{CLUSTER_SETTLE_SECONDS:.0f} s: {', '.join(sorted(missing))}")
+            time.sleep(0.2)
+    finally:
+        admin.close()
+    return created

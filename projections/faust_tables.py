@@ -14,6 +14,7 @@ when the metadata knows it; a changelog known with another count still raises.
 from __future__ import annotations
 
 import faust
+from mode.utils.times import want_seconds
 
 
 class _CheckedWhenKnown(faust.Table):
@@ -63,3 +64,29 @@ class CountedTable(_CheckedWhenKnown):
         self._count = None
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         self._count = None
+
+
+def changelog_topics(app: faust.App) -> dict[str, tuple[int, int, dict[str, str]]]:
+    """Every table's changelog as Faust would create it (name: partitions, replication factor,
+    configs). Made before the worker's consumer joins its group (decision 69): Faust creates
+    them at start, moments before the group's first assignment, and its assignor leaves out a
+    topic the metadata does not list yet ("Ignoring missing topic"). A table whose changelog
+    was left out had no partition assigned, and served nothing, for good: the many-trials
+    test's patient timeline, after a changed fold version started a new group."""
+    topics = {}
+    for table in app.tables.values():
+        topic = table.changelog_topic
+        configs: dict[str, str] = {}
+        policies = [p for p, on in (("compact", topic.compacting), ("delete", topic.deleting))
+                    if on]
+        if policies:
+            configs["cleanup.policy"] = ",".join(policies)
+        if topic.retention:
+            configs["retention.ms"] = str(int(want_seconds(topic.retention) * 1000))
+        configs.update({k: str(v) for k, v in (topic.config or {}).items()})
+        topics[topic.get_topic_name()] = (
+            topic.partitions or app.conf.topic_partitions,
+            topic.replicas or app.conf.topic_replication_factor,
+            configs,
+        )
+    return topics

@@ -31,7 +31,7 @@ from events.reading import Halt, LogReader, Quarantine, Unreadable, Where, decod
 from events.registry import Recorded
 from events.signing import Keyring
 from events.topics import ACCESS, CONTEXTS, dead_letter_topic, event_topic
-from infra.kafka_io import load_quarantine, read_log
+from infra.kafka_io import BrokerTimeout, load_quarantine, read_log, read_range
 from infra.kafka_security import faust_credentials
 from infra.keys import load_keyring
 from infra.settings import Settings
@@ -39,6 +39,7 @@ from infra.topic_admin import worker_group
 from projections.applying import Batch, count_dead_letter, dead_letter_counts
 from projections.base import of_trial
 from projections.catalog import build_trials, fold_version
+from projections.continuity import Missed, stalled, unseen
 from projections.faust_kafka import (
     ReadCommittedTransport,
     current,
@@ -82,6 +83,9 @@ WORKER = "worker"
 NEW_KEY_KINDS = ("unknown-key", "bad-rotation")
 """Unreadable kinds that a keyring the deployment has extended since the worker started may
 resolve: the worker reads the keyring file again before it halts."""
+STALL_CHECK_SECONDS = 15.0
+"""How often the worker looks for a held partition whose position stands still while records
+wait beyond it (decision 69)."""
 ACCESS_REFRESH_SECONDS = 5.0
 """How often the worker reads the access log again: a revoked reader is refused within this."""
 QUARANTINE_POLL_SECONDS = 2.0
@@ -303,11 +307,70 @@ def create_app(
                 log.warning("cannot read the quarantine yet: %r", exc)
         return quarantine[0].covers(where, value)
 
+    async def read_gap(start: Where, end: int) -> list[Missed]:
+        """The committed records of ``start``'s partition from its offset up to ``end``, read
+        past Faust's consumer, which delivered the record at ``end`` (decision 69)."""
+        while True:
+            try:
+                found = await asyncio.to_thread(lambda: list(read_range(
+                    settings.bootstrap_servers, start, end, client_id="trialops-worker-gap",
+                    principal=WORKER,
+                )))
+                break
+            except BrokerTimeout as exc:  # the broker away: nothing is applied meanwhile
+                log.warning("cannot read %s:%d from %d to %d yet: %s", start.topic,
+                            start.partition, start.offset, end, exc)
+                await asyncio.sleep(QUARANTINE_POLL_SECONDS)
+        if found:
+            log.warning("%s:%d: the consumer passed over %d committed record(s) between %d "
+                        "and %d; read and applied first", start.topic, start.partition,
+                        len(found), start.offset, end)
+        return [Missed(w.topic, w.partition, w.offset, value) for w, value in found]
+
     started_up: list[bool] = []
     """Set by the first agent to start: the start-up objects are frozen (once)."""
 
     def agent_for(topic: str):
         count_applied = applied_counter(topic)
+
+        async def take_in(batch: Batch, event: Any) -> None:
+            """Read one record through the reading rule and apply it to the batch; at an
+            unreadable record, halt until it is quarantined (decision 17)."""
+            message = event.message
+            source = f"{message.topic}:{message.partition}"
+            where = Where(message.topic, message.partition, message.offset)
+            while True:
+                errors: list[str] = []
+                try:
+                    recorded = decode(event.value, keyring_at(topic, message.offset), topic)
+                    own = of_trial(readers[topic], recorded, errors) or ()
+                    if batch.apply(own, source, message.offset, recorded, errors):
+                        count_applied()
+                    else:
+                        log.info("skipping a copy %s", where)
+                    note_rotation(topic, message.offset, recorded)
+                except Unreadable as exc:
+                    # What came before the record reaches the tables; the position stays at
+                    # the record.
+                    batch.flush()
+                    if exc.kind in NEW_KEY_KINDS and await keyring_reloaded():
+                        continue
+                    if await quarantined(where, event.value):
+                        log.warning("passing over quarantined record %s", where)
+                        break
+                    if source not in halts:
+                        halts[source] = Halt(where, exc.kind, exc.detail, digest(event.value))
+                        log.error("halted: %s", halts[source].describe())
+                        await _dead_letter(dead_letters, dead_lettered, event, exc)
+                    await asyncio.sleep(QUARANTINE_POLL_SECONDS)
+                    continue
+                if errors:
+                    batch.flush()
+                    await _dead_letter(dead_letters, dead_lettered, event,
+                                       RuntimeError("; ".join(errors)))
+                break
+            halts.pop(source, None)
+            batch.pass_over(source, message.offset)
 
         async def fold(stream):
             """Each event is decoded once and applied to every projection that reads its
@@ -353,43 +416,15 @@ def create_app(
                     _as_current_event(event)
                     previous = event
                     source = f"{message.topic}:{message.partition}"
-                    where = Where(message.topic, message.partition, message.offset)
-                    while True:
-                        errors: list[str] = []
-                        try:
-                            recorded = decode(event.value, keyring_at(topic, message.offset),
-                                              topic)
-                            own = of_trial(readers[topic], recorded, errors) or ()
-                            if batch.apply(own, source, message.offset, recorded, errors):
-                                count_applied()
-                            else:
-                                log.info("skipping a copy %s", where)
-                            note_rotation(topic, message.offset, recorded)
-                        except Unreadable as exc:
-                            # What came before the record reaches the tables; the position
-                            # stays at the record.
-                            batch.flush()
-                            if exc.kind in NEW_KEY_KINDS and await keyring_reloaded():
-                                continue
-                            if await quarantined(where, event.value):
-                                log.warning("passing over quarantined record %s", where)
-                                break
-                            if source not in halts:
-                                halts[source] = Halt(where, exc.kind, exc.detail,
-                                                     digest(event.value))
-                                log.error("halted: %s", halts[source].describe())
-                                await _dead_letter(dead_letters, dead_lettered, event, exc)
-                            await asyncio.sleep(QUARANTINE_POLL_SECONDS)
-                            continue
-                        if errors:
-                            batch.flush()
-                            await _dead_letter(
-                                dead_letters, dead_lettered, event,
-                                RuntimeError("; ".join(errors)),
-                            )
-                        break
-                    halts.pop(source, None)
-                    batch.pass_over(source, message.offset)
+                    position = batch.passed.get(source, positions[source])
+                    if gap := unseen(position, message.offset):
+                        # Records the consumer passed over are read here, and applied first
+                        # (decision 69).
+                        batch.flush()
+                        for missed in await read_gap(Where(topic, message.partition, gap.start),
+                                                     gap.stop):
+                            await take_in(batch, missed)
+                    await take_in(batch, event)
                 batch.flush()
                 moved.notify()
                 behind[0] = _behind(app, events[-1].message)
@@ -459,6 +494,34 @@ def create_app(
                          ", ".join(missing),
                          ASSIGNMENT_CHECK_SECONDS * UNASSIGNED_CHECKS_BEFORE_EXIT)
             os._exit(3)
+
+    looked: list[dict[str, int]] = [{}]
+    """The held event partitions' positions at the previous look."""
+
+    @app.timer(interval=STALL_CHECK_SECONDS)
+    async def watch_positions():
+        """A held partition whose position stands still while records wait beyond it is read
+        again from its position (decision 69): the scale-out test once found a worker holding
+        a partition 91 records behind, applying nothing, with nothing logged. Copies that come
+        again are skipped (projections/applying.py)."""
+        if app.rebalancing or not app.flow_control.is_active():
+            looked[0] = {}
+            return
+        held = {f"{tp.topic}:{tp.partition}": tp
+                for tp in app.consumer.assignment() if tp.topic in readers}
+        now = {source: positions[source] for source in held}
+        ends: dict[str, int | None] = {}
+        for source, tp in held.items():
+            try:
+                ends[source] = app.consumer.highwater(tp)
+            except Exception:  # no highwater known yet for this partition
+                ends[source] = None
+        stuck = stalled(looked[0], now, ends, halts)
+        looked[0] = now
+        for source in stuck:
+            log.warning("%s stands at %d for %.0f s while its end is %s: reading it again from "
+                        "there", source, now[source], STALL_CHECK_SECONDS, ends[source])
+            await app.consumer.seek(held[source], now[source])
 
     @app.page("/ready", name="ready")
     async def ready(web, request):

@@ -301,6 +301,8 @@ def worker(
     import faust
 
     from infra import logs
+    from infra.topic_admin import ensure_worker_topics
+    from projections.faust_tables import changelog_topics
     from projections.worker import create_app, event_partitions
     from trial.config import trial_partitions
 
@@ -327,6 +329,7 @@ def worker(
             settings, trials=trials, users=users, web_port=web_port, web_host=web_host,
             data_dir=data_dir, advertised_url=advertised_url, partitions=partitions,
         )
+        ensure_worker_topics(settings.bootstrap_servers, changelog_topics(faust_app))
     except (KeysError, AlertsConfigError, ValueError) as exc:
         raise fail(str(exc)) from None
     faust_worker = faust.Worker(faust_app, quiet=True, **logs.faust_options(loglevel))

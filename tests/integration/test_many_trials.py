@@ -154,8 +154,8 @@ def test_two_trials_share_a_deployment_and_never_meet(two_trials, settings):
 
     stack.kill("projections")
     both("/enrollment/subjects", lambda s: {"subject_id": s, "site_id": "MSK"})
-    stack.spawn("projections", ["worker", "--demo", "--web-port", str(stack.web_port),
-                                "--data-dir", str(stack.work_dir)])
+    stack.spawn("projections", ["worker", "--demo", "--loglevel", "info", "--web-port",
+                                str(stack.web_port), "--data-dir", str(stack.work_dir)])
     wait_until_up(f"{stack.projections_url}/projections/cohort-occupancy?trial_id={FIRST}",
                   timeout=90, still_starting=stack.check_alive, token=DEMO_READER)
     both("/enrollment/prescreenings", lambda s: {"subject_id": s, "msln_ihc_percent": 60.0,

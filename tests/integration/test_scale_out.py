@@ -361,8 +361,8 @@ def _spawn_service(stack: Stack, name: str, url: str) -> str:
 def _spawn_worker(stack: Stack, name: str, url: str, data_dir: Path) -> str:
     """A Faust worker with a data dir of its own, as test_two_workers starts its second;
     started once its web server answers (a standby's views answer only once it stands by)."""
-    stack.spawn(name, ["worker", "--demo", "--web-port", _port(url), "--data-dir",
-                       str(data_dir)])
+    stack.spawn(name, ["worker", "--demo", "--loglevel", "info", "--web-port", _port(url),
+                       "--data-dir", str(data_dir)])
 
     def answers() -> bool:
         stack.check_alive()
