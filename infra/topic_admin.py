@@ -249,6 +249,13 @@ def ensure_topics(
     admin = _admin(bootstrap_servers)
     try:
         brokers = _broker_count(admin)
+        deadline = time.monotonic() + CLUSTER_SETTLE_SECONDS
+        while (replication_factor is not None and brokers < replication_factor
+               and time.monotonic() < deadline):
+            # A broker of the cluster not in its metadata for a moment (starting, or fenced
+            # while it catches up): the replication asked for is worth a few seconds' wait.
+            time.sleep(0.5)
+            brokers = _broker_count(admin)
         factor = replication_factor if replication_factor is not None else wanted_replication(
             brokers
         )

@@ -58,9 +58,22 @@ def current(events: list[Any], generation: int | None) -> list[Any]:
     return [e for e in events if e.message.generation_id in (None, generation)]
 
 
+FLUSH_STALL_SECONDS = 60.0
+"""How long the worker's flush waits while no message is handed on (a broker away): Faust
+flushes before every commit and when partitions are revoked, so a flush that waits for good
+holds the commits and the group's rebalances as long."""
+
+
+class FlushStalled(RuntimeError):
+    """A flush saw no message handed on for ``FLUSH_STALL_SECONDS``."""
+
+
 class DrainingBuffer(ProducerBuffer):
     """Faust's producer buffer whose ``flush`` returns only once every message put in it has
-    been handed to the Kafka client (whose own flush then waits for the broker's answer)."""
+    been handed to the Kafka client (whose own flush then waits for the broker's answer), and
+    raises ``FlushStalled`` once none has been for ``stall_seconds``: the commit or the
+    rebalance that flushed fails, Faust stops the worker, and its supervisor folds the log
+    anew (decision 69)."""
 
     sending = 0
     """Messages taken off the queue and not yet handed on."""
@@ -72,15 +85,26 @@ class DrainingBuffer(ProducerBuffer):
         finally:
             self.sending -= 1
 
+    stall_seconds = FLUSH_STALL_SECONDS
+    """How long a flush waits without a message handed on before it gives up."""
+
     async def flush(self) -> None:
+        waited = 0.0
         while self.size or self.sending:
             if self.state != "running":
                 raise RuntimeError("cannot flush: the producer is not running")
+            if waited >= self.stall_seconds:
+                raise FlushStalled(
+                    f"no changelog write handed on to Kafka for {waited:.1f} s with "
+                    f"{self.size + self.sending} waiting: the worker stops rather than commit "
+                    "past them or hold a rebalance"
+                )
             self.message_sent.clear()
             try:
                 await asyncio.wait_for(self.message_sent.wait(), timeout=0.1)
+                waited = 0.0
             except TimeoutError:
-                continue
+                waited += 0.1
 
 
 class _DrainingProducer(faust_aiokafka.Producer):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import shutil
 import weakref
 from collections.abc import Iterable, Mapping
@@ -36,10 +35,10 @@ from infra.kafka_security import faust_credentials
 from infra.keys import load_keyring
 from infra.settings import Settings
 from infra.topic_admin import worker_group
-from projections.applying import Batch, count_dead_letter, dead_letter_counts
+from projections.applying import Batch, count_dead_letter
 from projections.base import of_trial
 from projections.catalog import build_trials, fold_version
-from projections.continuity import Missed, stalled, unseen
+from projections.continuity import Missed, unseen
 from projections.faust_kafka import (
     ReadCommittedTransport,
     current,
@@ -48,28 +47,21 @@ from projections.faust_kafka import (
 )
 from projections.faust_tables import CountedTable, InMemoryTable
 from projections.live_inbox import LiveDesk, serve_inbox, serve_inboxes
-from projections.metrics import CONTENT_TYPE, WorkerState, applied_counter, exposition
+from projections.metrics import applied_counter
 from projections.notifier import start_alerts, start_trials_alerts
 from projections.owner import (
     HOLDING_FILE,
     SESSION_TIMEOUT_SECONDS,
-    holder_of,
-    holder_problem,
-    own_url,
 )
 from projections.views import (
     PositionsMoved,
     TrialReaders,
-    _answer_elsewhere,
-    _not_a_reader_of,
     _serve,
-    _trial_of,
-    _unauthorized,
 )
+from projections.worker_status import watch_and_serve_status
 from services.access.decider import EMPTY, AccessState
 from services.access.decider import evolve as evolve_access
 from services.auth import LiveUsers, UserDirectory
-from services.problems import PROBLEM_JSON, problem_document
 from trial.config import TrialConfig, load_trials
 
 log = logging.getLogger(__name__)
@@ -473,138 +465,12 @@ def create_app(
         serve_inboxes(app, desks, readers_now)
         alerts = start_trials_alerts(app, desks, demo=demo_users)
 
-    unassigned_checks = [0]
-
-    def unassigned() -> list[str]:
-        assigned = {tp.topic for tp in app.consumer.assignment()}
-        return sorted(topic for topic in readers if topic not in assigned)
-
-    @app.timer(interval=ASSIGNMENT_CHECK_SECONDS)
-    async def watch_assignment():
-        """A worker whose group assigned it no event topic applies nothing, silently: this
-        happened when the group's assignment ran on the metadata of a broker still starting
-        (its topics not yet known) and was never redone. Such a worker exits; ``trialops
-        worker`` starts it again, and its tables come back from their changelogs."""
-        missing = unassigned()
-        if missing and holder_of(app, missing) not in (None, own_url(app)):
-            missing = []  # another member holds them: this one stands by (decision 58)
-        unassigned_checks[0] = unassigned_checks[0] + 1 if missing else 0
-        if unassigned_checks[0] >= UNASSIGNED_CHECKS_BEFORE_EXIT:
-            log.critical("no partition of %s assigned for %.0f s: exiting to start afresh",
-                         ", ".join(missing),
-                         ASSIGNMENT_CHECK_SECONDS * UNASSIGNED_CHECKS_BEFORE_EXIT)
-            os._exit(3)
-
-    looked: list[dict[str, int]] = [{}]
-    """The held event partitions' positions at the previous look."""
-
-    @app.timer(interval=STALL_CHECK_SECONDS)
-    async def watch_positions():
-        """A held partition whose position stands still while records wait beyond it is read
-        again from its position (decision 69): the scale-out test once found a worker holding
-        a partition 91 records behind, applying nothing, with nothing logged. Copies that come
-        again are skipped (projections/applying.py)."""
-        if app.rebalancing or not app.flow_control.is_active():
-            looked[0] = {}
-            return
-        held = {f"{tp.topic}:{tp.partition}": tp
-                for tp in app.consumer.assignment() if tp.topic in readers}
-        now = {source: positions[source] for source in held}
-        ends: dict[str, int | None] = {}
-        for source, tp in held.items():
-            try:
-                ends[source] = app.consumer.highwater(tp)
-            except Exception:  # no highwater known yet for this partition
-                ends[source] = None
-        stuck = stalled(looked[0], now, ends, halts)
-        looked[0] = now
-        for source in stuck:
-            log.warning("%s stands at %d for %.0f s while its end is %s: reading it again from "
-                        "there", source, now[source], STALL_CHECK_SECONDS, ends[source])
-            await app.consumer.seek(held[source], now[source])
-
-    @app.page("/ready", name="ready")
-    async def ready(web, request):
-        """200 when every event topic is assigned and no agent stands at an unreadable
-        record; 503 naming what is not."""
-        problems = [halt.describe() for _source, halt in sorted(halts.items())]
-        standby_for = None
-        if missing := unassigned():
-            holder = holder_of(app, missing)
-            if holder is not None and holder != own_url(app):
-                standby_for = holder  # it answers the views by asking that worker
-                if gone := await holder_problem(holder):
-                    problems.append(gone)
-            else:
-                problems.append(f"no partition assigned yet of {', '.join(missing)}")
-        body = {
-            "ready": not problems,
-            **({"standby_for": standby_for} if standby_for else {}),
-            "halted": {source: halt.as_dict() for source, halt in sorted(halts.items())},
-            "problems": problems,
-            "lag": lag(),
-            "alerts": alerts,
-        }
-        if not problems:
-            return web.json(body)
-        # Not ready is an RFC 9457 problem, as on the services (decision 44), with the same
-        # members as before besides.
-        return web.json(
-            problem_document(503, "not-ready", "; ".join(problems), request.path, **body),
-            status=503, content_type=PROBLEM_JSON,
-        )
-
-    def lag() -> dict[str, int]:
-        """Per assigned event partition: records between what is applied and the end (commit
-        markers included, so an idle partition shows 1 after a transactional append)."""
-        behind = {}
-        for tp in sorted(app.consumer.assignment()):
-            if tp.topic in readers:
-                source = f"{tp.topic}:{tp.partition}"
-                try:
-                    behind[source] = max(app.consumer.highwater(tp) - positions[source], 0)
-                except Exception:  # no highwater known yet for this partition
-                    continue
-        return behind
-
-    state = WorkerState(lag, lambda: list(halts), lambda: dead_letter_counts(dead_lettered))
-
-    @app.page("/metrics", name="metrics")
-    async def metrics(web, request):
-        """Prometheus metrics (projections/metrics.py), open like ``/ready``: counts by topic
-        and partition, no patient data (decision 47)."""
-        return web.bytes(exposition(state), headers={"Content-Type": CONTENT_TYPE})
-
-    @app.page("/", name="dashboard")
-    async def dashboard(web, request):
-        # The page holds no data and asks for a token; every request for data sends it.
-        return web.bytes(DASHBOARD.read_bytes(), content_type="text/html")
-
-    @app.page("/projections", name="projections-status")
-    async def status(web, request):
-        if refused := _unauthorized(web, request, readers_now):
-            return refused
-        trial_id, refused = _trial_of(web, request, trials)  # decision 61
-        if refused is not None:
-            return refused
-        if refused := _not_a_reader_of(web, request, readers_now, trial_id):
-            return refused
-        if elsewhere := await _answer_elsewhere(app, web, request, sources, trial_id,
-                                                partitions):
-            return elsewhere
-        applied_up_to = {
-            f"{p.name}|{topic_partition}": offset
-            for topic_partition, offset in sorted(positions.items())
-            for p in readers.get(topic_partition.rsplit(":", 1)[0], {}).get(trial_id, [])
-        }
-        return web.json(
-            {
-                "projections": sorted(projections),
-                "positions": applied_up_to,
-                "dead_lettered": dead_letter_counts(dead_lettered),
-                "halted": {source: halt.as_dict() for source, halt in sorted(halts.items())},
-            }
-        )
+    # The worker's watch over its partitions, and its status pages.
+    watch_and_serve_status(
+        app, readers=readers, positions=positions, halts=halts, dead_lettered=dead_lettered,
+        alerts=alerts, readers_now=readers_now, trials=trials, sources=sources,
+        partitions=partitions, names=sorted(projections),
+    )
 
     return app
 

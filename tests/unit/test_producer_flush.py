@@ -17,7 +17,7 @@ import faust
 import pytest
 from faust.transport.producer import ProducerBuffer
 
-from projections.faust_kafka import DrainingBuffer
+from projections.faust_kafka import DrainingBuffer, FlushStalled
 
 HAND_ON_SECONDS = 0.25
 
@@ -77,3 +77,35 @@ def test_the_worker_transport_gives_its_producer_the_draining_buffer():
     producer = ReadCommittedTransport(["kafka://127.0.0.1:9"], app).create_producer()
     assert isinstance(producer.buffer, DrainingBuffer)
     assert producer.buffer.app is app
+
+
+class NoBroker(SlowDestination):
+    """A destination that never takes the message: a broker away."""
+
+    async def publish_message(self, fut, wait: bool = False) -> None:
+        await asyncio.sleep(3600)
+
+
+def test_a_flush_that_hands_nothing_on_gives_up_rather_than_hold_commits_and_rebalances():
+    async def go() -> None:
+        buffer = DrainingBuffer()
+        buffer.stall_seconds = 0.5
+        buffer.app = faust.App("flush-test", broker="memory://")
+        await buffer.start()
+        try:
+            buffer.put(message(0, NoBroker()))  # type: ignore[arg-type]
+            await buffer.flush()
+        finally:
+            buffer.pending = asyncio.Queue()
+            buffer.sending = 0  # the message never handed on: stopping would flush it again
+            await buffer.stop()
+
+    with pytest.raises(FlushStalled, match="no changelog write handed on"):
+        asyncio.run(asyncio.wait_for(go(), timeout=10))
+
+
+def test_a_slow_flush_that_keeps_handing_messages_on_does_not_give_up():
+    # Each message takes 0.25 s; five take 1.25 s, longer than the 0.5 s allowed without any
+    buffer = DrainingBuffer()
+    buffer.stall_seconds = 2 * HAND_ON_SECONDS
+    assert asyncio.run(flushed(buffer, 5)) == list(range(5))
