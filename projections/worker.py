@@ -61,7 +61,7 @@ from projections.views import (
 from projections.worker_status import watch_and_serve_status
 from services.access.decider import EMPTY, AccessState
 from services.access.decider import evolve as evolve_access
-from services.auth import LiveUsers, UserDirectory
+from services.auth import LiveUsers, UserDirectory, seeds_per_trial
 from trial.config import TrialConfig, load_trials
 
 log = logging.getLogger(__name__)
@@ -268,8 +268,7 @@ def create_app(
     # each trial's readers against that trial's access events (decision 65); ``users`` (the
     # users file or the demo users) answers for a trial until its log holds a user.
     access: list[dict[str, AccessState]] = [{}]
-    seeds = ({trial_id: users for trial_id in trials} if isinstance(users, UserDirectory)
-             else dict(users))
+    seeds = seeds_per_trial(users, trials)
     readers_now = TrialReaders({
         trial_id: LiveUsers(lambda trial_id=trial_id: access[0].get(trial_id, EMPTY),
                             seed=seeds[trial_id])

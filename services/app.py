@@ -19,7 +19,7 @@ from infra.kafka_io import Tail, load_quarantine
 from infra.keys import load_keyring, load_signer
 from infra.settings import Settings
 from services.access.decider import BootstrapAccess, NewUser
-from services.auth import ADMINISTRATOR, LiveUsers, UserDirectory
+from services.auth import ADMINISTRATOR, LiveUsers, UserDirectory, seeds_per_trial
 from services.catalog import ServiceSpec, services
 from services.errors import DomainError
 from services.eventstore import Appended, KafkaEventStore, StoreUnavailable
@@ -108,10 +108,7 @@ def build_app(
     one, to pass it the commands of the trials it holds."""
     if isinstance(trials, TrialConfig):
         trials = {trials.trial_id: trials}
-    seeds = ({trial_id: users for trial_id in trials} if isinstance(users, UserDirectory)
-             else dict(users))
-    if missing := sorted(set(trials) - set(seeds)):
-        raise ValueError(f"no users to seed the access log of {', '.join(missing)}")
+    seeds = seeds_per_trial(users, trials)
     available = services()
     chosen = list(contexts or available)
     unknown = [c for c in chosen if c not in available]

@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import orjson
@@ -326,3 +326,17 @@ def _parse_line(path: Path, number: int, line: str) -> User:
         field = ".".join(str(p) for p in first["loc"]) or "(line)"
         message = first["msg"].removeprefix("Value error, ")
         raise ValueError(f"{where}: {field}: {message}") from None
+
+
+def seeds_per_trial(
+    users: UserDirectory | Mapping[str, UserDirectory], trial_ids: Iterable[str]
+) -> dict[str, UserDirectory]:
+    """The users each trial's access log starts from (decision 66): one directory for every
+    trial, or one per trial. A trial without one is refused, naming it: the services and the
+    worker read the same seeds and must agree."""
+    wanted = list(trial_ids)
+    seeds = ({trial_id: users for trial_id in wanted} if isinstance(users, UserDirectory)
+             else {trial_id: users[trial_id] for trial_id in wanted if trial_id in users})
+    if missing := sorted(set(wanted) - set(seeds)):
+        raise ValueError(f"no users to seed the access log of {', '.join(missing)}")
+    return seeds

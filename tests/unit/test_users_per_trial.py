@@ -84,3 +84,15 @@ def test_the_services_refuse_a_trial_without_users_to_seed_it():
     settings = Settings(bootstrap_servers="127.0.0.1:9")
     with pytest.raises(ValueError, match=f"no users to seed the access log of {SECOND.trial_id}"):
         build_app(settings, {FIRST.trial_id: UserDirectory.demo()}, TRIALS)
+
+
+def test_the_worker_refuses_a_trial_without_users_to_seed_it_as_the_services_do(tmp_path):
+    from infra.keys import init_keys
+    from projections.worker import create_app
+
+    keyring, writers = init_keys(tmp_path / "keys")
+    settings = Settings(bootstrap_servers="127.0.0.1:9", namespace="tseeds",
+                        keyring=str(keyring), writer_keys=str(writers))
+    with pytest.raises(ValueError, match=f"no users to seed the access log of {SECOND.trial_id}"):
+        create_app(settings, users={FIRST.trial_id: UserDirectory.demo()}, trials=TRIALS,
+                   data_dir=tmp_path / "data", partitions=4)
