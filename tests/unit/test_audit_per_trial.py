@@ -30,7 +30,7 @@ from projections.inbox import inbox
 from trial.config import TrialConfig, load_trials
 from trialops.cli import app
 
-from .test_projections_per_trial import (
+from .per_trial_logs import (
     SECOND_TRIAL,
     SECOND_WINDOW_DAYS,
     SHIPPED_TRIAL,

@@ -14,26 +14,20 @@ by a Faust app that is never started."""
 from __future__ import annotations
 
 import asyncio
-import collections
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from uuid import UUID
 
 import faust
-import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from events.dosing import InfusionRecorded
-from events.envelope import GENESIS_HASH
-from events.registry import Recorded, read
 from events.topics import event_topic, partition_of
-from projections.applying import Batch, TrialTable, states
-from projections.base import Projection, fold, fold_trials, of_trial, to_json, trial_states
+from projections.applying import states
+from projections.base import fold, fold_trials, to_json, trial_states
 from projections.catalog import (
     NAMES,
     TrialNotNamed,
@@ -43,123 +37,28 @@ from projections.catalog import (
     chosen_trial,
     fold_version,
 )
-from projections.owner import holder_in, holds_all, holds_trial, trial_holder_in
-from projections.paging import NEXT, assemble
-from projections.views import _serve
 from services.auth import UserDirectory
-from trial.config import SHIPPED, TrialConfig, load_trial, load_trials
-
-from .builders import sealed
-from .test_simulate_plan import run_in_process
-
-SHIPPED_TRIAL = "NCT06623396"
-SECOND_TRIAL = "NCT03054298"
-PARTITIONS = 2
-SECOND_WINDOW_DAYS = 21
-"""The second trial's DLT window (the shipped file's is 28 days): its documents must be made
-with its own file."""
-AUDITOR = {"Authorization": "Bearer demo-auditor"}
-
-Entry = tuple[str, int, Recorded]
+from tests.unit.per_trial_logs import (  # noqa: F401 (fixtures)
+    AUDITOR,
+    PARTITIONS,
+    SECOND_TRIAL,
+    SECOND_WINDOW_DAYS,
+    SHIPPED_TRIAL,
+    as_of,
+    interleaved,
+    logs_fixture,
+    one_trial_replay,
+    reads,
+    topic_of,
+    trials_fixture,
+    worker_tables,
+)
 
 
 def test_the_two_trials_sit_in_different_partitions():
     # Kafka's default partitioner (checked in test_trial_partitions.py) parts them at N=2
     assert partition_of(SHIPPED_TRIAL, PARTITIONS) != partition_of(SECOND_TRIAL, PARTITIONS)
 
-
-def two_trial_files(folder: Path) -> Path:
-    """``folder`` made a deployment's folder of two trial files (TRIALOPS_TRIALS): the shipped
-    one, and a copy as ``SECOND_TRIAL`` with a DLT window of ``SECOND_WINDOW_DAYS``."""
-    (folder / "shipped.json").write_bytes(SHIPPED.read_bytes())
-    data = orjson.loads(SHIPPED.read_bytes())
-    data["trial_id"] = SECOND_TRIAL
-    data["dlt"]["window_days"] = SECOND_WINDOW_DAYS
-    (folder / "second.json").write_bytes(orjson.dumps(data))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def trials(tmp_path_factory) -> dict[str, TrialConfig]:
-    return load_trials(two_trial_files(tmp_path_factory.mktemp("trials")))
-
-
-def trial_log(trial_id: str, seed: int, first_event: int) -> list[Entry]:
-    """A simulated trial's events, sealed with ``trial_id``, each at its offset of its
-    context topic's partition for that trial."""
-    api, _report, _lines = run_in_process(6, seed)
-    partition = partition_of(trial_id, PARTITIONS)
-    heads: dict[tuple[str, str], tuple[int, str]] = {}
-    offsets: dict[str, int] = {}
-    log = []
-    for n, ((context, stream, _type, at, _user), payload) in enumerate(
-        zip(api.appended, api.payloads, strict=True), start=first_event
-    ):
-        seq, prev = heads.get((context, stream), (0, GENESIS_HASH))
-        envelope = sealed(payload, event_id=UUID(int=n), stream_id=stream, stream_seq=seq + 1,
-                          occurred_at=at, recorded_at=at, prev_hash=prev, trial_id=trial_id)
-        heads[(context, stream)] = (seq + 1, envelope.hash)
-        source = f"{event_topic(context)}:{partition}"
-        offsets[source] = offsets.get(source, -1) + 1
-        log.append((source, offsets[source], read(envelope)))
-    return log
-
-
-@pytest.fixture(scope="module")
-def logs() -> dict[str, list[Entry]]:
-    return {SHIPPED_TRIAL: trial_log(SHIPPED_TRIAL, 7, 1),
-            SECOND_TRIAL: trial_log(SECOND_TRIAL, 11, 100_000)}
-
-
-def interleaved(logs: Mapping[str, list[Entry]]) -> list[Entry]:
-    """Both trials' events, taken in turns, as a worker reading both partitions gets them."""
-    first, second = logs.values()
-    mixed: list[Entry] = []
-    for n in range(max(len(first), len(second))):
-        mixed += first[n:n + 1] + second[n:n + 1]
-    return mixed
-
-
-def topic_of(source: str) -> str:
-    return source.rsplit(":", 1)[0]
-
-
-def reads(projection: Projection, source: str) -> bool:
-    return any(event_topic(c) == topic_of(source) for c in projection.contexts)
-
-
-def one_trial_replay(trial: TrialConfig, log: list[Entry]) -> dict[str, dict]:
-    """The reference: each projection of ``trial``'s file folded over its events alone."""
-    return {name: fold(p, [r for s, _o, r in log if reads(p, s)])
-            for name, p in build(trial).items()}
-
-
-def worker_tables(
-    trials: Mapping[str, TrialConfig], log: list[Entry], errors: list[str] | None = None
-) -> tuple[dict[str, dict], dict]:
-    """The worker's tables after applying ``log`` as its agents do (projections/worker.py):
-    per topic, each event to its own trial's projections that read the topic."""
-    by_trial = build_trials(trials)
-    readers = {
-        event_topic(context): {
-            trial_id: [p for p in built.values() if context in p.contexts]
-            for trial_id, built in by_trial.items()
-        }
-        for context in ("enrollment", "manufacturing", "dosing", "safety")
-    }
-    tables: dict[str, dict] = {name: {} for name in NAMES}
-    applied: dict = {}
-    batch = Batch(tables, applied, {})
-    for source, offset, recorded in log:
-        own = of_trial(readers[topic_of(source)], recorded, errors) or ()
-        batch.apply(own, source, offset, recorded, errors)
-        batch.pass_over(source, offset)
-    batch.flush()
-    return tables, applied
-
-
-def as_of(logs: Mapping[str, list[Entry]]):
-    return max(r.envelope.recorded_at for log in logs.values() for _s, _o, r in log)
 
 
 # ------------------------------------------------------------------ the worker's tables
@@ -289,208 +188,6 @@ def test_the_replay_of_one_trial_passes_over_the_others_and_reports_unknown_ones
     replaying.replay(None, "cohort-occupancy", trials={SHIPPED_TRIAL: trials[SHIPPED_TRIAL]},
                      stats=alone)
     assert alone.fold_errors and all(f"trial {SECOND_TRIAL}" in e for e in alone.fold_errors)
-
-
-# ------------------------------------------------------------------ the views
-
-
-def serve_tables(trials: Mapping[str, TrialConfig] | None, tables: dict[str, dict]) -> faust.App:
-    app = faust.App("test-views-per-trial", broker="memory://", web_tables_enabled=False,
-                    web_router_enabled=False, web_graph_enabled=False, web_stats_enabled=False)
-    positions: collections.defaultdict[str, int] = collections.defaultdict(int)
-    if trials is None:  # a deployment of the one trial file, as before
-        for name, projection in build(load_trial()).items():
-            _serve(app, projection, tables[name], positions, UserDirectory.demo())
-        return app
-    by_trial = build_trials(trials)
-    for name in NAMES:
-        _serve(app, by_trial[SHIPPED_TRIAL][name], tables[name], positions,
-               UserDirectory.demo(), trials={t: built[name] for t, built in by_trial.items()})
-    return app
-
-
-def get(
-    trials: Mapping[str, TrialConfig] | None, tables: dict[str, dict], *paths: str,
-    follow: str | None = None,
-) -> list[tuple[int, bytes]]:
-    """The answers to GETs of ``paths`` from a worker serving ``tables``; with ``follow``, the
-    pages of that view, each asked with the cursor the previous one gave."""
-    app = serve_tables(trials, tables)
-
-    async def go():
-        answers = []
-        async with TestClient(TestServer(app.web.web_app)) as client:
-            for path in paths:
-                answer = await client.get(path, headers=AUDITOR)
-                answers.append((answer.status, await answer.read()))
-            cursor = None
-            while follow is not None:
-                path = follow + ("" if cursor is None else f"&cursor={cursor}")
-                answer = await client.get(path, headers=AUDITOR)
-                answers.append((answer.status, await answer.read()))
-                cursor = orjson.loads(answers[-1][1])[NEXT]
-                if cursor is None:
-                    break
-        return answers
-
-    return asyncio.run(go())
-
-
-def test_a_view_without_its_trial_in_a_deployment_of_two_is_a_400_naming_trial_id(
-    trials, logs
-):
-    tables, _applied = worker_tables(trials, interleaved(logs))
-    [(missing, body), (unknown, other)] = get(
-        trials, tables, "/projections/cohort-occupancy",
-        "/projections/cohort-occupancy?trial_id=NCT0")
-
-    problem = orjson.loads(body)
-    assert (missing, problem["error"]) == (400, "bad-query")
-    assert problem["message"].startswith("trial_id: ")
-    assert SHIPPED_TRIAL in problem["message"] and SECOND_TRIAL in problem["message"]
-    assert (unknown, orjson.loads(other)["error"]) == (404, "not-found")
-
-
-def test_each_trials_view_answers_the_one_trial_replay_byte_for_byte(trials, logs):
-    tables, _applied = worker_tables(trials, interleaved(logs))
-    moment = as_of(logs).isoformat().replace("+", "%2B")
-
-    for trial_id, log in logs.items():
-        reference = one_trial_replay(trials[trial_id], log)
-        built = build(trials[trial_id])
-        [(status, occupancy), (_s, dl1), (_t, safety)] = get(
-            trials, tables,
-            f"/projections/cohort-occupancy?trial_id={trial_id}",
-            f"/projections/cohort-occupancy?trial_id={trial_id}&cohort_id=DL1-IP",
-            f"/projections/safety?trial_id={trial_id}&as_of={moment}&limit=1000",
-        )
-        assert status == 200
-        assert occupancy == to_json(built["cohort-occupancy"].render(
-            reference["cohort-occupancy"]))
-        whole = built["cohort-occupancy"].render(reference["cohort-occupancy"])
-        assert orjson.loads(dl1) == built["cohort-occupancy"].select(whole, "DL1-IP")
-        safety_doc = orjson.loads(safety)
-        del safety_doc[NEXT]
-        assert to_json(safety_doc) == to_json(
-            built["safety"].document(reference["safety"], as_of(logs)))
-
-
-def test_a_trials_pages_follow_their_cursors_within_the_trial(trials, logs):
-    tables, _applied = worker_tables(trials, interleaved(logs))
-    timeline = build(trials[SECOND_TRIAL])["patient-timeline"]
-    view = f"/projections/patient-timeline?trial_id={SECOND_TRIAL}&limit=2"
-
-    pages = [orjson.loads(body) for _status, body in get(trials, tables, follow=view)]
-
-    assert len(pages) > 2
-    reference = one_trial_replay(trials[SECOND_TRIAL], logs[SECOND_TRIAL])["patient-timeline"]
-    assert timeline.listing is not None
-    assert to_json(assemble(timeline.listing, pages)) == to_json(timeline.render(reference))
-
-
-def test_a_one_trial_deployment_answers_without_trial_id_as_before(trials, logs):
-    one = {SHIPPED_TRIAL: trials[SHIPPED_TRIAL]}
-    log = [(f"{topic_of(s)}:0", o, r) for s, o, r in logs[SHIPPED_TRIAL]]
-    tables, _applied = worker_tables(one, log)
-    reference = one_trial_replay(trials[SHIPPED_TRIAL], log)
-    built = build(trials[SHIPPED_TRIAL])
-
-    answers = get(None, tables, "/projections/cohort-occupancy",
-                  "/projections/dose-escalation",
-                  f"/projections/cohort-occupancy?trial_id={SHIPPED_TRIAL}")
-
-    assert answers == [(200, to_json(built["cohort-occupancy"].render(
-                            reference["cohort-occupancy"]))),
-                       (200, to_json(built["dose-escalation"].render(
-                            reference["dose-escalation"]))),
-                       (200, to_json(built["cohort-occupancy"].render(
-                            reference["cohort-occupancy"])))]
-
-
-def test_a_trial_table_lists_and_reads_one_trials_keys_only():
-    table = {f"{SHIPPED_TRIAL}/DL1-IP": {"state": {"n": 1}, "at": {}},
-             f"{SECOND_TRIAL}/DL1-IP": {"state": {"n": 2}, "at": {}}}
-    second = TrialTable(table, SECOND_TRIAL)
-
-    assert list(second) == ["DL1-IP"] and len(second) == 1
-    assert second["DL1-IP"]["state"] == {"n": 2} and second.get("DL2-IP") is None
-    assert dict(second.items()) == {"DL1-IP": table[f"{SECOND_TRIAL}/DL1-IP"]}
-
-
-# ------------------------------------------------------------------ which worker answers
-
-
-TOPICS = ("t.enrollment.events", "t.dosing.events")
-
-
-def test_a_trials_views_are_answered_by_the_member_holding_its_partition():
-    distribution = {
-        "http://a:6066": {"t.enrollment.events": [0], "t.dosing.events": [0]},
-        "http://b:6066/": {"t.enrollment.events": [1], "t.dosing.events": [1]},
-    }
-    wanted = {topic: partition_of(SHIPPED_TRIAL, PARTITIONS) for topic in TOPICS}
-    assert trial_holder_in(distribution, wanted) == "http://b:6066"
-    assert trial_holder_in(
-        distribution, {topic: partition_of(SECOND_TRIAL, PARTITIONS) for topic in TOPICS}
-    ) == "http://a:6066"
-    # no member answers for the whole log from its tables
-    assert holder_in(distribution, TOPICS) is None
-
-
-def test_a_member_holding_a_trials_partition_of_some_topics_only_does_not_answer():
-    distribution = {"http://a:6066": {"t.enrollment.events": [1], "t.dosing.events": [0]},
-                    "http://b:6066": {"t.enrollment.events": [0], "t.dosing.events": [1]}}
-    assert trial_holder_in(distribution, {t: 1 for t in TOPICS}) is None
-
-
-def test_holding_a_trial_is_holding_its_partition_of_every_topic():
-    counts = {topic: PARTITIONS for topic in TOPICS}
-    mine = partition_of(SHIPPED_TRIAL, PARTITIONS)
-    assigned = {(topic, mine) for topic in TOPICS}
-
-    assert holds_trial(assigned, counts, SHIPPED_TRIAL)
-    assert not holds_trial(assigned, counts, SECOND_TRIAL)
-    assert not holds_trial(assigned, {**counts, "t.safety.events": None}, SHIPPED_TRIAL)
-    # one partition: holding the trial is holding everything, as decision 58 has it
-    one = {(topic, 0) for topic in TOPICS}
-    single = dict.fromkeys(TOPICS, 1)
-    assert holds_trial(one, single, SECOND_TRIAL) == holds_all(one, single) is True
-
-
-class GroupMember:
-    """A worker as the group left it, seen by ``held_here``/``holder_of``: its assignment and
-    the assignor's map; like a member that is not the group's leader, its consumer knows no
-    partition count (aiokafka keeps that metadata on the leader only)."""
-
-    def __init__(self, assigned: set[tuple[str, int]], distribution: dict) -> None:
-        from faust.types import TP
-
-        self.consumer = type("Consumer", (), {
-            "assignment": lambda _self: {TP(t, p) for t, p in assigned},
-            "topic_partitions": lambda _self, _topic: None,
-        })()
-        self.assignor = type("Assignor", (), {
-            "external_topics_metadata": lambda _self: distribution})()
-
-
-def test_a_member_that_is_not_the_leader_knows_which_trials_it_holds_and_who_holds_the_rest():
-    from projections.owner import held_here, holder_of
-
-    mine = partition_of(SHIPPED_TRIAL, PARTITIONS)
-    distribution = {
-        "http://a:6066": {t: [mine] for t in TOPICS},
-        "http://b:6066": {t: [1 - mine] for t in TOPICS},
-    }
-    member = GroupMember({(t, mine) for t in TOPICS}, distribution)
-
-    assert held_here(member, TOPICS, SHIPPED_TRIAL, PARTITIONS)
-    assert not held_here(member, TOPICS, SECOND_TRIAL, PARTITIONS)
-    assert holder_of(member, TOPICS, SECOND_TRIAL, PARTITIONS) == "http://b:6066"
-    # one partition, one holder: the standby finds it by the trial as decision 58 did
-    standby = GroupMember(set(), {"http://a:6066": {t: [0] for t in TOPICS},
-                                  "http://b:6066": {t: [] for t in TOPICS}})
-    assert not held_here(standby, TOPICS, SHIPPED_TRIAL)
-    assert holder_of(standby, TOPICS, SHIPPED_TRIAL) == "http://a:6066"
 
 
 # ------------------------------------------------------------------ choosing the trial
