@@ -451,17 +451,19 @@ def ensure_worker_topics(
     created = []
     try:
         existing = set(admin.list_topics())
-        for name, (partitions, factor, configs) in sorted(topics.items()):
-            if name in existing:
-                continue
-            try:
-                admin.create_topics({name: {"num_partitions": partitions,
-                                            "replication_factor": factor,
-                                            "configs": configs}},
-                                    wait_for_metadata=True)
-                created.append(name)
-            except TopicAlreadyExistsError:
-                pass  # another worker of the group created it between list and create
+        wanted = {name: {"num_partitions": partitions, "replication_factor": factor,
+                         "configs": configs}
+                  for name, (partitions, factor, configs) in sorted(topics.items())
+                  if name not in existing}
+        if wanted:  # one request for them all
+            answer = admin.create_topics(wanted, raise_errors=False)
+            for topic in answer["topics"]:
+                error = topic["error_code"]
+                if error == 0:
+                    created.append(topic["name"])
+                elif error != TopicAlreadyExistsError.errno:  # another worker made it first
+                    raise RuntimeError(f"cannot create {topic['name']}: "
+                                       f"{topic.get('error_message') or error}")
         deadline = time.monotonic() + CLUSTER_SETTLE_SECONDS
         while missing := set(topics) - set(admin.list_topics()):
             if time.monotonic() > deadline:

@@ -167,8 +167,11 @@ class Batch:
                           errors)
 
     def pass_over(self, source: str, offset: int) -> None:
-        """The record at ``offset`` of ``source`` is done with (applied, a copy, quarantined)."""
-        self.passed[source] = offset + 1
+        """The record at ``offset`` of ``source`` is done with (applied, a copy, quarantined).
+        A position only moves forward: a copy of an earlier record, which Kafka delivers again
+        after a rebalance, leaves everything below the position applied."""
+        position = self.passed.get(source, self.positions.get(source, 0))
+        self.passed[source] = max(position, offset + 1)
 
     def flush(self) -> int:
         """Write what the batch changed: the projections' keys, then the streams' heads, then

@@ -73,6 +73,7 @@ started again by ``trialops worker``)."""
 WORKER = "worker"
 """The worker's principal on a secured broker: reads the event topics, writes its own."""
 NEW_KEY_KINDS = ("unknown-key", "bad-rotation")
+BROKEN_CHAIN = "broken-chain"
 """Unreadable kinds that a keyring the deployment has extended since the worker started may
 resolve: the worker reads the keyring file again before it halts."""
 STALL_CHECK_SECONDS = 15.0
@@ -324,6 +325,9 @@ def create_app(
     def agent_for(topic: str):
         count_applied = applied_counter(topic)
 
+        rechecked: set[int] = set()
+        """Offsets at which a broken chain sent the agent to read the log before it."""
+
         async def take_in(batch: Batch, event: Any) -> None:
             """Read one record through the reading rule and apply it to the batch; at an
             unreadable record, halt until it is quarantined (decision 17)."""
@@ -346,6 +350,17 @@ def create_app(
                     batch.flush()
                     if exc.kind in NEW_KEY_KINDS and await keyring_reloaded():
                         continue
+                    if exc.kind == BROKEN_CHAIN and message.offset not in rechecked:
+                        # A record the consumer passed over breaks the chain too, one
+                        # offset away where no commit marker stands between (an append
+                        # without a transaction): the log is read first (decision 69).
+                        rechecked.add(message.offset)
+                        position = batch.passed.get(source, positions[source])
+                        if position < message.offset:
+                            for missed in await read_gap(Where(topic, message.partition,
+                                                               position), message.offset):
+                                await take_in(batch, missed)
+                            continue
                     if await quarantined(where, event.value):
                         log.warning("passing over quarantined record %s", where)
                         break

@@ -17,7 +17,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from events.enrollment import SubjectEnrolled, SubjectWaitlisted
+from events.enrollment import SubjectEnrolled, SubjectWaitlisted, SubjectWithdrawn
 from infra.kafka_io import Position
 from infra.topic_admin import worker_group
 from projections.catalog import fold_version
@@ -55,15 +55,16 @@ def restart_worker(stack) -> None:
                                 str(stack.web_port), "--data-dir", str(stack.work_dir)])
 
 
-def skipped_by_the_group(stack, settings, writer: RawWriter, cohort_id: str, first: int):
-    """The worker applies one enrollment and stops; two more are written and the group's
-    commit is moved past them; the worker starts again."""
+def skipped_by_the_group(stack, settings, writer: RawWriter, cohort_id: str, first: int,
+                         skipped_count: int = 2):
+    """The worker applies one enrollment and stops; ``skipped_count`` more are written and the
+    group's commit is moved past them; the worker starts again."""
     writer.append(f"cohort-{cohort_id}", cohort(cohort_id, capacity=3))
     applied = writer.append(f"subject-MSK-{first:04d}", SubjectEnrolled(
         subject_id=f"MSK-{first:04d}", cohort_id=cohort_id, slot=1))
     occupancy(stack, wait_for=f"{applied.topic}:{applied.partition}:{applied.offset}")
     stack.kill("projections", signal.SIGTERM)
-    for slot in (2, 3):
+    for slot in range(2, 2 + skipped_count):
         subject = f"MSK-{first + slot - 1:04d}"
         skipped = writer.append(f"subject-{subject}", SubjectEnrolled(
             subject_id=subject, cohort_id=cohort_id, slot=slot))
@@ -100,6 +101,26 @@ def test_a_partition_that_stands_still_behind_its_end_is_read_again(stack, setti
     eventually(lambda: _view_or_none(stack) == expected, timeout=120, interval=1)
     log = (stack.work_dir / "projections.log").read_text(errors="replace")
     assert "reading it again from there" in log
+
+
+def test_a_chain_broken_by_a_record_the_consumer_passed_over_sends_the_worker_to_the_log(
+    stack, settings
+):
+    # Given a worker whose group committed past one event it never applied, written without a
+    # transaction: the next record is one offset on, where a commit marker could have stood
+    writer = RawWriter(settings)
+    skipped_by_the_group(stack, settings, writer, "DL7-IP", 71, skipped_count=1)
+    # When the next event of the same subject's stream arrives
+    last = writer.append("subject-MSK-0072", SubjectWithdrawn(
+        subject_id="MSK-0072", reason_code="consent-withdrawn"))
+
+    # Then the worker, finding its chain broken, reads the log before the record, applies the
+    # enrollment it was not given, then the withdrawal, and equals the replay; it never halts
+    eventually(lambda: _answered(stack, last), timeout=90, interval=1)
+    log = (stack.work_dir / "projections.log").read_text(errors="replace")
+    assert "the consumer passed over 1 committed record(s)" in log
+    assert "halted" not in log
+    assert replay(settings, "cohort-occupancy") == _view(stack)
 
 
 def _answered(stack, last: Position):

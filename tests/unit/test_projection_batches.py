@@ -226,3 +226,15 @@ def test_tables_that_store_their_values_as_json_serve_the_replay_s_documents():
         assert to_json(projection.document(live, as_of)) == to_json(
             projection.document(expected[name], as_of)
         ), name
+
+
+def test_a_copy_delivered_again_leaves_the_position_where_it_was():
+    # The worker applied a partition's events up to the end; Kafka delivers the first half
+    # again (a rebalance sought back to an older committed offset, decision 69)
+    tables, applied, positions = fresh()
+    run_in_batches(LOG, tables, applied, positions, random.Random(3))
+    ends = dict(positions.data)
+    run_in_batches(LOG[: len(LOG) // 2], tables, applied, positions, random.Random(4))
+    # Then every position still covers everything applied: none went back to the copies'
+    assert positions.data == ends == end_positions(LOG)
+    assert {n: states(t, TRIAL_ID) for n, t in tables.items()} == expected_states()
