@@ -23,7 +23,10 @@ b. **Projections.** The same workload of N events (``bench_projections``' genera
    of the one-worker runs.
 
 With one partition per event topic (decision 2) two instances are one holder and one standby
-(decisions 58 and 59): see bench/README.md for what the ratios mean.
+(decisions 58 and 59): see bench/README.md for what the ratios mean. With ``--trials`` the two
+shipped trials run on topics of 4 partitions (decision 60): the commands go to both trials, and
+the N events are split between the trials, each trial's share in its own partition, so that
+two workers in one group hold one trial each.
 
 Run from the repository root:  python -m bench.bench_instances [--quick] ...
 """
@@ -51,7 +54,7 @@ import orjson
 from kafka.admin import KafkaAdminClient
 
 from bench.bench_commands import Measured, _clients
-from bench.bench_projections import Applied, apply_with_worker
+from bench.bench_projections import Applied, Part, apply_with_worker
 from bench.common import (
     TRIAL_ID,
     WorkloadOptions,
@@ -66,9 +69,10 @@ from bench.common import (
 from bench.keys import enrollment_signer
 from bench.worker_process import Worker
 from clients.http import call, wait_until_up
+from events.topics import event_topic
 from infra.settings import Settings
-from infra.topic_admin import check_event_topics, ensure_topics
-from trial.config import load_trials
+from infra.topic_admin import check_event_topics, configured_partitions, ensure_topics
+from trial.config import load_trials, trial_partitions
 
 NODES = 3
 REPLICAS = 3
@@ -377,6 +381,8 @@ def command_lines(result: CommandRun) -> list[str]:
 class ApplyRun:
     workers: int
     namespace: str = ""
+    parts: tuple[Part, ...] = ()
+    """The partitions written and each one's trial (with ``--trials``; else partition 0)."""
     applied: Applied | None = None
     roles: list[str] = field(default_factory=list)
     cpu_seconds: list[float] = field(default_factory=list)
@@ -398,7 +404,7 @@ def measure_apply(bootstrap: str, workers: int, args: argparse.Namespace,
                   options: WorkloadOptions, result: ApplyRun) -> None:
     settings = cluster_settings(bootstrap)
     result.namespace = settings.namespace
-    produced = produce_and_say(settings, args.events, options)
+    result.parts = write_events(settings, args, options)
     folder = Path(tempfile.mkdtemp(prefix="trialops-bench-instances-"))
     group = []
     for n in range(workers):
@@ -411,10 +417,13 @@ def measure_apply(bootstrap: str, workers: int, args: argparse.Namespace,
     try:
         say(f"b. {workers} worker(s) in one group, namespace {settings.namespace}")
         joining.start()
+        # With two trials the first worker is asked for each: it answers for the trial it
+        # holds and passes the other's request to the member that holds that one.
         result.applied = apply_with_worker(
-            group[0], settings, produced.end_offset, args.stall_timeout)
+            group[0], settings, sum(part.end for part in result.parts), args.stall_timeout,
+            parts=result.parts)
         for worker in group:  # what each says it was, finished or not
-            result.roles.append(_role(worker))
+            result.roles.append(_role(worker, result.parts))
             result.cpu_seconds.append(worker.cpu_seconds())
     finally:
         stopping.set()
@@ -427,6 +436,21 @@ def measure_apply(bootstrap: str, workers: int, args: argparse.Namespace,
         else:
             result.logs = str(folder)
             say(f"  the workers' data dirs and logs are kept in {folder}")
+
+
+def write_events(settings: Settings, args: argparse.Namespace,
+                 options: WorkloadOptions) -> tuple[Part, ...]:
+    """``--events`` events onto partition 0; with ``--trials``, split between the trials, each
+    trial's share onto its own partition (decision 60), as the services write them: the group
+    gives partitions, hence trials, to its members, so two workers can fold one trial each."""
+    if not args.trials:
+        return (Part(0, produce_and_say(settings, args.events, options).end_offset),)
+    placed = trial_partitions(load_trials(), configured_partitions())
+    shares = split(args.events, len(placed))
+    return tuple(
+        Part(partition, produce_and_say(settings, n, options, trial_id, partition).end_offset,
+             trial_id)
+        for (trial_id, partition), n in zip(sorted(placed.items()), shares, strict=True))
 
 
 def _join_when_held(first: Worker, others: list[Worker], stopping: threading.Event,
@@ -451,7 +475,7 @@ def _join_when_held(first: Worker, others: list[Worker], stopping: threading.Eve
         say(f"  worker on port {worker.port} joins the group")
 
 
-def _role(worker: Worker) -> str:
+def _role(worker: Worker, parts: tuple[Part, ...]) -> str:
     if worker.process is not None and worker.process.poll() is not None:
         return f"exited with code {worker.process.returncode}"
     try:
@@ -461,11 +485,27 @@ def _role(worker: Worker) -> str:
         return "did not answer /ready"
     if standby_for := ready.get("standby_for"):
         return f"stood by for {standby_for}"
-    return "held the partitions" if ready.get("ready") else f"not ready: {ready.get('problems')}"
+    if not ready.get("ready"):
+        return f"not ready: {ready.get('problems')}"
+    if any(part.trial_id for part in parts):
+        return _trials_held(ready, event_topic("enrollment", worker.settings.namespace), parts)
+    return "held the partitions"
+
+
+def _trials_held(ready: dict, topic: str, parts: tuple[Part, ...]) -> str:
+    """Which partitions of the enrollment topic ``/ready`` says a worker holds (its ``lag``
+    names every held event partition), and the trials written to them: with partitioned
+    topics every member of the group is ready, each holding its share."""
+    held = sorted(int(source.rsplit(":", 1)[1]) for source in ready.get("lag", {})
+                  if source.rsplit(":", 1)[0] == topic)
+    trials = [part.trial_id for part in parts if part.partition in held and part.trial_id]
+    return (f"held enrollment partitions {', '.join(map(str, held)) or 'none'} "
+            f"({', '.join(trials) or 'no trial'})")
 
 
 def apply_lines(runs: list[ApplyRun], events: int) -> list[str]:
-    lines = [f"b. projection apply rate, the same workload of {events:,} events each time"]
+    lines = [f"b. projection apply rate, the same workload of {events:,} events each time"
+             + _split_between(runs)]
     seen_one = False
     for r in runs:
         rates = r.rates()
@@ -492,6 +532,15 @@ def apply_lines(runs: list[ApplyRun], events: int) -> list[str]:
     return lines
 
 
+def _split_between(runs: list[ApplyRun]) -> str:
+    """How the events were split between the trials (with ``--trials``), else nothing."""
+    parts = next((r.parts for r in runs if r.parts), ())
+    if not any(part.trial_id for part in parts):
+        return ""
+    return ", " + " and ".join(f"{part.end:,} of {part.trial_id} (partition {part.partition})"
+                               for part in parts)
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -503,10 +552,9 @@ def main() -> None:
         os.environ["TRIALOPS_TRIALS"] = str(Path(__file__).resolve().parent.parent / "trial"
                                             / "trials")
         os.environ["TRIALOPS_PARTITIONS"] = "4"
-        if args.part == "all":
-            args.part = "commands"
-    applying = (f"; {args.events:,} events applied by one worker, two in one group, then one "
-                f"again; {options.describe()}" if args.part != "commands" else "")
+    split_up = " split between the two trials" if args.trials else ""
+    applying = (f"; {args.events:,} events{split_up} applied by one worker, two in one group, "
+                f"then one again; {options.describe()}" if args.part != "commands" else "")
     say(f"plan: {args.clients} clients x {args.commands // args.clients} commands against one "
         f"serve, two, then one again{applying}")
     commands = CommandRun()
@@ -549,8 +597,9 @@ def parse_args() -> argparse.Namespace:
                         help="load before the first measured step (default 20)")
     parser.add_argument("--part", choices=("all", "commands", "projections"), default="all")
     parser.add_argument("--trials", action="store_true",
-                        help="commands of the two shipped trials (trial/trials, topics of 4 "
-                             "partitions), each instance writing one; the commands' part only")
+                        help="the two shipped trials (trial/trials, topics of 4 partitions): "
+                             "commands of both, each instance writing one; the events split "
+                             "between them, each worker of two folding one")
     parser.add_argument("--heap", default="320m", help="each broker's heap (default 320m)")
     parser.add_argument("--stall-timeout", type=float, default=300,
                         help="give a worker up after this many seconds without progress")

@@ -152,43 +152,54 @@ class Applied:
         return max(times) if len(times) == len(self.projections) else None
 
 
+@dataclass(frozen=True)
+class Part:
+    """A partition of the enrollment topic a run wrote, the end offset to apply it to, and the
+    trial whose ``GET /projections?trial_id=`` shows its positions (None: the deployment's only
+    trial, asked without a trial id)."""
+
+    partition: int
+    end: int
+    trial_id: str | None = None
+
+    @property
+    def path(self) -> str:
+        return "/projections" + (f"?trial_id={self.trial_id}" if self.trial_id else "")
+
+
 def apply_with_worker(
-    worker: Worker, settings: Settings, end: int, stall_timeout: float, poll: float = 0.2
+    worker: Worker,
+    settings: Settings,
+    end: int,
+    stall_timeout: float,
+    poll: float = 0.2,
+    parts: tuple[Part, ...] = (),
 ) -> Applied:
     """Start the worker and poll its positions until every projection reading the enrollment
-    topic has applied ``end`` events; a failure (exit, stall) is recorded, not raised."""
+    topic has applied ``end`` events of partition 0, or with ``parts`` each part's partition up
+    to its end (``end`` is then their sum); a failure (exit, stall) is recorded, not raised.
+    A projection's position is what it applied of all the parts together."""
+    parts = parts or (Part(0, end),)
     topic = event_topic(CONTEXT, settings.namespace)
-    keys = {
-        name: f"{name}|{topic}:0"
-        for name, projection in sorted(PROJECTIONS.items())
-        if CONTEXT in projection.contexts
-    }
     say(f"b. starting the Faust worker (web port {worker.port}) to apply {end:,} events ...")
     worker.start()
     result = Applied(end=end, spawned_at=worker.started_at)
-    result.projections = {name: Progress() for name in keys}
+    result.projections = {
+        name: Progress()
+        for name, projection in sorted(PROJECTIONS.items())
+        if CONTEXT in projection.contexts
+    }
+    # Per positions key (<projection>|<topic>:<partition>), the last value answered: a trial
+    # whose view did not answer this poll (its holder rebalancing) keeps its last.
+    seen: dict[str, int] = {}
     last_change, last_total, next_say = time.monotonic(), -1, time.monotonic() + 15
     try:
         while not result.finished:
             worker.check_alive()
-            try:
-                status, body = worker.get("/projections", timeout=60)
-            except (OSError, http.client.HTTPException):
-                status, body = 0, b""
+            documents = _answers(worker, {part.path for part in parts})
             now = time.monotonic()
-            if status == 200:
-                if result.web_up_at is None:
-                    result.web_up_at = now
-                    say(f"  worker web server up after {now - worker.started_at:.1f}s")
-                document = orjson.loads(body)
-                positions = document.get("positions", {})
-                result.dead_lettered = document.get("dead_lettered", {})
-                for name, key in keys.items():
-                    _observe(result.projections[name], positions.get(key, 0), end, now)
-                if result.first_at is not None and result.cpu_at_first is None:
-                    result.cpu_at_first = worker.cpu_seconds()
-                if result.finished:
-                    result.cpu_at_done = worker.cpu_seconds()
+            if documents:
+                _observe_answers(result, worker, documents, parts, topic, seen, now)
             total = sum(p.position for p in result.projections.values())
             if total != last_total:
                 last_total, last_change = total, now
@@ -198,12 +209,7 @@ def apply_with_worker(
                     + worker.log_tail()
                 )
             if now >= next_say and result.web_up_at is not None:
-                elapsed = now - (result.first_at or now)
-                slowest = min(p.position for p in result.projections.values())
-                say(
-                    f"  applied {slowest:,}/{end:,} ({100 * slowest // end}%) by every "
-                    f"projection, {elapsed:.0f}s since the first event"
-                )
+                _say_progress(result, now)
                 next_say = now + 15
                 worker.sample_rss()
             if not result.finished:
@@ -216,6 +222,63 @@ def apply_with_worker(
     assert caught_up is not None, "finished means every projection has a done_at"
     say(f"  all projections caught up after {caught_up - worker.started_at:.1f}s")
     return result
+
+
+def _answers(worker: Worker, paths: set[str]) -> dict[str, dict]:
+    """The document each of ``paths`` answered with 200: a worker starting, or a group
+    rebalancing, answers some of them with an error or not at all."""
+    documents = {}
+    for path in sorted(paths):
+        try:
+            status, body = worker.get(path, timeout=60)
+        except (OSError, http.client.HTTPException):
+            continue
+        if status == 200:
+            documents[path] = orjson.loads(body)
+    return documents
+
+
+def _observe_answers(
+    result: Applied,
+    worker: Worker,
+    documents: dict[str, dict],
+    parts: tuple[Part, ...],
+    topic: str,
+    seen: dict[str, int],
+    now: float,
+) -> None:
+    """Note what the answered documents show. Each part's positions are taken from its own
+    trial's answer only: a worker lists every partition it has a position for under any trial
+    asked, and only the trial's holder knows where that trial's partition stands."""
+    if result.web_up_at is None:
+        result.web_up_at = now
+        say(f"  worker web server up after {now - worker.started_at:.1f}s")
+    for document in documents.values():
+        result.dead_lettered.update(document.get("dead_lettered", {}))
+    for part in parts:
+        if part.path in documents:
+            positions = documents[part.path].get("positions", {})
+            for name in result.projections:
+                # Held at the part's end, so that the sum reaches the total only once every
+                # part has reached its own end.
+                key = f"{name}|{topic}:{part.partition}"
+                seen[key] = min(positions.get(key, 0), part.end)
+    for name, progress in result.projections.items():
+        applied = sum(seen.get(f"{name}|{topic}:{part.partition}", 0) for part in parts)
+        _observe(progress, applied, result.end, now)
+    if result.first_at is not None and result.cpu_at_first is None:
+        result.cpu_at_first = worker.cpu_seconds()
+    if result.finished:
+        result.cpu_at_done = worker.cpu_seconds()
+
+
+def _say_progress(result: Applied, now: float) -> None:
+    elapsed = now - (result.first_at or now)
+    slowest = min(p.position for p in result.projections.values())
+    say(
+        f"  applied {slowest:,}/{result.end:,} ({100 * slowest // result.end}%) by every "
+        f"projection, {elapsed:.0f}s since the first event"
+    )
 
 
 def _observe(progress: Progress, position: int, end: int, now: float) -> None:

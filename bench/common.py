@@ -147,14 +147,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def end_offset(settings: Settings, context: str = "enrollment") -> int:
+def end_offset(settings: Settings, context: str = "enrollment", partition: int = 0) -> int:
     consumer = KafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         client_id="trialops-bench",
         isolation_level="read_committed",
     )
     try:
-        tp = TopicPartition(event_topic(context, settings.namespace), 0)
+        tp = TopicPartition(event_topic(context, settings.namespace), partition)
         return consumer.end_offsets([tp])[tp]
     finally:
         consumer.close()
@@ -351,14 +351,24 @@ def produce(
     capacity: int = 18,
     waitlist_cap: int = 0,
     samples: int = 5000,
+    trial_id: str | None = None,
+    partition: int | None = None,
 ) -> Produced:
     """Generate and write ``n`` events onto the (fresh) enrollment topic of ``settings``.
 
     A child process generates and seals the events while this one sends them with kafka-python
     (``acks="all"``, ``linger_ms=20``, 512 KiB batches, no compression): on two cores the two
-    costs overlap instead of adding up, and each is measured on its own."""
+    costs overlap instead of adding up, and each is measured on its own.
+
+    The events are of ``trial_id`` (default the settings' trial). With ``partition`` they all go
+    to that partition of a topic of several, as the services put every event of a trial in the
+    trial's partition (decision 60); the keys stay the stream ids, which Kafka's partitioner
+    would spread over the partitions."""
     workload = Workload(
-        trial_id=settings.trial_id, cohorts=cohorts, capacity=capacity, waitlist_cap=waitlist_cap
+        trial_id=trial_id or settings.trial_id,
+        cohorts=cohorts,
+        capacity=capacity,
+        waitlist_cap=waitlist_cap,
     )
     topic = event_topic("enrollment", settings.namespace)
     result = Produced(topic=topic, workload=workload)
@@ -397,7 +407,8 @@ def produce(
             for key, value in item:
                 if result.events % every_sample == 0 and len(result.samples) < samples:
                     result.samples.append(value)
-                producer.send(topic, key=key, value=value).add_errback(failures.append)
+                sent = producer.send(topic, key=key, value=value, partition=partition)
+                sent.add_errback(failures.append)
                 result.events += 1
                 result.bytes += len(value)
             if failures:
@@ -419,10 +430,11 @@ def produce(
         queue.close()
     if failures:
         raise RuntimeError(f"producing failed: {failures[0]!r}")
-    result.end_offset = end_offset(settings)
+    result.end_offset = end_offset(settings, partition=partition or 0)
     if result.end_offset != n or result.events != n:
+        where = topic if partition is None else f"{topic}:{partition}"
         raise RuntimeError(
-            f"{topic}: {result.events} events sent, end offset {result.end_offset}, expected {n}"
+            f"{where}: {result.events} events sent, end offset {result.end_offset}, expected {n}"
         )
     return result
 
@@ -470,14 +482,25 @@ class WorkloadOptions:
         return f"{self.cohorts} cohorts x {self.capacity} slots, {cap}"
 
 
-def produce_and_say(settings: Settings, n: int, options: WorkloadOptions) -> Produced:
-    say(f"producing {n:,} enrollment events into namespace {settings.namespace} ...")
+def produce_and_say(
+    settings: Settings,
+    n: int,
+    options: WorkloadOptions,
+    trial_id: str | None = None,
+    partition: int | None = None,
+) -> Produced:
+    """``produce`` with progress lines; ``trial_id`` and ``partition`` as ``produce`` takes
+    them (the settings' trial, the partitioner's choice, when absent)."""
+    where = f" (trial {trial_id}, partition {partition})" if partition is not None else ""
+    say(f"producing {n:,} enrollment events into namespace {settings.namespace}{where} ...")
     produced = produce(
         settings,
         n,
         cohorts=options.cohorts,
         capacity=options.capacity,
         waitlist_cap=options.waitlist_cap,
+        trial_id=trial_id,
+        partition=partition,
     )
     say(
         f"  done: {produced.events:,} events, {produced.bytes / 1e6:,.1f} MB in "
