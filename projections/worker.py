@@ -66,19 +66,14 @@ from trial.config import TrialConfig, load_trials
 
 log = logging.getLogger(__name__)
 
-ASSIGNMENT_CHECK_SECONDS = 10.0
-UNASSIGNED_CHECKS_BEFORE_EXIT = 4
-"""A worker left without its event topics for this many checks in a row exits (and is
-started again by ``trialops worker``)."""
 WORKER = "worker"
 """The worker's principal on a secured broker: reads the event topics, writes its own."""
 NEW_KEY_KINDS = ("unknown-key", "bad-rotation")
-BROKEN_CHAIN = "broken-chain"
 """Unreadable kinds that a keyring the deployment has extended since the worker started may
 resolve: the worker reads the keyring file again before it halts."""
-STALL_CHECK_SECONDS = 15.0
-"""How often the worker looks for a held partition whose position stands still while records
-wait beyond it (decision 69)."""
+BROKEN_CHAIN = "broken-chain"
+"""The unreadable kind that a record the consumer passed over also causes: the worker reads
+the log before the record before it halts (decision 69)."""
 ACCESS_REFRESH_SECONDS = 5.0
 """How often the worker reads the access log again: a revoked reader is refused within this."""
 QUARANTINE_POLL_SECONDS = 2.0
@@ -118,9 +113,6 @@ with the trial's history and live on disk. A worker keeps no standby copy of the
 ``table_standby_replicas``): Faust's memory store drops, when a recovery completes, the keys
 of every partition it does not hold actively."""
 
-
-DASHBOARD = Path(__file__).with_name("dashboard.html")
-"""The read-only operations board: one static page that polls the projections' JSON."""
 
 
 class TrialopsApp(faust.App):
@@ -325,8 +317,9 @@ def create_app(
     def agent_for(topic: str):
         count_applied = applied_counter(topic)
 
-        rechecked: set[int] = set()
-        """Offsets at which a broken chain sent the agent to read the log before it."""
+        rechecked: set[tuple[int, int]] = set()
+        """Partitions and offsets at which a broken chain sent the agent to read the log
+        before it."""
 
         async def take_in(batch: Batch, event: Any) -> None:
             """Read one record through the reading rule and apply it to the batch; at an
@@ -350,11 +343,12 @@ def create_app(
                     batch.flush()
                     if exc.kind in NEW_KEY_KINDS and await keyring_reloaded():
                         continue
-                    if exc.kind == BROKEN_CHAIN and message.offset not in rechecked:
+                    at = (message.partition, message.offset)
+                    if exc.kind == BROKEN_CHAIN and at not in rechecked:
                         # A record the consumer passed over breaks the chain too, one
                         # offset away where no commit marker stands between (an append
                         # without a transaction): the log is read first (decision 69).
-                        rechecked.add(message.offset)
+                        rechecked.add(at)
                         position = batch.passed.get(source, positions[source])
                         if position < message.offset:
                             for missed in await read_gap(Where(topic, message.partition,
