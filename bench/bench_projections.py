@@ -31,8 +31,6 @@ import orjson
 from bench.common import (
     Produced,
     WorkloadOptions,
-    decode_costs,
-    decode_lines,
     drop_namespace,
     fresh_settings,
     kafka_broker,
@@ -46,6 +44,7 @@ from bench.common import (
     run,
     say,
 )
+from bench.decode_costs import decode_costs, decode_lines
 from bench.worker_process import Worker, WorkerFailed
 from events.topics import event_topic
 from infra.settings import Settings

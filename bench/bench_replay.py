@@ -37,8 +37,6 @@ from bench.common import (
     Produced,
     Workload,
     WorkloadOptions,
-    decode_costs,
-    decode_lines,
     drop_namespace,
     fresh_settings,
     kafka_broker,
@@ -50,6 +48,7 @@ from bench.common import (
     run,
     say,
 )
+from bench.decode_costs import decode_costs, decode_lines
 from events.topics import CONTEXTS, event_topic
 from infra.settings import Settings
 
