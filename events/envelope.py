@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Annotated, Any, Self
 from uuid import UUID
 
 import orjson
@@ -103,12 +103,27 @@ class Idempotency(Frozen):
     request_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+class BatchProof(Frozen):
+    """Where the event sits among the records its writer signed at once (one transaction): its
+    index, how many there were, and the sibling hashes from its leaf up to the signed tree head
+    (events/merkle.py, decision 70)."""
+
+    index: int = Field(ge=0, lt=65536)
+    size: int = Field(ge=2, le=65536)
+    path: tuple[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")], ...] = Field(
+        max_length=16, description="Hex SHA-256 sibling hashes, leaf to root"
+    )
+
+
 class WriterSignature(Frozen):
-    """The writer's Ed25519 signature of the event's ``hash`` and the id of the key that made
-    it (events/signing.py). Outside the hash: it signs the hash."""
+    """The writer's Ed25519 signature and the id of the key that made it (events/signing.py).
+    Alone, it signs the event's ``hash``; with ``batch``, it signs the tree head of a
+    transaction's records, which ``batch`` leads to from this event's hash. Outside the hash:
+    it signs the hash."""
 
     key_id: str = Field(min_length=1, max_length=128)
     signature: str = Field(min_length=1, max_length=200, description="base64")
+    batch: BatchProof | None = None
 
 
 _OPTIONAL = ("idempotency", "writer_signature")
@@ -161,6 +176,9 @@ class Envelope(Frozen):
         for name in _OPTIONAL:
             if document[name] is None:
                 del document[name]
+        signed = document.get("writer_signature")
+        if signed is not None and signed["batch"] is None:
+            del signed["batch"]  # a signature of one event keeps the bytes it always had
         return document
 
     def computed_hash(self) -> str:

@@ -2,7 +2,9 @@
 
 The hash chain proves order and integrity, not authorship: anyone who reaches Kafka could
 append a correctly hashed event. Each writer (one per context) therefore signs every event's
-hash with its own private key; the envelope carries the key id and the signature. Readers check
+hash with its own private key, or, for the events of one transaction, the Merkle tree head over
+their hashes once, each event carrying its proof (decision 70); the envelope carries the key id
+and the signature. Readers check
 it against the keyring the trial's deployment supplies: the key must be known, belong to the
 writer of the topic the event is on, and the signature must verify. A record that fails is
 unreadable, like any other (events/reading.py).
@@ -14,6 +16,7 @@ This is not a person's Part 11 signature (``RecordSigned``): that one records a 
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -22,7 +25,8 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 from pydantic import Field
 
-from events.envelope import Envelope, Frozen, WriterSignature
+from events.envelope import BatchProof, Envelope, Frozen, WriterSignature
+from events.merkle import MAX_LEAVES, leaf_hash, proofs, root_from_proof
 
 KeyId = str
 
@@ -105,14 +109,47 @@ def check_writer_signature(envelope: Envelope, keyring: Keyring, context: str) -
             "retired-key",
             f"key {signed.key_id!r} was retired by a key rotation earlier on this topic",
         )
-    try:
-        _verify_key(key.public_key).verify(
-            envelope.hash.encode(), base64.b64decode(signed.signature)
+    batch = signed.batch
+    if batch is None:
+        holds = _holds(key.public_key, envelope.hash.encode(), signed.signature)
+    else:
+        head = root_from_proof(
+            leaf_hash(bytes.fromhex(envelope.hash)), batch.index, batch.size,
+            [bytes.fromhex(p) for p in batch.path],
         )
-    except (BadSignatureError, ValueError):
+        if head is None:
+            raise SignatureProblem(
+                "bad-signature",
+                f"{envelope.event_type}'s batch proof does not lead to a tree head "
+                f"(index {batch.index} of {batch.size}, {len(batch.path)} hashes)",
+            )
+        holds = _holds_once(key.public_key, batch_message(batch.size, head), signed.signature)
+    if not holds:
         raise SignatureProblem(
             "bad-signature", f"{envelope.event_type}'s signature does not verify"
-        ) from None
+        )
+
+
+def batch_message(size: int, head: bytes) -> bytes:
+    """What a writer signs for a transaction of ``size`` records whose tree head is ``head``:
+    never an event's hash (a hex string of 64 characters), so neither passes for the other."""
+    return b"trialops-batch/1 %d %s" % (size, head.hex().encode())
+
+
+def _holds(public_key: str, message: bytes, signature: str) -> bool:
+    try:
+        _verify_key(public_key).verify(message, base64.b64decode(signature))
+    except (BadSignatureError, ValueError):
+        return False
+    return True
+
+
+@lru_cache(maxsize=1024)
+def _holds_once(public_key: str, message: bytes, signature: str) -> bool:
+    """``_holds``, remembered: every record of a transaction carries the same tree head and
+    signature, so a reader checks the signature once per transaction, not once per record.
+    A pure function of its arguments, so remembering it changes no verdict."""
+    return _holds(public_key, message, signature)
 
 
 @lru_cache(maxsize=256)
@@ -142,6 +179,29 @@ class Signer:
                 )
             }
         )
+
+    def sign_batch(self, envelopes: Sequence[Envelope]) -> list[Envelope]:
+        """``envelopes``, appended in one transaction, signed with one signature: over their
+        tree head, each carrying its proof (decision 70). One event is signed alone; more
+        than a tree may hold, a tree at a time."""
+        if len(envelopes) <= 1:
+            return [self.sign(e) for e in envelopes]
+        if len(envelopes) > MAX_LEAVES:
+            return [
+                signed for start in range(0, len(envelopes), MAX_LEAVES)
+                for signed in self.sign_batch(envelopes[start:start + MAX_LEAVES])
+            ]
+        head, paths = proofs([leaf_hash(bytes.fromhex(e.hash)) for e in envelopes])
+        signature = base64.b64encode(
+            self.private_key.sign(batch_message(len(envelopes), head))
+        ).decode()
+        return [
+            e.model_copy(update={"writer_signature": WriterSignature(
+                key_id=self.key_id, signature=signature,
+                batch=BatchProof(index=i, size=len(envelopes), path=tuple(p.hex() for p in path)),
+            )})
+            for i, (e, path) in enumerate(zip(envelopes, paths, strict=True))
+        ]
 
     def public(self, context: str) -> WriterKey:
         raw = self.private_key.public_key().public_bytes_raw()

@@ -470,7 +470,8 @@ class KafkaEventStore:
         idempotency: Idempotency | None = None,
         pending: dict[str, tuple[int, str]] | None = None,
     ) -> list[Envelope]:
-        """Seal envelopes for ``new_events`` against the current stream heads (no I/O).
+        """Seal envelopes for ``new_events`` against the current stream heads (no I/O); the
+        append signs them, once for its whole transaction (decision 70).
         ``follow_up`` may add events right after each sealed one (a signature of it).
         ``pending`` holds the heads that envelopes sealed earlier in the same batch, not yet
         appended, left: it is read and, once every event is sealed, updated.
@@ -506,7 +507,6 @@ class KafkaEventStore:
                 idempotency=idempotency,
                 payload=new.payload.model_dump(mode="json"),
             )
-            envelope = self.signer.sign(envelope)
             heads[new.stream_id] = (envelope.stream_seq, envelope.hash)
             sealed.append(envelope)
             if follow_up is not None and new.payload.context != "shared":
@@ -526,6 +526,8 @@ class KafkaEventStore:
             raise WriterRetired(self.retired)
         if producer is None or self.halt is not None:
             raise StoreUnavailable("the event store is not open")
+        # One signature for the transaction's records, each carrying its proof (decision 70).
+        envelopes = self.signer.sign_batch(envelopes)
         try:
             producer.begin_transaction()
             futures = [

@@ -1,6 +1,7 @@
 """Every event is signed by its topic's writer, on the real broker: a correctly hashed and
 chained event appended by a plain producer, unsigned or signed with a key that is not the
-writer's, is reported by ``verify`` and kept out of every projection and every decision."""
+writer's, is reported by ``verify`` and kept out of every projection and every decision; the
+events of one transaction, signed once (decision 70), are read by every reader."""
 
 from __future__ import annotations
 
@@ -12,10 +13,21 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from clients.http import call, get_bytes
+from audit.replay import replay
+from audit.verify import verify
+from clients.http import DEMO_READER, call, get_bytes
 from events.enrollment import SubjectEnrolled
 from events.signing import Signer
-from tests.integration.helpers import eventually, open_cohort
+from projections.base import to_json
+from tests.integration.helpers import (
+    CONSENT_SIGNED,
+    enrollment_events,
+    eventually,
+    open_cohort,
+    posted,
+    register,
+    whole_view,
+)
 from tests.integration.raw_events import RawWriter
 
 pytestmark = pytest.mark.kafka
@@ -59,3 +71,35 @@ def test_a_forged_correctly_hashed_event_is_reported_and_kept_out(stack, setting
         {"subject_id": "MSK-0991", "site_id": "MSK"}, token="demo-site_coordinator",
     )
     assert (status, answer["error"]) == (503, "context-halted"), answer
+
+
+def test_the_events_of_one_transaction_are_signed_once_and_every_reader_reads_them(
+    stack, settings
+):
+    # Given a subject registered through the enrollment service
+    register(stack, "MSK-0101")
+    # When a pre-screening below the MSLN threshold records two events in one transaction
+    answer = posted(stack, "/enrollment/prescreenings", {
+        "subject_id": "MSK-0101", "msln_ihc_percent": 10.0, "occurred_at": CONSENT_SIGNED,
+    })
+    assert [e["event_type"] for e in answer["events"]] == [
+        "PrescreeningRecorded", "SubjectScreenFailed"
+    ], answer
+
+    # Then both carry one signature of their tree head, each with its place and proof
+    both = [e for e in enrollment_events(settings) if e.stream_id == "subject-MSK-0101"][-2:]
+    signed = [e.writer_signature for e in both]
+    assert [(s.batch.index, s.batch.size, len(s.batch.path)) for s in signed] == [
+        (0, 2, 1), (1, 2, 1)
+    ]
+    assert signed[0].signature == signed[1].signature
+    # and verify finds nothing wrong, the worker applies them, and its view equals the replay
+    assert verify(settings).by_kind() == {}
+    url = f"{stack.projections_url}/projections/patient-timeline?subject_id=MSK-0101"
+
+    def screen_failed():
+        status, body = call("GET", url, token=DEMO_READER)
+        return status == 200 and "SubjectScreenFailed" in orjson.dumps(body).decode() and body
+    eventually(screen_failed, timeout=60)
+    live = whole_view(f"{stack.projections_url}/projections/patient-timeline", DEMO_READER)
+    assert to_json(replay(settings, "patient-timeline")) == live

@@ -219,17 +219,19 @@ def test_the_writer_appends_headers_beside_the_value_it_signed():
         correlation_id=CORRELATION_ID,
     )
 
-    store.append(envelopes)
+    [appended] = store.append(envelopes)
+    signed = appended.envelope
 
     [(topic, key, value, headers)] = producer.records
     assert (topic, key) == (ENROLLMENT, b"subject-MSK-0007")
-    assert headers == record_headers(envelopes[0], ENROLLMENT)
+    assert headers == record_headers(signed, ENROLLMENT)
     assert dict(headers)["ce_time"] == b"2025-03-03T09:05:00Z"
     # The value is the signed envelope's bytes, unchanged: its hash and signature verify,
     # and a reader given the value alone (as every reader is) reads the event.
-    assert value == to_bytes(envelopes[0])
+    assert value == to_bytes(signed)
+    assert signed.model_copy(update={"writer_signature": None}) == envelopes[0]
     recorded = decode(value, keyring, ENROLLMENT)
-    assert recorded.envelope == envelopes[0]
+    assert recorded.envelope == signed
     assert recorded.envelope.hash_is_valid()
     assert recorded.payload == REGISTERED
 
