@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,7 @@ class Measured:
     seconds: float
     latencies: list[float]
     refused: int = 0
+    per_batch: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -72,8 +74,23 @@ class Measured:
         p50 = percentile(lat, 50) * 1000 if lat else float("nan")
         p99 = percentile(lat, 99) * 1000 if lat else float("nan")
         refused = f", {self.refused} not 201" if self.refused else ""
+        batch = f", {self.per_batch:.1f} a transaction" if self.per_batch else ""
         return (f"{self.label:<34} {self.rate:8,.1f} commands/s   p50 {p50:6.1f} ms   "
-                f"p99 {p99:6.1f} ms   ratio to raw {ratio(self.rate, raw)}{refused}")
+                f"p99 {p99:6.1f} ms   ratio to raw {ratio(self.rate, raw)}{refused}{batch}")
+
+
+def _batches(url: str) -> tuple[float, float]:
+    """The enrollment writer's commands appended and transactions so far, from ``/metrics``
+    (``trialops_batch_commands``): a step's difference is its commands per transaction, the
+    events one writer's signature covers (decision 70; one event per ``RegisterSubject``)."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    found = {"sum": 0.0, "count": 0.0}
+    for line in text.splitlines():
+        for part in found:
+            if line.startswith(f"trialops_batch_commands_{part}{{") and "enrollment" in line:
+                found[part] += float(line.rsplit(" ", 1)[1])
+    return found["sum"], found["count"]
 
 
 async def _clients(url: str, clients: int, per_client: int, tag: str) -> Measured:
@@ -167,9 +184,14 @@ def main() -> None:
             for number, count in enumerate(clients):
                 per_client = max(1, args.commands // count) if count > 1 else args.lone
                 say(f"{count} client(s), {per_client} command(s) each ...")
+                before = _batches(url)
                 results.append(asyncio.run(
                     _clients(url, count, per_client, f"C{number}")))
-                say(f"  {results[-1].rate:,.1f} commands/s")
+                after = _batches(url)
+                batches = after[1] - before[1]
+                results[-1].per_batch = (after[0] - before[0]) / batches if batches else 0.0
+                say(f"  {results[-1].rate:,.1f} commands/s, "
+                    f"{results[-1].per_batch:.1f} commands a transaction")
             say(f"raw kafka-python, {args.raw} transactions ...")
             raw_default = _raw(raw_settings, args.raw)
             raw_fast = _raw(raw_settings, args.raw, retry_backoff_ms=10)

@@ -194,6 +194,9 @@ class Workload:
     waitlist_cap: int = 0
     """0: the waiting list grows without end; K > 0: once K subjects wait, the longest-waiting
     one withdraws (``SubjectWithdrawn``) each time another joins, so the list stays at K."""
+    signed_batch: int = 1
+    """Events signed together, as one transaction of a writer's group commit is (decision 70);
+    1: each event signed alone, as a writer of lone commands signs them."""
     events: int = 0
     subjects: int = 0
     enrolled: int = 0
@@ -201,6 +204,15 @@ class Workload:
     withdrawn: int = 0
 
     def envelopes(self, n: int) -> Iterator[Envelope]:
+        sealed = self._sealed(n)
+        if self.signed_batch <= 1:
+            yield from sealed
+            return
+        signer = enrollment_signer()
+        while group := list(islice(sealed, self.signed_batch)):
+            yield from signer.sign_batch(group)
+
+    def _sealed(self, n: int) -> Iterator[Envelope]:
         for number in range(1, self.cohorts + 1):
             if self.events >= n:
                 return
@@ -264,7 +276,7 @@ class Workload:
     ) -> Envelope:
         moment = START + timedelta(seconds=self.events)
         self.events += 1
-        return enrollment_signer().sign(seal(
+        envelope = seal(
             event_id=uuid.uuid4(),
             event_type=event.event_type,
             schema_version=event.schema_version,
@@ -279,7 +291,8 @@ class Workload:
             causation_id=None,
             prev_hash=prev_hash,
             payload=event.model_dump(mode="json"),
-        ))
+        )
+        return envelope if self.signed_batch > 1 else enrollment_signer().sign(envelope)
 
     @property
     def sample_cohort(self) -> str:
@@ -350,6 +363,7 @@ def produce(
     cohorts: int = 100,
     capacity: int = 18,
     waitlist_cap: int = 0,
+    signed_batch: int = 1,
     samples: int = 5000,
     trial_id: str | None = None,
     partition: int | None = None,
@@ -369,6 +383,7 @@ def produce(
         cohorts=cohorts,
         capacity=capacity,
         waitlist_cap=waitlist_cap,
+        signed_batch=signed_batch,
     )
     topic = event_topic("enrollment", settings.namespace)
     result = Produced(topic=topic, workload=workload)
@@ -444,6 +459,7 @@ class WorkloadOptions:
     cohorts: int = 100
     capacity: int = 18
     waitlist_cap: int = 50
+    signed_batch: int = 1
 
     @classmethod
     def add_arguments(cls, parser) -> None:
@@ -464,14 +480,22 @@ class WorkloadOptions:
             "(default 50); 0: everyone without a slot stays on the waiting list, which then "
             "grows with N (the Faust worker crashes near 44k events: see bench/README.md)",
         )
+        group.add_argument(
+            "--signed-batch",
+            type=int,
+            default=1,
+            metavar="B",
+            help="events signed together, as a writer signs one transaction of its group "
+            "commit (decision 70); 1: each event alone, as lone commands are (default 1)",
+        )
 
     @classmethod
     def from_args(cls, args) -> WorkloadOptions:
         if not 1 <= args.capacity <= 18:
             raise SystemExit("--capacity must be within 1..18 (the CohortOpened schema)")
-        if args.cohorts < 1 or args.waitlist_cap < 0:
-            raise SystemExit("--cohorts must be >= 1 and --waitlist-cap >= 0")
-        return cls(args.cohorts, args.capacity, args.waitlist_cap)
+        if args.cohorts < 1 or args.waitlist_cap < 0 or args.signed_batch < 1:
+            raise SystemExit("--cohorts and --signed-batch must be >= 1, --waitlist-cap >= 0")
+        return cls(args.cohorts, args.capacity, args.waitlist_cap, args.signed_batch)
 
     def describe(self) -> str:
         cap = (
@@ -479,7 +503,9 @@ class WorkloadOptions:
             if self.waitlist_cap
             else "unbounded waiting list"
         )
-        return f"{self.cohorts} cohorts x {self.capacity} slots, {cap}"
+        signed = f"signed {self.signed_batch} events at a time" if self.signed_batch > 1 else \
+            "each event signed alone"
+        return f"{self.cohorts} cohorts x {self.capacity} slots, {cap}, {signed}"
 
 
 def produce_and_say(
@@ -499,6 +525,7 @@ def produce_and_say(
         cohorts=options.cohorts,
         capacity=options.capacity,
         waitlist_cap=options.waitlist_cap,
+        signed_batch=options.signed_batch,
         trial_id=trial_id,
         partition=partition,
     )
