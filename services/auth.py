@@ -83,12 +83,21 @@ def hash_token(token: str, *, salt: bytes | None = None) -> str:
     return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${key.hex()}"
 
 
-def token_matches(token: str, token_hash: str) -> bool:
+def token_matches(
+    token: str, token_hash: str, derived: dict[tuple[str, ...], bytes] | None = None
+) -> bool:
+    """Whether ``token_hash`` is ``token``'s. ``derived`` keeps the keys already derived from
+    ``token`` by cost and salt, so hashes that share them (the demo users') cost one scrypt."""
     parts = _TOKEN_HASH.fullmatch(token_hash)
     if parts is None:
         return False
-    n, r, p = int(parts["n"]), int(parts["r"]), int(parts["p"])
-    key = _scrypt(token, bytes.fromhex(parts["salt"]), n, r, p)
+    params = (parts["n"], parts["r"], parts["p"], parts["salt"])
+    key = None if derived is None else derived.get(params)
+    if key is None:
+        key = _scrypt(token, bytes.fromhex(parts["salt"]), int(params[0]), int(params[1]),
+                      int(params[2]))
+        if derived is not None:
+            derived[params] = key
     return hmac.compare_digest(key, bytes.fromhex(parts["key"]))
 
 
@@ -227,7 +236,7 @@ class UserDirectory:
                     User(
                         user_id=f"demo-{role.replace('_', '-')}",
                         role=role,
-                        token_hash=hash_token(f"demo-{role}"),
+                        token_hash=demo_token_hash(role),
                         printed_name=f"Demo {role.replace('_', ' ').title()}",
                     )
                     for role in ROLES
@@ -255,7 +264,9 @@ class UserDirectory:
         if seen in self._misses:
             return None
         # Every hash is checked, so a token two lines accept is found, not the first one used.
-        matches = [i for i, user in enumerate(self._users) if token_matches(token, user.token_hash)]
+        derived: dict[tuple[str, ...], bytes] = {}
+        matches = [i for i, user in enumerate(self._users)
+                   if token_matches(token, user.token_hash, derived)]
         if len(matches) == 1:
             self._known[seen] = matches[0]
             return self._users[matches[0]]
@@ -269,6 +280,26 @@ class UserDirectory:
 
 
 _DEMO: UserDirectory | None = None
+
+DEMO_SALT = "a4b8af6dc07e3cd0933b0a3766b708ff"
+"""The demo users' one salt, the first 16 bytes of SHA-256("trialops demo users"): their tokens
+are public, so their hashes protect nothing; kept here, they cost no scrypt at each start, and
+one salt lets a token be checked against all of them with one scrypt (``token_matches``)."""
+_DEMO_KEYS = {
+    "site_coordinator": "a6b273ff72ba4dd8d2fa4d0743cf0b040971d54473a0bdb2fb4d903aa060425b",
+    "investigator": "a011e33de86f7e48e9a6ce669831b86f40a1f130f30720e1e928b1e25b72120a",
+    "manufacturing_qa": "e8690953b7cd6453ff35f53eef1d858d0f04162ca79aae93d6e6a7a6bd42e43c",
+    "safety_officer": "b5c15f490e6851bc0ab264162b9686e1a4956ed8d89e676cfca9fc4b2a00b172",
+    "sponsor": "6489397fd5f6743553f6b89c55ca75b6f63e7e66d141b1d4173722b9ddd89cf3",
+    "auditor": "5153d04e188628be98ec591183260a44af2d32852a7f803db47c16de200b695e",
+    "administrator": "7f563bd8aa8ebc454a753cc48576ef9935ebc5ab5f2ed7e925637aa5f37251fb",
+    "notifier": "95b2210f328ee6f29f84811bb9990d450ced0b41f233d3b71399f019e97a0728",
+}
+
+
+def demo_token_hash(role: str) -> str:
+    """The hash of the token ``demo-<role>`` (tests/unit/test_auth.py derives each again)."""
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${DEMO_SALT}${_DEMO_KEYS[role]}"
 
 
 class LiveUsers:

@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from events.envelope import Actor
-from services.auth import ROLES, User, UserDirectory, hash_token, token_matches
+from services import auth
+from services.auth import ROLES, User, UserDirectory, demo_token_hash, hash_token, token_matches
 
 
 def sha256_hex(token: str) -> str:
@@ -222,3 +223,23 @@ def test_a_token_is_checked_with_scrypt_once_then_found_again_without_it(monkeyp
         assert directory.authenticate("wrong-token") is None
 
     assert len(checks) == 2
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_demo_users_kept_hash_is_the_scrypt_of_its_public_token(role):
+    assert token_matches(f"demo-{role}", demo_token_hash(role))
+    assert not token_matches(f"demo-{role}x", demo_token_hash(role))
+
+
+def test_a_token_is_checked_against_users_of_one_salt_with_one_scrypt(monkeypatch):
+    calls = []
+    original = auth._scrypt
+    monkeypatch.setattr(auth, "_scrypt", lambda *a: calls.append(a) or original(*a))
+    demo = UserDirectory(list(UserDirectory.demo().users))  # nothing remembered yet
+    salted_apart = UserDirectory([user(f"u-{n}", "auditor", f"token-{n}") for n in range(3)])
+    calls.clear()
+
+    assert demo.authenticate("demo-sponsor") == Actor(user_id="demo-sponsor", role="sponsor")
+    assert len(calls) == 1
+    assert salted_apart.authenticate("token-2") == Actor(user_id="u-2", role="auditor")
+    assert len(calls) == 1 + 3  # every user is still checked: one salt each
