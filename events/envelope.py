@@ -108,8 +108,8 @@ class BatchProof(Frozen):
     index, how many there were, and the sibling hashes from its leaf up to the signed tree head
     (events/merkle.py, decision 70)."""
 
-    index: int = Field(ge=0, lt=65536)
-    size: int = Field(ge=2, le=65536)
+    index: int = Field(ge=0, lt=65536, strict=True)
+    size: int = Field(ge=2, le=65536, strict=True)
     path: tuple[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")], ...] = Field(
         max_length=16, description="Hex SHA-256 sibling hashes, leaf to root"
     )

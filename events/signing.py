@@ -92,7 +92,8 @@ SIGNATURE_KINDS = ("unsigned", "unknown-key", "wrong-writer", "retired-key", "ba
 
 def check_writer_signature(envelope: Envelope, keyring: Keyring, context: str) -> None:
     """Raise ``SignatureProblem`` unless ``envelope`` is signed by a key of ``keyring`` that
-    belongs to ``context``'s writer and the signature verifies over the event's hash."""
+    belongs to ``context``'s writer and the signature verifies: over the event's hash, or over
+    the tree head its ``batch`` proof leads to from that hash (decision 70)."""
     signed = envelope.writer_signature
     if signed is None:
         raise SignatureProblem("unsigned", f"{envelope.event_type} carries no writer signature")

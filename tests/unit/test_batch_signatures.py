@@ -6,6 +6,7 @@ bad signature, whatever was read before it."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -172,3 +173,14 @@ def test_more_events_than_a_tree_holds_are_signed_a_tree_at_a_time(monkeypatch):
         == [(0, 4), (1, 4), (2, 4), (3, 4), (0, 2), (1, 2)]
     assert len({e.writer_signature.signature for e in signed}) == 2
     assert [kind_of(to_bytes(e)) for e in signed] == [None] * 6
+
+
+@pytest.mark.parametrize("field", ["index", "size"])
+def test_a_place_or_size_written_as_anything_but_an_integer_is_unreadable(field):
+    signed = WRITER.sign_batch(transaction(5))
+    document = orjson.loads(to_bytes(signed[2]))
+    batch = document["writer_signature"]["batch"]
+    batch[field] = str(batch[field])
+
+    assert kind_of(orjson.dumps(document)) == "unreadable"
+    assert kind_of(to_bytes(signed[2])) is None
