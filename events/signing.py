@@ -4,10 +4,9 @@ The hash chain proves order and integrity, not authorship: anyone who reaches Ka
 append a correctly hashed event. Each writer (one per context) therefore signs every event's
 hash with its own private key, or, for the events of one transaction, the Merkle tree head over
 their hashes once, each event carrying its proof (decision 70); the envelope carries the key id
-and the signature. Readers check
-it against the keyring the trial's deployment supplies: the key must be known, belong to the
-writer of the topic the event is on, and the signature must verify. A record that fails is
-unreadable, like any other (events/reading.py).
+and the signature. Readers check it against the keyring the trial's deployment supplies: the
+key must be known, belong to the writer of the topic the event is on, and the signature must
+verify. A record that fails is unreadable, like any other (events/reading.py).
 
 This is not a person's Part 11 signature (``RecordSigned``): that one records a person's intent
 (review, approval, responsibility); this one proves which program wrote the bytes.
