@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from clients.http import DEMO_READER, get_bytes, wait_until_up
+from clients.http import DEMO_READER, call, get_bytes, wait_until_up
 from infra.keys import init_keys
 from infra.settings import RECORDED_ENV, Settings, answers, record_system, state_dir
 from infra.topic_admin import (
@@ -86,6 +86,7 @@ class Stack:
             wait_until_up(
                 f"{self.service_url}/health", timeout, "the command services", self.check_alive
             )
+            self._wait_for_the_writers(timeout)
             self.say(f"command services ready at {self.service_url}")
             # With several trials a view names its trial (decision 60): the first one's.
             trials = sorted(load_trials())
@@ -101,6 +102,21 @@ class Stack:
         except (TimeoutError, RuntimeError):
             self.stop()
             raise
+
+    def _wait_for_the_writers(self, timeout: float) -> None:
+        """Until the writers' group has given this instance its trials (decision 59), or named
+        their holder: before, a command gets 503 "rebalancing". A context that does not take
+        commands once held (a halted topic, say) does not hold the start up: /ready says why."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            status, body = call("GET", f"{self.service_url}/ready", timeout=5)
+            if status == 200 or _writers_settled(body):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the command services took no trial within {timeout:.0f}s: "
+                                   f"{body}")
+            time.sleep(0.1)
 
     def check_alive(self) -> None:
         """Raise, with the end of its log, when a component has exited."""
@@ -148,6 +164,16 @@ class Stack:
 CHECKPOINTS_EVERY = "10m"
 """How often ``trialops up`` signs a checkpoint of the log (decision 21: a running system
 takes them on a schedule)."""
+
+
+def _writers_settled(ready: object) -> bool:
+    """Whether a services' ``/ready`` body says each trial is held here (its contexts listed)
+    or by another instance (``standby_for``), ready or not."""
+    if not isinstance(ready, dict):
+        return False
+    if isinstance(ready.get("trials"), dict):
+        return all(_writers_settled(each) for each in ready["trials"].values())
+    return "contexts" in ready or "standby_for" in ready
 
 
 def run_stack(
