@@ -110,7 +110,10 @@ class Stack:
         deadline = time.monotonic() + timeout
         while True:
             self.check_alive()
-            status, body = call("GET", f"{self.service_url}/ready", timeout=5)
+            try:
+                status, body = call("GET", f"{self.service_url}/ready", timeout=5)
+            except OSError as exc:  # a moment's refusal or timeout: asked again
+                status, body = 0, repr(exc)
             if status == 200 or _writers_settled(body):
                 return
             if time.monotonic() > deadline:
