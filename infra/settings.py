@@ -26,6 +26,34 @@ KAFKA_UNREACHABLE = 3
 """The CLI's exit code when no Kafka answers (1 means problems found, 2 bad arguments)."""
 
 
+WRITER_SESSION_ENV = "TRIALOPS_WRITER_SESSION_SECONDS"
+WORKER_SESSION_ENV = "TRIALOPS_WORKER_SESSION_SECONDS"
+"""How long a member of the writers' group (services/writer_group.py) or of the workers' group
+(projections/owner.py) that stopped heartbeating keeps its partitions, when the default does
+not suit (decision 72): shorter, a crashed member's work moves sooner; longer, a member that
+stalls (a long pause, a busy machine) keeps it."""
+SESSION_SECONDS_RANGE = (6.0, 1800.0)
+"""What a Kafka broker accepts by default (``group.min.session.timeout.ms`` 6 s,
+``group.max.session.timeout.ms`` 30 min)."""
+
+
+def session_seconds(env: str, default: float) -> float:
+    """The session timeout ``env`` sets, else ``default``; ``ValueError`` naming the variable
+    and the rule when it is not a number of seconds the broker accepts."""
+    given = os.environ.get(env)
+    if not given:
+        return default
+    lowest, highest = SESSION_SECONDS_RANGE
+    try:
+        seconds = float(given)
+    except ValueError:
+        seconds = float("nan")
+    if not lowest <= seconds <= highest:
+        raise ValueError(f"{env}={given!r}: a session timeout is a number of seconds from "
+                         f"{lowest:g} to {highest:g} (the broker's default bounds)")
+    return seconds
+
+
 class KafkaNotFound(Exception):
     """No Kafka to talk to: the message, one line, names what was tried."""
 

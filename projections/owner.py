@@ -21,13 +21,17 @@ from typing import Any
 from events.topics import partition_of
 from infra import forwarding
 from infra.forwarding import ask
+from infra.settings import WORKER_SESSION_ENV, session_seconds
 
 PASSED_ON = ("Authorization", "traceparent", "X-Request-ID", "Accept")
 """The reader's headers a forwarded request carries: the token is checked again by the worker
 that answers, and the trace goes on."""
 
-SESSION_TIMEOUT_SECONDS = 20.0
-"""How long a worker that stopped heartbeating keeps its partitions (decision 14)."""
+SESSION_TIMEOUT_SECONDS = session_seconds(WORKER_SESSION_ENV, 20.0)
+"""How long a worker that stopped heartbeating keeps its partitions (decision 14): 20 s unless
+``TRIALOPS_WORKER_SESSION_SECONDS`` says otherwise (decision 72)."""
+HEARTBEAT_SECONDS = min(3.0, SESSION_TIMEOUT_SECONDS / 3)
+"""A worker's heartbeats: at least three in a session, so a few missed ones are tolerated."""
 
 HOLDING_FILE = "holding"
 """In a worker's data dir while it holds the event partitions: a worker that dies by itself

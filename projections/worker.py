@@ -50,6 +50,7 @@ from projections.live_inbox import LiveDesk, serve_inbox, serve_inboxes
 from projections.metrics import applied_counter
 from projections.notifier import start_alerts, start_trials_alerts
 from projections.owner import (
+    HEARTBEAT_SECONDS,
     HOLDING_FILE,
     SESSION_TIMEOUT_SECONDS,
 )
@@ -172,9 +173,10 @@ def create_app(
         producer_acks=-1,
         # A worker that dies without leaving its group holds its partitions until the session
         # times out; Faust's default of 60 s would keep the projections still for a minute
-        # after a crash. Heartbeats go every 3 s, so 20 s tolerates a few missed ones.
+        # after a crash. Heartbeats go at least three times a session, so a few missed ones
+        # are tolerated.
         broker_session_timeout=SESSION_TIMEOUT_SECONDS,
-        broker_heartbeat_interval=3.0,
+        broker_heartbeat_interval=HEARTBEAT_SECONDS,
         # No standby copies of the tables: a worker that takes partitions over reads their
         # changelogs from the start, rather than going on from a copy it kept as a standby,
         # which was found lacking what the dead holder had written (the scale-out test,

@@ -35,14 +35,16 @@ from kafka.errors import KafkaError
 
 from events.topics import partition_of
 from infra.kafka_security import kafka_python_settings
+from infra.settings import WRITER_SESSION_ENV, session_seconds
 from infra.topic_admin import writer_group
 
 log = logging.getLogger(__name__)
 
-SESSION_TIMEOUT_SECONDS = 10.0
+SESSION_TIMEOUT_SECONDS = session_seconds(WRITER_SESSION_ENV, 10.0)
 """How long an instance that stopped heartbeating keeps its partitions: its commands wait that
-long before another instance takes them (kafka-python's default)."""
-HEARTBEAT_SECONDS = 2.0
+long before another instance takes them (kafka-python's default, 10 s, unless
+``TRIALOPS_WRITER_SESSION_SECONDS`` says otherwise: decision 72)."""
+HEARTBEAT_SECONDS = min(2.0, SESSION_TIMEOUT_SECONDS / 3)
 POLL_SECONDS = 0.5
 
 

@@ -33,6 +33,13 @@ def pytest_configure(config) -> None:
     # The CLI records the broker it starts (`trialops broker start`, `up`) in its state folder
     # (infra/settings.py): the tests' brokers must not replace a developer's ./scripts/up's.
     os.environ.setdefault("TRIALOPS_STATE_DIR", tempfile.mkdtemp(prefix="trialops-state-"))
+    # A killed or stalled member's partitions move after its session timeout: the tests that
+    # kill one wait for it, so they run with short ones (decision 72). Set before anything
+    # imports the modules that read them; the processes the tests start inherit them.
+    from infra.settings import WORKER_SESSION_ENV, WRITER_SESSION_ENV
+
+    os.environ.setdefault(WRITER_SESSION_ENV, "6")
+    os.environ.setdefault(WORKER_SESSION_ENV, "8")
     if not os.environ.get("TRIALOPS_KEYRING"):
         from infra.keys import init_keys
 
