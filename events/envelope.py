@@ -15,6 +15,8 @@ from uuid import UUID
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from events.merkle import MAX_LEAVES, MAX_PATH
+
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first event of a stream."""
 
@@ -108,10 +110,10 @@ class BatchProof(Frozen):
     index, how many there were, and the sibling hashes from its leaf up to the signed tree head
     (events/merkle.py, decision 70)."""
 
-    index: int = Field(ge=0, lt=65536, strict=True)
-    size: int = Field(ge=2, le=65536, strict=True)
+    index: int = Field(ge=0, lt=MAX_LEAVES, strict=True)
+    size: int = Field(ge=2, le=MAX_LEAVES, strict=True)
     path: tuple[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")], ...] = Field(
-        max_length=16, description="Hex SHA-256 sibling hashes, leaf to root"
+        max_length=MAX_PATH, description="Hex SHA-256 sibling hashes, leaf to root"
     )
 
 

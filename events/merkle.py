@@ -16,7 +16,9 @@ import hashlib
 from collections.abc import Sequence
 
 MAX_LEAVES = 1 << 16
-"""The most leaves a tree may have: a proof has at most 16 hashes."""
+"""The most leaves a tree may have."""
+MAX_PATH = MAX_LEAVES.bit_length() - 1
+"""The most hashes a proof in such a tree has: 16."""
 
 
 def leaf_hash(data: bytes) -> bytes:
