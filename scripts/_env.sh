@@ -34,6 +34,11 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libpangoft2-1.0.so.0'; then
   fi
 fi
 
+# The tests and the stack start hundreds of Python processes, each importing the project: the
+# first to import a module compiles it for the others (into __pycache__, which git ignores),
+# even where the environment says not to write bytecode (decision 72).
+unset PYTHONDONTWRITEBYTECODE
+
 if [ ! -x .venv/bin/python ]; then
   echo "creating .venv..." >&2
   "$PYTHON" -m venv .venv

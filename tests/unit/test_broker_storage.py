@@ -7,7 +7,13 @@ import json
 
 import pytest
 
-from broker.cluster import BrokerError, LocalKafka, _node_properties
+from broker.cluster import (
+    JVM_OPTIONS_ENV,
+    BrokerError,
+    LocalKafka,
+    _node_properties,
+    jvm_command,
+)
 
 
 def formatted(kafka: LocalKafka, node_id: int, cluster_id: str = "Abc123") -> None:
@@ -93,3 +99,14 @@ def test_a_single_node_flushes_every_message_and_a_cluster_wants_two_in_sync(tmp
     assert "log.flush.interval.messages=1" in single
     assert "min.insync.replicas=2" in cluster
     assert "default.replication.factor=3" in cluster
+
+
+def test_the_jvm_options_of_the_environment_go_before_the_main_class(tmp_path, monkeypatch):
+    monkeypatch.setenv(JVM_OPTIONS_ENV, " -XX:TieredStopAtLevel=1   -Xss1m ")
+    command = jvm_command("java", tmp_path / "log4j.properties", tmp_path / "libs")
+    assert command[:3] == ["java", "-XX:TieredStopAtLevel=1", "-Xss1m"]
+    assert command[-2:] == ["-cp", str(tmp_path / "libs" / "*")]
+    monkeypatch.delenv(JVM_OPTIONS_ENV)
+    assert not any(
+        o.startswith("-XX") for o in jvm_command("java", tmp_path / "l", tmp_path / "libs")
+    )
