@@ -64,23 +64,12 @@ from broker.node import (
     _signal_group,
     _size,
     _write_private,
+    jvm_command,
     new_cluster_id,
 )
 from broker.security import cluster_security, scram_format_arguments
 from broker.tls import ClusterTls
 from infra.kafka_security import ADMIN, kafka_python_settings
-
-JVM_OPTIONS_ENV = "TRIALOPS_BROKER_JVM_OPTIONS"
-"""Options added to every JVM the launcher starts (each node, the storage formatter), split at
-whitespace: the tests start brokers with ``-XX:TieredStopAtLevel=1``, which spends less CPU
-compiling at start-up (decision 72)."""
-
-
-def jvm_command(java: str, log4j: Path, libs: Path) -> list[str]:
-    """What every JVM of the launcher starts with: the JVM, ``JVM_OPTIONS_ENV``'s options, the
-    logging configuration and Kafka's jars."""
-    return [java, *os.environ.get(JVM_OPTIONS_ENV, "").split(), "-Djava.awt.headless=true",
-            f"-Dlog4j.configuration=file:{log4j}", "-cp", str(libs / "*")]
 
 __all__ = ["KAFKA_VERSION", "BrokerError", "LocalKafka", "default_home", "fetch_jars", "find_java"]
 

@@ -36,6 +36,19 @@ SCRAM = "SCRAM-SHA-512"
 SECURE_LISTENER = "SASL_SSL"
 
 
+JVM_OPTIONS_ENV = "TRIALOPS_BROKER_JVM_OPTIONS"
+"""Options added to every JVM the launcher starts (each node, the storage formatter), split at
+whitespace: the tests start brokers with ``-XX:TieredStopAtLevel=1``, which spends less CPU
+compiling at start-up (decision 72)."""
+
+
+def jvm_command(java: str, log4j: Path, libs: Path) -> list[str]:
+    """What every JVM of the launcher starts with: the JVM, ``JVM_OPTIONS_ENV``'s options, the
+    logging configuration and Kafka's jars."""
+    return [java, *os.environ.get(JVM_OPTIONS_ENV, "").split(), "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration=file:{log4j}", "-cp", str(libs / "*")]
+
+
 def new_cluster_id() -> str:
     """A random KRaft cluster id: a UUID in URL-safe base64 without padding (22 characters),
     never one that begins with ``-``: the storage tool's command line would read it as an

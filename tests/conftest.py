@@ -42,7 +42,7 @@ def pytest_configure(config) -> None:
     os.environ.setdefault(WORKER_SESSION_ENV, "8")
     # The tests start many brokers' JVMs on two cores: compiled by the client compiler
     # only, each starts in about two thirds of the CPU time (decision 72).
-    from broker.cluster import JVM_OPTIONS_ENV
+    from broker.node import JVM_OPTIONS_ENV
 
     os.environ.setdefault(JVM_OPTIONS_ENV, "-XX:TieredStopAtLevel=1")
     if not os.environ.get("TRIALOPS_KEYRING"):

@@ -7,13 +7,8 @@ import json
 
 import pytest
 
-from broker.cluster import (
-    JVM_OPTIONS_ENV,
-    BrokerError,
-    LocalKafka,
-    _node_properties,
-    jvm_command,
-)
+from broker.cluster import BrokerError, LocalKafka, _node_properties
+from broker.node import JVM_OPTIONS_ENV, jvm_command
 
 
 def formatted(kafka: LocalKafka, node_id: int, cluster_id: str = "Abc123") -> None:
