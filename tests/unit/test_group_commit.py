@@ -206,3 +206,24 @@ def test_many_concurrent_clients_each_get_their_own_event_once(clients):
     assert sorted(a[0].envelope.payload["offset"] for a in answers) == list(range(clients))
     assert len(store.log) == clients
     assert len(store.transactions) < clients
+
+
+def test_clients_answered_together_send_their_next_commands_into_one_batch():
+    """Clients that each send their next command as soon as they are answered, a few ms later
+    (their HTTP round trip): the writer waits for the clients its last batch answered, so they
+    stay in one batch rather than splitting into two halves that take turns (issue 12)."""
+    store = LogInMemory(delay=0.02)
+    h = handler(store)
+    clients, rounds = 16, 8
+
+    async def client(number: int) -> None:
+        for turn in range(rounds):
+            await h.handle(quarantine(number * 100 + turn), SPONSOR)
+            await asyncio.sleep(0.001 + 0.003 * (number % 4) / 3)  # the round trip
+
+    async def scenario():
+        await asyncio.gather(*(client(n) for n in range(clients)))
+
+    asyncio.run(scenario())
+    assert len(store.log) == clients * rounds
+    assert store.transactions == [clients] * rounds
