@@ -292,3 +292,26 @@ def test_a_frozen_payload_still_reads_serialises_and_copies_as_json():
     edited = dict(envelope.payload)
     edited["subject_id"] = "MSK-0002"  # a copy is an ordinary dict
     assert envelope.payload["subject_id"] != "MSK-0002"
+
+
+def test_the_hash_covers_the_wire_document_but_its_hash_and_signature_whatever_is_set():
+    """The hash is over the JSON the topic carries, less ``hash`` and ``writer_signature``:
+    with an idempotency key, a reason, a causation, signed alone or in a batch."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from events.envelope import Idempotency
+    from events.signing import Signer
+
+    signer = Signer("enrollment-1", Ed25519PrivateKey.generate())
+    key = Idempotency(key="k-1", request_sha256="a" * 64)
+    plain = registration()
+    keyed = registration(idempotency=key, reason="because", causation_id=event_id(7))
+    batch = signer.sign_batch([registration(idempotency=key), registration(stream_seq=2),
+                               registration(stream_seq=3)])
+    for envelope in [plain, keyed, signer.sign(plain), signer.sign(keyed), *batch]:
+        document = wire_json(envelope)
+        document.pop("writer_signature", None)
+        assert envelope.hash == sha256_of({k: v for k, v in document.items() if k != "hash"})
+        assert envelope.hash_is_valid()
+    assert "idempotency" in wire_json(keyed) and "idempotency" not in wire_json(plain)
+    assert all(wire_json(e)["writer_signature"]["batch"]["size"] == 3 for e in batch)
