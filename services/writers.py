@@ -68,6 +68,8 @@ class Writers:
         """Why no trial can be held (two trials on one partition), once known."""
         self._noted = asyncio.Event()
         self._recovering: dict[str, asyncio.Future[None]] = {}
+        self._next_word: asyncio.Future[None] | None = None
+        """Done at the group's next word (``next_word``)."""
 
     # ------------------------------------------------------------------ the group's say
 
@@ -75,6 +77,20 @@ class Writers:
         """What the group said (called on the event loop, from the group's thread)."""
         self.holding = holding
         self._noted.set()
+        if self._next_word is not None and not self._next_word.done():
+            self._next_word.set_result(None)
+        self._next_word = None
+
+    def next_word(self) -> asyncio.Future[None]:
+        """A future done when the group next says who holds what."""
+        if self._next_word is None:
+            self._next_word = asyncio.get_running_loop().create_future()
+        return self._next_word
+
+    def moved_from(self, trial_id: str, holder: str) -> bool:
+        """Whether the group has given ``trial_id``'s partition to a member other than
+        ``holder`` (while it rebalances, nothing has moved yet)."""
+        return self.holding.settled and self.holder(trial_id) != holder
 
     def holds(self, trial_id: str) -> bool:
         return trial_id in self.terms
@@ -249,17 +265,35 @@ def forward_unheld(writers: Writers):
                            f"{trial_id}'s partition yet; send the command again", headers=retry)
         headers = {k: request.headers[k] for k in PASSED_ON if k in request.headers}
         headers.update(request[CORRELATION].answer_headers())
+        asked = asyncio.ensure_future(ask(
+            request.method, f"{holder}{request.path_qs}", headers, by="services",
+            body=await request.read() if request.can_read_body else None,
+            total_seconds=FORWARD_SECONDS,
+        ))
         try:
-            answer = await ask(
-                request.method, f"{holder}{request.path_qs}", headers, by="services",
-                body=await request.read() if request.can_read_body else None,
-                total_seconds=FORWARD_SECONDS,
-            )
+            # A holder that stalls or dies loses the partition after its session: the group's
+            # word that another member holds it ends the wait, rather than the whole deadline
+            # (the command is then as undecided as after a timeout).
+            while not asked.done():
+                word = writers.next_word()
+                waiting: set[asyncio.Future[Any]] = {asked, word}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if not asked.done() and writers.moved_from(trial_id, holder):
+                    asked.cancel()
+                    return problem(
+                        503, "holder-unreachable",
+                        f"the writers' group gave trial {trial_id}'s partition to another "
+                        f"instance while the command was with {holder}: it may or may not have "
+                        "been decided; send it again with the same Idempotency-Key",
+                        headers=retry)
+            answer = asked.result()
         except (aiohttp.ClientError, TimeoutError) as exc:
             return problem(503, "holder-unreachable",
                            f"the instance holding trial {trial_id} ({holder}) did not answer "
                            f"({type(exc).__name__}): the command may or may not have been "
                            "decided; send it again with the same Idempotency-Key", headers=retry)
+        finally:
+            asked.cancel()
         return web.Response(body=answer.body, status=answer.status,
                             content_type=answer.content_type, headers=answer.headers)
 

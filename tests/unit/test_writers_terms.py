@@ -123,3 +123,100 @@ def test_a_standby_asked_by_another_instance_does_not_ask_back():
     status, body = run(w.standby(FIRST, asked=True))
     assert status == 503 and body["error"] == "not-held-here"
     assert run(w.standby(SECOND)) is None  # held here: its contexts answer
+
+
+def _forwarding_pair(w: Writers, holder_answers: asyncio.Event):
+    """A holder on loopback that answers 201 only once ``holder_answers`` is set, and this
+    instance's app (``forward_unheld`` behind the correlation middleware), both started."""
+    from uuid import uuid4
+
+    from aiohttp import web
+
+    from services.correlation import Correlation
+    from services.http import CORRELATION
+    from services.writers import forward_unheld
+
+    async def slow(_request):
+        await holder_answers.wait()
+        return web.json_response({"decided": True}, status=201)
+
+    holder = web.Application()
+    holder.router.add_post("/enrollment/subjects", slow)
+
+    @web.middleware
+    async def correlated(request, handler):
+        request[CORRELATION] = Correlation(uuid4(), None, "new")
+        return await handler(request)
+
+    async def here(_request):
+        return web.json_response({"decided": "here"}, status=201)
+
+    standby = web.Application(middlewares=[correlated, forward_unheld(w)])
+    standby.router.add_post("/enrollment/subjects", here)
+    return holder, standby
+
+
+async def _serve(app):
+    from aiohttp import web
+
+    from tests.conftest import free_port
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return f"http://127.0.0.1:{port}", runner
+
+
+def test_a_command_passed_to_a_holder_that_loses_the_partition_is_answered_at_once():
+    """The holder stalls with a command in hand; when the group gives the partition to this
+    instance, the command is answered 503 (undecided: send it again with its key) without
+    waiting for the forward's deadline. A word that moves nothing leaves it waiting, and the
+    holder's answer comes back as given."""
+    import aiohttp
+
+    w, _made, _ = writers(trials=(FIRST,))
+    partition = partition_of(FIRST, N)
+
+    async def scenario():
+        holder_answers = asyncio.Event()
+        holder_app, standby_app = _forwarding_pair(w, holder_answers)
+        holder_url, holder_runner = await _serve(holder_app)
+        standby_url, standby_runner = await _serve(standby_app)
+        w.note(holding(partitions=N, owners={partition: holder_url}))
+        await w.settle()
+        try:
+            async with aiohttp.ClientSession() as session:
+                async def post():
+                    async with session.post(f"{standby_url}/enrollment/subjects",
+                                            json={}) as answer:
+                        return answer.status, await answer.json(content_type=None)
+
+                # A word that moves nothing (a rebalance, then the same holder) keeps waiting
+                waiting = asyncio.create_task(post())
+                await asyncio.sleep(0.2)
+                w.note(holding(partitions=N, owners={partition: holder_url}, settled=False))
+                await asyncio.sleep(0.1)
+                w.note(holding(partitions=N, owners={partition: holder_url}))
+                await asyncio.sleep(0.2)
+                assert not waiting.done()
+                holder_answers.set()
+                kept = await waiting
+                holder_answers.clear()
+                # The group gives the partition to this instance while a command is with the
+                # holder
+                moved = asyncio.create_task(post())
+                await asyncio.sleep(0.2)
+                w.note(holding(partitions=N, owners={partition: "http://me"}))
+                # the holder never answers it: only the group's word can (the forward's
+                # deadline is 20 s)
+                return kept, await asyncio.wait_for(moved, 10)
+        finally:
+            holder_answers.set()
+            await standby_runner.cleanup()
+            await holder_runner.cleanup()
+
+    kept, (status, body) = run(scenario())
+    assert kept == (201, {"decided": True})
+    assert status == 503 and body["error"] == "holder-unreachable"
+    assert "send it again with the same Idempotency-Key" in body["detail"]
