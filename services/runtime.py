@@ -367,7 +367,8 @@ class CommandHandler(Generic[S]):
             raise
 
     async def _drain(self) -> None:
-        """Run batches until the queue is empty (the only task that decides commands)."""
+        """Run batches until the queue is empty, after a batch of several commands once it has
+        waited for their clients (``_gather``): the only task that decides commands."""
         async with self._lock:
             answered = 0
             while True:
