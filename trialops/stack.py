@@ -83,10 +83,7 @@ class Stack:
                                        "--into", str(folder)])
             self.say(f"checkpoints: every {self.checkpoints_every} into {folder}")
         try:
-            wait_until_up(
-                f"{self.service_url}/health", timeout, "the command services", self.check_alive
-            )
-            self._wait_for_the_writers(timeout)
+            self._wait_for_services(timeout)
             self.say(f"command services ready at {self.service_url}")
             # With several trials a view names its trial (decision 60): the first one's.
             trials = sorted(load_trials())
@@ -102,6 +99,20 @@ class Stack:
         except (TimeoutError, RuntimeError):
             self.stop()
             raise
+
+    def restart_services(self, timeout: float = 120) -> None:
+        """Start the command services again (after ``kill``) and wait as ``start`` does, until
+        the writers' group has given them their trials or named their holder: a killed
+        instance keeps its partitions in the group until its session ends, and a command sent
+        before gets 503 "rebalancing"."""
+        self.spawn("services", ["serve", "--demo", "--port", str(self.service_port)])
+        self._wait_for_services(timeout)
+
+    def _wait_for_services(self, timeout: float) -> None:
+        wait_until_up(
+            f"{self.service_url}/health", timeout, "the command services", self.check_alive
+        )
+        self._wait_for_the_writers(timeout)
 
     def _wait_for_the_writers(self, timeout: float) -> None:
         """Until the writers' group has given this instance its trials (decision 59), or named

@@ -12,7 +12,7 @@ from itertools import pairwise
 import orjson
 import pytest
 
-from clients.http import call, get_bytes
+from clients.http import call
 from events.envelope import GENESIS_HASH
 from tests.integration.helpers import (
     COORDINATOR,
@@ -189,8 +189,7 @@ def test_restarted_service_catches_up_and_still_refuses_a_full_cohort(stack, set
 
     # When the service is killed and started again
     stack.kill("services")
-    stack.spawn("services", ["serve", "--demo", "--port", str(stack.service_port)])
-    eventually(lambda: _health(stack), timeout=60)
+    stack.restart_services(timeout=60)
 
     # Then its state came back from the topic: the cohort is still full
     status, answer = enroll(stack, "MSK-0404", "DL1-IP")
@@ -198,10 +197,3 @@ def test_restarted_service_catches_up_and_still_refuses_a_full_cohort(stack, set
     # and the next event of an existing stream continues its chain
     status, answer = enroll(stack, "MSK-0404", "DL1-IP", waitlist_if_full=True)
     assert status == 201 and answer["events"][0]["stream_seq"] == 5, answer
-
-
-def _health(stack) -> bool:
-    try:
-        return get_bytes(f"{stack.service_url}/health", timeout=2) is not None
-    except OSError:
-        return False

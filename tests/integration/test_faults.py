@@ -223,8 +223,7 @@ def restart(stack: Stack, name: str) -> None:
     waits until this part answers again."""
     stack.kill(name)
     if name == "services":
-        stack.spawn("services", ["serve", "--demo", "--port", str(stack.service_port)])
-        wait_until_up(f"{stack.service_url}/health", 120, "services", stack.check_alive)
+        stack.restart_services()
     else:
         stack.spawn(
             "projections",

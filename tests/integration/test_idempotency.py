@@ -7,7 +7,6 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from clients.http import wait_until_up
 from tests.integration.helpers import enrollment_events
 
 pytestmark = pytest.mark.kafka
@@ -52,8 +51,7 @@ def test_the_same_key_twice_appends_one_event_and_answers_the_same(stack, settin
 
     # After a restart the key is known again: it is rebuilt from the log
     stack.kill("services")
-    stack.spawn("services", ["serve", "--demo", "--port", str(stack.service_port)])
-    wait_until_up(f"{stack.service_url}/health", timeout=60)
+    stack.restart_services(timeout=60)
     assert register(stack, body, "3f6d0c1e-retry-1") == first
     assert len(enrollment_events(settings)) == 1
 

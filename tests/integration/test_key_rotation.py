@@ -13,7 +13,7 @@ from dataclasses import replace
 import orjson
 import pytest
 
-from clients.http import DEMO_READER, TOKEN_ENV, get_bytes, wait_until_up
+from clients.http import DEMO_READER, TOKEN_ENV, get_bytes
 from events.enrollment import SubjectRegistered
 from events.topics import event_topic
 from infra.keys import init_keys, load_keyring, load_signer
@@ -54,8 +54,7 @@ def test_a_rotated_key_signs_after_its_rotation_and_the_retired_one_no_more(
         rotated = trialops(settings, "keys", "rotate", "enrollment")
         assert rotated.returncode == 0, rotated.stderr.decode()
         stack.kill("services")
-        stack.spawn("services", ["serve", "--demo", "--port", str(stack.service_port)])
-        wait_until_up(f"{stack.service_url}/health", 120, "services", stack.check_alive)
+        stack.restart_services()
         register(stack, "MSK-0702")
 
         # Then the log holds the rotation, signed with the old key, and later events signed
@@ -106,8 +105,7 @@ def test_a_topic_of_several_partitions_keeps_its_writers_key_until_rotation_is_p
         rotated = trialops(settings, "keys", "rotate", "enrollment")
         assert rotated.returncode == 0, rotated.stderr.decode()
         stack.kill("services")
-        stack.spawn("services", ["serve", "--demo", "--port", str(stack.service_port)])
-        wait_until_up(f"{stack.service_url}/health", 120, "services", stack.check_alive)
+        stack.restart_services()
         register(stack, "MSK-0712")
         kinds = [(e.event_type, e.writer_signature.key_id) for e in enrollment_events(settings)]
         assert kinds == [("SubjectRegistered", "enrollment-1")] * 2

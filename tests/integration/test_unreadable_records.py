@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from clients.http import call, get_bytes, wait_until_up
+from clients.http import call, get_bytes
 from clients.journey import Journey, JourneyStepRefused, open_cohort
 from events.reading import digest
 from tests.integration.helpers import events_of, eventually
@@ -112,8 +112,7 @@ def test_garbage_then_a_withdrawal_never_lets_the_withdrawn_subject_be_infused(s
 
     # When the services are restarted, they start (no crash in catch-up) and still refuse
     stack.kill("services")
-    stack.spawn("services", ["serve", "--demo", "--port", str(stack.service_port)])
-    wait_until_up(f"{stack.service_url}/health", timeout=60)
+    stack.restart_services(timeout=60)
     assert withdraw(stack, "MSK-0701")[0] == 503
 
     # When the sponsor quarantines exactly that record, with a signed reason
