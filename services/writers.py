@@ -102,10 +102,16 @@ class Writers:
         return self.holding.owners.get(self.placement[trial_id])
 
     async def first_word(self, timeout: float) -> None:
-        """Wait (at most ``timeout``) for the group's first assignment, and act on it."""
+        """Wait (at most ``timeout``) for the group's first assignment that shares the
+        partitions out, and act on it. An assignment made before the leader had the topics'
+        metadata gives nothing (``partitions`` 0; the leader rejoins when it comes): a lone
+        instance would then answer its first commands 503 "rebalancing" although it is about
+        to hold every trial."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not self.holding.settled and loop.time() < deadline:
+        while (not self.holding.settled or self.holding.partitions == 0) and (
+            loop.time() < deadline
+        ):
             self._noted.clear()
             try:
                 await asyncio.wait_for(self._noted.wait(), deadline - loop.time())

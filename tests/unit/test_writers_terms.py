@@ -220,3 +220,31 @@ def test_a_command_passed_to_a_holder_that_loses_the_partition_is_answered_at_on
     assert kept == (201, {"decided": True})
     assert status == 503 and body["error"] == "holder-unreachable"
     assert "send it again with the same Idempotency-Key" in body["detail"]
+
+
+def test_a_starting_instance_waits_past_an_assignment_made_without_the_topics_metadata():
+    """The first assignment can come before the leader knows the topics' partition counts: it
+    gives nothing. The instance waits for the next one, which gives it the trial, before it
+    answers commands; partition counts that differ are a word to act on, not to wait past."""
+    w, made, _ = writers(trials=(FIRST,))
+
+    async def scenario():
+        w.note(holding(partitions=0))
+        waiting = asyncio.create_task(w.first_word(timeout=10))
+        await asyncio.sleep(0.1)
+        still_waiting = not waiting.done()
+        w.note(holding(partition_of(FIRST, N)))
+        await asyncio.wait_for(waiting, 5)
+        return still_waiting
+
+    assert run(scenario())
+    assert w.holds(FIRST) and all(h.started for h in made)
+
+    differing, _made, _ = writers(trials=(FIRST,))
+
+    async def differ():
+        differing.note(holding(partitions=-1))
+        await asyncio.wait_for(differing.first_word(timeout=10), 5)
+
+    run(differ())
+    assert differing.problem is not None and not differing.holds(FIRST)
