@@ -288,9 +288,9 @@ def forward_unheld(writers: Writers):
                     asked.cancel()
                     return problem(
                         503, "holder-unreachable",
-                        f"the writers' group gave trial {trial_id}'s partition to another "
-                        f"instance while the command was with {holder}: it may or may not have "
-                        "been decided; send it again with the same Idempotency-Key",
+                        f"the writers' group moved trial {trial_id}'s partition away from "
+                        f"{holder} while the command was with it: it may or may not have been "
+                        "decided; send it again with the same Idempotency-Key",
                         headers=retry)
             answer = asked.result()
         except (aiohttp.ClientError, TimeoutError) as exc:

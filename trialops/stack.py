@@ -70,8 +70,7 @@ class Stack:
         self.say(f"topics: created {len(created)}, namespace '{self.settings.namespace}'")
         for problem in check_event_topics(self.settings.bootstrap_servers, self.settings.namespace):
             self.say(f"warning: {problem}")
-        # The demo users, asked for explicitly: a real trial runs `serve` with a users file.
-        self.spawn("services", ["serve", "--demo", "--port", str(self.service_port)])
+        self._spawn_services()
         self.spawn(
             "projections",
             ["worker", "--demo", "--web-port", str(self.web_port), "--data-dir",
@@ -105,8 +104,12 @@ class Stack:
         the writers' group has given them their trials or named their holder: a killed
         instance keeps its partitions in the group until its session ends, and a command sent
         before gets 503 "rebalancing"."""
-        self.spawn("services", ["serve", "--demo", "--port", str(self.service_port)])
+        self._spawn_services()
         self._wait_for_services(timeout)
+
+    def _spawn_services(self) -> None:
+        # The demo users, asked for explicitly: a real trial runs `serve` with a users file.
+        self.spawn("services", ["serve", "--demo", "--port", str(self.service_port)])
 
     def _wait_for_services(self, timeout: float) -> None:
         wait_until_up(
