@@ -29,13 +29,19 @@ Those writes are a subsequence of the writes event by event would have made (the
 key), so whatever prefix of them survives a crash, the markers still say where each key
 resumes (decision 46).
 
+Each source partition's position (the next offset to apply) is the worker's own account of
+where it stands: it reads the log from there when its consumer passes over records (decision
+69). Prefixes of different changelogs survive independently, so a position is written only
+once the changelogs hold the batch's other writes (decision 76): whatever position survives,
+everything below it is in the tables.
+
 The functions here take plain mappings, so the rules are tested without a broker; the Faust
 agent passes its tables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import Any, Final, TypedDict, TypeVar
 
 from events.reading import Head, Where, next_in_stream, stream_key
@@ -139,8 +145,8 @@ class Overlay(MutableMapping[str, V]):
 
 class Batch:
     """Events applied together: to overlays of the projections' tables and of the applied
-    stream heads, with each source partition's next position noted, all written to the tables
-    at :meth:`flush`."""
+    stream heads, written to the tables at :meth:`flush`, with each source partition's next
+    position noted, written at :meth:`advance` once the flushed writes are durable."""
 
     def __init__(
         self,
@@ -170,20 +176,32 @@ class Batch:
         """The record at ``offset`` of ``source`` is done with (applied, a copy, quarantined).
         A position only moves forward: a copy of an earlier record, which Kafka delivers again
         after a rebalance, leaves everything below the position applied."""
-        position = self.passed.get(source, self.positions.get(source, 0))
-        self.passed[source] = max(position, offset + 1)
+        self.passed[source] = max(self.position(source), offset + 1)
 
     def flush(self) -> int:
-        """Write what the batch changed: the projections' keys, then the streams' heads, then
-        the positions, so a reader that sees a position sees what came before it. Returns the
-        number of table writes."""
+        """Write what the batch changed to the projections' keys and the streams' heads; the
+        number of table writes. The positions wait for :meth:`advance`."""
         writes = sum(overlay.flush() for overlay in self.tables.values())
         writes += self.applied.flush()
+        return writes
+
+    def advance(self, before: Callable[[str], object] | None = None) -> int:
+        """Write each source partition's next position (``before(source)`` called ahead of
+        each write); the number of writes. The caller advances only once the changelogs hold
+        what :meth:`flush` wrote (decision 76): each table is its own changelog, so a position
+        written with them could survive a crash that lost an earlier key or head, and a reader
+        that resumes from a position would then never apply what it covers."""
         for source, position in self.passed.items():
+            if before is not None:
+                before(source)
             self.positions[source] = position
-        writes += len(self.passed)
+        writes = len(self.passed)
         self.passed.clear()
         return writes
+
+    def position(self, source: str) -> int:
+        """The next offset of ``source`` to apply, counting what this batch passed over."""
+        return self.passed.get(source, self.positions.get(source, 0))
 
 
 def state_of(stored: Stored) -> State:

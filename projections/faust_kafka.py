@@ -22,12 +22,46 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from aiokafka.consumer import fetcher as aiokafka_fetcher
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
 from mode.utils.aiter import aiter
 from mode.utils.futures import notify
 
+from projections.continuity import Markers
+
 log = logging.getLogger(__name__)
+
+
+MARKERS = Markers()
+"""The transaction markers the worker's consumer passed over, per partition (decision 77)."""
+
+
+class _NotingBatches:
+    """One partition's fetched records, as aiokafka's fetcher reads them batch by batch, with
+    each control batch (a transaction's marker) noted in ``MARKERS``."""
+
+    def __init__(self, records: Any, source: str) -> None:
+        self._records = records
+        self._source = source
+
+    def has_next(self) -> bool:
+        return bool(self._records.has_next())
+
+    def next_batch(self) -> Any:
+        batch = self._records.next_batch()
+        if batch is not None and batch.is_control_batch:
+            MARKERS.note(self._source, batch.base_offset, batch.next_offset)
+        return batch
+
+
+class _NotingPartitionRecords(aiokafka_fetcher.PartitionRecords):
+    """aiokafka's records of one fetched partition, whose control batches are noted: the
+    worker tells a record its consumer passed over from a marker by them (decision 77)."""
+
+    def __init__(self, tp: Any, records: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(tp, _NotingBatches(records, f"{tp.topic}:{tp.partition}"), *args,
+                         **kwargs)
 
 
 class _ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -35,6 +69,9 @@ class _ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         # aiokafka reads this attribute when it builds its fetcher in start(), which comes later.
         consumer._isolation_level = "read_committed"
+        # aiokafka's fetcher builds each fetched partition's records by this module-level name,
+        # and has no other place to hook in; only the worker's process runs aiokafka.
+        aiokafka_fetcher.PartitionRecords = _NotingPartitionRecords
         return consumer
 
 

@@ -40,6 +40,7 @@ from projections.base import of_trial
 from projections.catalog import build_trials, fold_version
 from projections.continuity import Missed, unseen
 from projections.faust_kafka import (
+    MARKERS,
     ReadCommittedTransport,
     current,
     stops_the_worker,
@@ -311,6 +312,9 @@ def create_app(
             log.warning("%s:%d: the consumer passed over %d committed record(s) between %d "
                         "and %d; read and applied first", start.topic, start.partition,
                         len(found), start.offset, end)
+        else:  # an aborted transaction's records, or a marker the fetcher did not pass
+            log.info("%s:%d: no committed record between %d and %d", start.topic,
+                     start.partition, start.offset, end)
         return [Missed(w.topic, w.partition, w.offset, value) for w, value in found]
 
     started_up: list[bool] = []
@@ -322,6 +326,26 @@ def create_app(
         rechecked: set[tuple[int, int]] = set()
         """Partitions and offsets at which a broken chain sent the agent to read the log
         before it."""
+        latest: dict[str, Any] = {}
+        """Per source partition, the consumer's last event of it made current: a table write
+        goes to the changelog partition of the current event."""
+
+        async def settle(batch: Batch) -> None:
+            """Write the batch's keys and heads, wait until the broker holds them (and every
+            changelog write before them), then write the positions they cover (decision 76):
+            a position never survives a crash that lost what lies below it."""
+            batch.flush()
+            await app.producer.flush()
+            read_in = [latest[source] for source in batch.passed]
+            if len(current(read_in, app.consumer_generation_id)) < len(read_in):
+                # The group rebalanced meanwhile: the partitions may be another worker's now,
+                # and the consumer reads them again from the committed offsets. A position
+                # left behind only makes copies that are skipped.
+                batch.passed.clear()
+                return
+            now = _current_event.get(None)
+            batch.advance(lambda source: _as_current_event(latest[source]))
+            _current_event.set(now)
 
         async def take_in(batch: Batch, event: Any) -> None:
             """Read one record through the reading rule and apply it to the batch; at an
@@ -342,7 +366,7 @@ def create_app(
                 except Unreadable as exc:
                     # What came before the record reaches the tables; the position stays at
                     # the record.
-                    batch.flush()
+                    await settle(batch)
                     if exc.kind in NEW_KEY_KINDS and await keyring_reloaded():
                         continue
                     at = (message.partition, message.offset)
@@ -351,7 +375,7 @@ def create_app(
                         # offset away where no commit marker stands between (an append
                         # without a transaction): the log is read first (decision 69).
                         rechecked.add(at)
-                        position = batch.passed.get(source, positions[source])
+                        position = batch.position(source)
                         if position < message.offset:
                             for missed in await read_gap(Where(topic, message.partition,
                                                                position), message.offset):
@@ -382,7 +406,8 @@ def create_app(
             unwritten changes across an ``await``: the agents of the other topics write the
             same tables (patient-timeline folds every topic) while this one waits, so it
             writes what it changed before it waits on anything (the keyring, the quarantine,
-            a dead letter)."""
+            a dead letter). Only its positions wait, for the broker to hold what they cover
+            (decision 76): no other agent writes them."""
             app.producer.buffer.max_messages = PRODUCER_BUFFER_MESSAGES
             if not started_up:
                 # What the worker built to start (Faust, the tables, the folds, pydantic's
@@ -418,8 +443,8 @@ def create_app(
                     _as_current_event(event)
                     previous = event
                     source = f"{message.topic}:{message.partition}"
-                    position = batch.passed.get(source, positions[source])
-                    if gap := unseen(position, message.offset):
+                    latest[source] = event
+                    if gap := unseen(batch.position(source), message.offset, MARKERS, source):
                         # Records the consumer passed over are read here, and applied first
                         # (decision 69).
                         batch.flush()
@@ -427,7 +452,7 @@ def create_app(
                                                      gap.stop):
                             await take_in(batch, missed)
                     await take_in(batch, event)
-                batch.flush()
+                await settle(batch)
                 moved.notify()
                 behind[0] = _behind(app, events[-1].message)
 

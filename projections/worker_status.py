@@ -19,6 +19,7 @@ import faust
 from events.reading import Halt
 from projections.applying import dead_letter_counts
 from projections.continuity import stalled
+from projections.faust_kafka import MARKERS
 from projections.metrics import CONTENT_TYPE, WorkerState, exposition
 from projections.owner import holder_of, holder_problem, own_url
 from projections.views import (
@@ -104,7 +105,7 @@ def watch_and_serve_status(
                 ends[source] = app.consumer.highwater(tp)
             except Exception:  # no highwater known yet for this partition
                 ends[source] = None
-        stuck = stalled(looked[0], now, ends, halts)
+        stuck = stalled(looked[0], now, ends, halts, MARKERS)
         looked[0] = now
         for source in stuck:
             log.warning("%s stands at %d for %.0f s while its end is %s: reading it again from "

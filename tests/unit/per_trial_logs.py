@@ -125,6 +125,7 @@ def worker_tables(
         batch.apply(own, source, offset, recorded, errors)
         batch.pass_over(source, offset)
     batch.flush()
+    batch.advance()
     return tables, applied
 
 
