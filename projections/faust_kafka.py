@@ -86,6 +86,19 @@ class _ReadCommittedConsumer(faust_aiokafka.Consumer):
         commit covered it before it was applied (decision 68). The gap ends before it."""
         await super()._add_gap(tp, offset_from, offset_to - 1)
 
+    async def read_by_the_worker(self, tp: Any, start: int, stop: int) -> None:
+        """The offsets ``start`` to ``stop - 1`` of ``tp`` were read and applied by the worker
+        itself (decision 69): Faust commits past them once the event after them is acked.
+        Without this, a committed offset that stands more than one below the first acked one
+        held the partition's commits for good, and its acked offsets piled up (decision 77)."""
+        await super()._add_gap(tp, start, stop - 1)
+
+
+async def read_by_the_worker(app: Any, tp: Any, start: int, stop: int) -> None:
+    """:meth:`_ReadCommittedConsumer.read_by_the_worker` on ``app``'s consumer."""
+    consumer: _ReadCommittedConsumer = app.consumer
+    await consumer.read_by_the_worker(tp, start, stop)
+
 
 def current(events: list[Any], generation: int | None) -> list[Any]:
     """The events read in the group's ``generation``: the others were read before a rebalance,

@@ -24,6 +24,7 @@ from typing import Any
 
 import faust
 from faust.streams import _current_event
+from faust.types import TP
 
 from events.keys import WriterKeyRotated
 from events.reading import Halt, LogReader, Quarantine, Unreadable, Where, decode, digest
@@ -43,6 +44,7 @@ from projections.faust_kafka import (
     MARKERS,
     ReadCommittedTransport,
     current,
+    read_by_the_worker,
     stops_the_worker,
     take_batches,
 )
@@ -380,6 +382,9 @@ def create_app(
                             for missed in await read_gap(Where(topic, message.partition,
                                                                position), message.offset):
                                 await take_in(batch, missed)
+                            await read_by_the_worker(
+                                app, TP(message.topic, message.partition), position,
+                                message.offset)
                             continue
                     if await quarantined(where, event.value):
                         log.warning("passing over quarantined record %s", where)
@@ -451,6 +456,7 @@ def create_app(
                         for missed in await read_gap(Where(topic, message.partition, gap.start),
                                                      gap.stop):
                             await take_in(batch, missed)
+                        await read_by_the_worker(app, message.tp, gap.start, gap.stop)
                     await take_in(batch, event)
                 await settle(batch)
                 moved.notify()

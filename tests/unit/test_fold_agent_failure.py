@@ -126,3 +126,25 @@ def test_events_read_before_a_rebalance_are_neither_applied_nor_acked():
     taken = [event(1, 4), event(2, 5), event(3, 5), event(4, None)]
     assert [e.message.offset for e in current(taken, 5)] == [2, 3, 4]
     assert current(taken, 6) == [taken[3]]
+
+
+def test_records_the_worker_read_itself_do_not_hold_the_commits():
+    from faust.types import TP
+
+    tp = TP(SOURCE, 1)
+    reading = consumer()
+
+    async def go(read_by_the_worker: bool) -> int | None:
+        # The consumer committed 32 and then passed over 32..42; the worker read and applied
+        # them itself (decision 69), then the event at 43, which is acked
+        reading._committed_offset[tp] = 32
+        reading._acked[tp] = []
+        reading._gap[tp].clear()
+        if read_by_the_worker:
+            await reading.read_by_the_worker(tp, 32, 43)
+        reading._acked[tp].append(43)
+        return reading._new_offset(tp)
+
+    # Then Faust commits past them; told nothing, it never commits that partition again
+    assert asyncio.run(go(True)) == 44
+    assert asyncio.run(go(False)) is None
