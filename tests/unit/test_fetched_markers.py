@@ -8,8 +8,9 @@ fetcher code, which the worker's consumer runs."""
 
 from __future__ import annotations
 
+import asyncio
 import struct
-from pathlib import Path
+from typing import Any
 
 from aiokafka.consumer import fetcher as aiokafka_fetcher
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
@@ -79,7 +80,30 @@ def test_the_markers_of_a_fetched_log_are_noted_and_its_records_delivered(monkey
     assert list(unseen(0, 1, markers, source)) == [0]
 
 
-def test_the_worker_s_consumer_hooks_the_fetcher():
-    # The fetcher builds each fetched partition's records by this name (aiokafka's code)
-    assert "PartitionRecords(" in Path(aiokafka_fetcher.__file__).read_text()
-    assert issubclass(faust_kafka._NotingPartitionRecords, aiokafka_fetcher.PartitionRecords)
+def test_the_worker_s_consumer_reads_committed_records_through_the_hook(monkeypatch):
+    import faust
+    from yarl import URL
+
+    # aiokafka's own class, as a process has it before the worker's consumer is made
+    monkeypatch.setattr(aiokafka_fetcher, "PartitionRecords", aiokafka_fetcher.PartitionRecords)
+
+    async def nothing(*_args: object, **_kwargs: object) -> None:
+        return None
+
+    async def made() -> str:
+        app = faust.App("test-markers", broker="kafka://127.0.0.1:9")
+        reading = faust_kafka.ReadCommittedTransport([URL("kafka://127.0.0.1:9")], app)
+        worker_consumer: Any = reading.create_consumer(
+            callback=nothing, on_partitions_revoked=nothing, on_partitions_assigned=nothing)
+        thread = worker_consumer._new_consumer_thread()
+        kafka_consumer = thread._create_worker_consumer(reading)
+        await kafka_consumer.stop()
+        return kafka_consumer._isolation_level
+
+    # When the worker's transport makes its Kafka consumer (no broker is asked yet)
+    isolation = asyncio.run(made())
+
+    # Then it reads committed records, and the fetcher builds each fetched partition's
+    # records with the class that notes the markers
+    assert isolation == "read_committed"
+    assert aiokafka_fetcher.PartitionRecords is faust_kafka._NotingPartitionRecords
