@@ -6,7 +6,8 @@ table, written once the tables hold what the batch applied, decision 76). Faust 
 what the consumer delivers: it seeks to the group's committed offsets after each rebalance
 and drops what it thinks it has read. Several of its paths were found to pass over events
 (decisions 63 and 68, a restart in the many-trials test that delivered offset 58 of a
-partition whose position was 11, and decision 77's one record passed over), and each one
+partition whose position was 11, and decision 77's one record passed over; decision 78
+traced such passes to a seek Faust's recovery makes with its flow running), and each one
 found left the worker halted on a broken chain or, worse, silently behind. Rather
 than trust the consumer, the worker checks what it is given against its positions:
 

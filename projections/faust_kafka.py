@@ -86,6 +86,19 @@ class _ReadCommittedConsumer(faust_aiokafka.Consumer):
         commit covered it before it was applied (decision 68). The gap ends before it."""
         await super()._add_gap(tp, offset_from, offset_to - 1)
 
+    async def perform_seek(self) -> None:
+        """Faust's seek of every assigned partition back to its committed offset, with the
+        flow stopped first (decision 78). Faust's recovery seeks with the flow still running.
+        Once the seek took hold, and before Faust set its read offsets back, the consumer
+        dropped the records it read again as handed on already, and handed on those beyond;
+        then resuming the flow emptied the agents' queues of what it had handed on. Those
+        records reached no agent, and the consumer read on past them. Stopped, the consumer
+        hands on nothing until whoever called the seek resumes the flow (Faust's recovery
+        does at once). Records queued from before the seek are then delivered again from
+        the committed offsets; those an agent had taken already come again as copies."""
+        self.stop_flow()
+        await super().perform_seek()
+
     async def read_by_the_worker(self, tp: Any, start: int, stop: int) -> None:
         """The offsets ``start`` to ``stop - 1`` of ``tp`` were read and applied by the worker
         itself (decision 69): Faust commits past them once the event after them is acked.

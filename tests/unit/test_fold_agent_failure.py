@@ -148,3 +148,32 @@ def test_records_the_worker_read_itself_do_not_hold_the_commits():
     # Then Faust commits past them; told nothing, it never commits that partition again
     assert asyncio.run(go(True)) == 44
     assert asyncio.run(go(False)) is None
+
+
+# Decision 78: Faust's recovery seeks back to the committed offsets while its flow runs.
+
+
+def test_the_consumer_hands_on_nothing_while_it_seeks_back_to_the_committed_offsets():
+    from faust.types import TP
+
+    tp = TP(SOURCE, 1)
+    reading = consumer()
+    seen: dict[str, bool] = {}
+
+    async def seek_to_committed() -> dict[TP, int]:
+        # What Faust's loop that hands records on checks, before each record and while one
+        # waits to be delivered, as the broker's answer to the seek is awaited
+        seen["flowing"] = reading.flow_active
+        seen["suspended"] = reading.suspend_flow.is_set()
+        return {tp: 11}
+
+    async def go() -> None:
+        reading._thread.seek_to_committed = seek_to_committed
+        reading.resume_flow()  # as Faust's recovery left it: flowing since the changelogs
+        reading._read_offset[tp] = 62  # handed on up to 62 from before the seek
+        await reading.perform_seek()
+
+    asyncio.run(go())
+    assert seen == {"flowing": False, "suspended": True}
+    assert reading._read_offset[tp] == 11  # what comes after the committed offset comes again
+    assert not reading.flow_active  # until the recovery resumes the flow
