@@ -50,7 +50,7 @@ from projections.faust_kafka import (
 )
 from projections.faust_tables import CountedTable, InMemoryTable
 from projections.live_inbox import LiveDesk, serve_inbox, serve_inboxes
-from projections.metrics import applied_counter
+from projections.metrics import applied_counter, read_past_the_consumer
 from projections.notifier import start_alerts, start_trials_alerts
 from projections.owner import (
     HEARTBEAT_SECONDS,
@@ -311,6 +311,7 @@ def create_app(
                             start.partition, start.offset, end, exc)
                 await asyncio.sleep(QUARANTINE_POLL_SECONDS)
         if found:
+            read_past_the_consumer(start.topic, len(found))
             log.warning("%s:%d: the consumer passed over %d committed record(s) between %d "
                         "and %d; read and applied first", start.topic, start.partition,
                         len(found), start.offset, end)

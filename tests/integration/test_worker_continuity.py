@@ -23,6 +23,7 @@ from infra.topic_admin import worker_group
 from projections.catalog import fold_version
 from tests.integration.helpers import eventually
 from tests.integration.raw_events import RawWriter
+from tests.integration.test_observability import scrape
 from tests.integration.test_projection_worker import cohort, occupancy, replay
 from trial.config import load_trials
 
@@ -88,6 +89,10 @@ def test_a_record_beyond_a_gap_makes_the_worker_read_the_gap_itself(stack, setti
     assert row["waiting_list"] == ["MSK-0054"]
     log = (stack.work_dir / "projections.log").read_text(errors="replace")
     assert "the consumer passed over 2 committed record(s)" in log
+    # and its /metrics counts them, where an operator's alert finds them
+    read_past = ("trialops_worker_records_read_past_the_consumer_total",
+                 (("topic", last.topic),))
+    assert scrape(stack.projections_url)[read_past] == 2
     assert replay(settings, "cohort-occupancy") == _view(stack)
 
 

@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from infra import logs
-from projections.metrics import WorkerState, applied_counter
+from projections.metrics import WorkerState, applied_counter, read_past_the_consumer
 from projections.metrics import exposition as worker_exposition
 from services.http import observed
 from services.quarantine.decider import make_decider
@@ -143,11 +143,12 @@ def test_each_batch_appended_is_measured_by_its_commands_and_its_time():
 # ---------------------------------------------------------------- the worker's /metrics
 
 
-def test_the_workers_metrics_say_lag_halted_partitions_dead_letters_and_events_applied():
+def test_the_workers_metrics_say_lag_halted_partitions_dead_letters_and_what_it_read():
     count = applied_counter("ns.safety.events")
     before = samples(worker_exposition(WorkerState(dict, list, dict)).decode())
     count()
     count()
+    read_past_the_consumer("ns.safety.events", 3)
     state = WorkerState(
         lambda: {"ns.safety.events:0": 7, "ns.enrollment.events:0": 1},
         lambda: ["ns.safety.events:0"],
@@ -162,6 +163,9 @@ def test_the_workers_metrics_say_lag_halted_partitions_dead_letters_and_events_a
     assert scraped[("trialops_worker_halted", (("partition", "ns.safety.events:0"),))] == 1
     assert ("trialops_worker_halted", (("partition", "ns.enrollment.events:0"),)) not in scraped
     assert scraped[("trialops_worker_dead_letters_total", (("topic", "ns.safety.events"),))] == 2
+    read_past = ("trialops_worker_records_read_past_the_consumer_total",
+                 (("topic", "ns.safety.events"),))
+    assert scraped[read_past] == before.get(read_past, 0.0) + 3
 
 
 def test_the_workers_views_answer_under_the_callers_correlation_id_too():
