@@ -380,12 +380,7 @@ def create_app(
                         rechecked.add(at)
                         position = batch.position(source)
                         if position < message.offset:
-                            for missed in await read_gap(Where(topic, message.partition,
-                                                               position), message.offset):
-                                await take_in(batch, missed)
-                            await read_by_the_worker(
-                                app, TP(message.topic, message.partition), position,
-                                message.offset)
+                            await apply_gap(batch, message, position)
                             continue
                     if await quarantined(where, event.value):
                         log.warning("passing over quarantined record %s", where)
@@ -403,6 +398,15 @@ def create_app(
                 break
             halts.pop(source, None)
             batch.pass_over(source, message.offset)
+
+        async def apply_gap(batch: Batch, message: Any, start: int) -> None:
+            """Read the committed records of ``message``'s partition from ``start`` up to
+            ``message``, which the consumer passed over, apply them first, and tell Faust's
+            consumer they are done (decisions 69 and 77)."""
+            for missed in await read_gap(Where(topic, message.partition, start), message.offset):
+                await take_in(batch, missed)
+            await read_by_the_worker(app, TP(message.topic, message.partition), start,
+                                     message.offset)
 
         async def fold(stream):
             """Each event is decoded once and applied to every projection that reads its
@@ -454,10 +458,7 @@ def create_app(
                         # Records the consumer passed over are read here, and applied first
                         # (decision 69).
                         batch.flush()
-                        for missed in await read_gap(Where(topic, message.partition, gap.start),
-                                                     gap.stop):
-                            await take_in(batch, missed)
-                        await read_by_the_worker(app, message.tp, gap.start, gap.stop)
+                        await apply_gap(batch, message, gap.start)
                     await take_in(batch, event)
                 await settle(batch)
                 moved.notify()
