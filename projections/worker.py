@@ -48,15 +48,12 @@ from projections.faust_kafka import (
     stops_the_worker,
     take_batches,
 )
+from projections.faust_lifecycle import PromptTableManager
 from projections.faust_tables import CountedTable, InMemoryTable
 from projections.live_inbox import LiveDesk, serve_inbox, serve_inboxes
 from projections.metrics import applied_counter, read_past_the_consumer
 from projections.notifier import start_alerts, start_trials_alerts
-from projections.owner import (
-    HEARTBEAT_SECONDS,
-    HOLDING_FILE,
-    SESSION_TIMEOUT_SECONDS,
-)
+from projections.owner import HEARTBEAT_SECONDS, HOLDING_FILE, SESSION_TIMEOUT_SECONDS
 from projections.views import (
     PositionsMoved,
     TrialReaders,
@@ -194,6 +191,7 @@ def create_app(
         # A batch writes its changed keys together (decision 46): produce requests of up to
         # 512 KiB per changelog partition, not aiokafka's 16 KiB, carry them in fewer trips.
         producer_max_batch_size=512 * 1024,
+        TableManager=PromptTableManager,
     )
     dead_letters = app.topic(
         # One dead-letter topic whatever the folds' version: what was set aside stays in view.

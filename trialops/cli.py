@@ -298,10 +298,9 @@ def worker(
                 on_crash=rebuild,
             )
         )
-    import faust
-
     from infra import logs
     from infra.topic_admin import ensure_worker_topics
+    from projections.faust_lifecycle import PromptWorker
     from projections.faust_tables import changelog_topics
     from projections.worker import create_app, event_partitions
     from trial.config import trial_partitions
@@ -332,7 +331,7 @@ def worker(
         ensure_worker_topics(settings.bootstrap_servers, changelog_topics(faust_app))
     except (KeysError, AlertsConfigError, ValueError) as exc:
         raise fail(str(exc)) from None
-    faust_worker = faust.Worker(faust_app, quiet=True, **logs.faust_options(loglevel))
+    faust_worker = PromptWorker(faust_app, quiet=True, **logs.faust_options(loglevel))
     # Faust's terminal spinner sets the root logger to DEBUG so that it turns on every record:
     # every debug call of Faust and aiokafka then built its record (8% of the worker's time in
     # issue 12's profile). Without the spinner the root logger keeps --loglevel.
