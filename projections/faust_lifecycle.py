@@ -1,4 +1,5 @@
-"""The worker's start and stop without Faust's fixed waits (faust-streaming 0.15, mode 0.4).
+"""The worker's start and stop without Faust's fixed waits (faust-streaming 0.15,
+mode-streaming 0.7).
 
 * ``TableManager.on_start`` sleeps a second before it registers the tables' changelog
   channels, in case an app declares tables while it starts; the consumer subscribes only once
