@@ -278,10 +278,11 @@ def worker(
         raise fail(f"--web-host {web_host} needs --advertised-url: the URL the other workers "
                    "of the group reach this one at")
     if not once:
-        from trialops.projection_reset import reset_projections
-        from trialops.supervise import supervise
+        from trialops.supervise import forked, supervise
 
         def rebuild() -> None:
+            from trialops.projection_reset import reset_projections
+
             for item in reset_projections(Settings.from_env(), data_dir):
                 if item.startswith("nothing"):  # other workers hold them (decision 58)
                     typer.echo(f"worker: deleted {item}; it joins them", err=True)
@@ -289,14 +290,15 @@ def worker(
                     typer.echo(f"worker: deleted {item}; the projections are folded anew",
                                err=True)
 
+        once_args = [
+            "worker", "--once", "--web-port", str(web_port), "--web-host", web_host,
+            "--data-dir", str(data_dir), "--loglevel", loglevel, *(["--demo"] if demo else []),
+            *(["--advertised-url", advertised_url] if advertised_url else []),
+        ]
+        # Forked, the Faust worker starts from the modules this process imported already
+        # (decision 80); it runs `trialops worker --once` as a new process would.
         raise typer.Exit(
-            supervise(
-                [sys.executable, "-m", "trialops", "worker", "--once", "--web-port",
-                 str(web_port), "--web-host", web_host, "--data-dir", str(data_dir),
-                 "--loglevel", loglevel, *(["--demo"] if demo else []),
-                 *(["--advertised-url", advertised_url] if advertised_url else [])],
-                on_crash=rebuild,
-            )
+            supervise(forked(lambda: app(args=once_args, prog_name="trialops")), on_crash=rebuild)
         )
     from infra import logs
     from infra.topic_admin import ensure_worker_topics

@@ -217,7 +217,7 @@ def test_a_worker_that_dies_by_itself_is_started_again_and_folds_the_log_anew(st
     occupancy(stack, wait_for=f"{first.topic}:{first.partition}:{first.offset}")
     # When the Faust process dies on its own (its supervisor, `trialops worker`, stays)
     found = subprocess.run(
-        ["pgrep", "-f", f"worker --once .*--data-dir {stack.work_dir}"],
+        ["pgrep", "-P", str(stack.processes["projections"].pid)],
         capture_output=True, text=True, check=True,
     )
     [child] = found.stdout.split()

@@ -97,10 +97,9 @@ def test_a_standby_worker_answers_as_the_holder_and_takes_over_when_it_is_killed
         assert not (dirs[standby] / "holding").exists()
 
         # When the standby's Faust process dies by itself (its supervisor stays)
-        standby_dir = dirs[standby]
+        supervisor = stack.processes["projections"] if standby == "projections" else second
         found = subprocess.run(
-            ["pgrep", "-f", f"worker --once .*--data-dir {standby_dir} "],
-            capture_output=True, text=True, check=True,
+            ["pgrep", "-P", str(supervisor.pid)], capture_output=True, text=True, check=True
         )
         [child] = found.stdout.split()
         os.kill(int(child), signal.SIGKILL)
