@@ -5,8 +5,8 @@ fails); a projection worker must not stay down because the broker restarted at t
 moment. ``trialops worker`` therefore runs the Faust worker as a child of this loop.
 
 The child is forked from the supervisor (:func:`forked`), not started as a new interpreter: it
-inherits the modules the supervisor imported to parse its command line, about a second of CPU
-that each start of the worker no longer spends again (decision 80).
+inherits the modules the supervisor imported to parse its command line, 0.7 to 1 s of processor
+time that each start of the worker no longer spends again (decision 80).
 """
 
 from __future__ import annotations
@@ -67,10 +67,6 @@ class ForkedChild:
             self._process.start()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
 
     def poll(self) -> int | None:
         return None if self._process.is_alive() else self._process.exitcode

@@ -4,9 +4,13 @@ preparation that fails is retried, never skipped."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
+from pathlib import Path
 
-from trialops.supervise import command, supervise
+from trialops.supervise import command, forked, supervise
 
 
 def test_a_restart_waits_until_its_preparation_succeeds(tmp_path):
@@ -30,17 +34,8 @@ def test_a_restart_waits_until_its_preparation_succeeds(tmp_path):
     assert runs.read_text() == "xx"
 
 
-def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
-    """Issue 14: an orphaned worker held out against SIGTERM for over 35 s; the supervisor
-    passes the signal on and kills a child still running after its grace."""
-    import os
-    import signal
-    import threading
-
-    started = tmp_path / "started"
-    child = [sys.executable, "-c",
-             "import pathlib, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-             f"pathlib.Path({str(started)!r}).touch(); time.sleep(600)"]
+def _stop_this_process_once(started: Path) -> None:
+    """SIGTERM to this process (the supervisor under test) once ``started`` exists."""
 
     def stop_when_started() -> None:
         while not started.exists():
@@ -48,6 +43,17 @@ def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=stop_when_started, daemon=True).start()
+
+
+def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
+    """Issue 14: an orphaned worker held out against SIGTERM for over 35 s; the supervisor
+    passes the signal on and kills a child still running after its grace."""
+    started = tmp_path / "started"
+    child = [sys.executable, "-c",
+             "import pathlib, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+             f"pathlib.Path({str(started)!r}).touch(); time.sleep(600)"]
+
+    _stop_this_process_once(started)
     said: list[str] = []
 
     code = supervise(command(child), say=said.append, grace=0.5)
@@ -60,9 +66,7 @@ def test_a_stop_during_the_restarts_preparation_cuts_it_short(tmp_path):
     """A restart's preparation against a broker that is gone may block for a client's whole
     timeout; asked to stop meanwhile, the supervisor returns the worker's last exit code
     without finishing it or starting the worker again."""
-    import os
     import signal
-    import threading
     import time
 
     runs = tmp_path / "runs"
@@ -85,7 +89,6 @@ def test_a_stop_during_the_restarts_preparation_cuts_it_short(tmp_path):
 
 
 def _forked_exit(main) -> int:
-    from trialops.supervise import forked
 
     return forked(main)().wait(timeout=30)
 
@@ -93,8 +96,6 @@ def _forked_exit(main) -> int:
 def test_a_forked_child_exits_as_a_new_interpreter_would(capfd):
     """Decision 80: the worker is forked from its supervisor; its exit code must say what a
     `trialops worker --once` process's would, since the supervisor acts on it."""
-    import os
-    import signal
 
     def raises() -> None:
         raise RuntimeError("the worker failed")
@@ -124,14 +125,9 @@ def test_a_forked_child_starts_from_what_the_supervisor_imported(tmp_path):
 
 def test_a_stopped_supervisor_passes_sigterm_to_its_forked_child(tmp_path):
     """The forked child runs with the default handlers, not the supervisor's: the SIGTERM the
-    supervisor passes on ends it (a child that kept the supervisor's handler would pass the
-    signal on to itself and run until killed after the grace)."""
-    import os
-    import signal
-    import threading
+    supervisor passes on ends it (a child that kept the supervisor's handler would let it
+    pass and be killed after the grace)."""
     import time
-
-    from trialops.supervise import forked
 
     started = tmp_path / "started"
 
@@ -139,12 +135,7 @@ def test_a_stopped_supervisor_passes_sigterm_to_its_forked_child(tmp_path):
         started.touch()
         time.sleep(600)
 
-    def stop_when_started() -> None:
-        while not started.exists():
-            threading.Event().wait(0.05)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=stop_when_started, daemon=True).start()
+    _stop_this_process_once(started)
     said: list[str] = []
 
     code = supervise(forked(child), say=said.append, grace=20)
@@ -162,7 +153,6 @@ def test_a_forked_child_that_dies_is_forked_again_after_the_preparation(tmp_path
         sys.exit(1 if n == 0 else 0)
 
     prepared: list[int] = []
-    from trialops.supervise import forked
 
     code = supervise(forked(child), say=lambda _m: None, backoff=(0.01, 0.02),
                      on_crash=lambda: prepared.append(len(runs.read_text())))
