@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+from pathlib import Path
 
 import orjson
 import pytest
@@ -221,6 +222,10 @@ def test_a_worker_that_dies_by_itself_is_started_again_and_folds_the_log_anew(st
         capture_output=True, text=True, check=True,
     )
     [child] = found.stdout.split()
+    # forked from its supervisor (decision 80): a new interpreter would show `worker --once`
+    supervisor = stack.processes["projections"].pid
+    assert Path(f"/proc/{child}/cmdline").read_bytes() == Path(
+        f"/proc/{supervisor}/cmdline").read_bytes()
     os.kill(int(child), 9)
     last = writer.append(
         "subject-MSK-0042", SubjectEnrolled(subject_id="MSK-0042", cohort_id="DL4-IP", slot=2)
