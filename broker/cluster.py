@@ -39,6 +39,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from broker.cds import adopt, archive_path, node_options
 from broker.jars import (
     KAFKA_VERSION,
     BrokerError,
@@ -64,7 +65,9 @@ from broker.node import (
     _signal_group,
     _size,
     _write_private,
+    classpath,
     jvm_command,
+    jvm_options,
     new_cluster_id,
 )
 from broker.security import cluster_security, scram_format_arguments
@@ -351,10 +354,15 @@ class LocalKafka:
                     ),
                 )
             jvm_common = jvm_command(java, log4j, libs)
+            sharing = {"archive": str(archive_path(self.home, java, classpath(libs))),
+                       "java": java, "classpath": classpath(libs)}
             if stored is None:
                 cluster_id = new_cluster_id()
                 self.progress(f"broker '{self.name}': formatting new storage ({cluster_id})")
-                self._format(jvm_common, nodes, cluster_id, secure=admin_password is not None)
+                self._format(
+                    jvm_common, nodes, cluster_id, Path(sharing["archive"]),
+                    secure=admin_password is not None,
+                )
             else:
                 cluster_id = stored["cluster_id"]
                 self.progress(
@@ -378,14 +386,18 @@ class LocalKafka:
                 "started_at": time.time(),
                 "secure": admin_password is not None,
                 "nodes": nodes,
+                "class_sharing": sharing,
             }
             try:
                 for node in nodes:
-                    node["pid"] = self._launch(jvm_common, node)
+                    node["pid"] = self._launch(jvm_common, node, Path(sharing["archive"]))
                     self._write_state(state)  # lets `stop` find the JVMs even if we die here
                 self._wait_ready(nodes, deadline)
             except BaseException:
                 self._terminate(nodes, 10.0)
+                for node in nodes:  # what a start that failed loaded is not worth keeping
+                    if node.get("cds_draft"):
+                        Path(node["cds_draft"]).unlink(missing_ok=True)
                 self.state_file.unlink(missing_ok=True)
                 raise
         self.progress(
@@ -407,16 +419,22 @@ class LocalKafka:
         jvm_common: list[str],
         nodes: list[dict[str, Any]],
         cluster_id: str,
+        archive: Path,
         *,
         secure: bool = False,
     ) -> None:
         """Format every node's storage (in parallel: each run is a JVM start-up); a secure
-        cluster's storage gets the SCRAM credentials of every principal."""
+        cluster's storage gets the SCRAM credentials of every principal. The formatter maps
+        the nodes' class archive when there is one (it shares many of their classes) but
+        records none (its classes are not theirs)."""
         scram = scram_format_arguments(self.client_config) if secure else []
+        sharing, _draft = node_options(archive, jvm_options()) if archive.exists() else ([], None)
         running = []
         for node in nodes:
             cmd = [
-                *jvm_common,
+                jvm_common[0],
+                *sharing,
+                *jvm_common[1:],
                 "-Xmx256m",
                 "kafka.tools.StorageTool",
                 "format",
@@ -452,9 +470,14 @@ class LocalKafka:
         if failures:
             raise BrokerError("formatting Kafka storage failed:\n" + "\n".join(failures))
 
-    def _launch(self, jvm_common: list[str], node: dict[str, Any]) -> int:
+    def _launch(self, jvm_common: list[str], node: dict[str, Any], archive: Path) -> int:
+        """Start a node's JVM; it maps the class archive, or records one at its stop
+        (``node["cds_draft"]``, for ``stop`` to adopt: broker/cds.py)."""
+        sharing, draft = node_options(archive, jvm_options())
+        node["cds_draft"] = None if draft is None else str(draft)
         cmd = [
             jvm_common[0],
+            *sharing,
             f"-Xmx{self.heap}",
             f"-Xms{self.heap}",
             "-XX:+UseG1GC",
@@ -569,6 +592,11 @@ class LocalKafka:
                 self.progress(
                     f"broker '{self.name}' stopped; its data is kept in {self.cluster_dir}"
                 )
+            sharing = state.get("class_sharing")
+            for node in state["nodes"]:
+                if sharing and node.get("cds_draft"):
+                    adopt(Path(node["cds_draft"]), Path(sharing["archive"]), sharing["java"],
+                          sharing["classpath"])
             self.state_file.unlink(missing_ok=True)
 
     def kill_node(self, node_id: int) -> None:

@@ -42,11 +42,21 @@ whitespace: the tests start brokers with ``-XX:TieredStopAtLevel=1``, which spen
 compiling at start-up (decision 72)."""
 
 
+def jvm_options() -> list[str]:
+    """``JVM_OPTIONS_ENV``'s options."""
+    return os.environ.get(JVM_OPTIONS_ENV, "").split()
+
+
+def classpath(libs: Path) -> str:
+    """Kafka's jars, as every JVM of the launcher names them."""
+    return str(libs / "*")
+
+
 def jvm_command(java: str, log4j: Path, libs: Path) -> list[str]:
     """What every JVM of the launcher starts with: the JVM, ``JVM_OPTIONS_ENV``'s options, the
     logging configuration and Kafka's jars."""
-    return [java, *os.environ.get(JVM_OPTIONS_ENV, "").split(), "-Djava.awt.headless=true",
-            f"-Dlog4j.configuration=file:{log4j}", "-cp", str(libs / "*")]
+    return [java, *jvm_options(), "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration=file:{log4j}", "-cp", classpath(libs)]
 
 
 def new_cluster_id() -> str:

@@ -17,7 +17,10 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, KafkaAdminClient
 
+from broker.cds import archive_path
 from broker.cluster import LocalKafka
+from broker.jars import fetch_jars, find_java
+from broker.node import classpath
 from events.enrollment import CohortOpened, SubjectEnrolled, SubjectRegistered
 from events.topics import event_topic
 from infra.settings import Settings
@@ -58,6 +61,14 @@ def stop(kafka: LocalKafka) -> str:
     assert result.returncode == 0, result.stderr
     assert kafka.status()["running"] is False
     return result.stderr
+
+
+def class_archives_mapped(kafka: LocalKafka) -> list[bool]:
+    """Per running node: does its JVM map the launcher's class archive (broker/cds.py)?"""
+    libs = fetch_jars(kafka.home, kafka.version)
+    archive = str(archive_path(kafka.home, find_java(), classpath(libs)))
+    pids = [node["pid"] for node in orjson.loads(kafka.state_file.read_bytes())["nodes"]]
+    return [archive in Path(f"/proc/{pid}/maps").read_text() for pid in pids]
 
 
 def meta_properties(kafka: LocalKafka) -> bytes:
@@ -143,6 +154,9 @@ def test_stop_and_start_keep_every_event_on_the_same_storage(cluster: LocalKafka
     bootstrap, said = start(cluster)
     assert "reusing its data" in said and "formatting" not in said
     assert cluster.status()["cluster_id"] == cluster_id
+    # Started again, the node maps the class archive that its stop, or an earlier node's, left
+    # (decision 81).
+    assert class_archives_mapped(cluster) == [True]
     # Not re-formatted: the node's storage identity (cluster id, directory id) is the same file.
     assert meta_properties(cluster) == meta
     assert values_on(bootstrap, topic) == before
