@@ -301,6 +301,7 @@ class LocalKafka:
                         f"{', '.join(str(n['pid']) for n in previous['nodes'])}); stop it "
                         f"with 'trialops broker stop --name {self.name}'"
                     )
+                self._adopt_drafts(previous)  # its nodes are gone: keep what they recorded
                 self.state_file.unlink(missing_ok=True)  # stale: left by a crash
             stored = self.storage()
             if stored is None:
@@ -592,12 +593,17 @@ class LocalKafka:
                 self.progress(
                     f"broker '{self.name}' stopped; its data is kept in {self.cluster_dir}"
                 )
-            sharing = state.get("class_sharing")
-            for node in state["nodes"]:
-                if sharing and node.get("cds_draft"):
-                    adopt(Path(node["cds_draft"]), Path(sharing["archive"]), sharing["java"],
-                          sharing["classpath"])
+            self._adopt_drafts(state)
             self.state_file.unlink(missing_ok=True)
+
+    def _adopt_drafts(self, state: dict[str, Any]) -> None:
+        """Adopt, or delete, the class archives that ``state``'s nodes, which have exited,
+        recorded (broker/cds.py)."""
+        sharing = state.get("class_sharing")
+        for node in state["nodes"]:
+            if sharing and node.get("cds_draft"):
+                adopt(Path(node["cds_draft"]), Path(sharing["archive"]), sharing["java"],
+                      sharing["classpath"])
 
     def kill_node(self, node_id: int) -> None:
         """SIGKILL one node, as in a crash; the others keep running."""

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -222,3 +224,37 @@ def test_kept_data_of_three_nodes_is_not_started_as_one(cluster: LocalKafka) -> 
     assert refused.returncode == 2
     assert "keeps the data of a 3-node cluster" in refused.stderr
     assert all(Path(cluster.cluster_dir / f"node-{i}" / "data").exists() for i in (1, 2, 3))
+
+
+def test_a_homes_first_node_records_the_class_archive_that_later_nodes_map(
+    tmp_path: Path,
+) -> None:
+    """Decision 81 from a home of its own (Kafka's jars linked in): its first node records a
+    draft, which the next start adopts once the node is gone (here it stopped by SIGTERM,
+    without ``stop``: the start finds its state stale), and the next node maps the archive."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shared = fetch_jars()  # the suite's jars: <home>/<version>/libs
+    (home / shared.parent.name).symlink_to(shared.parent)
+    kafka = LocalKafka(name=f"test-cds-{uuid.uuid4().hex[:8]}", home=home)
+    env = {"TRIALOPS_KAFKA_HOME": str(home)}
+    archive = archive_path(home, find_java(), classpath(fetch_jars(home)))
+    try:
+        assert trialops("broker", "start", "--name", kafka.name, env=env).returncode == 0
+        (pid,) = [n["pid"] for n in orjson.loads(kafka.state_file.read_bytes())["nodes"]]
+        recording = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert any(arg.startswith(b"-XX:ArchiveClassesAtExit=") for arg in recording)
+        assert not archive.exists()
+
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        started = trialops("broker", "start", "--name", kafka.name, env=env)
+        assert started.returncode == 0, started.stderr
+
+        assert archive.exists()
+        assert sorted(p.name for p in archive.parent.iterdir()) == [archive.name]
+        assert class_archives_mapped(kafka) == [True]
+    finally:
+        trialops("broker", "stop", "--name", kafka.name, env=env)
