@@ -73,6 +73,14 @@ def class_archives_mapped(kafka: LocalKafka) -> list[bool]:
     return [archive in Path(f"/proc/{pid}/maps").read_text() for pid in pids]
 
 
+def exited(pid: int) -> bool:
+    """Gone, or a zombie that nobody reaped yet (it has exited all the same)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def meta_properties(kafka: LocalKafka) -> bytes:
     return (kafka.cluster_dir / "node-1" / "data" / "meta.properties").read_bytes()
 
@@ -248,7 +256,7 @@ def test_a_homes_first_node_records_the_class_archive_that_later_nodes_map(
 
         os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + 60
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        while not exited(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         started = trialops("broker", "start", "--name", kafka.name, env=env)
         assert started.returncode == 0, started.stderr
