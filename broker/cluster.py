@@ -47,7 +47,6 @@ from broker.jars import (
     _file_tail,
     _locked,
     _stderr,
-    _tail,
     default_home,
     fetch_jars,
     find_java,
@@ -66,9 +65,11 @@ from broker.node import (
     _size,
     _write_private,
     classpath,
+    format_storage,
     jvm_command,
     jvm_options,
     new_cluster_id,
+    node_command,
 )
 from broker.security import cluster_security, scram_format_arguments
 from broker.tls import ClusterTls
@@ -355,14 +356,20 @@ class LocalKafka:
                     ),
                 )
             jvm_common = jvm_command(java, log4j, libs)
-            sharing = {"archive": str(archive_path(self.home, java, classpath(libs))),
-                       "java": java, "classpath": classpath(libs)}
+            archive = archive_path(self.home, java, classpath(libs))
+            sharing = {"archive": str(archive), "java": java, "classpath": classpath(libs)}
             if stored is None:
                 cluster_id = new_cluster_id()
                 self.progress(f"broker '{self.name}': formatting new storage ({cluster_id})")
-                self._format(
-                    jvm_common, nodes, cluster_id, Path(sharing["archive"]),
-                    secure=admin_password is not None,
+                secure = admin_password is not None
+                format_storage(
+                    jvm_common,
+                    # The formatter maps the nodes' class archive when there is one (it shares
+                    # many of their classes) but records none (its classes are not theirs).
+                    node_options(archive, jvm_options())[0] if archive.exists() else [],
+                    nodes,
+                    cluster_id,
+                    scram_format_arguments(self.client_config) if secure else [],
                 )
             else:
                 cluster_id = stored["cluster_id"]
@@ -391,7 +398,7 @@ class LocalKafka:
             }
             try:
                 for node in nodes:
-                    node["pid"] = self._launch(jvm_common, node, Path(sharing["archive"]))
+                    node["pid"] = self._launch(jvm_common, node, archive)
                     self._write_state(state)  # lets `stop` find the JVMs even if we die here
                 self._wait_ready(nodes, deadline)
             except BaseException:
@@ -415,83 +422,14 @@ class LocalKafka:
             self.cluster_dir, self.name, self.client_config, stored, self.requested_secure
         )
 
-    def _format(
-        self,
-        jvm_common: list[str],
-        nodes: list[dict[str, Any]],
-        cluster_id: str,
-        archive: Path,
-        *,
-        secure: bool = False,
-    ) -> None:
-        """Format every node's storage (in parallel: each run is a JVM start-up); a secure
-        cluster's storage gets the SCRAM credentials of every principal. The formatter maps
-        the nodes' class archive when there is one (it shares many of their classes) but
-        records none (its classes are not theirs)."""
-        scram = scram_format_arguments(self.client_config) if secure else []
-        sharing, _draft = node_options(archive, jvm_options()) if archive.exists() else ([], None)
-        running = []
-        for node in nodes:
-            cmd = [
-                jvm_common[0],
-                *sharing,
-                *jvm_common[1:],
-                "-Xmx256m",
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                cluster_id,
-                "-c",
-                node["properties"],
-                *scram,
-            ]
-            running.append(
-                subprocess.Popen(
-                    cmd,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    cwd=node["dir"],
-                )
-            )
-        failures = []
-        for node, proc in zip(nodes, running, strict=True):
-            try:
-                out, _ = proc.communicate(timeout=120)
-            except subprocess.TimeoutExpired:
-                for p in running:
-                    p.kill()
-                    p.wait()
-                raise BrokerError("formatting Kafka storage took more than 120s") from None
-            if proc.returncode != 0:
-                failures.append(
-                    f"node {node['node_id']}: exit {proc.returncode}\n"
-                    + _tail(out.decode(errors="replace"))
-                )
-        if failures:
-            raise BrokerError("formatting Kafka storage failed:\n" + "\n".join(failures))
-
     def _launch(self, jvm_common: list[str], node: dict[str, Any], archive: Path) -> int:
         """Start a node's JVM; it maps the class archive, or records one at its stop
         (``node["cds_draft"]``, for ``stop`` to adopt: broker/cds.py)."""
         sharing, draft = node_options(archive, jvm_options())
         node["cds_draft"] = None if draft is None else str(draft)
-        cmd = [
-            jvm_common[0],
-            *sharing,
-            f"-Xmx{self.heap}",
-            f"-Xms{self.heap}",
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20",
-            "-XX:+ExitOnOutOfMemoryError",
-            f"-Dkafka.logs.dir={node['dir']}",
-            *jvm_common[1:],
-            "kafka.Kafka",
-            node["properties"],
-        ]
         with open(node["log"], "ab") as log:
             proc = subprocess.Popen(
-                cmd,
+                node_command(jvm_common, sharing, self.heap, node),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

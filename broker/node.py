@@ -22,11 +22,13 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from broker.jars import BrokerError, _tail
 from broker.tls import ClusterTls, broker_properties
 from infra.kafka_security import ADMIN
 from infra.processes import pid_alive as _pid_alive
@@ -57,6 +59,78 @@ def jvm_command(java: str, log4j: Path, libs: Path) -> list[str]:
     logging configuration and Kafka's jars."""
     return [java, *jvm_options(), "-Djava.awt.headless=true",
             f"-Dlog4j.configuration=file:{log4j}", "-cp", classpath(libs)]
+
+
+def node_command(
+    jvm_common: list[str], sharing: list[str], heap: str, node: dict[str, Any]
+) -> list[str]:
+    """The command line of a node's JVM: ``jvm_common`` (``jvm_command``) with the class
+    archive's options ``sharing`` (broker/cds.py), the heap and the node's properties."""
+    return [
+        jvm_common[0],
+        *sharing,
+        f"-Xmx{heap}",
+        f"-Xms{heap}",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-XX:+ExitOnOutOfMemoryError",
+        f"-Dkafka.logs.dir={node['dir']}",
+        *jvm_common[1:],
+        "kafka.Kafka",
+        node["properties"],
+    ]
+
+
+def format_storage(
+    jvm_common: list[str],
+    sharing: list[str],
+    nodes: list[dict[str, Any]],
+    cluster_id: str,
+    extra: list[str],
+) -> None:
+    """Format every node's storage as cluster ``cluster_id`` (in parallel: each run is a JVM
+    start-up), with ``extra`` arguments to the storage tool (a secure cluster's SCRAM
+    credentials) and ``sharing``, the class archive's options."""
+    running = []
+    for node in nodes:
+        cmd = [
+            jvm_common[0],
+            *sharing,
+            *jvm_common[1:],
+            "-Xmx256m",
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            node["properties"],
+            *extra,
+        ]
+        running.append(
+            subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=node["dir"],
+            )
+        )
+    failures = []
+    for node, proc in zip(nodes, running, strict=True):
+        try:
+            out, _ = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            for p in running:
+                p.kill()
+                p.wait()
+            raise BrokerError("formatting Kafka storage took more than 120s") from None
+        if proc.returncode != 0:
+            failures.append(
+                f"node {node['node_id']}: exit {proc.returncode}\n"
+                + _tail(out.decode(errors="replace"))
+            )
+    if failures:
+        raise BrokerError("formatting Kafka storage failed:\n" + "\n".join(failures))
 
 
 def new_cluster_id() -> str:
