@@ -228,8 +228,8 @@ async def take_batches(
     once the caller is done with the batch, so a committed offset never covers an event the
     caller has not finished with.
 
-    One change to ``take_events``: after a wait that ended with nothing in hand, the next one
-    lasts until an event comes, and what came with that event is taken at once. Faust's loop
+    And one more difference: after a wait that ended with nothing in hand, the next one lasts
+    until an event comes, and what came with that event is taken at once. Faust's loop
     woke every ``within()`` seconds for nothing: an idle worker's main thread spent about 5 %
     of a core on those wakes (decision 82), and a lone event waited for the end of a tick."""
     buffer: list[Any] = []
