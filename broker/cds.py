@@ -10,7 +10,12 @@ JVM die of SIGBUS (seen), not fall back.
 
 One archive per home, Java runtime and class path: another runtime, or other jars, get
 another archive. A node started while no archive exists pays about 0.6 s of processor time
-for recording and about 3 s more at its stop (the dump and the check), once per home."""
+for recording and about 3 s more at its stop (the dump and the check), once per home.
+
+Recording needs the runtime's own base archive, which some builds do not ship; asked to
+record without one, a JVM does not start at all ("DynamicDumpSharedSpaces is unsupported when
+base CDS archive is not loaded": seen). So before a node records, ``recordable`` asks a JVM
+started as the node is, once per archive, and the node records only where that JVM could."""
 
 from __future__ import annotations
 
@@ -42,6 +47,44 @@ def node_options(archive: Path, jvm_options: list[str]) -> tuple[list[str], Path
     archive.parent.mkdir(parents=True, exist_ok=True)
     draft = archive.with_name(f"{archive.stem}.{uuid.uuid4().hex[:12]}.draft")
     return [f"-XX:ArchiveClassesAtExit={draft}"], draft
+
+
+def recordable(archive: Path, node_jvm: list[str]) -> bool:
+    """Whether a node whose JVM is ``node_jvm`` (up to its main class) can record ``archive``:
+    a JVM started so, asked to record at its exit, must run ``-version``. The answer is kept
+    beside the archive (one per runtime and class path). A JVM that fails to start even
+    without recording says nothing about recording: nothing is kept, and the node, which would
+    fail the same way, is left to say why."""
+    verdict = archive.with_name(f"{archive.stem}.recordable")
+    try:
+        return verdict.read_text().startswith("yes")
+    except FileNotFoundError:
+        pass
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    probe = archive.with_name(f"{archive.stem}.{uuid.uuid4().hex[:12]}.probe")
+    try:
+        if _runs([node_jvm[0], f"-XX:ArchiveClassesAtExit={probe}", *node_jvm[1:]], archive):
+            answer = "yes"
+        elif _runs(node_jvm, archive):
+            answer = "no: this Java runtime cannot record a class archive"
+        else:
+            return False
+    finally:
+        probe.unlink(missing_ok=True)
+    written = verdict.with_name(f"{verdict.name}.{uuid.uuid4().hex[:12]}")
+    written.write_text(answer + "\n")
+    os.replace(written, verdict)
+    return answer == "yes"
+
+
+def _runs(jvm: list[str], archive: Path) -> bool:
+    try:
+        return subprocess.run(
+            [*jvm, "-version"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, cwd=archive.parent, timeout=60,
+        ).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def adopt(draft: Path, archive: Path, java: str, classpath: str) -> bool:

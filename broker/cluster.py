@@ -39,7 +39,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from broker.cds import adopt, archive_path, node_options
+from broker.cds import adopt, archive_path, node_options, recordable
 from broker.jars import (
     KAFKA_VERSION,
     BrokerError,
@@ -70,6 +70,7 @@ from broker.node import (
     jvm_options,
     new_cluster_id,
     node_command,
+    node_jvm,
 )
 from broker.security import cluster_security, scram_format_arguments
 from broker.tls import ClusterTls
@@ -426,6 +427,9 @@ class LocalKafka:
         """Start a node's JVM; it maps the class archive, or records one at its stop
         (``node["cds_draft"]``, for ``stop`` to adopt: broker/cds.py)."""
         sharing, draft = node_options(archive, jvm_options())
+        if draft is not None and not recordable(archive, node_jvm(jvm_common, [], self.heap,
+                                                                  node)):
+            sharing, draft = [], None
         node["cds_draft"] = None if draft is None else str(draft)
         with open(node["log"], "ab") as log:
             proc = subprocess.Popen(

@@ -61,11 +61,11 @@ def jvm_command(java: str, log4j: Path, libs: Path) -> list[str]:
             f"-Dlog4j.configuration=file:{log4j}", "-cp", classpath(libs)]
 
 
-def node_command(
+def node_jvm(
     jvm_common: list[str], sharing: list[str], heap: str, node: dict[str, Any]
 ) -> list[str]:
-    """The command line of a node's JVM: ``jvm_common`` (``jvm_command``) with the class
-    archive's options ``sharing`` (broker/cds.py), the heap and the node's properties."""
+    """A node's JVM up to its main class: ``jvm_common`` (``jvm_command``) with the class
+    archive's options ``sharing`` (broker/cds.py) and the heap."""
     return [
         jvm_common[0],
         *sharing,
@@ -76,9 +76,15 @@ def node_command(
         "-XX:+ExitOnOutOfMemoryError",
         f"-Dkafka.logs.dir={node['dir']}",
         *jvm_common[1:],
-        "kafka.Kafka",
-        node["properties"],
     ]
+
+
+def node_command(
+    jvm_common: list[str], sharing: list[str], heap: str, node: dict[str, Any]
+) -> list[str]:
+    """The command line of a node's JVM: ``node_jvm`` running Kafka with the node's
+    properties."""
+    return [*node_jvm(jvm_common, sharing, heap, node), "kafka.Kafka", node["properties"]]
 
 
 def format_storage(

@@ -28,6 +28,7 @@ from events.topics import event_topic
 from infra.settings import Settings
 from infra.topic_admin import ensure_topics
 from tests.integration.raw_events import RawWriter
+from tests.java_runtimes import runtime_without_base_archive
 
 pytestmark = pytest.mark.kafka
 
@@ -262,7 +263,36 @@ def test_a_homes_first_node_records_the_class_archive_that_later_nodes_map(
         assert started.returncode == 0, started.stderr
 
         assert archive.exists()
-        assert sorted(p.name for p in archive.parent.iterdir()) == [archive.name]
+        # the archive, and the answer that this runtime can record one
+        assert sorted(p.name for p in archive.parent.iterdir()) == [
+            archive.name, f"{archive.stem}.recordable"]
         assert class_archives_mapped(kafka) == [True]
     finally:
         trialops("broker", "stop", "--name", kafka.name, env=env)
+
+
+def test_a_runtime_without_a_base_class_archive_runs_nodes_that_record_none(
+    tmp_path: Path,
+) -> None:
+    """Some Java builds ship no base class archive, and their JVM, asked to record one, does
+    not start: the broker did not start on them at all. Its nodes now run without recording,
+    and the launcher remembers that this runtime cannot."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shared = fetch_jars()
+    (home / shared.parent.name).symlink_to(shared.parent)
+    java = runtime_without_base_archive(find_java(), tmp_path / "jdk")
+    kafka = LocalKafka(name=f"test-nocds-{uuid.uuid4().hex[:8]}", home=home)
+    env = {"TRIALOPS_KAFKA_HOME": str(home), "JAVA_HOME": str(Path(java).parent.parent)}
+    archive = archive_path(home, java, classpath(fetch_jars(home)))
+    try:
+        started = trialops("broker", "start", "--name", kafka.name, env=env)
+        assert started.returncode == 0, started.stderr
+        (pid,) = [n["pid"] for n in orjson.loads(kafka.state_file.read_bytes())["nodes"]]
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert command[0] == java.encode()
+        assert not any(b"ArchiveClassesAtExit" in arg for arg in command)
+        assert (archive.parent / f"{archive.stem}.recordable").read_text().startswith("no")
+    finally:
+        trialops("broker", "stop", "--name", kafka.name, env=env)
+    assert sorted(p.name for p in archive.parent.iterdir()) == [f"{archive.stem}.recordable"]

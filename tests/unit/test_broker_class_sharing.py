@@ -4,13 +4,15 @@ node starts with, and that only an archive a JVM accepts is ever put in place. R
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from broker.cds import adopt, archive_path, node_options
+from broker.cds import adopt, archive_path, node_options, recordable
 from broker.jars import find_java
+from tests.java_runtimes import runtime_without_base_archive
 
 
 @pytest.fixture
@@ -101,3 +103,35 @@ def test_a_node_that_wrote_no_draft_leaves_nothing_to_adopt(tmp_path: Path, java
     archive = tmp_path / "broker.jsa"
     assert adopt(tmp_path / "never.draft", archive, java, str(tmp_path)) is False
     assert not archive.exists()
+
+
+def test_a_runtime_without_a_base_archive_is_never_asked_to_record(tmp_path: Path, java):
+    # Such a JVM, asked to record, does not start at all: a node given the option would not.
+    other = runtime_without_base_archive(java, tmp_path / "jdk")
+    asked = subprocess.run([other, f"-XX:ArchiveClassesAtExit={tmp_path / 'a.jsa'}", "-version"],
+                           capture_output=True, timeout=60)
+    assert asked.returncode != 0, asked.stderr
+    assert subprocess.run([other, "-version"], capture_output=True, timeout=60).returncode == 0
+
+    archive = archive_path(tmp_path / "home", other, "libs/*")
+    assert recordable(archive, [other, "-Xmx64m"]) is False
+    assert sorted(p.name for p in archive.parent.iterdir()) == [f"{archive.stem}.recordable"]
+    # the answer is kept: no JVM is asked again (this one no longer exists)
+    shutil.rmtree(tmp_path / "jdk")
+    assert recordable(archive, [other, "-Xmx64m"]) is False
+
+
+def test_a_runtime_that_records_is_asked_once(tmp_path: Path, java):
+    archive = archive_path(tmp_path / "home", java, "libs/*")
+    assert recordable(archive, [java, "-Xmx64m"]) is True
+    assert sorted(p.name for p in archive.parent.iterdir()) == [f"{archive.stem}.recordable"]
+    assert recordable(archive, [str(tmp_path / "no-such-java")]) is True
+
+
+def test_a_jvm_that_does_not_start_at_all_leaves_the_question_open(tmp_path: Path, java):
+    # Its options are wrong whether it records or not: the node fails and says why, and a
+    # later start with good options is asked again.
+    archive = archive_path(tmp_path / "home", java, "libs/*")
+    assert recordable(archive, [java, "-XX:+NoSuchOptionAnywhere"]) is False
+    assert list(archive.parent.iterdir()) == []
+    assert recordable(archive, [java, "-Xmx64m"]) is True
