@@ -54,6 +54,11 @@ class Projection:
     select: Callable[[Any, str], Any] | None = None
     """Narrows the rendered document to one ``key_name`` value (None when absent); without
     it the filter picks the state stored under that key."""
+    select_keys: Callable[[str], tuple[tuple[str, ...], tuple[str, ...]]] | None = None
+    """The table keys ``select``'s document for a value is made from: some keys, and every
+    key that starts with one of some prefixes. The view renders it from those keys' states
+    alone, so ``select`` of that rendering must equal ``select`` of the whole document.
+    None: from every key."""
     render_at: Callable[[Mapping[str, State], datetime], Any] | None = None
     """For documents that depend on the time they are read at (what is overdue): used instead
     of ``render`` with the query time."""

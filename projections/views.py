@@ -270,7 +270,7 @@ def _document(
     page of its list when it has one (``BadPage`` for a bad ``limit`` or ``cursor``). A filter
     on the table's own key reads that one entry, and a page reads its keys' entries only
     (the keys are compared or kept sorted in ``order``, no other value read), so neither
-    renders the whole table."""
+    renders the whole table; nor does a narrowed document that says which keys it needs."""
     selected = query.get(projection.key_name)
     if selected is None and projection.listing is not None:
         limit = parse_limit(query.get("limit"))
@@ -289,7 +289,9 @@ def _document(
     if selected is None:
         return projection.document(states(table), as_of)
     if projection.select is not None:
-        return projection.select(projection.document(states(table), as_of), selected)
+        chosen = states(table) if projection.select_keys is None else _selected_states(
+            table, *projection.select_keys(selected), order)
+        return projection.select(projection.document(chosen, as_of), selected)
     stored = table.get(selected)
     if stored is None:
         return None
@@ -299,6 +301,19 @@ def _document(
             if key not in chosen and (needed := table.get(key)) is not None:
                 chosen[key] = state_of(needed)
     return projection.document(chosen, as_of)
+
+
+def _selected_states(
+    table, keys: tuple[str, ...], prefixes: tuple[str, ...], order: tuple[KeyOrder, object]
+) -> dict:
+    """The states of ``keys`` and of every key under ``prefixes``: the keys under a prefix
+    are found as a page's are (one pass over the keys while the table changes, a binary
+    search in the kept order once it is quiet), and no other value is read."""
+    wanted = list(keys)
+    for prefix in prefixes:
+        every = max(1, len(table))
+        wanted += order[0].page(lambda: table.keys(), order[1], None, every, prefix).keys
+    return {key: state_of(stored) for key in wanted if (stored := table.get(key)) is not None}
 
 
 def _query_time(value: str | None) -> datetime:
