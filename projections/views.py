@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import sys
 import weakref
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -311,8 +312,9 @@ def _selected_states(
     search in the kept order once it is quiet), and no other value is read."""
     wanted = list(keys)
     for prefix in prefixes:
-        every = max(1, len(table))
-        wanted += order[0].page(lambda: table.keys(), order[1], None, every, prefix).keys
+        # A page with no end: every key under the prefix (counting a trial's keys first
+        # would be one more pass over the table).
+        wanted += order[0].page(lambda: table.keys(), order[1], None, sys.maxsize, prefix).keys
     return {key: state_of(stored) for key in wanted if (stored := table.get(key)) is not None}
 
 
