@@ -63,12 +63,14 @@ def recordable(archive: Path, node_jvm: list[str]) -> bool:
     archive.parent.mkdir(parents=True, exist_ok=True)
     probe = archive.with_name(f"{archive.stem}.{uuid.uuid4().hex[:12]}.probe")
     try:
-        if _runs([node_jvm[0], f"-XX:ArchiveClassesAtExit={probe}", *node_jvm[1:]], archive):
+        recorded = _runs([node_jvm[0], f"-XX:ArchiveClassesAtExit={probe}", *node_jvm[1:]],
+                         archive)
+        if recorded:
             answer = "yes"
-        elif _runs(node_jvm, archive):
+        elif recorded is False and _runs(node_jvm, archive):
             answer = "no: this Java runtime cannot record a class archive"
         else:
-            return False
+            return False  # no answer: a JVM that did not run, or did not finish in time
     finally:
         probe.unlink(missing_ok=True)
     written = verdict.with_name(f"{verdict.name}.{uuid.uuid4().hex[:12]}")
@@ -77,14 +79,21 @@ def recordable(archive: Path, node_jvm: list[str]) -> bool:
     return answer == "yes"
 
 
-def _runs(jvm: list[str], archive: Path) -> bool:
+PROBE_SECONDS = 60.0
+"""How long ``recordable``'s JVM may take; one that takes longer (a busy machine) answers
+nothing, and the question is asked again at the next node's start."""
+
+
+def _runs(jvm: list[str], archive: Path) -> bool | None:
+    """Whether ``jvm`` runs ``-version``; None when that could not be told (it could not be
+    started, or did not finish within ``PROBE_SECONDS``)."""
     try:
         return subprocess.run(
             [*jvm, "-version"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, cwd=archive.parent, timeout=60,
+            stderr=subprocess.DEVNULL, cwd=archive.parent, timeout=PROBE_SECONDS,
         ).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
-        return False
+        return None
 
 
 def adopt(draft: Path, archive: Path, java: str, classpath: str) -> bool:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from broker import cds
 from broker.cds import adopt, archive_path, node_options, recordable
 from broker.jars import find_java
 from tests.java_runtimes import runtime_without_base_archive
@@ -134,4 +135,18 @@ def test_a_jvm_that_does_not_start_at_all_leaves_the_question_open(tmp_path: Pat
     archive = archive_path(tmp_path / "home", java, "libs/*")
     assert recordable(archive, [java, "-XX:+NoSuchOptionAnywhere"]) is False
     assert list(archive.parent.iterdir()) == []
+    assert recordable(archive, [java, "-Xmx64m"]) is True
+
+
+def test_a_jvm_that_does_not_finish_in_time_leaves_the_question_open(
+    tmp_path: Path, java, monkeypatch
+):
+    # A busy machine is no evidence that the runtime cannot record: no answer is kept, and
+    # the next start asks again. (Only the recording JVM running out of time, the plain one
+    # not, cannot be arranged without timing the two: that case is read, not run.)
+    archive = archive_path(tmp_path / "home", java, "libs/*")
+    monkeypatch.setattr(cds, "PROBE_SECONDS", 0.001)
+    assert recordable(archive, [java, "-Xmx64m"]) is False
+    assert list(archive.parent.iterdir()) == []
+    monkeypatch.setattr(cds, "PROBE_SECONDS", 60.0)
     assert recordable(archive, [java, "-Xmx64m"]) is True
