@@ -48,6 +48,7 @@ from bench.decode_costs import decode_costs, decode_lines
 from bench.worker_process import Worker, WorkerFailed
 from events.topics import event_topic
 from infra.settings import Settings
+from projections.paging import encode_cursor
 
 CONTEXT = "enrollment"
 
@@ -376,7 +377,13 @@ def query_latency(worker: Worker, produced: Produced, queries: int, full: int) -
     plan = [
         ("cohort-occupancy?cohort_id", f"{views}/cohort-occupancy?cohort_id={cohort}", queries),
         ("patient-timeline?subject_id", f"{views}/patient-timeline?subject_id={subject}", queries),
-        ("cohort-occupancy (all)", f"{views}/cohort-occupancy", full),
+        # The view without a filter is a page of the screening list (decision 85), the first
+        # with the cohorts and the waiting list; a page in the middle starts after a cursor.
+        ("cohort-occupancy (first page)", f"{views}/cohort-occupancy", full),
+        ("cohort-occupancy (a middle page)",
+         f"{views}/cohort-occupancy?cursor={encode_cursor('screening:' + subject)}", full),
+        ("patient-timeline (a middle page)",
+         f"{views}/patient-timeline?cursor={encode_cursor(subject)}", full),
     ]
     results = []
     for label, path, count in plan:
@@ -493,14 +500,14 @@ def report(runs: list[SizeRun], args: argparse.Namespace, options: WorkloadOptio
         for r in measured:
             lines.append(f"  history {r.size:,} events (namespace {r.namespace}):")
             for timed in r.queries:
-                lines.append(f"    {timed.label:<28} n={len(timed.ms):<4} {timed.summary()}")
+                lines.append(f"    {timed.label:<33} n={len(timed.ms):<4} {timed.summary()}")
         if len(measured) >= 2:
             small, large = measured[0], measured[-1]
             lines.append(f"  large/small ({large.size:,} / {small.size:,} events):")
             for a, b in zip(small.queries, large.queries, strict=True):
                 if a.ms and b.ms:
                     lines.append(
-                        f"    {a.label:<28} p50 x{percentile(b.ms, 50) / percentile(a.ms, 50):.2f}"
+                        f"    {a.label:<33} p50 x{percentile(b.ms, 50) / percentile(a.ms, 50):.2f}"
                         f"   p95 x{percentile(b.ms, 95) / percentile(a.ms, 95):.2f}"
                         f"   body x{b.bytes / max(a.bytes, 1):.2f}"
                     )
@@ -543,7 +550,8 @@ def parse_args() -> argparse.Namespace:
         "--quick", action="store_true", help="query latency with 10000,100000 events instead"
     )
     parser.add_argument("--queries", type=int, default=200, help="GETs per filtered view")
-    parser.add_argument("--full-queries", type=int, default=20, help="GETs of the whole view")
+    parser.add_argument("--full-queries", type=int, default=20,
+                        help="GETs of each page of a list view")
     parser.add_argument(
         "--stall-timeout",
         type=float,

@@ -248,6 +248,23 @@ class TrialTable(Mapping[str, Stored]):
         return ((key[cut:], value) for key, value in self.table.items()
                 if key.startswith(prefix))
 
+    @property
+    def keys_from(self) -> Callable[[str], Iterator[str]] | None:
+        """The trial's keys from a key on, in key order, when the table keeps its keys in
+        order (``keys_from`` of an on-disk table, projections/faust_tables.py); else None."""
+        ordered = getattr(self.table, "keys_from", None)
+        if ordered is None:
+            return None
+        prefix, cut = self.prefix, len(self.prefix)
+
+        def keys_from(start: str) -> Iterator[str]:
+            for key in ordered(prefix + start):
+                if not key.startswith(prefix):
+                    return
+                yield key[cut:]
+
+        return keys_from
+
 
 def apply_once(
     projections: Iterable[Projection],

@@ -31,6 +31,11 @@ class Listing:
     summary: bool = False
     """Whether the rest of the document aggregates every key (counts by stage, the reporting
     clock): then the first page carries it, computed over the whole table."""
+    summary_prefixes: tuple[str, ...] | None = None
+    """With ``summary``, when the summary is made from some keys only: every key under these
+    prefixes (cohort occupancy's cohorts and waiting list, not its screening list). The first
+    page renders it from those keys' states alone, so it must equal the whole document's.
+    None: from every key."""
     needs: Callable[[State], Iterable[str]] | None = None
     """The other keys a listed key's item is rendered with (an AE's item needs its subject's
     infusion and evaluation): a page reads them too, so its items equal the whole document's."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import heapq
+import sys
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
@@ -132,6 +133,51 @@ class KeyOrder:
 _NEVER = object()
 
 
+class StoredOrder:
+    """The order a table keeps its keys in itself (RocksDB's, on disk): a page is a seek to
+    where it starts and ``limit + 1`` steps, whether the table changes or not, and nothing is
+    kept in memory. ``keys_from(start)`` yields the table's keys from ``start`` on, in key
+    order. Used where ``KeyOrder`` would be, its ``keys`` and ``version`` not needed."""
+
+    def __init__(self, keys_from: Callable[[str], Iterable[str]]) -> None:
+        self.keys_from = keys_from
+
+    def page(
+        self,
+        keys: Callable[[], Iterable[str]] | None,
+        version: Hashable,
+        after: str | None,
+        limit: int,
+        prefix: str = "",
+    ) -> Page:
+        start = prefix if after is None or after < prefix else after
+        chosen: list[str] = []
+        for key in self.keys_from(start):
+            if key == after:
+                continue
+            if not key.startswith(prefix):
+                break
+            chosen.append(key)
+            if len(chosen) > limit:
+                break
+        if len(chosen) > limit:
+            return Page(chosen[:limit], chosen[limit - 1])
+        return Page(chosen, None)
+
+
+def keys_under(
+    order: tuple[KeyOrder | StoredOrder, Hashable],
+    keys: Callable[[], Iterable[str]],
+    prefixes: Iterable[str],
+) -> list[str]:
+    """Every key under ``prefixes``, found as a page's keys are: a page with no end per prefix
+    (counting the keys first would be one more pass over the table)."""
+    found: list[str] = []
+    for prefix in prefixes:
+        found += order[0].page(keys, order[1], None, sys.maxsize, prefix).keys
+    return found
+
+
 def listed(document: Any, path: tuple[str, ...]) -> list[Any]:
     """The list at ``path`` in a rendered document."""
     for name in path:
@@ -160,13 +206,15 @@ def page_document(
     after: str | None,
     limit: int,
     as_of: datetime,
-    order: tuple[KeyOrder, Hashable] | None = None,
+    order: tuple[KeyOrder | StoredOrder, Hashable] | None = None,
 ) -> dict[str, Any]:
     """One page of ``projection``'s list view: the list's items for the page's keys, rendered
     from those keys' states alone, and ``next_cursor``. The first page of a list with a
-    summary carries the summary, rendered over ``whole()``; later pages carry the list only.
+    summary carries the summary, rendered over ``whole()`` (or over the keys under the
+    listing's ``summary_prefixes``, read one by one); later pages carry the list only.
     ``state`` reads one key's state (None if it is gone since the keys were listed); ``order``
-    is the table's ``KeyOrder`` and its version now, without which every page is one pass."""
+    is the table's ``KeyOrder`` and its version now (or the ``StoredOrder`` of a table that
+    keeps its keys in order), without which every page is one pass."""
     listing = _listing(projection)
     if order is None:
         page = page_of(keys, after, limit, listing.prefix)
@@ -179,7 +227,15 @@ def page_document(
     items = listed(projection.document(states, as_of), listing.path)
     base: dict[str, Any] = {"projection": projection.name}
     if listing.summary and after is None:
-        base = projection.document(whole(), as_of)
+        prefixes = listing.summary_prefixes
+        if prefixes is None:
+            summarised = whole()
+        elif order is None:
+            summarised = {k: s for k, s in whole().items() if k.startswith(prefixes)}
+        else:
+            found = keys_under(order, lambda: keys, prefixes)
+            summarised = {key: s for key in found if (s := state(key)) is not None}
+        base = projection.document(summarised, as_of)
     document = with_listed(base, listing.path, items)
     document[NEXT] = None if page.last is None else encode_cursor(page.last)
     return document

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import sys
 import weakref
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -28,7 +27,15 @@ from projections.base import Projection, to_json
 from projections.catalog import TrialNotNamed, UnknownTrial, chosen_trial
 from projections.openapi import document as views_document
 from projections.owner import ask_holder, held_here, holder_of, own_url
-from projections.paging import BadPage, KeyOrder, decode_cursor, page_document, parse_limit
+from projections.paging import (
+    BadPage,
+    KeyOrder,
+    StoredOrder,
+    decode_cursor,
+    keys_under,
+    page_document,
+    parse_limit,
+)
 from services.auth import READ_ROLES, LiveUsers, UserDirectory, bearer_token
 from services.http import observed
 from services.problems import PROBLEM_JSON, problem_document
@@ -208,8 +215,11 @@ def _serve(
             # The table's keys may have changed only if the worker applied something since
             # (positions move at the end of every batch) or its size changed (a restore).
             version = (tuple(sorted(positions.items())), len(table))
-            document = _document(chosen, TrialTable(table, trial_id), request.query, as_of,
-                                 (orders[trial_id], version))
+            trial_table = TrialTable(table, trial_id)
+            in_order = trial_table.keys_from
+            order = ((StoredOrder(in_order), None) if in_order is not None
+                     else (orders[trial_id], version))
+            document = _document(chosen, trial_table, request.query, as_of, order)
         except (ValueError, BadPage) as exc:
             return _problem(web, request, 400, "bad-query", str(exc))
         if document is None:
@@ -265,7 +275,8 @@ async def _answer_elsewhere(
 
 
 def _document(
-    projection: Projection, table, query, as_of: datetime, order: tuple[KeyOrder, object]
+    projection: Projection, table, query, as_of: datetime,
+    order: tuple[KeyOrder | StoredOrder, object],
 ) -> dict | None:
     """The rendered projection, narrowed by its key filter when the query has one, else one
     page of its list when it has one (``BadPage`` for a bad ``limit`` or ``cursor``). A filter
@@ -305,16 +316,14 @@ def _document(
 
 
 def _selected_states(
-    table, keys: tuple[str, ...], prefixes: tuple[str, ...], order: tuple[KeyOrder, object]
+    table, keys: tuple[str, ...], prefixes: tuple[str, ...],
+    order: tuple[KeyOrder | StoredOrder, object],
 ) -> dict:
     """The states of ``keys`` and of every key under ``prefixes``: the keys under a prefix
-    are found as a page's are (one pass over the keys while the table changes, a binary
-    search in the kept order once it is quiet), and no other value is read."""
-    wanted = list(keys)
-    for prefix in prefixes:
-        # A page with no end: every key under the prefix (counting a trial's keys first
-        # would be one more pass over the table).
-        wanted += order[0].page(lambda: table.keys(), order[1], None, sys.maxsize, prefix).keys
+    are found as a page's are (a seek in a table that keeps its keys in order; else one pass
+    over the keys while the table changes, a binary search in the kept order once it is
+    quiet), and no other value is read."""
+    wanted = [*keys, *keys_under(order, table.keys, prefixes)]
     return {key: state_of(stored) for key in wanted if (stored := table.get(key)) is not None}
 
 

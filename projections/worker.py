@@ -104,15 +104,14 @@ ROCKSDB_OPTIONS = {
 """Each table's RocksDB (decision 46): small memtables and block cache, so the worker's memory
 stays near a fixed size while its tables grow on disk (Faust's defaults are 64 MiB memtables
 and a 2 GiB cache per table)."""
-IN_MEMORY = frozenset(
-    {"positions", "dead-lettered", "retired-keys", "cohort-occupancy", "dose-escalation"}
-)
-"""Tables kept in memory: their keys are few (partitions, cohorts, dose levels, the waiting
-list) and rewritten often, which RocksDB pays for when it iterates (every old version and
-deleted key in its memtable). The others (stream heads, subjects, lots, adverse events) grow
-with the trial's history and live on disk. A worker keeps no standby copy of them (see
-``table_standby_replicas``): Faust's memory store drops, when a recovery completes, the keys
-of every partition it does not hold actively."""
+IN_MEMORY = frozenset({"positions", "dead-lettered", "retired-keys", "dose-escalation"})
+"""Tables kept in memory: their keys are few (partitions, dose levels) and rewritten often,
+which RocksDB pays for when it iterates (every old version and deleted key in its memtable).
+The others (stream heads, subjects in screening, lots, adverse events) grow with the trial's
+history and live on disk, where a view reads a range of keys with a seek (decision 85). A
+worker keeps no standby copy of any table (see ``table_standby_replicas``): Faust's memory
+store drops, when a recovery completes, the keys of every partition it does not hold
+actively."""
 
 
 

@@ -119,15 +119,28 @@ def _print(doc: dict, as_json: bool, render) -> None:
 
 @app.command()
 def cohorts(
-    url: Url = DEFAULT_URL, cohort: str | None = None, wait_for: WaitFor = None, json: Json = False,
+    url: Url = DEFAULT_URL,
+    cohort: str | None = None,
+    wait_for: WaitFor = None,
+    json: Json = False,
+    limit: Limit = None,
+    cursor: Cursor = None,
+    every: Every = False,
     trial: Trial = None,
 ):
-    """Cohort occupancy and the waiting list."""
-    _print(
-        fetch(url, "cohort-occupancy", cohort_id=cohort, wait_for=wait_for,
-              trial_id=trial_of(trial)),
-        json, tables.cohorts,
-    )
+    """Cohort occupancy and the waiting list (the screening list, in ``--json``, a page at a
+    time)."""
+    if cohort is not None:  # one cohort's answer: no screening list to page
+        doc = fetch(url, "cohort-occupancy", cohort_id=cohort, wait_for=wait_for,
+                    trial_id=trial_of(trial))
+    else:
+        doc = fetch_list(url, "cohort-occupancy", limit, cursor, every, wait_for=wait_for,
+                         trial_id=trial_of(trial))
+    if not json and "cohorts" not in doc:
+        typer.echo("error: a later page of cohort-occupancy holds its screening list only: "
+                   "add --json", err=True)
+        raise typer.Exit(1)
+    _print(doc, json, tables.cohorts)
 
 
 @app.command()

@@ -12,7 +12,7 @@ from itertools import pairwise
 import orjson
 import pytest
 
-from clients.http import call
+from clients.http import DEMO_READER, call
 from events.envelope import GENESIS_HASH
 from tests.integration.helpers import (
     COORDINATOR,
@@ -22,6 +22,7 @@ from tests.integration.helpers import (
     make_eligible,
     open_cohort,
     register,
+    whole_view,
 )
 
 pytestmark = pytest.mark.kafka
@@ -89,7 +90,8 @@ def test_enroll_command_reaches_topic_projection_and_replay(stack, settings):
     assert (cohort["slots_planned"], cohort["slots_taken"], cohort["slots_free"]) == (3, 1, 2)
 
     # and the replay from the topic prints byte-identical JSON
-    live = stack.occupancy()
+    live = whole_view(f"{stack.projections_url}/projections/cohort-occupancy",
+                      token=DEMO_READER)
     assert replay_cli(settings).stdout == live
 
 

@@ -60,7 +60,7 @@ def test_a_redelivered_event_is_applied_once(stack, settings):
 
     [row] = document["cohorts"]
     assert row["enrolled"] == ["MSK-0001"]
-    assert replay(settings, "cohort-occupancy") == get_bytes(
+    assert replay(settings, "cohort-occupancy") == whole_view(
         f"{stack.projections_url}/projections/cohort-occupancy"
     )
 
@@ -183,7 +183,7 @@ def test_a_worker_killed_mid_stream_recovers_to_the_replay(stack, settings):
 
     def converged():
         try:
-            last[0] = get_bytes(f"{stack.projections_url}/projections/cohort-occupancy")
+            last[0] = whole_view(f"{stack.projections_url}/projections/cohort-occupancy")
         except OSError as exc:  # a 4xx/5xx answer, or none
             last[0] = exc
             return False
@@ -241,6 +241,6 @@ def test_a_worker_that_dies_by_itself_is_started_again_and_folds_the_log_anew(st
     assert document["cohorts"][0]["enrolled"] == ["MSK-0041", "MSK-0042"]
     log = (stack.work_dir / "projections.log").read_text(errors="replace")
     assert "the projections are folded anew" in log
-    assert replay(settings, "cohort-occupancy") == get_bytes(
+    assert replay(settings, "cohort-occupancy") == whole_view(
         f"{stack.projections_url}/projections/cohort-occupancy"
     )

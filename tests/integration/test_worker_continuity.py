@@ -21,7 +21,7 @@ from events.enrollment import SubjectEnrolled, SubjectWaitlisted, SubjectWithdra
 from infra.kafka_io import Position
 from infra.topic_admin import worker_group
 from projections.catalog import fold_version
-from tests.integration.helpers import eventually
+from tests.integration.helpers import eventually, whole_view
 from tests.integration.raw_events import RawWriter
 from tests.integration.test_observability import scrape
 from tests.integration.test_projection_worker import cohort, occupancy, replay
@@ -136,9 +136,7 @@ def _answered(stack, last: Position):
 
 
 def _view(stack) -> bytes:
-    from clients.http import get_bytes
-
-    return get_bytes(f"{stack.projections_url}/projections/cohort-occupancy")
+    return whole_view(f"{stack.projections_url}/projections/cohort-occupancy")
 
 
 def _view_or_none(stack) -> bytes | None:

@@ -63,3 +63,32 @@ def test_a_refused_limit_is_said_with_the_workers_rule(run):
     result = run("--limit", "5000")
     assert result.exit_code == 1
     assert "limit must be a whole number from 1 to 1000" in result.stderr
+
+
+def test_cohorts_page_the_screening_list_and_all_gives_the_replays_document(monkeypatch):
+    from projections.base import fold
+
+    from .test_cohort_answer import OCCUPANCY, history
+
+    states = fold(OCCUPANCY, history())
+
+    def occupancy(method: str, url: str, token: str | None = None, **_: Any) -> tuple[int, Any]:
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(url).query))
+        after = decode_cursor(query["cursor"]) if "cursor" in query else None
+        return 200, page_document(OCCUPANCY, states, states.get, lambda: states, after,
+                                  parse_limit(query.get("limit")), NOW)
+
+    monkeypatch.setattr(cli_show, "call", occupancy)
+    runner = CliRunner()
+
+    def show(*args: str):
+        return runner.invoke(cli_show.app, ["cohorts", *args, "--url", "http://w"])
+
+    whole = show("--limit", "7", "--all", "--json")
+    assert whole.exit_code == 0, whole.output
+    assert orjson.loads(whole.stdout) == OCCUPANCY.render(states)
+    first = show("--limit", "7")
+    assert first.exit_code == 0 and "DL1-IP" in first.stdout and "more: --cursor" in first.stderr
+    cursor = first.stderr.split("--cursor ")[1].split()[0]
+    later = show("--limit", "7", "--cursor", cursor)
+    assert later.exit_code == 1 and "add --json" in later.stderr

@@ -21,7 +21,7 @@ from events.enrollment import (
     SubjectWithdrawn,
 )
 from projections.base import fold
-from projections.paging import KeyOrder
+from projections.paging import NEXT, KeyOrder, StoredOrder, assemble
 from projections.views import _document
 
 from .test_board_detail import PROJECTIONS, rec
@@ -122,3 +122,27 @@ def test_a_cohorts_answer_reads_its_cohort_and_the_waiting_subjects_only():
 def test_an_unknown_cohort_has_no_answer():
     states = fold(OCCUPANCY, history())
     assert answer(Table({key: {"state": s} for key, s in states.items()}), "DL9-IP") is None
+
+
+def test_the_whole_view_pages_the_screening_list_and_its_first_page_carries_the_rest():
+    """Decision 85: the view without a filter is a page of the screening list; the first page
+    carries the cohorts and the waiting list, read from their own keys, whichever way the
+    table's keys are found (kept sorted by the view, or in the table's own order on disk)."""
+    states = fold(OCCUPANCY, history())
+    table = Table({key: {"state": s} for key, s in states.items()})
+    whole = OCCUPANCY.render(states)
+    screening = sorted(k for k in states if k.startswith("screening:"))
+    ordered = sorted(table)
+    for order in ((KeyOrder(), 1), (StoredOrder(lambda start: (k for k in ordered
+                                                                 if k >= start)), None)):
+        table.read.clear()
+        first = _document(OCCUPANCY, table, {"limit": "5"}, AS_OF, order)
+        assert table.read == {"cohort:DL1-IP", "cohort:DL2-IP", "waiting:MSK-0002",
+                              "waiting:MSK-0003", "waiting:MSK-0004", *screening[:5]}
+        pages = [first]
+        while pages[-1][NEXT]:
+            pages.append(_document(OCCUPANCY, table, {"limit": "5", "cursor": pages[-1][NEXT]},
+                                   AS_OF, order))
+        assert OCCUPANCY.listing is not None
+        assert assemble(OCCUPANCY.listing, pages) == whole
+        assert len(pages) == -(-len(screening) // 5)

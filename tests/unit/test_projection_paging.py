@@ -21,6 +21,7 @@ from projections.paging import (
     NEXT,
     BadPage,
     KeyOrder,
+    StoredOrder,
     assemble,
     decode_cursor,
     encode_cursor,
@@ -170,12 +171,30 @@ def folded(projection: Projection) -> dict[str, State]:
     return fold(projection, events)
 
 
-def pages(projection: Projection, states: dict[str, State], limit: int) -> list[dict]:
+ORDERS = ["one pass", "kept order", "stored order"]
+"""How a page finds its keys: a pass over the table's keys, ``KeyOrder`` (sorted once the
+table is quiet), ``StoredOrder`` (the table's own order, on disk)."""
+
+
+def order_of(how: str, keys: list[str]):
+    if how == "one pass":
+        return None
+    if how == "kept order":
+        return (KeyOrder(), 0)
+    ordered = sorted(keys)
+    return (StoredOrder(lambda start: (k for k in ordered if k >= start)), None)
+
+
+def pages(
+    projection: Projection, states: dict[str, State], limit: int, how: str = "one pass"
+) -> list[dict]:
     keys = list(states)
     random.Random(limit).shuffle(keys)  # a table iterates in no promised order
+    order = order_of(how, keys)
     out, after = [], None
     while True:
-        page = page_document(projection, keys, states.get, lambda: states, after, limit, NOW)
+        page = page_document(projection, keys, states.get, lambda: states, after, limit, NOW,
+                             order)
         out.append(page)
         if page[NEXT] is None:
             return out
@@ -183,17 +202,20 @@ def pages(projection: Projection, states: dict[str, State], limit: int) -> list[
 
 
 def test_the_subject_lots_and_adverse_event_lists_page():
-    assert sorted(p.name for p in PAGED) == ["manufacturing-pipeline", "patient-timeline", "safety"]
+    assert sorted(p.name for p in PAGED) == [
+        "cohort-occupancy", "manufacturing-pipeline", "patient-timeline", "safety"
+    ]
 
 
 @pytest.mark.parametrize("projection", PAGED, ids=lambda p: p.name)
 @pytest.mark.parametrize("limit", [1, 2, 5, 1000])
-def test_the_pages_put_together_are_the_unpaged_document(projection, limit):
+@pytest.mark.parametrize("how", ORDERS)
+def test_the_pages_put_together_are_the_unpaged_document(projection, limit, how):
     states = folded(projection)
     assert projection.listing is not None
     listed_keys = [k for k in states if k.startswith(projection.listing.prefix)]
     assert len(listed_keys) >= 5  # the simulated trial has a list worth paging
-    got = pages(projection, states, limit)
+    got = pages(projection, states, limit, how)
     assert all(len(_items(p, projection)) <= limit for p in got)
     assert assemble(projection.listing, got) == projection.document(states, NOW)
 
@@ -212,6 +234,41 @@ def test_a_page_of_lots_reads_the_summary_of_every_lot():
     first = pages(pipeline, states, 2)[0]
     assert len(first["lots"]) == 2
     assert sum(first["by_stage"].values()) == len(states)
+
+
+@pytest.mark.parametrize("how", ["kept order", "stored order"])
+def test_the_first_page_of_screening_reads_the_cohorts_and_the_waiting_list_not_the_rest(how):
+    occupancy = build(API.trial)["cohort-occupancy"]
+    states = folded(occupancy)
+    screening = sorted(k for k in states if k.startswith("screening:"))
+    summary = {k for k in states if k.startswith(("cohort:", "waiting:"))}
+    assert len(screening) > 3 and any(k.startswith("cohort:") for k in summary)
+    read: list[str] = []
+
+    def state(key: str) -> State | None:
+        read.append(key)
+        return states.get(key)
+
+    def whole() -> dict[str, State]:
+        raise AssertionError("the screening list's summary is made from its own keys")
+
+    first = page_document(occupancy, list(states), state, whole, None, 2, NOW,
+                          order_of(how, list(states)))
+    assert sorted(read) == sorted([*screening[:2], *summary])
+    assert first["cohorts"] == occupancy.render(states)["cohorts"]
+    assert first["waiting_list"] == occupancy.render(states)["waiting_list"]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_page_in_the_stored_order_is_the_page_of_one_pass(seed):
+    rng = random.Random(seed)
+    keys = sorted({rng.choice(["ae:", "lot:", "a", ""]) + str(rng.randrange(60))
+                   for _ in range(rng.randrange(0, 40))})
+    stored = StoredOrder(lambda start: (k for k in keys if k >= start))
+    prefix = rng.choice(["ae:", "lot:", "", "a", "zz"])
+    after = rng.choice([None, "", "a", "ae:3", "lot:", "lot:5", "zzz", *keys[:3]])
+    limit = rng.choice([1, 2, 3, 10, 1000])
+    assert stored.page(None, None, after, limit, prefix) == page_of(keys, after, limit, prefix)
 
 
 def _items(page: dict, projection: Projection) -> list:
