@@ -2,13 +2,15 @@
 document (decision 41).
 
 A page is chosen from the table's keys alone, and only the page's values are read and
-rendered. While the table changes, a page costs one pass over its keys that keeps the
-``limit + 1`` smallest after the cursor (a heap of that size); once the table is quiet (the
-same version at two requests in a row), its keys are sorted once and kept (``KeyOrder``), and
-a page costs a binary search and ``limit`` steps until the table changes again. The cursor is
-the last key of the page, base64url encoded: opaque to clients, and valid whatever was added or
-removed since, because a page starts after it, not at a position. Pure: the worker's view
-passes its table's keys, its version and a way to read one value.
+rendered. A table that keeps its keys in order (on disk, decision 85) gives a page with a seek
+and ``limit`` steps (``StoredOrder``). For a table in memory: while the table changes, a page
+costs one pass over its keys that keeps the ``limit + 1`` smallest after the cursor (a heap of
+that size); once the table is quiet (the same version at two requests in a row), its keys are
+sorted once and kept (``KeyOrder``), and a page costs a binary search and ``limit`` steps until
+the table changes again. The cursor is the last key of the page, base64url encoded: opaque to
+clients, and valid whatever was added or removed since, because a page starts after it, not at
+a position. Pure: the worker's view passes its table's keys (or its ordered keys), its version
+and a way to read one value.
 """
 
 from __future__ import annotations
