@@ -6,8 +6,8 @@ namespace's enrollment topic, then starts the enrollment service's command handl
 process of its own (``services.app.handler_for``, as ``trialops serve`` builds it) and times
 ``start()``: fencing, reading the topic to its end, folding it into the decider's state and
 catching up the followed topics. The child reports the wall time, the part spent folding
-(``_rebuild``) and its peak RSS. Each size is restarted ``--restarts`` times; the best time and
-the largest RSS are kept.
+(the decider's ``evolve``, called as the topic is read) and its peak RSS. Each size is
+restarted ``--restarts`` times; the best time and the largest RSS are kept.
 
 Writers keep snapshots (decision 42): the first restart of a size finds none, folds the whole
 topic and then writes one (its time is reported apart, it is off the command path); the
@@ -128,15 +128,21 @@ def child(namespace: str, bootstrap: str, snapshots: bool = True) -> None:
     handler = handler_for(services()["enrollment"], settings, load_trial())
     folded = {"seconds": 0.0}
     resumed = {"at": 0}
-    rebuild = handler._rebuild
+    evolve, adopt = handler._evolve, handler._adopt
 
-    def timed_rebuild(history, snapshot=None):  # the fold alone, without reading the topic
+    def timed_evolve(state, payload):  # the fold alone, as the open reads (decision 86)
         t = time.perf_counter()
-        rebuild(history, snapshot)
-        folded["seconds"] += time.perf_counter() - t
-        resumed["at"] = snapshot.covers if snapshot is not None else 0
+        try:
+            return evolve(state, payload)
+        finally:
+            folded["seconds"] += time.perf_counter() - t
 
-    handler._rebuild = timed_rebuild  # type: ignore[method-assign]
+    def noted_adopt(rebuilt):
+        resumed["at"] = rebuilt.snapshot.covers if rebuilt.snapshot is not None else 0
+        adopt(rebuilt)
+
+    handler._evolve = timed_evolve  # type: ignore[method-assign]
+    handler._adopt = noted_adopt  # type: ignore[method-assign]
     handler._keep_snapshots = lambda: None  # type: ignore[method-assign]  # written below
     if not snapshots:
         handler.store._resume_point = lambda: None  # type: ignore[method-assign]

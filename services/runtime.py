@@ -141,34 +141,22 @@ class CommandHandler(Generic[S]):
 
     async def _open(self) -> int:
         quarantine = await asyncio.to_thread(self.load_quarantine)
-        history = await asyncio.to_thread(self.store.open, quarantine)
-        snapshot, self.store.resumed_from = self.store.resumed_from, None
-        if snapshot is not None and not self._fits(snapshot):
-            log.warning("%s: its snapshot follows other topics than this service does: "
-                        "reading its topic from the start", self.context)
-            snapshot = None
-            history = await asyncio.to_thread(self.store.catch_up, quarantine, False)
-        self._rebuild(history, snapshot)
+        rebuilt = Rebuilt(self)
+        count = await asyncio.to_thread(self.store.open, quarantine, rebuilt)
+        self._adopt(rebuilt)
+        snapshot = rebuilt.snapshot
         self._snapshot_covers = snapshot.covers if snapshot is not None else 0
         if self.store.halt is not None:
             raise ContextHalted(self.context, self.store.halt)
         self._keep_snapshots()
-        return len(history)
+        return count
 
-    def _rebuild(
-        self, history: list[tuple[Position, Recorded]], snapshot: Snapshot | None = None
-    ) -> None:
-        """Fold ``history`` (the events of the topic read by the last open) into the state:
-        onto the snapshot it was read from when there is one (its states, idempotency answers
-        and followed topics' positions, decision 42), else onto the followed topics' state."""
-        # Upstream facts first, as they were folded when followed: a state may not depend on
-        # the order of events from different topics (services/enrollment/state.py).
-        state = self._upstream_state
-        self._answered = {}
+    def _adopt(self, rebuilt: Rebuilt[S]) -> None:
+        """Take the state an open folded (``Rebuilt``): with the snapshot it resumed from, the
+        snapshot's followed topics' state and positions too (decision 42)."""
+        snapshot = rebuilt.snapshot
         if snapshot is not None:
             self._upstream_state = snapshot.upstream_state
-            state = snapshot.state
-            self._answered = dict(snapshot.answered)
             if self.upstream is not None and snapshot.upstream is not None:
                 # followed topics are read again from where the snapshot's state had them
                 keyring = self.upstream.reader.keyring
@@ -177,10 +165,8 @@ class CommandHandler(Generic[S]):
                     {key: Head(seq, h) for key, (seq, h) in snapshot.upstream.heads.items()},
                     keyring.model_copy(update={"retired": snapshot.upstream.retired}),
                 )
-        for position, recorded in history:
-            state = self._evolve(state, recorded.payload)
-            self._remember([Appended(recorded.envelope, position)])
-        self.state = state
+        self._answered = rebuilt.answered
+        self.state = rebuilt.state
 
     def _fits(self, snapshot: Snapshot) -> bool:
         """Whether ``snapshot`` follows the topics this handler follows."""
@@ -261,13 +247,7 @@ class CommandHandler(Generic[S]):
     def _remember(self, appended: list[Appended]) -> None:
         """Keep what a command with an ``Idempotency-Key`` appended, by user and key: rebuilt
         from the log at every open, so a retry after a restart gets the same answer."""
-        for item in appended:
-            envelope = item.envelope
-            if envelope.idempotency is not None:
-                key = (envelope.actor.user_id, envelope.idempotency.key)
-                first: tuple[str, list[Appended]] = (envelope.idempotency.request_sha256, [])
-                request, earlier = self._answered.get(key, first)
-                self._answered[key] = (request, [*earlier, item])
+        remember(self._answered, appended)
 
     def _answer_of_retry(self, actor: Actor, idempotency: Idempotency | None):
         """The events the first request with this key appended; ``IdempotencyKeyReused`` when
@@ -535,3 +515,50 @@ class CommandHandler(Generic[S]):
         self.store.close()
         if self.upstream is not None:
             self.upstream.close()
+
+
+Answered = dict[tuple[str, str], tuple[str, list[Appended]]]
+"""What commands with an ``Idempotency-Key`` appended, by user and key: the request's digest
+and the events."""
+
+
+def remember(answered: Answered, appended: list[Appended]) -> None:
+    """Add to ``answered`` what ``appended`` holds of commands with an ``Idempotency-Key``."""
+    for item in appended:
+        envelope = item.envelope
+        if envelope.idempotency is not None:
+            key = (envelope.actor.user_id, envelope.idempotency.key)
+            first: tuple[str, list[Appended]] = (envelope.idempotency.request_sha256, [])
+            request, earlier = answered.get(key, first)
+            answered[key] = (request, [*earlier, item])
+
+
+class Rebuilt(Generic[S]):
+    """A writer's state folded as its open reads the topic (``services.eventstore.Folding``,
+    decision 86): onto the snapshot it resumes from (its states and idempotency answers,
+    decision 42), else onto the followed topics' state (upstream facts first, as they were
+    folded when followed: a state may not depend on the order of events from different
+    topics, services/enrollment/state.py). The handler takes it (``_adopt``) once the open
+    has read everything; an open that fails leaves the handler's state as it was."""
+
+    def __init__(self, handler: CommandHandler[S]) -> None:
+        self.handler = handler
+        self.snapshot: Snapshot | None = None
+        self.state: S = handler._upstream_state
+        self.answered: Answered = {}
+
+    def begin(self, snapshot: Snapshot | None) -> bool:
+        if snapshot is not None and not self.handler._fits(snapshot):
+            log.warning("%s: its snapshot follows other topics than this service does: "
+                        "reading its topic from the start", self.handler.context)
+            return False
+        self.snapshot = snapshot
+        if snapshot is None:
+            self.state, self.answered = self.handler._upstream_state, {}
+        else:
+            self.state, self.answered = snapshot.state, dict(snapshot.answered)
+        return True
+
+    def add(self, position: Position, recorded: Recorded) -> None:
+        self.state = self.handler._evolve(self.state, recorded.payload)
+        remember(self.answered, [Appended(recorded.envelope, position)])

@@ -18,7 +18,7 @@ from events.reading import Quarantine
 from events.signing import Keyring, Signer
 from infra.kafka_io import Position
 from services.errors import DomainError
-from services.eventstore import Appended, KafkaEventStore, StoreUnavailable
+from services.eventstore import Appended, Folding, KafkaEventStore, StoreUnavailable
 from services.pending import IdempotencyKeyReused
 from services.quarantine.decider import QuarantineRecord, make_decider
 from services.runtime import CommandHandler
@@ -52,9 +52,10 @@ class LogInMemory(KafkaEventStore):
         self.fail_call: int | None = None
         self.opened = False
 
-    def open(self, quarantine: Quarantine):
+    def open(self, quarantine: Quarantine, into: Folding) -> int:
         self.opened = True
-        return []
+        into.begin(None)
+        return 0
 
     @property
     def is_open(self) -> bool:
