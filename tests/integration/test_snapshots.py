@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 import weakref
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -207,5 +210,51 @@ def test_a_writers_open_folds_each_event_as_it_reads_it_and_holds_none(
         assert len(seen) == 40 and len(again.state.subjects) == 40
         assert max(alive) <= 1, alive
         again.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_snapshot_whose_key_was_retired_after_it_is_read_past_and_the_topic_folded_anew(
+    settings, tmp_path, caplog
+):
+    """The catch-up read on from the snapshot, then found the key that sealed it retired by a
+    rotation after it: it reads the topic from its start, and the fold begins again, keeping
+    nothing of the first read (decision 86)."""
+    keyring, writers = init_keys(tmp_path / "keys")
+    settings = replace(settings, keyring=str(keyring), writer_keys=str(writers))
+    ensure_topics(settings.bootstrap_servers, settings.namespace)
+
+    async def scenario() -> None:
+        # Given a writer that registered three subjects and wrote a snapshot
+        first = await started(enrollment(settings))
+        for n in range(1301, 1304):
+            await register(first, n)
+        snapshot = await first.write_snapshot()
+        assert snapshot is not None
+        first.close()
+        # and then its key rotated (the writer rotates when it next opens its topic)
+        rotated = subprocess.run(
+            [sys.executable, "-m", "trialops", "keys", "rotate", "enrollment"],
+            env={**os.environ, **settings.env()}, capture_output=True, timeout=120,
+            check=False,
+        )
+        assert rotated.returncode == 0, rotated.stderr.decode()
+        second = await started(enrollment(settings))
+        await register(second, 1304, KEY)  # its answer, folded twice, would be kept twice
+        second.close()
+
+        # When it restarts
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="services.eventstore"):
+            third = await started(enrollment(settings))
+        # Then it read past the snapshot, folded the topic from its start, and knows what a
+        # writer that never looked at the snapshot knows
+        assert any("was retired after it" in r.getMessage() for r in caplog.records)
+        assert third._snapshot_covers == 0
+        assert len(third.state.subjects) == 4
+        folded = await started(enrollment(settings), from_snapshot=False)
+        assert known(third) == known(folded)
+        third.close()
+        folded.close()
 
     asyncio.run(scenario())
