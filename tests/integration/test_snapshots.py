@@ -41,6 +41,16 @@ AT = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 KEY = Idempotency(key="retry-1101", request_sha256="a" * 64)
 
 
+@pytest.fixture
+def settings(settings, tmp_path):
+    """The session's settings with a keyring and writer keys of the test's own, and the
+    namespace's topics made."""
+    keyring, writers = init_keys(tmp_path / "keys")
+    keyed = replace(settings, keyring=str(keyring), writer_keys=str(writers))
+    ensure_topics(keyed.bootstrap_servers, keyed.namespace)
+    return keyed
+
+
 def enrollment(settings) -> CommandHandler:
     """The enrollment service's writer, built as ``trialops serve`` builds it."""
     return handler_for(services()["enrollment"], settings, load_trial())
@@ -70,11 +80,8 @@ def known(handler: CommandHandler) -> dict[str, Any]:
 
 
 def test_a_restarted_writer_reads_on_from_its_snapshot_and_knows_what_a_full_fold_knows(
-    settings, tmp_path, caplog
+    settings, caplog
 ):
-    keyring, writers = init_keys(tmp_path / "keys")
-    settings = replace(settings, keyring=str(keyring), writer_keys=str(writers))
-    ensure_topics(settings.bootstrap_servers, settings.namespace)
 
     async def scenario() -> None:
         # Given a writer that registered subjects (one with an Idempotency-Key), followed a
@@ -146,11 +153,8 @@ def test_a_restarted_writer_reads_on_from_its_snapshot_and_knows_what_a_full_fol
 
 
 def test_an_unreadable_record_after_the_snapshot_halts_the_restarted_writer_as_a_full_read_does(
-    settings, tmp_path
+    settings
 ):
-    keyring, writers = init_keys(tmp_path / "keys")
-    settings = replace(settings, keyring=str(keyring), writer_keys=str(writers))
-    ensure_topics(settings.bootstrap_servers, settings.namespace)
 
     async def scenario() -> None:
         # Given a writer that wrote a snapshot
@@ -181,13 +185,10 @@ def test_an_unreadable_record_after_the_snapshot_halts_the_restarted_writer_as_a
 
 
 def test_a_writers_open_folds_each_event_as_it_reads_it_and_holds_none(
-    settings, tmp_path, monkeypatch
+    settings, monkeypatch
 ):
     """Decision 86: the catch-up hands each event to the fold as it reads it. It used to
     return the whole history as a list first (4.7 GB of decoded events at 1M events)."""
-    keyring, writers = init_keys(tmp_path / "keys")
-    settings = replace(settings, keyring=str(keyring), writer_keys=str(writers))
-    ensure_topics(settings.bootstrap_servers, settings.namespace)
     seen: list[weakref.ref] = []
     alive: list[int] = []  # events read before, still in memory, at each event read
     add = Rebuilt.add
@@ -215,14 +216,11 @@ def test_a_writers_open_folds_each_event_as_it_reads_it_and_holds_none(
 
 
 def test_a_snapshot_whose_key_was_retired_after_it_is_read_past_and_the_topic_folded_anew(
-    settings, tmp_path, caplog
+    settings, caplog
 ):
     """The catch-up read on from the snapshot, then found the key that sealed it retired by a
     rotation after it: it reads the topic from its start, and the fold begins again, keeping
     nothing of the first read (decision 86)."""
-    keyring, writers = init_keys(tmp_path / "keys")
-    settings = replace(settings, keyring=str(keyring), writer_keys=str(writers))
-    ensure_topics(settings.bootstrap_servers, settings.namespace)
 
     async def scenario() -> None:
         # Given a writer that registered three subjects and wrote a snapshot
